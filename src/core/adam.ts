@@ -1,0 +1,46 @@
+// Adam on host arrays, applied only at the positions a mask keeps: pruned weights and their
+// moments are never touched and so stay exactly zero. Keras's form and defaults (the paper's).
+
+export interface AdamSettings {
+  learningRate: number;
+  beta1: number;
+  beta2: number;
+  epsilon: number;
+}
+
+export const ADAM_DEFAULTS: Omit<AdamSettings, 'learningRate'> = { beta1: 0.9, beta2: 0.999, epsilon: 1e-7 };
+
+export interface AdamMoments {
+  m: Float32Array;
+  v: Float32Array;
+}
+
+/**
+ * One update of one parameter from a compacted gradient: `gradient[offset + k] · scale` is the
+ * gradient at position `positions[k]` (or at k when positions is null: an unmasked parameter).
+ * `t` is the 1-based step count of the bias correction.
+ */
+export function adamUpdate(
+  weights: Float32Array,
+  moments: AdamMoments,
+  gradient: Float32Array,
+  offset: number,
+  positions: Uint32Array | null,
+  scale: number,
+  t: number,
+  settings: AdamSettings,
+): void {
+  const { beta1, beta2, epsilon } = settings;
+  const stepSize = (settings.learningRate * Math.sqrt(1 - beta2 ** t)) / (1 - beta1 ** t);
+  const { m, v } = moments;
+  const count = positions ? positions.length : weights.length;
+  for (let k = 0; k < count; k++) {
+    const i = positions ? positions[k] : k;
+    const g = gradient[offset + k] * scale;
+    const mi = beta1 * m[i] + (1 - beta1) * g;
+    const vi = beta2 * v[i] + (1 - beta2) * g * g;
+    m[i] = mi;
+    v[i] = vi;
+    weights[i] -= (stepSize * mi) / (Math.sqrt(vi) + epsilon);
+  }
+}

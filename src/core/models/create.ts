@@ -1,0 +1,19 @@
+// Builds the model a config names, sized to the data it will train on.
+import type { OccamConfig } from '../config.ts';
+import type { DataSource } from '../data/source.ts';
+import { createCnn } from './cnn.ts';
+import { createMlp } from './mlp.ts';
+import type { Model } from './model.ts';
+
+export function createModel(config: OccamConfig, data: DataSource): Model {
+  const inputs = data.inputShape.reduce((a, b) => a * b, 1);
+  switch (config.model) {
+    case 'mlp':
+      return createMlp({ inputs, units: config.units, classes: data.classes, dropout: config.dropout });
+    case 'cnn':
+      if (data.inputShape.length !== 3) throw new Error(`cnn needs image data (height, width, channels); ${data.description} has shape [${data.inputShape}]`);
+      return createCnn({ inputShape: data.inputShape, units: config.units, classes: data.classes });
+    case 'gpt':
+      throw new Error('gpt: not yet available');
+  }
+}

@@ -1,0 +1,93 @@
+// What every model is to the rest of Occam: a list of parameters (which ones carry a pruning
+// mask) and a pure forward function from weight tensors and a batch to logits. Losses, accuracy,
+// initialisation and dropout noise are shared here so each model file holds only its network.
+import * as tf from '@tensorflow/tfjs-core';
+import type { Examples } from '../data/source.ts';
+import { Rng, mixSeed } from '../rng.ts';
+
+export type Init =
+  | { kind: 'glorot'; fanIn: number; fanOut: number }
+  | { kind: 'normal'; std: number }
+  | { kind: 'zeros' }
+  | { kind: 'ones' };
+
+export interface ParamSpec {
+  name: string;
+  shape: number[];
+  /** Kernels and projections are pruned; biases, norms and embeddings are not. */
+  prunable: boolean;
+  init: Init;
+}
+
+export interface Model {
+  readonly kind: string;
+  readonly params: ParamSpec[];
+  /** Logits of shape [count × targetsPerSample, classes]; `noiseSeed` null turns dropout off. */
+  forward(weights: tf.Tensor[], batch: Examples, noiseSeed: number | null): tf.Tensor2D;
+}
+
+/** Sum over the batch of each sample's mean cross-entropy over its targets. */
+export function lossSum(model: Model, weights: tf.Tensor[], batch: Examples, noiseSeed: number | null): tf.Scalar {
+  return tf.tidy(() => {
+    const logits = model.forward(weights, batch, noiseSeed);
+    const targetsPerSample = batch.y.length / batch.count;
+    return tf.div(crossEntropySum(logits, batch.y), targetsPerSample);
+  });
+}
+
+/** Loss sum (as in lossSum) and the number of correct top-1 predictions, without dropout. */
+export function evaluateBatch(model: Model, weights: tf.Tensor[], batch: Examples): { lossSum: number; correct: number } {
+  const [loss, correct] = tf.tidy(() => {
+    const logits = model.forward(weights, batch, null);
+    const targetsPerSample = batch.y.length / batch.count;
+    const labels = tf.tensor1d(batch.y, 'int32');
+    const hits = tf.sum(tf.cast(tf.equal(tf.argMax(logits, 1), labels), 'float32'));
+    return [tf.div(crossEntropySum(logits, batch.y), targetsPerSample), tf.div(hits, targetsPerSample)];
+  });
+  const result = { lossSum: loss.dataSync()[0], correct: correct.dataSync()[0] };
+  tf.dispose([loss, correct]);
+  return result;
+}
+
+/** Initial weights of every parameter, drawn from one seeded stream so all replicas agree. */
+export function initialWeights(params: ParamSpec[], seed: number): Float32Array[] {
+  return params.map((param, index) => {
+    const size = param.shape.reduce((a, b) => a * b, 1);
+    const values = new Float32Array(size);
+    const rng = new Rng(mixSeed(seed, index));
+    const init = param.init;
+    if (init.kind === 'ones') values.fill(1);
+    if (init.kind === 'normal') for (let i = 0; i < size; i++) values[i] = init.std * rng.normal();
+    if (init.kind === 'glorot') {
+      const limit = Math.sqrt(6 / (init.fanIn + init.fanOut));
+      for (let i = 0; i < size; i++) values[i] = (2 * rng.uniform() - 1) * limit;
+    }
+    return values;
+  });
+}
+
+/**
+ * Inverted dropout as a [count, width] tensor of 0 and 1/(1-rate). Each sample's noise comes from
+ * its id and the step's seed, not from the worker, so any worker count draws the same noise.
+ */
+export function dropoutMask(ids: Uint32Array, noiseSeed: number, salt: number, width: number, rate: number): tf.Tensor2D {
+  const keep = 1 / (1 - rate);
+  const values = new Float32Array(ids.length * width);
+  for (let row = 0; row < ids.length; row++) {
+    const rng = new Rng(mixSeed(noiseSeed, salt, ids[row]));
+    for (let col = 0; col < width; col++) values[row * width + col] = rng.uniform() < rate ? 0 : keep;
+  }
+  return tf.tensor2d(values, [ids.length, width]);
+}
+
+/** The input batch as a tensor of shape [count, ...inputShape]. */
+export function inputTensor(batch: Examples, inputShape: number[]): tf.Tensor {
+  const dtype = batch.x instanceof Int32Array ? 'int32' : 'float32';
+  return tf.tensor(batch.x, [batch.count, ...inputShape], dtype);
+}
+
+/** Σ −log softmax(logits)[label]. */
+function crossEntropySum(logits: tf.Tensor2D, labels: Int32Array): tf.Scalar {
+  const oneHot = tf.oneHot(tf.tensor1d(labels, 'int32'), logits.shape[1]);
+  return tf.neg(tf.sum(tf.mul(tf.logSoftmax(logits), oneHot)));
+}

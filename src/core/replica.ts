@@ -1,0 +1,217 @@
+// One replica of the model: its weights, masks and Adam moments on host arrays, and the three
+// things a worker does with them — compute the mask-compacted gradient of its shard of a global
+// batch, apply the all-reduced gradient, and prune with agreed thresholds. It knows nothing of
+// sockets: the caller moves the compacted gradient between replicas.
+import * as tf from '@tensorflow/tfjs-core';
+import { adamUpdate, ADAM_DEFAULTS, type AdamMoments, type AdamSettings } from './adam.ts';
+import type { OccamConfig } from './config.ts';
+import { shardRange, SEED_SALT, type DataSource, type EvalSplit } from './data/source.ts';
+import { activeIndices, applyThreshold, countActive, digestArrays, pruneThreshold } from './masks.ts';
+import { evaluateBatch, initialWeights, lossSum, type Model, type ParamSpec } from './models/model.ts';
+import { mixSeed } from './rng.ts';
+import { decodeSafetensors, encodeSafetensors, type NamedTensor } from './safetensors.ts';
+
+/** Partial sums a worker reports for an evaluation split or a round's training loss. */
+export interface EvalSums {
+  lossSum: number;
+  correct: number;
+  count: number;
+}
+
+export class Replica {
+  readonly weights: Float32Array[];
+  /** One mask per parameter: 1 = kept; null for parameters that are never pruned. */
+  readonly masks: (Uint8Array | null)[];
+  readonly moments: AdamMoments[];
+  /** Adam's step count (bias correction). */
+  adamSteps = 0;
+  /** Positions each parameter contributes to a compacted gradient (null = all of them). */
+  private positions: (Uint32Array | null)[] = [];
+  private offsets: number[] = [];
+  /** Compacted gradient length, plus one trailing slot carrying the batch's loss sum. */
+  gradientLength = 0;
+  private readonly adam: AdamSettings;
+
+  constructor(
+    readonly model: Model,
+    readonly data: DataSource,
+    private readonly config: OccamConfig,
+  ) {
+    this.weights = initialWeights(model.params, mixSeed(config.seed, SEED_SALT.init));
+    this.masks = model.params.map((p) => (p.prunable ? new Uint8Array(size(p)).fill(1) : null));
+    this.moments = model.params.map((p) => ({ m: new Float32Array(size(p)), v: new Float32Array(size(p)) }));
+    this.adam = { learningRate: config.learningRate, ...ADAM_DEFAULTS };
+    this.updateLayout();
+  }
+
+  get params(): ParamSpec[] {
+    return this.model.params;
+  }
+
+  /** Indices (into params) of the prunable parameters: the layers thresholds refer to. */
+  get prunableLayers(): number[] {
+    return this.model.params.flatMap((p, i) => (p.prunable ? [i] : []));
+  }
+
+  /**
+   * Gradient of the summed loss over this rank's share of the global batch of `step`, compacted
+   * to the kept positions, with the loss sum in the last slot. Summing these buffers over all
+   * ranks gives the global batch's gradient and loss sum.
+   */
+  shardGradient(step: number, rank: number, world: number): { gradient: Float32Array; globalCount: number } {
+    const ids = this.data.globalBatch(step, this.config.batchSize);
+    const [start, end] = shardRange(ids.length, rank, world);
+    const gradient = new Float32Array(this.gradientLength);
+    if (end > start) {
+      const batch = this.data.trainExamples(ids.subarray(start, end));
+      const noiseSeed = mixSeed(this.config.seed, SEED_SALT.dropout, step);
+      tf.tidy(() => {
+        const weights = this.weightTensors();
+        const { value, grads } = tf.valueAndGrads((...w: tf.Tensor[]) => lossSum(this.model, w, batch, noiseSeed))(weights);
+        grads.forEach((g, i) => this.compact(g.dataSync() as Float32Array, i, gradient));
+        gradient[this.gradientLength - 1] = value.dataSync()[0];
+      });
+    }
+    return { gradient, globalCount: ids.length };
+  }
+
+  /** Applies a summed gradient (as from shardGradient, summed over ranks) with Adam. */
+  applyGradient(summed: Float32Array, globalCount: number): void {
+    if (summed.length !== this.gradientLength) {
+      throw new Error(`gradient has ${summed.length} values, the model's active layout has ${this.gradientLength}`);
+    }
+    this.adamSteps++;
+    this.weights.forEach((w, i) => {
+      adamUpdate(w, this.moments[i], summed, this.offsets[i], this.positions[i], 1 / globalCount, this.adamSteps, this.adam);
+    });
+  }
+
+  /** Loss sum, correct predictions and count over this rank's share of an evaluation split. */
+  evaluate(split: EvalSplit, rank: number, world: number): EvalSums {
+    const total = split === 'holdback' ? this.data.holdbackCount : this.data.testCount;
+    const limit = this.config.evalLimit > 0 ? Math.min(total, this.config.evalLimit) : total;
+    const [start, end] = shardRange(limit, rank, world);
+    const sums: EvalSums = { lossSum: 0, correct: 0, count: end - start };
+    const weights = this.weightTensors();
+    for (let at = start; at < end; at += this.config.evalBatchSize) {
+      const batch = this.data.evalExamples(split, at, Math.min(end, at + this.config.evalBatchSize));
+      const result = evaluateBatch(this.model, weights, batch);
+      sums.lossSum += result.lossSum;
+      sums.correct += result.correct;
+    }
+    tf.dispose(weights);
+    return sums;
+  }
+
+  /** Occam's threshold for one prunable parameter: the p-quantile of its surviving |w|. */
+  threshold(param: number, p: number): number {
+    const mask = this.masks[param];
+    if (!mask) throw new Error(`parameter ${this.params[param].name} is not prunable`);
+    return pruneThreshold(this.weights[param], mask, p);
+  }
+
+  /** Prunes every prunable parameter with its agreed threshold (same order as prunableLayers). */
+  applyThresholds(thresholds: number[]): number {
+    const layers = this.prunableLayers;
+    if (thresholds.length !== layers.length) throw new Error(`got ${thresholds.length} thresholds for ${layers.length} prunable layers`);
+    let pruned = 0;
+    layers.forEach((param, k) => {
+      const { m, v } = this.moments[param];
+      pruned += applyThreshold(thresholds[k], this.masks[param] as Uint8Array, [this.weights[param], m, v], this.weights[param]);
+    });
+    this.updateLayout();
+    return pruned;
+  }
+
+  /** Kept weights per prunable layer, and in the whole model (unmasked parameters count as kept). */
+  activeCounts(): { perLayer: number[]; prunableKept: number; prunableTotal: number; activeParams: number } {
+    const perLayer = this.prunableLayers.map((i) => countActive(this.masks[i] as Uint8Array));
+    const prunableKept = perLayer.reduce((a, b) => a + b, 0);
+    const prunableTotal = this.prunableLayers.reduce((n, i) => n + this.weights[i].length, 0);
+    const unprunable = this.weights.reduce((n, w, i) => n + (this.masks[i] ? 0 : w.length), 0);
+    return { perLayer, prunableKept, prunableTotal, activeParams: prunableKept + unprunable };
+  }
+
+  maskDigest(): string {
+    return digestArrays(this.masks.filter((m): m is Uint8Array => m !== null));
+  }
+
+  /** Digest of everything training depends on: weights, masks, Adam moments and step count. */
+  stateDigest(): string {
+    return digestArrays([...this.weights, ...this.masks.filter((m): m is Uint8Array => m !== null), ...this.moments.flatMap((x) => [x.m, x.v]), new Float64Array([this.adamSteps])]);
+  }
+
+  /** Weights and masks as named tensors: the exported model. */
+  modelTensors(): NamedTensor[] {
+    return this.params.flatMap((p, i) => {
+      const mask = this.masks[i];
+      const weights = { name: p.name, shape: p.shape, data: this.weights[i] };
+      return mask ? [weights, { name: `${p.name}.mask`, shape: p.shape, data: mask }] : [weights];
+    });
+  }
+
+  /** The full replica state (weights, masks, moments, Adam steps) in safetensors bytes. */
+  encodeState(): Buffer {
+    const tensors: NamedTensor[] = this.params.flatMap((p, i) => [
+      { name: `adam.m.${p.name}`, shape: p.shape, data: this.moments[i].m },
+      { name: `adam.v.${p.name}`, shape: p.shape, data: this.moments[i].v },
+    ]);
+    return encodeSafetensors([...this.modelTensors(), ...tensors], { adamSteps: String(this.adamSteps) });
+  }
+
+  /** Replaces the whole state with one from encodeState; checks every tensor against the model first. */
+  loadState(bytes: Uint8Array): void {
+    const { tensors, metadata } = decodeSafetensors(bytes);
+    const byName = new Map(tensors.map((t) => [t.name, t]));
+    const take = (name: string, shape: number[], type: 'F32' | 'U8') => {
+      const t = byName.get(name);
+      if (!t) throw new Error(`state has no tensor '${name}'`);
+      const typeOk = type === 'F32' ? t.data instanceof Float32Array : t.data instanceof Uint8Array;
+      if (!typeOk || t.shape.join(',') !== shape.join(',')) throw new Error(`state tensor '${name}' has shape [${t.shape}], the model needs [${shape}]`);
+      return t.data;
+    };
+    const adamSteps = Number(metadata.adamSteps);
+    if (!Number.isInteger(adamSteps) || adamSteps < 0) throw new Error('state has no valid adamSteps');
+    // Validate everything before changing anything.
+    const loaded = this.params.map((p, i) => ({
+      weights: take(p.name, p.shape, 'F32'),
+      mask: this.masks[i] ? take(`${p.name}.mask`, p.shape, 'U8') : null,
+      m: take(`adam.m.${p.name}`, p.shape, 'F32'),
+      v: take(`adam.v.${p.name}`, p.shape, 'F32'),
+    }));
+    loaded.forEach((t, i) => {
+      this.weights[i].set(t.weights);
+      if (t.mask) (this.masks[i] as Uint8Array).set(t.mask);
+      this.moments[i].m.set(t.m);
+      this.moments[i].v.set(t.v);
+    });
+    this.adamSteps = adamSteps;
+    this.updateLayout();
+  }
+
+  private weightTensors(): tf.Tensor[] {
+    return this.params.map((p, i) => tf.tensor(this.weights[i], p.shape, 'float32'));
+  }
+
+  private compact(dense: Float32Array, param: number, into: Float32Array): void {
+    const positions = this.positions[param];
+    const offset = this.offsets[param];
+    if (!positions) into.set(dense, offset);
+    else for (let k = 0; k < positions.length; k++) into[offset + k] = dense[positions[k]];
+  }
+
+  private updateLayout(): void {
+    let offset = 0;
+    this.positions = this.masks.map((mask) => (mask ? activeIndices(mask) : null));
+    this.offsets = this.weights.map((w, i) => {
+      const start = offset;
+      offset += this.positions[i]?.length ?? w.length;
+      return start;
+    });
+    this.gradientLength = offset + 1;
+  }
+}
+
+function size(param: ParamSpec): number {
+  return param.shape.reduce((a, b) => a * b, 1);
+}
