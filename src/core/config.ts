@@ -158,7 +158,7 @@ export class ConfigError extends Error {
 }
 
 /** Merges partial settings over the defaults and validates the result; throws ConfigError. */
-export function resolveConfig(...layers: Record<string, unknown>[]): OccamConfig {
+export function resolveConfig(...layers: object[]): OccamConfig {
   const merged: Record<string, unknown> = { ...DEFAULT_CONFIG };
   for (const layer of layers) {
     for (const [key, value] of Object.entries(layer)) {

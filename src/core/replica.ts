@@ -86,20 +86,24 @@ export class Replica {
     });
   }
 
-  /** Loss sum, correct predictions and count over this rank's share of an evaluation split. */
-  evaluate(split: EvalSplit, rank: number, world: number): EvalSums {
+  /**
+   * Loss sum, correct predictions and count over this rank's share of an evaluation split.
+   * Yields to the event loop between batches so heartbeats keep flowing during long evaluations.
+   */
+  async evaluate(split: EvalSplit, rank: number, world: number): Promise<EvalSums> {
     const total = split === 'holdback' ? this.data.holdbackCount : this.data.testCount;
     const limit = this.config.evalLimit > 0 ? Math.min(total, this.config.evalLimit) : total;
     const [start, end] = shardRange(limit, rank, world);
     const sums: EvalSums = { lossSum: 0, correct: 0, count: end - start };
-    const weights = this.weightTensors();
     for (let at = start; at < end; at += this.config.evalBatchSize) {
       const batch = this.data.evalExamples(split, at, Math.min(end, at + this.config.evalBatchSize));
+      const weights = this.weightTensors();
       const result = evaluateBatch(this.model, weights, batch);
+      tf.dispose(weights);
       sums.lossSum += result.lossSum;
       sums.correct += result.correct;
+      await new Promise((resolve) => setImmediate(resolve));
     }
-    tf.dispose(weights);
     return sums;
   }
 

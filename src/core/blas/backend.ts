@@ -2,10 +2,13 @@
 // kernels (matrix products, convolutions and their gradients) replaced by system-BLAS versions.
 // Registration is synchronous and idempotent; without a BLAS library it throws one line saying how to get one.
 import * as tf from '@tensorflow/tfjs-core';
-import { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
 import { conv2D, conv2DBackpropFilter, conv2DBackpropInput, fusedConv2D } from './conv.ts';
+import { BlasBackend } from './memory.ts';
 import { findBlasLibrary, loadBlasLibrary, type BlasLibrary } from './library.ts';
 import { batchMatMul, fusedMatMul } from './matmul.ts';
+import { ELEMENTWISE_KERNELS } from './elementwise.ts';
+import { sum } from './reduce.ts';
+import type { BlasKernelFunc } from './tensors.ts';
 
 export const BLAS_BACKEND = 'blas';
 
@@ -24,20 +27,21 @@ export interface BlasLibraryInfo {
   threads: number | null;
 }
 
-/** The kernels this backend runs through BLAS; every other kernel is the cpu backend's. */
-const BLAS_KERNELS: tf.KernelConfig[] = [
-  { kernelName: tf.BatchMatMul, kernelFunc: batchMatMul },
-  { kernelName: tf._FusedMatMul, kernelFunc: fusedMatMul },
-  { kernelName: tf.Conv2D, kernelFunc: conv2D },
-  { kernelName: tf.FusedConv2D, kernelFunc: fusedConv2D },
-  { kernelName: tf.Conv2DBackpropInput, kernelFunc: conv2DBackpropInput },
-  { kernelName: tf.Conv2DBackpropFilter, kernelFunc: conv2DBackpropFilter },
-].map(({ kernelName, kernelFunc }) => ({
-  kernelName,
-  backendName: BLAS_BACKEND,
-  // The kernels take the cpu backend and typed attributes; tfjs declares them loosely.
-  kernelFunc: kernelFunc as unknown as tf.KernelFunc,
-}));
+/**
+ * The kernels this backend replaces: matrix products and convolutions through BLAS, plus the
+ * element-wise ops and sums that dominate a training step once the products are fast.
+ * Every other kernel is the cpu backend's.
+ */
+const BLAS_KERNELS: Record<string, BlasKernelFunc> = {
+  [tf.BatchMatMul]: batchMatMul,
+  [tf._FusedMatMul]: fusedMatMul,
+  [tf.Conv2D]: conv2D,
+  [tf.FusedConv2D]: fusedConv2D,
+  [tf.Conv2DBackpropInput]: conv2DBackpropInput,
+  [tf.Conv2DBackpropFilter]: conv2DBackpropFilter,
+  [tf.Sum]: sum,
+  ...ELEMENTWISE_KERNELS,
+};
 
 let registered = false;
 
@@ -48,12 +52,14 @@ export function registerBlasBackend(options: BlasBackendOptions): void {
   if (threads > 0) library.setThreads(threads);
   if (registered) return;
 
-  tf.registerBackend(BLAS_BACKEND, createBackend);
-  const replaced = new Set(BLAS_KERNELS.map((config) => config.kernelName));
+  tf.registerBackend(BLAS_BACKEND, () => new BlasBackend());
   for (const config of tf.getKernelsForBackend('cpu')) {
-    if (!replaced.has(config.kernelName)) tf.registerKernel({ ...config, backendName: BLAS_BACKEND });
+    if (!(config.kernelName in BLAS_KERNELS)) tf.registerKernel({ ...config, backendName: BLAS_BACKEND });
   }
-  for (const config of BLAS_KERNELS) tf.registerKernel(config);
+  for (const [kernelName, kernelFunc] of Object.entries(BLAS_KERNELS)) {
+    // tfjs declares kernels with untyped inputs and attributes; ours take the cpu backend and typed ones.
+    tf.registerKernel({ kernelName, backendName: BLAS_BACKEND, kernelFunc: kernelFunc as unknown as tf.KernelFunc });
+  }
   registered = true;
 }
 
@@ -67,14 +73,6 @@ export function blasLibraryInfo(): BlasLibraryInfo | null {
 /** True when a BLAS library can be loaded here (tests and benchmarks skip the backend otherwise). */
 export function isBlasAvailable(): boolean {
   return findBlasLibrary() !== null;
-}
-
-function createBackend(): MathBackendCPU {
-  const backend = new MathBackendCPU();
-  // The cpu backend prints "install tfjs-node to speed things up" on first use in Node; the advice
-  // does not apply to a backend whose heavy kernels are native already. The field is private in its typings.
-  (backend as unknown as { firstUse: boolean }).firstUse = false;
-  return backend;
 }
 
 /** An explicit count wins; 0 falls back to OCCAM_BLAS_THREADS; 0 again means the library's default. */

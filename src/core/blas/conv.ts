@@ -10,8 +10,10 @@ import {
   type FusedConv2DInputs,
   type TensorInfo,
 } from '@tensorflow/tfjs-core';
+import type { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
 import { finishProduct } from './epilogue.ts';
 import { gemm } from './gemm.ts';
+import { allocateFloat32 } from './memory.ts';
 import { float32Values, runCpuKernel, type KernelArgs } from './tensors.ts';
 
 type ConvInfo = backend_util.Conv2DInfo;
@@ -40,7 +42,7 @@ export function conv2D(args: KernelArgs<ConvInputs, Conv2DAttrs>): TensorInfo {
   const { x, filter } = inputs;
   if (!isFloatNHWC(attrs.dataFormat, x, filter)) return runCpuKernel('Conv2D', backend, inputs, attrs);
   const info = convInfo(x.shape, filter.shape, attrs.strides, attrs.dilations, attrs.pad, attrs.dimRoundingMode);
-  const out = convolve(float32Values(backend, x), float32Values(backend, filter), info);
+  const out = convolve(backend, float32Values(backend, x), float32Values(backend, filter), info);
   return backend.makeTensorInfo(info.outShape, 'float32', out);
 }
 
@@ -49,7 +51,7 @@ export function fusedConv2D(args: KernelArgs<ConvInputs & FusedConv2DInputs, Fus
   const { x, filter, bias, preluActivationWeights } = inputs;
   if (!isFloatNHWC(attrs.dataFormat, x, filter)) return runCpuKernel('FusedConv2D', backend, inputs, attrs);
   const info = convInfo(x.shape, filter.shape, attrs.strides, attrs.dilations, attrs.pad, attrs.dimRoundingMode);
-  const out = convolve(float32Values(backend, x), float32Values(backend, filter), info);
+  const out = convolve(backend, float32Values(backend, x), float32Values(backend, filter), info);
   return finishProduct(backend, out, info.outShape, {
     bias,
     activation: attrs.activation,
@@ -70,7 +72,8 @@ export function conv2DBackpropInput(
   const info = convInfo(attrs.inputShape, filter.shape, attrs.strides, 1, attrs.pad, attrs.dimRoundingMode);
   const dyValues = float32Values(backend, dy);
   const filterValues = float32Values(backend, filter);
-  const dx = new Float32Array(info.batchSize * info.inHeight * info.inWidth * info.inChannels);
+  // col2im accumulates into dx, so it must start at zero.
+  const dx = allocateFloat32(backend, info.batchSize * info.inHeight * info.inWidth * info.inChannels, true);
   const rows = info.batchSize * info.outHeight * info.outWidth;
   const columns = info.filterHeight * info.filterWidth * info.inChannels;
   if (isPointwise(info)) {
@@ -99,8 +102,9 @@ export function conv2DBackpropFilter(
   const xValues = float32Values(backend, x);
   const dyValues = float32Values(backend, dy);
   const columns = info.filterHeight * info.filterWidth * info.inChannels;
-  const dW = new Float32Array(columns * info.outChannels);
   const rows = info.batchSize * info.outHeight * info.outWidth;
+  // The GEMMs overwrite dW (the first chunk with beta = 0); only an empty batch leaves it to be zeroed.
+  const dW = allocateFloat32(backend, columns * info.outChannels, rows === 0);
   if (isPointwise(info)) {
     gemm(true, false, info.inChannels, info.outChannels, rows, xValues, dyValues, dW);
   } else {
@@ -141,10 +145,10 @@ function convInfo(
 }
 
 /** Forward convolution: out[pixels, outChannels] = im2col(x) · W, written straight into the NHWC output. */
-function convolve(x: Float32Array, filter: Float32Array, info: ConvInfo): Float32Array {
+function convolve(backend: MathBackendCPU, x: Float32Array, filter: Float32Array, info: ConvInfo): Float32Array {
   const rows = info.batchSize * info.outHeight * info.outWidth;
   const columns = info.filterHeight * info.filterWidth * info.inChannels;
-  const out = new Float32Array(rows * info.outChannels);
+  const out = allocateFloat32(backend, rows * info.outChannels);
   if (isPointwise(info)) {
     gemm(false, false, rows, info.outChannels, info.inChannels, x, filter, out);
     return out;

@@ -11,6 +11,7 @@ import {
 import type { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
 import { finishProduct } from './epilogue.ts';
 import { gemm } from './gemm.ts';
+import { allocateFloat32 } from './memory.ts';
 import { float32Values, runCpuKernel, type KernelArgs } from './tensors.ts';
 
 /** The inputs tfjs always passes (its typings mark every input optional). */
@@ -69,7 +70,7 @@ function multiply(
 
   const aValues = float32Values(backend, a);
   const bValues = float32Values(backend, b);
-  const out = new Float32Array(batch * m * n);
+  const out = allocateFloat32(backend, batch * m * n);
   const shape = [...outBatchShape, m, n];
 
   if (bBatch === 1 && !transposeA) {

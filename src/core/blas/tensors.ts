@@ -11,6 +11,12 @@ export interface KernelArgs<Inputs, Attrs> {
   attrs: Attrs;
 }
 
+/**
+ * Any blas kernel, whatever its inputs and attributes; tfjs calls it through the untyped KernelFunc.
+ * (`never` parameters accept every specific kernel signature.)
+ */
+export type BlasKernelFunc = (args: KernelArgs<never, never>) => TensorInfo;
+
 /** The values array the backend stores for `info` (shared, not copied: never write to it). */
 export function storedValues(backend: MathBackendCPU, info: TensorInfo): TypedArray {
   return backend.data.get(info.dataId).values as TypedArray;

@@ -90,7 +90,7 @@ export class ArrayDataSource implements DataSource {
   private readonly test: LabelledArrays;
   private readonly width: number;
   private cachedEpoch = -1;
-  private cachedOrder = new Uint32Array(0);
+  private cachedOrder: Uint32Array = new Uint32Array(0);
 
   constructor(
     readonly description: string,

@@ -45,7 +45,7 @@ export function createCnn({ inputShape, units, classes }: CnnOptions): Model {
     x = conv(x, k3, b3);
     const features = tf.reshape(x, [batch.count, flat]) as tf.Tensor2D;
     const dense = tf.fused.matMul({ a: features, b: denseKernel as tf.Tensor2D, bias: denseBias, activation: 'relu' });
-    return tf.fused.matMul({ a: dense, b: outputKernel as tf.Tensor2D, bias: outputBias });
+    return tf.fused.matMul({ a: dense, b: outputKernel as tf.Tensor2D, bias: outputBias }) as tf.Tensor2D;
   }
 
   return { kind: 'cnn', params, forward };

@@ -24,7 +24,7 @@ export function createMlp({ inputs, units, classes, dropout }: MlpOptions): Mode
     const x = inputTensor(batch, [inputs]) as tf.Tensor2D;
     let hidden = tf.fused.matMul({ a: x, b: hiddenKernel, bias: hiddenBias, activation: 'relu' });
     if (noiseSeed !== null && dropout > 0) hidden = tf.mul(hidden, dropoutMask(batch.ids, noiseSeed, 0, units, dropout));
-    return tf.fused.matMul({ a: hidden, b: outputKernel, bias: outputBias });
+    return tf.fused.matMul({ a: hidden, b: outputKernel, bias: outputBias }) as tf.Tensor2D;
   }
 
   return { kind: 'mlp', params, forward };

@@ -1,0 +1,180 @@
+// Element-wise kernels (Add, Multiply, Sqrt, Relu, Step, …) with one tight loop per operation. The cpu
+// backend routes every op through one shared loop that calls the op as a function, so V8 cannot inline
+// it and each element costs ~10 ns; an optimizer step on a million weights spent most of its time there.
+import { util, type TensorInfo } from '@tensorflow/tfjs-core';
+import { allocateFloat32 } from './memory.ts';
+import { float32Values, runCpuKernel, type BlasKernelFunc, type KernelArgs } from './tensors.ts';
+
+/** A loop over `out` reading `a` and `b` in one broadcast pattern (see binaryPattern). */
+type BinaryLoop = (a: Float32Array, b: Float32Array, out: Float32Array, inner: number) => void;
+type UnaryLoop = (x: Float32Array, out: Float32Array, parameter: number) => void;
+
+/** How the two inputs of a binary op line up with the output. */
+type BinaryPattern =
+  | 'same' // both have the output's size
+  | 'scalarA' // a has one element
+  | 'scalarB'
+  | 'tileA' // a repeats along the leading output dimensions (e.g. a bias row)
+  | 'tileB'
+  | 'rowA' // a has one element per output row of `inner` elements (e.g. [n, 1] against [n, k])
+  | 'rowB';
+
+type BinaryLoops = Record<BinaryPattern, BinaryLoop>;
+
+/**
+ * Compiles `expression` (over `a` and `b`) into one loop per broadcast pattern. Each loop is its own
+ * function, so V8 specialises it for this op alone; a shared loop calling `op(a, b)` would not inline.
+ */
+function compileBinaryLoops(expression: string): BinaryLoops {
+  const loop = (body: string): BinaryLoop => new Function('A', 'B', 'out', 'inner', body) as BinaryLoop;
+  const apply = (a: string, b: string, at: string) => `{ const a = ${a}; const b = ${b}; out[${at}] = ${expression}; }`;
+  return {
+    same: loop(`for (let i = 0, n = out.length; i < n; i++) ${apply('A[i]', 'B[i]', 'i')}`),
+    scalarA: loop(`const a0 = A[0]; for (let i = 0, n = out.length; i < n; i++) ${apply('a0', 'B[i]', 'i')}`),
+    scalarB: loop(`const b0 = B[0]; for (let i = 0, n = out.length; i < n; i++) ${apply('A[i]', 'b0', 'i')}`),
+    tileA: loop(
+      `for (let row = 0, n = out.length; row < n; row += inner)
+         for (let j = 0; j < inner; j++) ${apply('A[j]', 'B[row + j]', 'row + j')}`,
+    ),
+    tileB: loop(
+      `for (let row = 0, n = out.length; row < n; row += inner)
+         for (let j = 0; j < inner; j++) ${apply('A[row + j]', 'B[j]', 'row + j')}`,
+    ),
+    rowA: loop(
+      `for (let r = 0, row = 0, n = out.length; row < n; r++, row += inner) {
+         const a0 = A[r];
+         for (let j = 0; j < inner; j++) ${apply('a0', 'B[row + j]', 'row + j')}
+       }`,
+    ),
+    rowB: loop(
+      `for (let r = 0, row = 0, n = out.length; row < n; r++, row += inner) {
+         const b0 = B[r];
+         for (let j = 0; j < inner; j++) ${apply('A[row + j]', 'b0', 'row + j')}
+       }`,
+    ),
+  };
+}
+
+/** The broadcast pattern of an input of `shape` against `outShape`, with the row length it needs; null when none fits. */
+function patternOf(
+  shape: readonly number[],
+  outShape: readonly number[],
+): { kind: 'same' | 'scalar' | 'tile' | 'row'; inner: number } | null {
+  const size = util.sizeFromShape(shape as number[]);
+  const outSize = util.sizeFromShape(outShape as number[]);
+  if (size === outSize) return { kind: 'same', inner: outSize };
+  if (size === 1) return { kind: 'scalar', inner: outSize };
+  // Drop leading/trailing 1s, then see whether what is left is a suffix or a prefix of the output shape.
+  let first = 0;
+  while (first < shape.length && shape[first] === 1) first++;
+  let last = shape.length;
+  while (last > first && shape[last - 1] === 1) last--;
+  const core = shape.slice(first, last);
+  const trailingOnes = shape.length - last;
+  const suffixStart = outShape.length - core.length;
+  if (trailingOnes === 0 && core.every((dim, i) => dim === outShape[suffixStart + i])) {
+    return { kind: 'tile', inner: size };
+  }
+  // A prefix: the output dimensions before the core are all 1, the core matches, the rest is the row.
+  const prefixStart = outShape.length - shape.length + first;
+  const onesBefore = outShape.slice(0, prefixStart).every((dim) => dim === 1);
+  if (onesBefore && core.every((dim, i) => dim === outShape[prefixStart + i])) {
+    return { kind: 'row', inner: outSize / size };
+  }
+  return null;
+}
+
+/** A kernel for a float32 binary op; other dtypes, complex numbers and unusual broadcasts go to the cpu kernel. */
+function binaryKernel(kernelName: string, expression: string) {
+  const loops = compileBinaryLoops(expression);
+  return (args: KernelArgs<{ a: TensorInfo; b: TensorInfo }, object>): TensorInfo => {
+    const { inputs, backend } = args;
+    const { a, b } = inputs;
+    if (a.dtype !== 'float32' || b.dtype !== 'float32') return runCpuKernel(kernelName, backend, inputs, args.attrs);
+    const outShape = broadcastShape(a.shape, b.shape);
+    if (outShape === null) return runCpuKernel(kernelName, backend, inputs, args.attrs);
+    const aPattern = patternOf(a.shape, outShape);
+    const bPattern = patternOf(b.shape, outShape);
+    const choice = choosePattern(aPattern, bPattern);
+    if (choice === null) return runCpuKernel(kernelName, backend, inputs, args.attrs);
+    const out = allocateFloat32(backend, util.sizeFromShape(outShape));
+    if (out.length > 0) loops[choice.pattern](float32Values(backend, a), float32Values(backend, b), out, choice.inner);
+    return backend.makeTensorInfo(outShape, 'float32', out);
+  };
+}
+
+function choosePattern(
+  a: ReturnType<typeof patternOf>,
+  b: ReturnType<typeof patternOf>,
+): { pattern: BinaryPattern; inner: number } | null {
+  if (a === null || b === null) return null;
+  if (a.kind === 'same' && b.kind === 'same') return { pattern: 'same', inner: 0 };
+  if (a.kind === 'same') {
+    if (b.kind === 'scalar') return { pattern: 'scalarB', inner: 0 };
+    return { pattern: b.kind === 'tile' ? 'tileB' : 'rowB', inner: b.inner };
+  }
+  if (b.kind === 'same') {
+    if (a.kind === 'scalar') return { pattern: 'scalarA', inner: 0 };
+    return { pattern: a.kind === 'tile' ? 'tileA' : 'rowA', inner: a.inner };
+  }
+  return null; // both sides broadcast (e.g. [n, 1] against [1, k]): the cpu kernel handles it
+}
+
+/** The numpy broadcast of two shapes, or null when they are incompatible (the cpu kernel then throws). */
+function broadcastShape(a: readonly number[], b: readonly number[]): number[] | null {
+  const rank = Math.max(a.length, b.length);
+  const shape = new Array<number>(rank);
+  for (let i = 0; i < rank; i++) {
+    const da = a[a.length - rank + i] ?? 1;
+    const db = b[b.length - rank + i] ?? 1;
+    if (da !== db && da !== 1 && db !== 1) return null;
+    shape[i] = da === 1 ? db : da;
+  }
+  return shape;
+}
+
+/** A kernel for a float32 unary op with an optional numeric attribute (`parameter` in the expression). */
+function unaryKernel(kernelName: string, expression: string, parameterAttr?: string) {
+  const loop = new Function(
+    'X',
+    'out',
+    'parameter',
+    `for (let i = 0, n = out.length; i < n; i++) { const x = X[i]; out[i] = ${expression}; }`,
+  ) as UnaryLoop;
+  return (args: KernelArgs<{ x: TensorInfo }, Record<string, unknown>>): TensorInfo => {
+    const { inputs, backend, attrs } = args;
+    const { x } = inputs;
+    if (x.dtype !== 'float32') return runCpuKernel(kernelName, backend, inputs, attrs);
+    const values = float32Values(backend, x);
+    const out = allocateFloat32(backend, values.length);
+    const parameter = parameterAttr === undefined ? 0 : Number(attrs[parameterAttr]);
+    loop(values, out, parameter);
+    return backend.makeTensorInfo(x.shape, 'float32', out);
+  };
+}
+
+/** Element formulas are the cpu backend's, so both backends produce the same float32 results. */
+export const ELEMENTWISE_KERNELS: Record<string, BlasKernelFunc> = {
+  Add: binaryKernel('Add', 'a + b'),
+  Sub: binaryKernel('Sub', 'a - b'),
+  Multiply: binaryKernel('Multiply', 'a * b'),
+  RealDiv: binaryKernel('RealDiv', 'a / b'),
+  Maximum: binaryKernel('Maximum', 'Math.max(a, b)'),
+  Minimum: binaryKernel('Minimum', 'Math.min(a, b)'),
+  SquaredDifference: binaryKernel('SquaredDifference', '(a - b) * (a - b)'),
+  Sqrt: unaryKernel('Sqrt', 'Math.sqrt(x)'),
+  Rsqrt: unaryKernel('Rsqrt', '1 / Math.sqrt(x)'),
+  Square: unaryKernel('Square', 'x * x'),
+  Exp: unaryKernel('Exp', 'Math.exp(x)'),
+  Log: unaryKernel('Log', 'Math.log(x)'),
+  Neg: unaryKernel('Neg', '-x'),
+  Abs: unaryKernel('Abs', 'Math.abs(x)'),
+  Reciprocal: unaryKernel('Reciprocal', '1 / x'),
+  Relu: unaryKernel('Relu', 'Math.max(0, x)'),
+  Relu6: unaryKernel('Relu6', 'Math.min(Math.max(0, x), 6)'),
+  Elu: unaryKernel('Elu', 'x >= 0 ? x : Math.exp(x) - 1'),
+  Sigmoid: unaryKernel('Sigmoid', '1 / (1 + Math.exp(-x))'),
+  Tanh: unaryKernel('Tanh', 'Math.tanh(x)'),
+  Step: unaryKernel('Step', 'x !== x ? NaN : x > 0 ? 1 : parameter', 'alpha'),
+  LeakyRelu: unaryKernel('LeakyRelu', 'x < 0 ? parameter * x : x', 'alpha'),
+};

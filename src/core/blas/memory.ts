@@ -1,0 +1,124 @@
+// The blas backend class: the cpu backend plus a pool that recycles the output arrays of blas kernels.
+// A training step allocates the same large arrays every time; taking them fresh from V8 costs page
+// faults, zeroing and frequent full garbage collections (external memory pressure), more than the math.
+import { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
+import type { DataId, DataType, backend_util } from '@tensorflow/tfjs-core';
+
+/** Smaller arrays are cheap to allocate and not worth tracking. */
+const POOL_MIN_LENGTH = 4096;
+/** At most this many bytes wait in the pool; beyond it released arrays go to the garbage collector. */
+const POOL_MAX_BYTES = 512 * 1024 * 1024;
+
+/**
+ * Recycles Float32Arrays that blas kernels allocated, once the tensor holding them is disposed.
+ * Safety rules: an array is recycled only if exactly one tensor ever held it (an array written under a
+ * second data id, as the Complex kernel does, is disowned for good), and reads hand out copies, so no
+ * array visible outside the backend is ever reused.
+ */
+class Float32Pool {
+  /** Arrays from `take` → whether a tensor holds them yet. Arrays not in here are never recycled. */
+  private readonly owned = new WeakMap<Float32Array, 'free' | 'held'>();
+  private readonly free = new Map<number, Float32Array[]>();
+  private freeBytes = 0;
+
+  /** An array of `length` floats; its contents are arbitrary unless `zeroed`. */
+  take(length: number, zeroed: boolean): Float32Array {
+    if (length < POOL_MIN_LENGTH) return new Float32Array(length);
+    const recycled = this.free.get(length)?.pop();
+    if (recycled === undefined) {
+      const array = new Float32Array(length);
+      this.owned.set(array, 'free');
+      return array;
+    }
+    this.freeBytes -= recycled.byteLength;
+    this.owned.set(recycled, 'free');
+    if (zeroed) recycled.fill(0);
+    return recycled;
+  }
+
+  /** Called when a tensor starts holding `values`; a second holder disowns the array. */
+  bind(values: unknown): void {
+    if (!(values instanceof Float32Array)) return;
+    const state = this.owned.get(values);
+    if (state === 'free') this.owned.set(values, 'held');
+    else if (state === 'held') this.owned.delete(values);
+  }
+
+  /** Called when the tensor holding `values` is gone. */
+  release(values: unknown): void {
+    if (!(values instanceof Float32Array) || this.owned.get(values) !== 'held') return;
+    if (this.freeBytes + values.byteLength > POOL_MAX_BYTES) {
+      this.owned.delete(values);
+      return;
+    }
+    this.owned.set(values, 'free');
+    let bucket = this.free.get(values.length);
+    if (bucket === undefined) this.free.set(values.length, (bucket = []));
+    bucket.push(values);
+    this.freeBytes += values.byteLength;
+  }
+
+  isOwned(values: unknown): boolean {
+    return values instanceof Float32Array && this.owned.has(values);
+  }
+
+  clear(): void {
+    this.free.clear();
+    this.freeBytes = 0;
+  }
+}
+
+export class BlasBackend extends MathBackendCPU {
+  private readonly pool = new Float32Pool();
+
+  constructor() {
+    super();
+    // The cpu backend prints "install tfjs-node to speed things up" on first use in Node; the advice
+    // does not apply here. The field is private in its typings.
+    (this as unknown as { firstUse: boolean }).firstUse = false;
+  }
+
+  /** A Float32Array for a kernel output; recycled when the tensor is disposed. Contents arbitrary unless `zeroed`. */
+  allocate(length: number, zeroed = false): Float32Array {
+    return this.pool.take(length, zeroed);
+  }
+
+  override write(values: backend_util.BackendValues, shape: number[], dtype: DataType): DataId {
+    this.pool.bind(values);
+    return super.write(values, shape, dtype);
+  }
+
+  override move(
+    dataId: DataId,
+    values: backend_util.BackendValues,
+    shape: number[],
+    dtype: DataType,
+    refCount: number,
+  ): void {
+    this.pool.bind(values);
+    super.move(dataId, values, shape, dtype, refCount);
+  }
+
+  /** Reads copy recycled arrays, so callers may keep what they read after disposing the tensor. */
+  override readSync(dataId: DataId): backend_util.BackendValues {
+    const values = super.readSync(dataId);
+    return this.pool.isOwned(values) ? (values as Float32Array).slice() : values;
+  }
+
+  override disposeData(dataId: DataId, force = false): boolean {
+    const values = this.data.has(dataId) ? this.data.get(dataId).values : undefined;
+    const result = super.disposeData(dataId, force);
+    if (values !== undefined && !this.data.has(dataId)) this.pool.release(values);
+    return result;
+  }
+
+  override dispose(): void {
+    this.pool.clear();
+    super.dispose();
+  }
+}
+
+/** An output array from the blas backend's pool, or a fresh one for any other cpu-style backend. */
+export function allocateFloat32(backend: MathBackendCPU, length: number, zeroed = false): Float32Array {
+  return backend instanceof BlasBackend ? backend.allocate(length, zeroed) : new Float32Array(length);
+}

@@ -1,0 +1,225 @@
+// Ring all-reduce (reduce-scatter, then all-gather), chunked and pipelined: each worker sends to
+// the next rank and receives from the previous one, and forwards every chunk as soon as it has
+// added (or copied) it. Each worker moves 2(n−1)/n of the buffer. The final value of every
+// segment is computed once, by one worker, and copied to the others, so all replicas end
+// bit-identical. Transport-agnostic: the caller delivers frames and carries sent ones.
+import { shardRange } from './data/source.ts';
+
+/** Frame header: op id (u32), phase (u16), iteration (u16), segment (u32), chunk (u32). */
+export const RING_HEADER_BYTES = 16;
+const REDUCE_SCATTER = 0;
+const ALL_GATHER = 1;
+
+export class RingError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'RingError';
+  }
+}
+
+export interface RingOptions {
+  /** Floats per frame; segments larger than this are pipelined in chunks. */
+  chunkFloats: number;
+  /** An op fails when no frame arrives from the previous rank for this long. */
+  timeoutMs: number;
+}
+
+export interface AllReduceStats {
+  bytesSent: number;
+  /** From the start until the first frame of the previous rank arrived: waiting for stragglers. */
+  waitMs: number;
+  /** The rest: moving and summing data. */
+  transferMs: number;
+}
+
+interface Operation {
+  id: number;
+  buffer: Float32Array;
+  expected: number;
+  received: number;
+  bytesSent: number;
+  startMs: number;
+  firstFrameMs: number;
+  timer: NodeJS.Timeout | null;
+  resolve(stats: AllReduceStats): void;
+  reject(error: Error): void;
+}
+
+export class RingAllReduce {
+  private nextOpId = 1;
+  private current: Operation | null = null;
+  /** Frames that arrived for an op this worker has not started yet (the neighbour is ahead). */
+  private early: Buffer[] = [];
+  private failure: Error | null = null;
+
+  constructor(
+    readonly rank: number,
+    readonly world: number,
+    private readonly sendToNext: (frame: Buffer) => void,
+    private readonly options: RingOptions,
+  ) {}
+
+  /** Sums `buffer` over all ranks, in place. Every rank must call it with equal lengths in the same order. */
+  allReduce(buffer: Float32Array): Promise<AllReduceStats> {
+    if (this.failure) return Promise.reject(this.failure);
+    if (this.current) return Promise.reject(new RingError('an all-reduce is already in progress'));
+    const id = this.nextOpId++;
+    if (this.world === 1) return Promise.resolve({ bytesSent: 0, waitMs: 0, transferMs: 0 });
+    return new Promise<AllReduceStats>((resolve, reject) => {
+      const op: Operation = {
+        id,
+        buffer,
+        expected: this.expectedFrames(buffer.length),
+        received: 0,
+        bytesSent: 0,
+        startMs: performance.now(),
+        firstFrameMs: -1,
+        timer: null,
+        resolve,
+        reject,
+      };
+      this.current = op;
+      this.armTimer(op);
+      try {
+        for (let chunk = 0; chunk < this.chunkCount(buffer.length, this.rank); chunk++) {
+          this.send(op, REDUCE_SCATTER, 0, this.rank, chunk);
+        }
+        const early = this.early.filter((f) => f.readUInt32LE(0) === id);
+        this.early = this.early.filter((f) => f.readUInt32LE(0) !== id);
+        for (const frame of early) this.receive(frame);
+        this.finishIfDone(op);
+      } catch (error) {
+        this.fail(error as Error);
+      }
+    });
+  }
+
+  /** A frame from the previous rank. Invalid frames fail the current op with a RingError. */
+  receive(frame: Buffer): void {
+    if (this.failure) return;
+    if (frame.length < RING_HEADER_BYTES || (frame.length - RING_HEADER_BYTES) % 4 !== 0) {
+      this.fail(new RingError(`malformed ring frame of ${frame.length} bytes`));
+      return;
+    }
+    const id = frame.readUInt32LE(0);
+    const op = this.current;
+    if (!op || id > op.id) {
+      if (this.early.length >= 4 * this.world * 1024) this.fail(new RingError('too many ring frames ahead of this rank'));
+      else this.early.push(frame);
+      return;
+    }
+    if (id < op.id) return; // a retransmission of a finished op cannot happen on one link; ignore it
+    try {
+      this.apply(op, frame);
+      this.finishIfDone(op);
+    } catch (error) {
+      this.fail(error as Error);
+    }
+  }
+
+  /** Fails the op in progress (and every later one): a neighbour is gone or the ring re-forms. */
+  abort(error: Error): void {
+    this.fail(error);
+  }
+
+  private apply(op: Operation, frame: Buffer): void {
+    const phase = frame.readUInt16LE(4);
+    const iteration = frame.readUInt16LE(6);
+    const segment = frame.readUInt32LE(8);
+    const chunk = frame.readUInt32LE(12);
+    const n = this.world;
+    const expectedSegment = phase === REDUCE_SCATTER ? mod(this.rank - iteration - 1, n) : mod(this.rank - iteration, n);
+    if (phase > ALL_GATHER || iteration > n - 2 || segment !== expectedSegment) {
+      throw new RingError(`unexpected ring frame (phase ${phase}, iteration ${iteration}, segment ${segment})`);
+    }
+    const [start, end] = this.chunkRange(op.buffer.length, segment, chunk);
+    const count = (frame.length - RING_HEADER_BYTES) / 4;
+    if (start >= end || count !== end - start) throw new RingError(`ring frame for chunk ${chunk} of segment ${segment} has ${count} values, expected ${end - start}`);
+    if (op.firstFrameMs < 0) op.firstFrameMs = performance.now();
+    const payload = floatView(frame, count);
+    const target = op.buffer;
+    if (phase === REDUCE_SCATTER) {
+      for (let i = 0; i < count; i++) target[start + i] += payload[i];
+      if (iteration < n - 2) this.send(op, REDUCE_SCATTER, iteration + 1, segment, chunk);
+      else this.send(op, ALL_GATHER, 0, segment, chunk);
+    } else {
+      target.set(payload, start);
+      if (iteration < n - 2) this.send(op, ALL_GATHER, iteration + 1, segment, chunk);
+    }
+    op.received++;
+    this.armTimer(op);
+  }
+
+  private send(op: Operation, phase: number, iteration: number, segment: number, chunk: number): void {
+    const [start, end] = this.chunkRange(op.buffer.length, segment, chunk);
+    const frame = Buffer.allocUnsafe(RING_HEADER_BYTES + 4 * (end - start));
+    frame.writeUInt32LE(op.id, 0);
+    frame.writeUInt16LE(phase, 4);
+    frame.writeUInt16LE(iteration, 6);
+    frame.writeUInt32LE(segment, 8);
+    frame.writeUInt32LE(chunk, 12);
+    const values = op.buffer.subarray(start, end);
+    frame.set(new Uint8Array(values.buffer, values.byteOffset, values.byteLength), RING_HEADER_BYTES);
+    op.bytesSent += frame.length;
+    this.sendToNext(frame);
+  }
+
+  private finishIfDone(op: Operation): void {
+    if (this.current !== op || op.received < op.expected) return;
+    if (op.timer) clearTimeout(op.timer);
+    this.current = null;
+    const now = performance.now();
+    const first = op.firstFrameMs < 0 ? now : op.firstFrameMs;
+    op.resolve({ bytesSent: op.bytesSent, waitMs: first - op.startMs, transferMs: now - first });
+  }
+
+  private fail(error: Error): void {
+    this.failure ??= error;
+    const op = this.current;
+    this.current = null;
+    this.early = [];
+    if (op) {
+      if (op.timer) clearTimeout(op.timer);
+      op.reject(this.failure);
+    }
+  }
+
+  private armTimer(op: Operation): void {
+    if (op.timer) clearTimeout(op.timer);
+    op.timer = setTimeout(() => {
+      this.fail(new RingError(`no data from the previous rank for ${this.options.timeoutMs} ms`));
+    }, this.options.timeoutMs);
+  }
+
+  /** Frames this rank receives in one op: every segment but its own (reduce-scatter) and but rank+1's (all-gather). */
+  private expectedFrames(length: number): number {
+    let frames = 0;
+    for (let k = 0; k < this.world - 1; k++) {
+      frames += this.chunkCount(length, mod(this.rank - k - 1, this.world));
+      frames += this.chunkCount(length, mod(this.rank - k, this.world));
+    }
+    return frames;
+  }
+
+  private chunkCount(length: number, segment: number): number {
+    const [start, end] = shardRange(length, segment, this.world);
+    return Math.ceil((end - start) / this.options.chunkFloats);
+  }
+
+  private chunkRange(length: number, segment: number, chunk: number): [number, number] {
+    const [start, end] = shardRange(length, segment, this.world);
+    const chunkStart = start + chunk * this.options.chunkFloats;
+    return [Math.min(end, chunkStart), Math.min(end, chunkStart + this.options.chunkFloats)];
+  }
+}
+
+function mod(a: number, n: number): number {
+  return ((a % n) + n) % n;
+}
+
+/** The frame's payload as floats, copying only when the bytes are not 4-byte aligned. */
+function floatView(frame: Buffer, count: number): Float32Array {
+  const offset = frame.byteOffset + RING_HEADER_BYTES;
+  if (offset % 4 === 0) return new Float32Array(frame.buffer, offset, count);
+  return new Float32Array(frame.buffer.slice(offset, offset + 4 * count));
+}

@@ -1,0 +1,219 @@
+// The data-plane links of one worker: a WebSocket server its next ring neighbour connects to, and
+// a client connection to its previous neighbour's server. Gradient chunks flow server → client
+// (rank r sends on the socket that rank r+1 opened), because server frames are not masked and a
+// `ws` client's frame masking, done in JavaScript, costs several times the throughput.
+// Links belong to one membership generation; forming a new ring closes the old links.
+import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { pack, unpack } from 'msgpackr';
+import WebSocket, { WebSocketServer } from 'ws';
+import { authorizationHeader, requestHasToken } from '../core/auth.ts';
+import type { Logger } from '../core/log.ts';
+import type { Peer } from '../core/protocol.ts';
+import { RING_HEADER_BYTES, RingAllReduce, RingError } from '../core/ring.ts';
+import type { TlsOptions } from '../core/tls.ts';
+
+export interface RingLinkOptions {
+  bindHost: string;
+  port: number;
+  token: string;
+  log: Logger;
+  chunkFloats: number;
+  timeoutMs: number;
+  tls?: TlsOptions;
+}
+
+interface Hello {
+  generation: number;
+  rank: number;
+  workerId: string;
+}
+
+/** Close code asking the connecting neighbour to retry: this worker has not reached its generation yet. */
+const RETRY_LATER = 4001;
+
+export class RingLinks {
+  private readonly http: HttpServer;
+  private readonly server: WebSocketServer;
+  private generation = -1;
+  private rank = 0;
+  private world = 1;
+  private toNext: WebSocket | null = null;
+  private fromPrevious: WebSocket | null = null;
+  private ring: RingAllReduce | null = null;
+  private waitingForNext: ((socket: WebSocket) => void) | null = null;
+
+  constructor(private readonly options: RingLinkOptions) {
+    this.http = options.tls ? createHttpsServer({ cert: options.tls.cert, key: options.tls.key, ca: options.tls.ca }) : createHttpServer();
+    this.server = new WebSocketServer({
+      server: this.http,
+      maxPayload: this.maxFrameBytes,
+      verifyClient: ({ req }, done) => {
+        if (requestHasToken(req, options.token)) return done(true);
+        options.log.warn({ remote: req.socket.remoteAddress }, 'ring connection refused: missing or wrong cluster token');
+        done(false, 401, 'Unauthorized');
+      },
+    });
+    this.server.on('connection', (socket) => this.onIncoming(socket));
+    this.server.on('error', (error) => options.log.error({ err: error }, 'ring server error'));
+  }
+
+  private get maxFrameBytes(): number {
+    return RING_HEADER_BYTES + 4 * this.options.chunkFloats + 1024;
+  }
+
+  /** Starts the ring server; resolves with the port it listens on. */
+  listen(): Promise<number> {
+    return new Promise((resolve, reject) => {
+      this.http.once('error', reject);
+      this.http.listen(this.options.port, this.options.bindHost, () => resolve((this.http.address() as AddressInfo).port));
+    });
+  }
+
+  /**
+   * Connects this worker into the ring of `generation` and returns the all-reduce that runs over
+   * it. Rejects with a RingError when a neighbour cannot be reached within the timeout.
+   */
+  async form(generation: number, rank: number, members: Peer[]): Promise<RingAllReduce> {
+    this.closeLinks(new RingError(`ring re-formed for generation ${generation}`));
+    this.generation = generation;
+    this.rank = rank;
+    this.world = members.length;
+    if (this.world === 1) {
+      this.ring = new RingAllReduce(0, 1, () => {}, this.options);
+      return this.ring;
+    }
+    const previous = members[(rank - 1 + this.world) % this.world];
+    const [toNext, fromPrevious] = await Promise.all([this.awaitNext(generation), this.connectPrevious(generation, previous)]);
+    if (generation !== this.generation) throw new RingError(`ring generation ${generation} was superseded`);
+    this.toNext = toNext;
+    this.fromPrevious = fromPrevious;
+    const ring = new RingAllReduce(rank, this.world, (frame) => this.sendToNext(frame), this.options);
+    this.ring = ring;
+    fromPrevious.on('message', (data: Buffer, isBinary: boolean) => {
+      if (isBinary) ring.receive(data);
+      else ring.abort(new RingError('text frame on the ring link'));
+    });
+    const lost = (which: string) => () => ring.abort(new RingError(`ring link to the ${which} rank closed`));
+    fromPrevious.on('close', lost('previous'));
+    toNext.on('close', lost('next'));
+    return ring;
+  }
+
+  /** Fails any all-reduce in progress and closes the links (the ring is about to re-form or stop). */
+  closeLinks(reason: Error): void {
+    this.ring?.abort(reason);
+    this.ring = null;
+    for (const socket of [this.toNext, this.fromPrevious]) socket?.terminate();
+    this.toNext = null;
+    this.fromPrevious = null;
+  }
+
+  async close(): Promise<void> {
+    this.closeLinks(new RingError('worker stopping'));
+    for (const client of this.server.clients) client.terminate();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+    await new Promise<void>((resolve) => this.http.close(() => resolve()));
+  }
+
+  private sendToNext(frame: Buffer): void {
+    const socket = this.toNext;
+    if (!socket || socket.readyState !== WebSocket.OPEN) throw new RingError('ring link to the next rank is not open');
+    socket.send(frame, { binary: true });
+  }
+
+  /** A neighbour connected to our server: it must say hello for our generation as our next rank. */
+  private onIncoming(socket: WebSocket): void {
+    socket.on('error', (error) => this.options.log.debug({ err: error }, 'incoming ring link error'));
+    const helloTimer = setTimeout(() => socket.close(1008, 'no hello'), this.options.timeoutMs);
+    socket.once('message', (data: Buffer) => {
+      clearTimeout(helloTimer);
+      const hello = decodeHello(data);
+      if (!hello) {
+        this.options.log.warn('ring connection refused: malformed hello');
+        socket.close(1008, 'malformed hello');
+        return;
+      }
+      if (hello.generation > this.generation || !this.waitingForNext) {
+        socket.close(RETRY_LATER, 'not ready for this generation');
+        return;
+      }
+      const expectedRank = (this.rank + 1) % this.world;
+      if (hello.generation < this.generation || hello.rank !== expectedRank) {
+        socket.close(1008, `expected rank ${expectedRank} of generation ${this.generation}`);
+        return;
+      }
+      socket.send(pack({ ok: true }));
+      const accept = this.waitingForNext;
+      this.waitingForNext = null;
+      accept(socket);
+    });
+  }
+
+  private awaitNext(generation: number): Promise<WebSocket> {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        if (this.waitingForNext === accept) this.waitingForNext = null;
+        reject(new RingError(`the next rank did not connect within ${this.options.timeoutMs} ms (generation ${generation})`));
+      }, this.options.timeoutMs);
+      const accept = (socket: WebSocket) => {
+        clearTimeout(timer);
+        resolve(socket);
+      };
+      this.waitingForNext = accept;
+    });
+  }
+
+  /** Connects to the previous rank's server, retrying while it is not up or not yet at our generation. */
+  private async connectPrevious(generation: number, previous: Peer): Promise<WebSocket> {
+    const deadline = Date.now() + this.options.timeoutMs;
+    let lastError = 'no attempt';
+    while (Date.now() < deadline && generation === this.generation) {
+      try {
+        return await this.tryConnect(generation, previous);
+      } catch (error) {
+        lastError = (error as Error).message;
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+    }
+    throw new RingError(`cannot reach the previous rank ${previous.workerId} at ${previous.host}:${previous.port}: ${lastError}`);
+  }
+
+  private tryConnect(generation: number, previous: Peer): Promise<WebSocket> {
+    const scheme = this.options.tls ? 'wss' : 'ws';
+    return new Promise((resolve, reject) => {
+      const socket = new WebSocket(`${scheme}://${previous.host}:${previous.port}/ring`, {
+        headers: authorizationHeader(this.options.token),
+        maxPayload: this.maxFrameBytes,
+        ca: this.options.tls?.ca,
+        handshakeTimeout: this.options.timeoutMs,
+      });
+      socket.binaryType = 'nodebuffer';
+      const fail = (message: string) => {
+        socket.removeAllListeners();
+        socket.on('error', () => {});
+        socket.terminate();
+        reject(new Error(message));
+      };
+      socket.once('error', (error) => fail(error.message));
+      socket.once('close', (code, reason) => fail(`closed (${code} ${reason.toString()})`));
+      socket.once('open', () => socket.send(pack({ generation, rank: this.rank, workerId: '' } satisfies Hello)));
+      socket.once('message', () => {
+        socket.removeAllListeners();
+        socket.on('error', (error) => this.options.log.debug({ err: error }, 'ring link error'));
+        resolve(socket);
+      });
+    });
+  }
+}
+
+function decodeHello(data: Buffer): Hello | null {
+  try {
+    const hello = unpack(data) as Partial<Hello>;
+    if (!Number.isInteger(hello.generation) || !Number.isInteger(hello.rank) || typeof hello.workerId !== 'string') return null;
+    return hello as Hello;
+  } catch {
+    return null;
+  }
+}

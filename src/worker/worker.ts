@@ -1,0 +1,381 @@
+// A worker process: joins the coordinator, loads its data and model, joins the ring, and then
+// does what the coordinator asks — train global steps (all-reducing the compacted gradient with
+// its ring neighbours each step), evaluate, compute and apply pruning thresholds, and load or
+// upload state. It reconnects with backoff when the coordinator goes away.
+import WebSocket from 'ws';
+import { authorizationHeader } from '../core/auth.ts';
+import { validateConfig, type OccamConfig } from '../core/config.ts';
+import { loadDataSource } from '../core/data/load.ts';
+import { selectBackend, type BackendRequest } from '../core/engine.ts';
+import type { Logger } from '../core/log.ts';
+import { createModel } from '../core/models/create.ts';
+import { decodeEnvelope, encodeEnvelope, ProtocolError, type Envelope, type Messages, type MessageKind, type StepTimes } from '../core/protocol.ts';
+import { Replica } from '../core/replica.ts';
+import { RingError, type RingAllReduce } from '../core/ring.ts';
+import type { TlsOptions } from '../core/tls.ts';
+import { actOnProcess, FaultPlan } from './faults.ts';
+import { RingLinks } from './ring-links.ts';
+
+export interface WorkerOptions {
+  coordinatorUrl: string;
+  token: string;
+  workerId: string;
+  /** Address the ring server binds, and the one peers are told to connect to. */
+  ringBindHost: string;
+  ringAdvertiseHost: string;
+  /** 0 picks a free port. */
+  ringPort: number;
+  /** Overrides the config's backend for this worker. */
+  backend?: BackendRequest;
+  log: Logger;
+  tls?: TlsOptions;
+  /** Give up when the coordinator has been unreachable this long (0 = never). */
+  reconnectGiveUpMs: number;
+  faults?: FaultPlan;
+  /** Largest control message accepted (state uploads are the big ones). */
+  maxMessageBytes: number;
+}
+
+/** Floats per ring frame: 256 KiB, small enough to pipeline, large enough to amortise framing. */
+const RING_CHUNK_FLOATS = 65536;
+const PROGRESS_EVERY_MS = 1000;
+
+class Aborted extends Error {}
+
+export class Worker {
+  private readonly links: RingLinks;
+  private readonly faults: FaultPlan;
+  private socket: WebSocket | null = null;
+  private stopped = false;
+  private config: OccamConfig | null = null;
+  private configHash = '';
+  private backend = '';
+  private replica: Replica | null = null;
+  private ring: RingAllReduce | null = null;
+  private generation = -1;
+  private rank = 0;
+  private world = 1;
+  private step = 0;
+  private agreements = 0;
+  private bytesSent = 0;
+
+  constructor(private readonly options: WorkerOptions) {
+    this.faults = options.faults ?? new FaultPlan(undefined);
+    this.links = new RingLinks({
+      bindHost: options.ringBindHost,
+      port: options.ringPort,
+      token: options.token,
+      log: options.log,
+      chunkFloats: RING_CHUNK_FLOATS,
+      timeoutMs: 15000,
+      tls: options.tls,
+    });
+  }
+
+  /** Runs until the coordinator says shutdown, or it stays unreachable past the give-up time. */
+  async run(): Promise<void> {
+    const ringPort = await this.links.listen();
+    const log = this.options.log;
+    log.info({ ringPort, coordinator: this.options.coordinatorUrl }, 'worker started');
+    let backoffMs = 200;
+    let unreachableSince = Date.now();
+    try {
+      while (!this.stopped) {
+        const reached = await this.session(ringPort).catch((error: Error) => {
+          log.warn({ err: error.message }, 'connection to the coordinator failed');
+          return false;
+        });
+        if (this.stopped) break;
+        if (reached) {
+          backoffMs = 200;
+          unreachableSince = Date.now();
+        }
+        const giveUp = this.options.reconnectGiveUpMs;
+        if (giveUp > 0 && Date.now() - unreachableSince > giveUp) {
+          throw new Error(`coordinator ${this.options.coordinatorUrl} unreachable for ${giveUp} ms; giving up`);
+        }
+        log.info({ retryInMs: backoffMs }, 'reconnecting to the coordinator');
+        await sleep(backoffMs);
+        backoffMs = Math.min(5000, backoffMs * 2);
+      }
+    } finally {
+      await this.links.close();
+    }
+  }
+
+  /** Stops the worker: closes the control connection and the ring. */
+  stop(): void {
+    this.stopped = true;
+    this.socket?.close(1000, 'worker stopping');
+  }
+
+  /** One connection to the coordinator. Resolves when it closes: true when it got as far as a welcome. */
+  private session(ringPort: number): Promise<boolean> {
+    const { coordinatorUrl, token, log } = this.options;
+    return new Promise((resolve, reject) => {
+      let welcomed = false;
+      let lastHeard = Date.now();
+      const socket = new WebSocket(coordinatorUrl, {
+        headers: authorizationHeader(token),
+        maxPayload: this.options.maxMessageBytes,
+        ca: this.options.tls?.ca,
+        handshakeTimeout: 10000,
+      });
+      socket.binaryType = 'nodebuffer';
+      this.socket = socket;
+      const heartbeat = setInterval(() => {
+        const config = this.config;
+        if (socket.readyState === WebSocket.OPEN) this.send('heartbeat', { sentMs: Date.now() });
+        if (config && Date.now() - lastHeard > config.peerTimeoutMs) {
+          log.warn({ silentMs: Date.now() - lastHeard }, 'coordinator silent; dropping the connection');
+          socket.terminate();
+        }
+      }, this.config?.heartbeatMs ?? 1000);
+      socket.on('open', () => {
+        this.send('join', { workerId: this.options.workerId, ringHost: this.options.ringAdvertiseHost, ringPort });
+      });
+      socket.on('message', (data: Buffer) => {
+        lastHeard = Date.now();
+        let envelope: Envelope;
+        try {
+          envelope = decodeEnvelope(data);
+        } catch (error) {
+          log.error({ err: (error as Error).message }, 'bad message from the coordinator; closing');
+          socket.close(1008, (error as ProtocolError).code ?? 'malformed');
+          return;
+        }
+        if (envelope.kind === 'welcome') welcomed = true;
+        void this.handle(envelope);
+      });
+      socket.on('unexpected-response', (_request, response) => {
+        reject(new Error(`coordinator refused the connection: HTTP ${response.statusCode} ${response.statusMessage ?? ''}`));
+        socket.terminate();
+      });
+      socket.on('error', (error) => log.debug({ err: error.message }, 'control connection error'));
+      socket.on('close', (code, reason) => {
+        clearInterval(heartbeat);
+        this.socket = null;
+        this.links.closeLinks(new RingError('lost the coordinator'));
+        this.ring = null;
+        this.generation = -1;
+        if (welcomed) log.warn({ code, reason: reason.toString() }, 'connection to the coordinator closed');
+        resolve(welcomed);
+      });
+    });
+  }
+
+  /** Dispatches one coordinator message; every failure becomes an error reply, never a crash. */
+  private async handle(envelope: Envelope): Promise<void> {
+    const reply = <K extends MessageKind>(kind: K, message: Messages[K]) => this.send(kind, message, envelope.requestId);
+    try {
+      switch (envelope.kind) {
+        case 'welcome':
+          return reply('ready', await this.prepare(envelope.message as Messages['welcome']));
+        case 'formRing':
+          await this.formRing(envelope.message as Messages['formRing']);
+          return reply('ack', {});
+        case 'loadState':
+          return reply('stateReport', this.loadState(envelope.message as Messages['loadState']));
+        case 'runSteps':
+          return reply('stepsDone', await this.runSteps(envelope.message as Messages['runSteps']));
+        case 'evaluate':
+          return reply('evalResult', await this.evaluate(envelope.message as Messages['evaluate']));
+        case 'computeThresholds':
+          return reply('thresholds', this.computeThresholds(envelope.message as Messages['computeThresholds']));
+        case 'prune':
+          return reply('stateReport', this.prune(envelope.message as Messages['prune']));
+        case 'uploadState':
+          return reply('stateUpload', this.uploadState(envelope.message as Messages['uploadState']));
+        case 'shutdown':
+          this.options.log.info({ reason: (envelope.message as Messages['shutdown']).reason }, 'coordinator says shutdown');
+          return this.stop();
+        case 'heartbeat':
+          return;
+        case 'error':
+          this.options.log.error(envelope.message, 'coordinator reported an error');
+          return;
+        default:
+          throw new ProtocolError('unexpected', `unexpected message '${envelope.kind}' from the coordinator`);
+      }
+    } catch (error) {
+      const aborted = error instanceof Aborted || error instanceof RingError;
+      const message = (error as Error).message;
+      this.options.log[aborted ? 'warn' : 'error']({ command: envelope.kind, err: message }, aborted ? 'command abandoned' : 'command failed');
+      reply('error', { code: aborted ? 'aborted' : 'failed', message });
+    }
+  }
+
+  /** Loads the data and builds the model for the run's config (kept across reconnects). */
+  private async prepare(welcome: Messages['welcome']): Promise<Messages['ready']> {
+    let raw: Record<string, unknown>;
+    try {
+      raw = JSON.parse(welcome.configJson) as Record<string, unknown>;
+    } catch {
+      throw new Error('the coordinator sent a config that is not JSON');
+    }
+    const config = validateConfig(raw);
+    if (this.configHash !== welcome.configHash || !this.replica) {
+      if (!this.backend) {
+        const choice = await selectBackend(this.options.backend ?? config.backend, this.options.log, { blasThreads: config.blasThreads });
+        this.backend = choice.backend;
+      }
+      const data = loadDataSource(config);
+      this.replica = new Replica(createModel(config, data), data, config);
+      this.config = config;
+      this.configHash = welcome.configHash;
+      this.options.log.info({ runId: welcome.runId, data: data.description, params: this.replica.params.length }, 'data loaded and model built');
+    }
+    const replica = this.replica;
+    const data = replica.data;
+    return {
+      data: {
+        description: data.description,
+        trainCount: data.trainCount,
+        holdbackCount: data.holdbackCount,
+        testCount: data.testCount,
+        stepsPerEpoch: data.stepsPerEpoch(this.requireConfig().batchSize),
+      },
+      layers: replica.params.map((p) => ({ name: p.name, shape: p.shape, prunable: p.prunable })),
+      backend: this.backend,
+    };
+  }
+
+  private async formRing(message: Messages['formRing']): Promise<void> {
+    const { generation, rank, members } = message;
+    if (rank >= members.length) throw new Error(`rank ${rank} is outside a ring of ${members.length}`);
+    this.generation = generation;
+    this.rank = rank;
+    this.world = members.length;
+    this.ring = null;
+    const ring = await this.links.form(generation, rank, members);
+    if (this.generation === generation) this.ring = ring;
+    this.options.log.info({ generation, rank, world: members.length }, 'ring formed');
+  }
+
+  private loadState(message: Messages['loadState']): Messages['stateReport'] {
+    const replica = this.requireReplica();
+    if (message.initialize) {
+      this.replica = new Replica(replica.model, replica.data, this.requireConfig());
+    } else {
+      replica.loadState(message.state);
+    }
+    this.step = message.step;
+    return this.stateReport();
+  }
+
+  private async runSteps(message: Messages['runSteps']): Promise<Messages['stepsDone']> {
+    const { generation, fromStep, toStep } = message;
+    const replica = this.requireReplica();
+    if (fromStep !== this.step) throw new Error(`asked to train from step ${fromStep}, this replica is at step ${this.step}`);
+    const times: StepTimes = { steps: 0, computeMs: 0, allreduceMs: 0, updateMs: 0, waitMs: 0 };
+    let lossSum = 0;
+    let samples = 0;
+    const bytesBefore = this.bytesSent;
+    let lastProgress = performance.now();
+    for (let step = fromStep; step < toStep; step++) {
+      const ring = this.currentRing(generation);
+      const t0 = performance.now();
+      const { gradient, globalCount } = replica.shardGradient(step, this.rank, this.world);
+      const t1 = performance.now();
+      const reduced = ring.allReduce(gradient);
+      actOnProcess(this.faults.due('allreduce', { step, rank: this.rank }));
+      const stats = await reduced;
+      this.currentRing(generation);
+      const t2 = performance.now();
+      replica.applyGradient(gradient, globalCount);
+      const t3 = performance.now();
+      this.step = step + 1;
+      this.bytesSent += stats.bytesSent;
+      times.steps++;
+      times.computeMs += t1 - t0;
+      times.allreduceMs += stats.transferMs;
+      times.waitMs += stats.waitMs;
+      times.updateMs += t3 - t2;
+      lossSum += gradient[gradient.length - 1];
+      samples += globalCount;
+      if (t3 - lastProgress > PROGRESS_EVERY_MS) {
+        lastProgress = t3;
+        this.send('stepProgress', { step: this.step, loss: gradient[gradient.length - 1] / globalCount, times, bytesSent: this.bytesSent - bytesBefore });
+      }
+    }
+    return { lossSum, samples, times, bytesSent: this.bytesSent - bytesBefore, stateDigest: replica.stateDigest() };
+  }
+
+  private async evaluate(message: Messages['evaluate']): Promise<Messages['evalResult']> {
+    const replica = this.requireReplica();
+    actOnProcess(this.faults.due('evaluate', { rank: this.rank, step: this.step }));
+    const holdback = await replica.evaluate('holdback', this.rank, this.world);
+    const test = await replica.evaluate('test', this.rank, this.world);
+    this.currentRing(message.generation);
+    return { holdback, test };
+  }
+
+  private computeThresholds(message: Messages['computeThresholds']): Messages['thresholds'] {
+    const replica = this.requireReplica();
+    actOnProcess(this.faults.due('thresholds', { rank: this.rank, round: this.agreements }));
+    const prunable = replica.prunableLayers;
+    const values = message.layers.map((layer) => {
+      if (layer >= prunable.length) throw new Error(`no prunable layer ${layer} (the model has ${prunable.length})`);
+      return replica.threshold(prunable[layer], message.p);
+    });
+    return { layers: message.layers, values };
+  }
+
+  private prune(message: Messages['prune']): Messages['stateReport'] {
+    const replica = this.requireReplica();
+    const round = this.agreements++;
+    const action = this.faults.due('prune', { rank: this.rank, round });
+    actOnProcess(action);
+    replica.applyThresholds(message.thresholds);
+    if (action === 'corrupt-mask') {
+      const layer = replica.masks[replica.prunableLayers[0]] as Uint8Array;
+      for (let i = 0; i < Math.min(16, layer.length); i++) layer[i] ^= 1;
+      this.options.log.warn({ round }, 'fault injection: corrupted this replica\'s mask');
+    }
+    return this.stateReport();
+  }
+
+  private uploadState(message: Messages['uploadState']): Messages['stateUpload'] {
+    const replica = this.requireReplica();
+    actOnProcess(this.faults.due('upload', { rank: this.rank, step: this.step }));
+    this.currentRing(message.generation);
+    return { state: replica.encodeState(), stateDigest: replica.stateDigest(), step: this.step };
+  }
+
+  private stateReport(): Messages['stateReport'] {
+    const replica = this.requireReplica();
+    const counts = replica.activeCounts();
+    return {
+      maskDigest: replica.maskDigest(),
+      stateDigest: replica.stateDigest(),
+      activePerLayer: counts.perLayer,
+      activeParams: counts.activeParams,
+      step: this.step,
+    };
+  }
+
+  /** The ring of `generation`; throws Aborted once a newer generation (or a lost coordinator) replaced it. */
+  private currentRing(generation: number): RingAllReduce {
+    if (generation !== this.generation || !this.ring) throw new Aborted(`generation ${generation} was superseded`);
+    return this.ring;
+  }
+
+  private requireReplica(): Replica {
+    if (!this.replica) throw new Error('no model yet: the coordinator has not sent a welcome');
+    return this.replica;
+  }
+
+  private requireConfig(): OccamConfig {
+    if (!this.config) throw new Error('no config yet: the coordinator has not sent a welcome');
+    return this.config;
+  }
+
+  private send<K extends MessageKind>(kind: K, message: Messages[K], requestId = 0): void {
+    const socket = this.socket;
+    if (socket?.readyState === WebSocket.OPEN) socket.send(encodeEnvelope(kind, message, requestId));
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
