@@ -30,6 +30,7 @@ export function gemm(
     if (!accumulate) c.fill(0, 0, m * n);
     return;
   }
+  const t0 = performance.now();
   native()(
     CBLAS_ROW_MAJOR,
     transposeA ? CBLAS_TRANS : CBLAS_NO_TRANS,
@@ -46,4 +47,6 @@ export function gemm(
     c,
     n,
   );
+  const g = globalThis as unknown as { gemmLog?: string[] };
+  g.gemmLog?.push(`${m}x${n}x${k} ${transposeA} ${transposeB} ${(performance.now() - t0).toFixed(3)}`);
 }
