@@ -1,9 +1,448 @@
-import { test, expect } from 'vitest';
+// The blas backend's kernels against the cpu backend's, on seeded random shapes: matrix products (all
+// transposes, batch and broadcast batch dims, fused bias/activations), convolutions and their
+// gradients (strides, same/valid/explicit padding, dilations), the element-wise kernels and sums.
+// Tolerance for products: |blas − cpu| ≤ 1e-5·√K·max(1, max|cpu|), K the length of each dot product
+// (float32 sums in a different order); element-wise kernels must match exactly.
+import { execFileSync } from 'node:child_process';
+import { beforeAll, describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import '@tensorflow/tfjs-core/dist/register_all_gradients.js';
-test('probe', async () => {
-  await tf.setBackend('cpu');
-  const g = tf.grad((x: tf.Tensor) => tf.neg(tf.relu(x)))(tf.tensor1d([1, -2]));
-  expect(Array.from(g.dataSync())).toEqual([-1, -0]);
+import { blasLibraryInfo, isBlasAvailable, registerBlasBackend } from '../src/core/blas/backend.ts';
+
+const available = isBlasAvailable();
+
+/** mulberry32: a small seeded generator, so every run tests the same shapes and values. */
+function seededRandom(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
+  };
+}
+
+const random = seededRandom(20240611);
+const integer = (low: number, high: number) => low + Math.floor(random() * (high - low + 1));
+const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)];
+const values = (shape: number[]) => Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => 2 * random() - 1);
+
+/** Runs `compute` on cpu and on blas (tensors made inside it live on that backend) and returns both results. */
+async function onBoth(compute: () => tf.Tensor | tf.Tensor[]): Promise<{ cpu: Float32Array[]; blas: Float32Array[] }> {
+  const run = async (backend: string) => {
+    await tf.setBackend(backend);
+    return tf.tidy(() => [compute()].flat()).map((tensor) => {
+      const data = tensor.dataSync() as Float32Array;
+      tensor.dispose();
+      return data;
+    });
+  };
+  return { cpu: await run('cpu'), blas: await run('blas') };
+}
+
+function expectClose(actual: Float32Array, expected: Float32Array, dotLength: number, label: string): void {
+  expect(actual.length, label).toBe(expected.length);
+  let scale = 1;
+  for (const v of expected) scale = Math.max(scale, Math.abs(v));
+  const tolerance = 1e-5 * Math.sqrt(Math.max(1, dotLength)) * scale;
+  let worst = 0;
+  let worstIndex = -1;
+  for (let i = 0; i < expected.length; i++) {
+    const error = Math.abs(actual[i] - expected[i]);
+    if (!(error <= worst)) {
+      worst = error;
+      worstIndex = i;
+    }
+  }
+  if (!(worst <= tolerance)) {
+    expect.fail(`${label}: |blas − cpu| = ${worst} at ${worstIndex} (blas ${actual[worstIndex]}, cpu ${expected[worstIndex]}) > ${tolerance}`);
+  }
+}
+
+async function expectSameOnBoth(compute: () => tf.Tensor | tf.Tensor[], dotLength: number, label: string) {
+  const { cpu, blas } = await onBoth(compute);
+  cpu.forEach((expected, i) => expectClose(blas[i], expected, dotLength, `${label} [output ${i}]`));
+}
+
+describe.skipIf(!available)('blas backend kernels', () => {
+  beforeAll(() => {
+    registerBlasBackend({ threads: 0 });
+  });
+
+  it('registers idempotently and reports its library', async () => {
+    registerBlasBackend({ threads: 0 });
+    registerBlasBackend({ threads: 1 });
+    expect(await tf.setBackend('blas')).toBe(true);
+    const info = blasLibraryInfo();
+    expect(info?.path).toBeTruthy();
+    expect(tf.getKernel('Conv2D', 'blas')).toBeDefined();
+    expect(tf.getKernel('Transpose', 'blas')).toBeDefined(); // copied from cpu
+  });
+
+  it('BatchMatMul: every transpose combination, with and without batch dimensions', async () => {
+    const batchShapes: [number[], number[]][] = [
+      [[], []],
+      [[3], [3]],
+      [[2, 3], [2, 3]],
+      [[4], []], // a stack against one matrix (folded into one tall product)
+      [[], [4]],
+      [[1], [5]],
+      [[2, 1], [3]], // broadcast on both sides: out batch [2, 3]
+      [[3, 1, 2], [4, 1]],
+    ];
+    for (const [aBatch, bBatch] of batchShapes) {
+      for (const transposeA of [false, true]) {
+        for (const transposeB of [false, true]) {
+          const [m, n, k] = [integer(1, 37), integer(1, 37), pick([1, 7, 64, 130])];
+          const aShape = [...aBatch, ...(transposeA ? [k, m] : [m, k])];
+          const bShape = [...bBatch, ...(transposeB ? [n, k] : [k, n])];
+          const aValues = values(aShape);
+          const bValues = values(bShape);
+          const outBatch = tf.broadcast_util.assertAndGetBroadcastShape(aBatch, bBatch);
+          const label = `a ${aShape} b ${bShape} tA ${transposeA} tB ${transposeB}`;
+          // The reference broadcasts explicitly: the cpu kernel indexes batches modulo their count,
+          // which is only right when one side's batch is 1 or both are equal.
+          const { cpu, blas } = await onBoth(() => {
+            const a = tf.tensor(aValues, aShape);
+            const b = tf.tensor(bValues, bShape);
+            if (tf.getBackend() === 'blas') return tf.matMul(a, b, transposeA, transposeB);
+            const fullA = tf.broadcastTo(a, [...outBatch, ...aShape.slice(-2)]);
+            const fullB = tf.broadcastTo(b, [...outBatch, ...bShape.slice(-2)]);
+            return tf.matMul(fullA, fullB, transposeA, transposeB);
+          });
+          expectClose(blas[0], cpu[0], k, label);
+        }
+      }
+    }
+  });
+
+  it('BatchMatMul: larger products (multi-threaded GEMM) and empty shapes', async () => {
+    const [m, k, n] = [128, 300, 257];
+    const aValues = values([m, k]);
+    const bValues = values([k, n]);
+    await expectSameOnBoth(() => tf.matMul(tf.tensor2d(aValues, [m, k]), tf.tensor2d(bValues, [k, n])), k, 'large');
+    await expectSameOnBoth(() => tf.matMul(tf.zeros([3, 0]), tf.zeros([0, 4])), 0, 'k = 0');
+    await expectSameOnBoth(() => tf.matMul(tf.zeros([0, 5]), tf.zeros([5, 4])), 5, 'm = 0');
+  });
+
+  it('_FusedMatMul: bias shapes and every activation the cpu backend supports', async () => {
+    const activations = ['linear', 'relu', 'relu6', 'elu', 'leakyrelu', 'prelu', 'sigmoid'] as const;
+    for (const activation of activations) {
+      for (const biasKind of ['none', 'vector', 'row', 'scalar', 'full'] as const) {
+        const batch = pick([[], [2]]);
+        const [m, n, k] = [integer(1, 20), integer(1, 20), integer(1, 50)];
+        const transposeA = random() < 0.5;
+        const transposeB = random() < 0.5;
+        const aShape = [...batch, ...(transposeA ? [k, m] : [m, k])];
+        const bShape = [...batch, ...(transposeB ? [n, k] : [k, n])];
+        const biasShape = { none: null, vector: [n], row: [1, n], scalar: [1], full: [m, n] }[biasKind];
+        const alphaShape = pick([[n], [m, n], [1]]);
+        const [aValues, bValues] = [values(aShape), values(bShape)];
+        const biasValues = biasShape ? values(biasShape) : null;
+        const alphaValues = values(alphaShape);
+        await expectSameOnBoth(
+          () =>
+            tf.fused.matMul({
+              a: tf.tensor(aValues, aShape),
+              b: tf.tensor(bValues, bShape),
+              transposeA,
+              transposeB,
+              bias: biasValues && biasShape ? tf.tensor(biasValues, biasShape) : undefined,
+              activation,
+              preluActivationWeights: activation === 'prelu' ? tf.tensor(alphaValues, alphaShape) : undefined,
+              leakyreluAlpha: 0.3,
+            }),
+          k,
+          `${activation} bias ${biasKind} a ${aShape} b ${bShape}`,
+        );
+      }
+    }
+  });
+
+  /** A random valid NHWC convolution: tfjs needs stride 1 or dilation 1 in each direction. */
+  function randomConvolution() {
+    const filterHeight = integer(1, 4);
+    const filterWidth = integer(1, 4);
+    const dilated = random() < 0.3;
+    const strides: [number, number] = dilated ? [1, 1] : [integer(1, 3), integer(1, 3)];
+    const dilations: [number, number] = dilated ? [integer(1, 2), integer(2, 3)] : [1, 1];
+    const height = integer(filterHeight * dilations[0], 12);
+    const width = integer(filterWidth * dilations[1], 12);
+    const pad = pick([
+      'same',
+      'valid',
+      1,
+      [[0, 0], [integer(0, 2), integer(0, 2)], [integer(0, 2), integer(0, 2)], [0, 0]],
+    ] as const) as 'same' | 'valid' | number | tf.backend_util.ExplicitPadding;
+    return {
+      xShape: [integer(1, 3), height, width, integer(1, 5)] as [number, number, number, number],
+      filterHeight,
+      filterWidth,
+      outChannels: integer(1, 6),
+      strides,
+      dilations,
+      pad,
+    };
+  }
+
+  it('Conv2D: strides, same/valid/numeric/explicit padding, dilations, 1×1 filters', async () => {
+    for (let trial = 0; trial < 40; trial++) {
+      const c = trial === 0 ? { ...randomConvolution(), filterHeight: 1, filterWidth: 1, strides: [1, 1] as [number, number], pad: 'valid' as const } : randomConvolution();
+      const filterShape = [c.filterHeight, c.filterWidth, c.xShape[3], c.outChannels] as [number, number, number, number];
+      const [xValues, filterValues] = [values(c.xShape), values(filterShape)];
+      await expectSameOnBoth(
+        () => tf.conv2d(tf.tensor4d(xValues, c.xShape), tf.tensor4d(filterValues, filterShape), c.strides, c.pad, 'NHWC', c.dilations),
+        c.filterHeight * c.filterWidth * c.xShape[3],
+        `conv x ${c.xShape} filter ${filterShape} strides ${c.strides} pad ${JSON.stringify(c.pad)} dilations ${c.dilations}`,
+      );
+    }
+  });
+
+  it('Conv2D: a batch large enough to need several im2col chunks', async () => {
+    const xShape: [number, number, number, number] = [40, 28, 28, 8];
+    const filterShape: [number, number, number, number] = [5, 5, 8, 16];
+    const [xValues, filterValues] = [values(xShape), values(filterShape)];
+    await expectSameOnBoth(
+      () => tf.conv2d(tf.tensor4d(xValues, xShape), tf.tensor4d(filterValues, filterShape), 1, 'same'),
+      5 * 5 * 8,
+      'chunked conv',
+    );
+  });
+
+  it('Conv2D gradients over several im2col chunks (deep filters)', async () => {
+    // 5·5·32 columns make a chunk 1310 rows, so 4·24·24 output pixels take two chunks.
+    const xShape: [number, number, number, number] = [4, 24, 24, 32];
+    const filterShape: [number, number, number, number] = [5, 5, 32, 4];
+    const [xValues, filterValues] = [values(xShape), values(filterShape)];
+    await expectSameOnBoth(
+      () => tf.grads((x: tf.Tensor, f: tf.Tensor) => tf.sum(tf.square(tf.conv2d(x as tf.Tensor4D, f as tf.Tensor4D, 1, 'same'))))([
+        tf.tensor4d(xValues, xShape),
+        tf.tensor4d(filterValues, filterShape),
+      ]),
+      4 * 24 * 24 * 5 * 5 * 4,
+      'chunked conv gradients',
+    );
+  });
+
+  it('FusedConv2D: bias and activations', async () => {
+    for (const activation of ['linear', 'relu', 'relu6', 'elu', 'leakyrelu', 'prelu', 'sigmoid'] as const) {
+      const c = randomConvolution();
+      const filterShape = [c.filterHeight, c.filterWidth, c.xShape[3], c.outChannels] as [number, number, number, number];
+      const [xValues, filterValues, biasValues, alphaValues] = [
+        values(c.xShape),
+        values(filterShape),
+        values([c.outChannels]),
+        values([c.outChannels]),
+      ];
+      await expectSameOnBoth(
+        () =>
+          tf.fused.conv2d({
+            x: tf.tensor4d(xValues, c.xShape),
+            filter: tf.tensor4d(filterValues, filterShape),
+            strides: c.strides,
+            pad: c.pad,
+            dilations: c.dilations,
+            bias: tf.tensor1d(biasValues),
+            activation,
+            preluActivationWeights: activation === 'prelu' ? tf.tensor1d(alphaValues) : undefined,
+            leakyreluAlpha: 0.25,
+          }),
+        c.filterHeight * c.filterWidth * c.xShape[3],
+        `fused conv ${activation} x ${c.xShape} filter ${filterShape}`,
+      );
+    }
+  });
+
+  it('Conv2DBackpropInput and Conv2DBackpropFilter, called directly', async () => {
+    for (let trial = 0; trial < 30; trial++) {
+      const c = { ...randomConvolution(), dilations: [1, 1] as [number, number] }; // the gradient kernels take no dilations
+      const filterShape = [c.filterHeight, c.filterWidth, c.xShape[3], c.outChannels] as [number, number, number, number];
+      const info = tf.backend_util.computeConv2DInfo(c.xShape, filterShape, c.strides, 1, c.pad);
+      const dyShape = [c.xShape[0], info.outHeight, info.outWidth, c.outChannels];
+      const [xValues, filterValues, dyValues] = [values(c.xShape), values(filterShape), values(dyShape)];
+      const label = `x ${c.xShape} filter ${filterShape} strides ${c.strides} pad ${JSON.stringify(c.pad)}`;
+      const attrs = { strides: c.strides, pad: c.pad, dataFormat: 'NHWC' };
+      await expectSameOnBoth(
+        () =>
+          tf.engine().runKernel('Conv2DBackpropInput', { dy: tf.tensor(dyValues, dyShape), filter: tf.tensor(filterValues, filterShape) }, {
+            ...attrs,
+            inputShape: c.xShape,
+          } as unknown as tf.NamedAttrMap) as tf.Tensor,
+        c.filterHeight * c.filterWidth * c.outChannels,
+        `backprop input ${label}`,
+      );
+      await expectSameOnBoth(
+        () =>
+          tf.engine().runKernel('Conv2DBackpropFilter', { x: tf.tensor(xValues, c.xShape), dy: tf.tensor(dyValues, dyShape) }, {
+            ...attrs,
+            filterShape,
+          } as unknown as tf.NamedAttrMap) as tf.Tensor,
+        dyShape[0] * dyShape[1] * dyShape[2],
+        `backprop filter ${label}`,
+      );
+    }
+  });
+
+  it('gradients through conv2d, fused conv2d and matMul (tf.grads)', async () => {
+    for (let trial = 0; trial < 8; trial++) {
+      const c = { ...randomConvolution(), dilations: [1, 1] as [number, number] };
+      const filterShape = [c.filterHeight, c.filterWidth, c.xShape[3], c.outChannels] as [number, number, number, number];
+      const [xValues, filterValues, biasValues] = [values(c.xShape), values(filterShape), values([c.outChannels])];
+      const fused = trial % 2 === 1;
+      await expectSameOnBoth(() => {
+        const x = tf.tensor4d(xValues, c.xShape);
+        const filter = tf.tensor4d(filterValues, filterShape);
+        const bias = tf.tensor1d(biasValues);
+        const f = (xi: tf.Tensor, fi: tf.Tensor, bi: tf.Tensor) => {
+          const y = fused
+            ? tf.fused.conv2d({ x: xi as tf.Tensor4D, filter: fi as tf.Tensor4D, strides: c.strides, pad: c.pad, bias: bi, activation: 'relu' })
+            : tf.relu(tf.add(tf.conv2d(xi as tf.Tensor4D, fi as tf.Tensor4D, c.strides, c.pad), bi));
+          return tf.sum(tf.mul(y, tf.sin(y)));
+        };
+        return tf.grads(f)([x, filter, bias]);
+      }, 4 * c.filterHeight * c.filterWidth * Math.max(c.xShape[3], c.outChannels) * c.xShape[0] * c.xShape[1] * c.xShape[2], `grads ${trial} fused ${fused}`);
+    }
+  });
+
+  it('variableGrads of a small conv + dense network match', async () => {
+    const xShape: [number, number, number, number] = [4, 10, 10, 2];
+    const [xValues, k1, b1, k2, b2, labels] = [
+      values(xShape),
+      values([3, 3, 2, 4]),
+      values([4]),
+      values([4 * 4 * 4, 5]),
+      values([5]),
+      Int32Array.from({ length: 4 }, () => integer(0, 4)),
+    ];
+    await expectSameOnBoth(() => {
+      const vars = [
+        tf.variable(tf.tensor4d(k1, [3, 3, 2, 4]), true, 'k1'),
+        tf.variable(tf.tensor1d(b1), true, 'b1'),
+        tf.variable(tf.tensor2d(k2, [64, 5]), true, 'k2'),
+        tf.variable(tf.tensor1d(b2), true, 'b2'),
+      ];
+      const x = tf.tensor4d(xValues, xShape);
+      const { grads, value } = tf.variableGrads(() => {
+        const conv = tf.fused.conv2d({ x, filter: vars[0] as tf.Tensor4D, strides: 1, pad: 'valid', bias: vars[1], activation: 'relu' });
+        const pooled = tf.maxPool(conv, 2, 2, 'valid');
+        const logits = tf.fused.matMul({ a: tf.reshape(pooled, [4, 64]), b: vars[2] as tf.Tensor2D, bias: vars[3] });
+        const oneHot = tf.oneHot(tf.tensor1d(labels, 'int32'), 5);
+        return tf.neg(tf.mean(tf.sum(tf.mul(tf.logSoftmax(logits), oneHot), 1))) as tf.Scalar;
+      }, vars);
+      const result = [value, ...vars.map((v) => grads[v.name])];
+      vars.forEach((v) => v.dispose());
+      return result;
+    }, 64, 'conv + dense variableGrads');
+  });
+
+  it('element-wise kernels: every broadcast pattern, exactly equal to cpu', async () => {
+    const shapePairs: [number[], number[]][] = [
+      [[7, 9], [7, 9]], // same
+      [[7, 9], []], // scalar
+      [[], [3, 5]],
+      [[4, 6, 5], [5]], // tile (a bias row)
+      [[1, 5], [4, 3, 5]],
+      [[6, 1], [6, 8]], // row ([n, 1] against [n, k])
+      [[2, 3, 4], [2, 3, 1]],
+      [[6, 1], [1, 8]], // both broadcast: the cpu kernel's path
+      [[2, 1, 3], [2, 4, 3]], // middle broadcast: the cpu kernel's path
+    ];
+    const binaryOps: [string, (a: tf.Tensor, b: tf.Tensor) => tf.Tensor][] = [
+      ['add', tf.add],
+      ['sub', tf.sub],
+      ['mul', tf.mul],
+      ['div', tf.div],
+      ['maximum', tf.maximum],
+      ['minimum', tf.minimum],
+      ['squaredDifference', tf.squaredDifference],
+    ];
+    for (const [aShape, bShape] of shapePairs) {
+      const [aValues, bValues] = [values(aShape), values(bShape)];
+      for (const [name, op] of binaryOps) {
+        const { cpu, blas } = await onBoth(() => op(tf.tensor(aValues, aShape), tf.tensor(bValues, bShape)));
+        expect(Array.from(blas[0]), `${name} ${aShape} ${bShape}`).toEqual(Array.from(cpu[0]));
+      }
+    }
+    const special = Float32Array.from([NaN, -Infinity, Infinity, -0, 0, -2.5, 3.25, 1e-30, -1e-30, 0.5, -0.5]);
+    const unaryOps: [string, (x: tf.Tensor) => tf.Tensor][] = [
+      ['relu', tf.relu],
+      ['relu6', tf.relu6],
+      ['step', (x) => tf.step(x, 0.3)],
+      ['leakyRelu', (x) => tf.leakyRelu(x, 0.1)],
+      ['elu', tf.elu],
+      ['sigmoid', tf.sigmoid],
+      ['tanh', tf.tanh],
+      ['sqrt', tf.sqrt],
+      ['rsqrt', tf.rsqrt],
+      ['square', tf.square],
+      ['exp', tf.exp],
+      ['log', tf.log],
+      ['neg', tf.neg],
+      ['abs', tf.abs],
+      ['reciprocal', tf.reciprocal],
+    ];
+    const mixed = Float32Array.from([...special, ...values([200])]);
+    for (const [name, op] of unaryOps) {
+      const { cpu, blas } = await onBoth(() => op(tf.tensor1d(mixed)));
+      // toEqual treats NaN as equal to NaN and tells -0 from 0.
+      expect(Array.from(blas[0]), name).toEqual(Array.from(cpu[0]));
+    }
+    const ints = Int32Array.from([1, -2, 3]);
+    const { cpu, blas } = await onBoth(() => [tf.add(tf.tensor1d(ints, 'int32'), tf.scalar(2, 'int32')), tf.abs(tf.tensor1d(ints, 'int32'))]);
+    expect(blas.map((a) => Array.from(a))).toEqual(cpu.map((a) => Array.from(a)));
+  });
+
+  it('Sum over leading, trailing and middle axes, with keepDims', async () => {
+    const shape = [5, 4, 3, 6];
+    const x = values(shape);
+    for (const axis of [0, [0, 1], 3, [2, 3], [1, 2, 3], [0, 1, 2, 3], 1, [0, 2], []] as (number | number[])[]) {
+      for (const keepDims of [false, true]) {
+        const { cpu, blas } = await onBoth(() => tf.sum(tf.tensor(x, shape), axis, keepDims));
+        expect(Array.from(blas[0]), `axis ${axis} keepDims ${keepDims}`).toEqual(Array.from(cpu[0]));
+        await tf.setBackend('blas');
+        const shapeOnBlas = tf.tidy(() => tf.sum(tf.tensor(x, shape), axis, keepDims).shape);
+        await tf.setBackend('cpu');
+        const shapeOnCpu = tf.tidy(() => tf.sum(tf.tensor(x, shape), axis, keepDims).shape);
+        expect(shapeOnBlas).toEqual(shapeOnCpu);
+      }
+    }
+  });
+
+  it('recycles output arrays without ever changing data a caller has read', async () => {
+    await tf.setBackend('blas');
+    const a = tf.tensor1d(values([10000]));
+    const b = tf.tensor1d(values([10000]));
+    const first = tf.add(a, b);
+    const read = first.dataSync();
+    const copy = Float32Array.from(read);
+    first.dispose();
+    const second = tf.mul(a, b); // same size: would reuse first's array if reads did not disown it
+    const unread = tf.sub(a, b);
+    unread.dispose();
+    const third = tf.mul(a, a); // may reuse unread's array
+    expect(Array.from(read)).toEqual(Array.from(copy));
+    const expected = tf.tidy(() => tf.mul(a, b).dataSync());
+    expect(Array.from(second.dataSync())).toEqual(Array.from(expected));
+    expect(third.dataSync()[0]).toBe(Math.fround(a.dataSync()[0] * a.dataSync()[0]));
+    tf.dispose([a, b, second, third]);
+  });
+});
+
+describe('blas backend without a BLAS library', () => {
+  it('throws one line saying what was tried and how to install one', () => {
+    const script =
+      "import('./src/core/blas/backend.ts').then((m) => { try { m.registerBlasBackend({ threads: 0 }); console.log('registered'); } " +
+      'catch (e) { console.log(e.message); } })';
+    const output = execFileSync(process.execPath, ['--import', 'tsx', '-e', script], {
+      cwd: new URL('..', import.meta.url),
+      env: { ...process.env, OCCAM_BLAS: '/nonexistent/libnothing.so' },
+      encoding: 'utf8',
+    }).trim();
+    expect(output.split('\n')).toHaveLength(1);
+    expect(output).toContain('no BLAS library found');
+    expect(output).toContain('OCCAM_BLAS=/nonexistent/libnothing.so');
+    expect(output).toContain('apt-get install libopenblas0');
+  });
 });

@@ -300,6 +300,7 @@ export class Coordinator {
     progress.elapsedMs += Date.now() - startedMs;
     metrics.roundMs = roundMs;
     metrics.elapsedMs = progress.elapsedMs;
+    metrics.resyncs = progress.resyncs;
     progress.history.push(metrics);
     progress.schedule = schedule;
     progress.round++;

@@ -32,7 +32,7 @@ export interface OccamConfig {
   blockSize: number;
 
   rounds: number;
-  /** Steps per round; 0 = one epoch over the training data. */
+  /** Steps per round; 0 = one epoch over the training data (gpt: 0 = GPT_ROUND_STEPS). */
   roundSteps: number;
   /** Global batch: split over the workers, so each takes batchSize / workers samples. */
   batchSize: number;
@@ -63,6 +63,9 @@ export interface OccamConfig {
   /** A worker or peer that says nothing for this long is declared lost. */
   peerTimeoutMs: number;
 }
+
+/** A GPT's round length when roundSteps is 0: transformers prune every fixed number of steps (DESIGN.md §1). */
+export const GPT_ROUND_STEPS = 200;
 
 export const DEFAULT_CONFIG: Readonly<OccamConfig> = {
   seed: 1,
@@ -179,6 +182,8 @@ export function validateConfig(raw: Record<string, unknown>): OccamConfig {
   }
   const config = raw as unknown as OccamConfig;
   checkCombinations(config);
+  // Settled here, so config.json records the round length the run really used.
+  if (config.model === 'gpt' && config.roundSteps === 0) return { ...config, roundSteps: GPT_ROUND_STEPS };
   return config;
 }
 

@@ -7,6 +7,10 @@ import '@tensorflow/tfjs-backend-cpu';
 // @tensorflow/tfjs bundle does (on the same tfjs-core instance).
 import '@tensorflow/tfjs';
 
+// Production mode: no debug checks and no "install the node backend" banner; the one log line
+// below says which backend runs and why.
+tf.env().set('PROD', true);
+
 export const BACKENDS = ['tensorflow', 'blas', 'wasm', 'cpu'] as const;
 export type BackendName = (typeof BACKENDS)[number];
 export type BackendRequest = BackendName | 'auto';

@@ -68,7 +68,8 @@ export function decodeSafetensors(bytes: Uint8Array): { tensors: NamedTensor[]; 
     const entry = checkEntry(name, raw, dataLength);
     const [begin, end] = entry.data_offsets;
     // Copy into an aligned buffer: typed arrays need offsets that are multiples of their element size.
-    const copy = bytes.slice(dataStart + begin, dataStart + end);
+    const copy = new Uint8Array(end - begin);
+    copy.set(bytes.subarray(dataStart + begin, dataStart + end));
     const data = new DTYPES[entry.dtype](copy.buffer, 0, (end - begin) / DTYPES[entry.dtype].BYTES_PER_ELEMENT);
     tensors.push({ name, shape: entry.shape, data });
   }

@@ -3,6 +3,7 @@
 // backend's, so fused results match it; unusual broadcasts go to the cpu kernels instead.
 import type { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
 import type { TensorInfo, TypedArray, backend_util } from '@tensorflow/tfjs-core';
+import { UNARY_LOOPS, type UnaryOp } from './elementwise.ts';
 import { broadcastsPerChannel, runCpuKernel, storedValues } from './tensors.ts';
 
 export interface Epilogue {
@@ -74,25 +75,18 @@ function preluPerChannel(values: Float32Array, alpha: TypedArray): void {
   }
 }
 
+/** The unary kernel of each fused activation (the same loops, run in place). */
+const ACTIVATION_OPS: Record<Exclude<backend_util.Activation, 'linear' | 'prelu'>, UnaryOp> = {
+  relu: 'Relu',
+  relu6: 'Relu6',
+  elu: 'Elu',
+  leakyrelu: 'LeakyRelu',
+  sigmoid: 'Sigmoid',
+};
+
 function activateInPlace(values: Float32Array, activation: backend_util.Activation, leakyreluAlpha: number): void {
-  const n = values.length;
-  switch (activation) {
-    case 'relu':
-      for (let i = 0; i < n; i++) if (values[i] < 0) values[i] = 0;
-      return;
-    case 'relu6':
-      for (let i = 0; i < n; i++) values[i] = Math.min(Math.max(0, values[i]), 6);
-      return;
-    case 'elu':
-      for (let i = 0; i < n; i++) if (values[i] < 0) values[i] = Math.exp(values[i]) - 1;
-      return;
-    case 'leakyrelu':
-      for (let i = 0; i < n; i++) if (values[i] < 0) values[i] *= leakyreluAlpha;
-      return;
-    case 'sigmoid':
-      for (let i = 0; i < n; i++) values[i] = 1 / (1 + Math.exp(-values[i]));
-      return;
-    default:
-      throw new Error(`activation ${activation} is not implemented by the blas backend`);
+  if (activation === 'linear' || activation === 'prelu' || !(activation in ACTIVATION_OPS)) {
+    throw new Error(`activation ${activation} is not implemented by the blas backend`);
   }
+  UNARY_LOOPS[ACTIVATION_OPS[activation]](values, values, leakyreluAlpha);
 }

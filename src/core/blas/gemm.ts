@@ -2,12 +2,7 @@
 // go to C as raw pointers without copying, so a call costs well under a microsecond on top of the math.
 import { CBLAS_NO_TRANS, CBLAS_ROW_MAJOR, CBLAS_TRANS, loadBlasLibrary, type SgemmFunction } from './library.ts';
 
-let sgemmNative: SgemmFunction | null = null;
-
-function native(): SgemmFunction {
-  sgemmNative ??= loadBlasLibrary().sgemm;
-  return sgemmNative;
-}
+let sgemm: SgemmFunction | null = null;
 
 /**
  * c[m×n] = op(a) · op(b) (+ c when `accumulate`), all row-major and densely packed:
@@ -30,8 +25,8 @@ export function gemm(
     if (!accumulate) c.fill(0, 0, m * n);
     return;
   }
-  const t0 = performance.now();
-  native()(
+  sgemm ??= loadBlasLibrary().sgemm;
+  sgemm(
     CBLAS_ROW_MAJOR,
     transposeA ? CBLAS_TRANS : CBLAS_NO_TRANS,
     transposeB ? CBLAS_TRANS : CBLAS_NO_TRANS,
@@ -47,6 +42,4 @@ export function gemm(
     c,
     n,
   );
-  const g = globalThis as unknown as { gemmLog?: string[] };
-  g.gemmLog?.push(`${m}x${n}x${k} ${transposeA} ${transposeB} ${(performance.now() - t0).toFixed(3)}`);
 }

@@ -12,8 +12,8 @@ const POOL_MAX_BYTES = 512 * 1024 * 1024;
 /**
  * Recycles Float32Arrays that blas kernels allocated, once the tensor holding them is disposed.
  * Safety rules: an array is recycled only if exactly one tensor ever held it (an array written under a
- * second data id, as the Complex kernel does, is disowned for good), and reads hand out copies, so no
- * array visible outside the backend is ever reused.
+ * second data id, as the Complex kernel does, is disowned for good), and so is an array once read out
+ * of the backend (dataSync and friends), so no array visible outside the backend is ever reused.
  */
 class Float32Pool {
   /** Arrays from `take` → whether a tensor holds them yet. Arrays not in here are never recycled. */
@@ -58,8 +58,9 @@ class Float32Pool {
     this.freeBytes += values.byteLength;
   }
 
-  isOwned(values: unknown): boolean {
-    return values instanceof Float32Array && this.owned.has(values);
+  /** Never recycle `values` (it became visible outside the backend). */
+  disown(values: unknown): void {
+    if (values instanceof Float32Array) this.owned.delete(values);
   }
 
   clear(): void {
@@ -99,10 +100,11 @@ export class BlasBackend extends MathBackendCPU {
     super.move(dataId, values, shape, dtype, refCount);
   }
 
-  /** Reads copy recycled arrays, so callers may keep what they read after disposing the tensor. */
+  /** What a read hands out leaves the pool for good: callers may keep it after disposing the tensor. */
   override readSync(dataId: DataId): backend_util.BackendValues {
     const values = super.readSync(dataId);
-    return this.pool.isOwned(values) ? (values as Float32Array).slice() : values;
+    this.pool.disown(values);
+    return values;
   }
 
   override disposeData(dataId: DataId, force = false): boolean {

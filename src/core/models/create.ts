@@ -2,6 +2,7 @@
 import type { OccamConfig } from '../config.ts';
 import type { DataSource } from '../data/source.ts';
 import { createCnn } from './cnn.ts';
+import { createGpt } from './gpt.ts';
 import { createMlp } from './mlp.ts';
 import type { Model } from './model.ts';
 
@@ -14,6 +15,7 @@ export function createModel(config: OccamConfig, data: DataSource): Model {
       if (data.inputShape.length !== 3) throw new Error(`cnn needs image data (height, width, channels); ${data.description} has shape [${data.inputShape}]`);
       return createCnn({ inputShape: data.inputShape, units: config.units, classes: data.classes });
     case 'gpt':
-      throw new Error('gpt: not yet available');
+      if (data.inputType !== 'int32' || data.inputShape[0] !== config.blockSize) throw new Error(`gpt needs token windows of blockSize ${config.blockSize}; ${data.description} has shape [${data.inputShape}]`);
+      return createGpt({ vocabSize: data.classes, blockSize: config.blockSize, layers: config.layers, heads: config.heads, width: config.width });
   }
 }

@@ -1,0 +1,78 @@
+// One ring member in its own process, driven over IPC by a test or a benchmark: it listens,
+// joins the ring it is told about, all-reduces deterministic buffers, and reports how close the
+// result is to the direct sum, a digest of the result, and the time taken.
+import pino from 'pino';
+import { digestArrays } from '../src/core/masks.ts';
+import type { Peer } from '../src/core/protocol.ts';
+import { mixSeed, Rng } from '../src/core/rng.ts';
+import { RingLinks } from '../src/worker/ring-links.ts';
+
+export type RingNodeCommand =
+  | { type: 'form'; generation: number; members: Peer[] }
+  | { type: 'allreduce'; sizes: number[]; repeats: number; verify: boolean }
+  | { type: 'exit' };
+
+export type RingNodeReport =
+  | { type: 'port'; port: number }
+  | { type: 'formed' }
+  | { type: 'result'; size: number; maxError: number; digest: string; ms: number[]; bytesSent: number }
+  | { type: 'error'; message: string };
+
+const rank = Number(process.env.RING_RANK);
+const world = Number(process.env.RING_WORLD);
+const chunkFloats = Number(process.env.RING_CHUNK_FLOATS ?? 65536);
+const send = (report: RingNodeReport) => process.send?.(report);
+
+/** The input of `rank` for a buffer of `size` floats: the same on every process. */
+export function ringInput(forRank: number, size: number): Float32Array {
+  const rng = new Rng(mixSeed(forRank, size));
+  const values = new Float32Array(size);
+  for (let i = 0; i < size; i++) values[i] = rng.uniform() * 2 - 1;
+  return values;
+}
+
+async function main(): Promise<void> {
+  const links = new RingLinks({ bindHost: '127.0.0.1', port: 0, token: process.env.RING_TOKEN ?? 'test-token', log: pino({ level: 'warn' }), chunkFloats, timeoutMs: 30000 });
+  send({ type: 'port', port: await links.listen() });
+  let ring: Awaited<ReturnType<RingLinks['form']>> | null = null;
+  process.on('message', (command: RingNodeCommand) => {
+    void (async () => {
+      try {
+        if (command.type === 'form') {
+          ring = await links.form(command.generation, rank, command.members);
+          send({ type: 'formed' });
+        } else if (command.type === 'allreduce') {
+          for (const size of command.sizes) {
+            const ms: number[] = [];
+            let result = new Float32Array(0);
+            let bytesSent = 0;
+            for (let r = 0; r < command.repeats; r++) {
+              result = ringInput(rank, size);
+              const t0 = performance.now();
+              const stats = await (ring as NonNullable<typeof ring>).allReduce(result);
+              ms.push(performance.now() - t0);
+              bytesSent = stats.bytesSent;
+            }
+            let maxError = 0;
+            if (command.verify) {
+              const inputs = Array.from({ length: world }, (_, r) => ringInput(r, size));
+              for (let i = 0; i < size; i++) {
+                let direct = 0;
+                for (const input of inputs) direct += input[i];
+                maxError = Math.max(maxError, Math.abs(direct - result[i]));
+              }
+            }
+            send({ type: 'result', size, maxError, digest: digestArrays([result]), ms, bytesSent });
+          }
+        } else {
+          await links.close();
+          process.exit(0);
+        }
+      } catch (error) {
+        send({ type: 'error', message: (error as Error).message });
+      }
+    })();
+  });
+}
+
+if (process.env.RING_RANK !== undefined) void main();

@@ -1,0 +1,118 @@
+// A GPT decoder in the spirit of nanoGPT: token + position embeddings, `layers` pre-norm blocks of
+// causal multi-head self-attention and a GELU MLP (4× wide), a final LayerNorm and the LM head.
+// Occam masks the attention projections (query, key, value, output) and the two MLP projections.
+import * as tf from '@tensorflow/tfjs-core';
+import type { Examples } from '../data/source.ts';
+import type { Init, Model, ParamSpec } from './model.ts';
+
+export interface GptOptions {
+  vocabSize: number;
+  /** Longest context; a batch may be shorter (sampling starts from a short prompt). */
+  blockSize: number;
+  layers: number;
+  heads: number;
+  width: number;
+}
+
+const INIT_STD = 0.02;
+const LAYER_NORM_EPSILON = 1e-5;
+/** Added to the attention scores of future positions: exp(−1e9 − max) is exactly 0 in float32. */
+const MASKED_SCORE = -1e9;
+
+export function createGpt({ vocabSize, blockSize, layers, heads, width }: GptOptions): Model {
+  if (width % heads !== 0) throw new Error(`gpt: heads (${heads}) must divide width (${width})`);
+  const headSize = width / heads;
+  const params: ParamSpec[] = [];
+  const normal: Init = { kind: 'normal', std: INIT_STD };
+  // GPT-2: the projections that write into the residual stream start smaller, one factor of
+  // 1/sqrt(2·layers) for the two such additions per block, so the stream's variance does not grow with depth.
+  const residual: Init = { kind: 'normal', std: INIT_STD / Math.sqrt(2 * layers) };
+  const add = (name: string, shape: number[], prunable: boolean, init: Init) => params.push({ name, shape, prunable, init });
+  const linear = (name: string, inputs: number, outputs: number, init: Init) => {
+    add(`${name}.kernel`, [inputs, outputs], true, init);
+    add(`${name}.bias`, [outputs], false, { kind: 'zeros' });
+  };
+  const layerNorm = (name: string) => {
+    add(`${name}.gain`, [width], false, { kind: 'ones' });
+    add(`${name}.bias`, [width], false, { kind: 'zeros' });
+  };
+
+  add('wte', [vocabSize, width], false, normal);
+  add('wpe', [blockSize, width], false, normal);
+  for (let l = 0; l < layers; l++) {
+    layerNorm(`h.${l}.ln_1`);
+    linear(`h.${l}.attn.query`, width, width, normal);
+    linear(`h.${l}.attn.key`, width, width, normal);
+    linear(`h.${l}.attn.value`, width, width, normal);
+    linear(`h.${l}.attn.output`, width, width, residual);
+    layerNorm(`h.${l}.ln_2`);
+    linear(`h.${l}.mlp.fc`, width, 4 * width, normal);
+    linear(`h.${l}.mlp.proj`, 4 * width, width, residual);
+  }
+  layerNorm('ln_f');
+  // The LM head is its own matrix (not tied to wte, unlike nanoGPT) and carries no mask: it is the
+  // output layer, which DESIGN.md leaves dense like the embeddings. No bias, as in nanoGPT.
+  add('lm_head.kernel', [width, vocabSize], false, normal);
+
+  const indexOf = new Map(params.map((p, i) => [p.name, i]));
+
+  /** Logits [count · T, vocab] for a batch of count sequences of T ≤ blockSize tokens. */
+  function forward(weights: tf.Tensor[], batch: Examples, _noiseSeed: number | null): tf.Tensor2D {
+    // No dropout: noiseSeed is unused (small char-level models train well without it).
+    const w = (name: string) => weights[indexOf.get(name) as number] as tf.Tensor2D;
+    const count = batch.count;
+    const steps = batch.x.length / count;
+    if (!Number.isInteger(steps) || steps < 1 || steps > blockSize) {
+      throw new Error(`gpt: a batch of ${count} sequences has ${batch.x.length} tokens; each needs 1 to ${blockSize}`);
+    }
+    const dense = (x: tf.Tensor2D, name: string) => tf.fused.matMul({ a: x, b: w(`${name}.kernel`), bias: w(`${name}.bias`) });
+    const norm = (x: tf.Tensor2D, name: string) => layerNormalize(x, w(`${name}.gain`), w(`${name}.bias`));
+
+    // The residual stream: one row of `width` per token, sequence-major.
+    const tokens = tf.tensor1d(Int32Array.from(batch.x), 'int32');
+    const positions = tf.tensor1d(Int32Array.from({ length: count * steps }, (_, i) => i % steps), 'int32');
+    let x = tf.add(tf.gather(w('wte'), tokens), tf.gather(w('wpe'), positions)) as tf.Tensor2D;
+    const mask = causalMask(steps);
+
+    for (let l = 0; l < layers; l++) {
+      const block = `h.${l}`;
+      // Attention: each head attends over the positions up to its own, by scaled dot product.
+      const h = norm(x, `${block}.ln_1`);
+      const toHeads = (t: tf.Tensor2D) => tf.reshape(tf.transpose(tf.reshape(t, [count, steps, heads, headSize]), [0, 2, 1, 3]), [count * heads, steps, headSize]);
+      const query = toHeads(tf.mul(dense(h, `${block}.attn.query`), 1 / Math.sqrt(headSize)));
+      const key = toHeads(dense(h, `${block}.attn.key`));
+      const value = toHeads(dense(h, `${block}.attn.value`));
+      const scores = tf.add(tf.matMul(query, key, false, true), mask);
+      const attended = tf.matMul(tf.softmax(scores), value);
+      const merged = tf.reshape(tf.transpose(tf.reshape(attended, [count, heads, steps, headSize]), [0, 2, 1, 3]), [count * steps, width]) as tf.Tensor2D;
+      x = tf.add(x, dense(merged, `${block}.attn.output`));
+
+      // MLP: widen 4×, GELU, project back.
+      const hidden = gelu(dense(norm(x, `${block}.ln_2`), `${block}.mlp.fc`));
+      x = tf.add(x, dense(hidden, `${block}.mlp.proj`));
+    }
+    return tf.matMul(norm(x, 'ln_f'), w('lm_head.kernel'));
+  }
+
+  return { kind: 'gpt', params, forward };
+}
+
+/** LayerNorm over each row: (x − mean) / sqrt(var + ε) · gain + bias. */
+function layerNormalize(x: tf.Tensor2D, gain: tf.Tensor, bias: tf.Tensor): tf.Tensor2D {
+  const { mean, variance } = tf.moments(x, -1, true);
+  const normalized = tf.div(tf.sub(x, mean), tf.sqrt(tf.add(variance, LAYER_NORM_EPSILON)));
+  return tf.add(tf.mul(normalized, gain), bias);
+}
+
+/** GELU, GPT-2's tanh form: 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))). Built from ops every backend has. */
+function gelu(x: tf.Tensor2D): tf.Tensor2D {
+  const inner = tf.mul(tf.add(x, tf.mul(tf.mul(tf.mul(x, x), x), 0.044715)), Math.sqrt(2 / Math.PI));
+  return tf.mul(tf.mul(x, 0.5), tf.add(tf.tanh(inner), 1));
+}
+
+/** [T, T] additive mask: 0 where key position ≤ query position, MASKED_SCORE after it. */
+function causalMask(steps: number): tf.Tensor2D {
+  const values = new Float32Array(steps * steps);
+  for (let query = 0; query < steps; query++) values.fill(MASKED_SCORE, query * steps + query + 1, (query + 1) * steps);
+  return tf.tensor2d(values, [steps, steps]);
+}

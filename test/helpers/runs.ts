@@ -1,0 +1,56 @@
+// Helpers for tests that train real clusters: a quiet logger, a temp run directory, and readers
+// for what a run leaves behind.
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pino from 'pino';
+import { readLatestCheckpoint } from '../../src/core/checkpoint.ts';
+import { resolveConfig, type OccamConfig } from '../../src/core/config.ts';
+import type { RunProgress } from '../../src/coordinator/coordinator.ts';
+import { trainLocally, type LocalRunOptions } from '../../src/coordinator/local-cluster.ts';
+import { readMetrics, type RoundMetrics, type RunSummary } from '../../src/coordinator/run-dir.ts';
+import { decodeSafetensors, type NamedTensor } from '../../src/core/safetensors.ts';
+
+export const quietLog = pino({ level: 'silent' });
+
+/** A small, fast MLP run on MNIST. */
+export function smallConfig(overrides: Partial<OccamConfig> = {}): OccamConfig {
+  return resolveConfig({ units: 32, trainLimit: 1500, rounds: 3, batchSize: 96, evalLimit: 500, backend: 'cpu', ...overrides });
+}
+
+export function tempRunDir(name: string): string {
+  return join(mkdtempSync(join(tmpdir(), 'occam-test-')), name);
+}
+
+export async function train(config: OccamConfig, extra: Partial<LocalRunOptions> = {}): Promise<{ summary: RunSummary; metrics: RoundMetrics[]; runDir: string }> {
+  const runDir = extra.runDir ?? tempRunDir('run');
+  const summary = await trainLocally({ config, runDir, runId: 'test', log: quietLog, ...extra });
+  return { summary, metrics: readMetrics(runDir), runDir };
+}
+
+/** The newest checkpoint's tensors by name, and its progress. */
+export function latestState(runDir: string): { tensors: Map<string, NamedTensor>; progress: RunProgress; step: number } {
+  const checkpoint = readLatestCheckpoint<RunProgress>(join(runDir, 'checkpoints'), () => {});
+  if (!checkpoint) throw new Error(`no checkpoint in ${runDir}`);
+  const { tensors } = decodeSafetensors(checkpoint.state);
+  return { tensors: new Map(tensors.map((t) => [t.name, t])), progress: checkpoint.manifest.progress, step: checkpoint.manifest.step };
+}
+
+/** Largest absolute difference between two sets of float tensors, and the count of differing mask entries. */
+export function compareStates(a: Map<string, NamedTensor>, b: Map<string, NamedTensor>): { maxWeightDiff: number; maskDiffs: number; maskTotal: number } {
+  let maxWeightDiff = 0;
+  let maskDiffs = 0;
+  let maskTotal = 0;
+  for (const [name, ta] of a) {
+    const tb = b.get(name);
+    if (!tb) throw new Error(`tensor ${name} missing`);
+    if (name.startsWith('adam.')) continue;
+    for (let i = 0; i < ta.data.length; i++) {
+      if (name.endsWith('.mask')) {
+        maskTotal++;
+        if (ta.data[i] !== tb.data[i]) maskDiffs++;
+      } else maxWeightDiff = Math.max(maxWeightDiff, Math.abs(ta.data[i] - tb.data[i]));
+    }
+  }
+  return { maxWeightDiff, maskDiffs, maskTotal };
+}

@@ -1,0 +1,102 @@
+import { beforeAll, describe, expect, it } from 'vitest';
+import { resolveConfig } from '../src/core/config.ts';
+import { loadDataSource } from '../src/core/data/load.ts';
+import { selectBackend } from '../src/core/engine.ts';
+import { createModel } from '../src/core/models/create.ts';
+import { Replica } from '../src/core/replica.ts';
+
+beforeAll(async () => {
+  await selectBackend('cpu');
+});
+
+function replicaFor(overrides: Record<string, unknown>): Replica {
+  const config = resolveConfig({ units: 32, trainLimit: 600, batchSize: 64, ...overrides });
+  const data = loadDataSource(config);
+  return new Replica(createModel(config, data), data, config);
+}
+
+function trainSteps(replica: Replica, from: number, count: number): void {
+  for (let step = from; step < from + count; step++) {
+    const { gradient, globalCount } = replica.shardGradient(step, 0, 1);
+    replica.applyGradient(gradient, globalCount);
+  }
+}
+
+describe('masked training on a replica', () => {
+  for (const model of ['mlp', 'cnn'] as const) {
+    it(`${model}: pruned weights and their Adam moments stay exactly zero through real steps`, () => {
+      const replica = replicaFor({ model, units: model === 'cnn' ? 4 : 32 });
+      trainSteps(replica, 0, 3);
+      const layers = replica.prunableLayers;
+      replica.applyThresholds(layers.map((i) => replica.threshold(i, 0.5)));
+      const before = replica.weights.map((w) => Float32Array.from(w));
+      trainSteps(replica, 3, 4);
+      for (const i of layers) {
+        const mask = replica.masks[i] as Uint8Array;
+        let pruned = 0;
+        let moved = 0;
+        for (let k = 0; k < mask.length; k++) {
+          if (mask[k] === 0) {
+            pruned++;
+            expect(replica.weights[i][k]).toBe(0);
+            expect(replica.moments[i].m[k]).toBe(0);
+            expect(replica.moments[i].v[k]).toBe(0);
+          } else if (replica.weights[i][k] !== before[i][k]) moved++;
+        }
+        expect(pruned).toBeGreaterThan(0);
+        expect(moved).toBeGreaterThan(0);
+      }
+    });
+  }
+
+  it('the compacted gradient carries only kept positions (plus the loss), and masked positions get no gradient', () => {
+    const replica = replicaFor({});
+    const counts = () => replica.activeCounts();
+    expect(replica.gradientLength).toBe(counts().activeParams + 1);
+    replica.applyThresholds(replica.prunableLayers.map((i) => replica.threshold(i, 0.9)));
+    expect(replica.gradientLength).toBe(counts().activeParams + 1);
+    expect(counts().prunableKept / counts().prunableTotal).toBeCloseTo(0.1, 2);
+    const { gradient } = replica.shardGradient(0, 0, 1);
+    expect(gradient.length).toBe(counts().activeParams + 1);
+    expect(gradient[gradient.length - 1]).toBeGreaterThan(0); // the batch's loss sum
+  });
+
+  it('shards of a global batch sum to the whole batch (same gradient for any worker count)', () => {
+    const replica = replicaFor({ dropout: 0.2 });
+    const whole = replica.shardGradient(5, 0, 1).gradient;
+    for (const world of [2, 3]) {
+      const sum = new Float32Array(whole.length);
+      for (let rank = 0; rank < world; rank++) {
+        const part = replica.shardGradient(5, rank, world).gradient;
+        for (let i = 0; i < sum.length; i++) sum[i] += part[i];
+      }
+      let maxError = 0;
+      for (let i = 0; i < sum.length; i++) maxError = Math.max(maxError, Math.abs(sum[i] - whole[i]));
+      expect(maxError).toBeLessThan(1e-3);
+    }
+  });
+
+  it('state round-trips through safetensors bytes and a mismatched state is refused untouched', () => {
+    const a = replicaFor({});
+    trainSteps(a, 0, 2);
+    a.applyThresholds(a.prunableLayers.map((i) => a.threshold(i, 0.3)));
+    const b = replicaFor({});
+    expect(b.stateDigest()).not.toBe(a.stateDigest());
+    b.loadState(a.encodeState());
+    expect(b.stateDigest()).toBe(a.stateDigest());
+    expect(b.maskDigest()).toBe(a.maskDigest());
+    const other = replicaFor({ units: 16 });
+    const digest = other.stateDigest();
+    expect(() => other.loadState(a.encodeState())).toThrow(/shape/);
+    expect(other.stateDigest()).toBe(digest);
+  });
+
+  it('evaluation splits partial sums that add up over ranks', async () => {
+    const replica = replicaFor({});
+    const whole = await replica.evaluate('test', 0, 1);
+    const parts = await Promise.all([0, 1, 2].map((rank) => replica.evaluate('test', rank, 3)));
+    expect(parts.reduce((n, p) => n + p.count, 0)).toBe(whole.count);
+    expect(parts.reduce((n, p) => n + p.lossSum, 0)).toBeCloseTo(whole.lossSum, 2);
+    expect(parts.reduce((n, p) => n + p.correct, 0)).toBe(whole.correct);
+  });
+});
