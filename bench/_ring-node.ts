@@ -44,7 +44,7 @@ async function main(): Promise<void> {
         } else if (command.type === 'allreduce') {
           for (const size of command.sizes) {
             const ms: number[] = [];
-            let result = new Float32Array(0);
+            let result: Float32Array = new Float32Array(0);
             let bytesSent = 0;
             for (let r = 0; r < command.repeats; r++) {
               result = ringInput(rank, size);

@@ -9,7 +9,7 @@ import { CONFIG_KEYS, ConfigError, parseConfigValue, resolveConfig, type OccamCo
 import { loadDataSource } from './core/data/load.ts';
 import { createLogger, type Logger } from './core/log.ts';
 import { readTlsOptions } from './core/tls.ts';
-import { Coordinator } from './coordinator/coordinator.ts';
+import { Coordinator, RunStopped } from './coordinator/coordinator.ts';
 import { trainLocally } from './coordinator/local-cluster.ts';
 import { formatSummary, progressMode, ProgressView } from './coordinator/progress.ts';
 import { readRunConfig } from './coordinator/run-dir.ts';
@@ -100,19 +100,26 @@ async function runCoordinator(args: ParsedArgs, log: Logger): Promise<number> {
     maxMessageBytes: Number(flag(args, 'max-message-mb', 'OCCAM_MAX_MESSAGE_MB') ?? 1024) * 1024 * 1024,
   });
   await coordinator.listen();
-  let stopping = false;
+  // SIGTERM (Kubernetes stopping the pod): finish the current segment, commit, and exit; the
+  // workers keep reconnecting, to the restarted coordinator. A hung segment cannot hold the pod
+  // past the grace time: then the previous commit stands.
+  const graceMs = Number(process.env.OCCAM_STOP_GRACE_MS ?? 25000);
   process.on('SIGTERM', () => {
-    stopping = true;
-    log.info('SIGTERM: the last commit is on disk; shutting down');
-    void coordinator.close('coordinator received SIGTERM').then(() => process.exit(0));
+    log.info({ graceMs }, 'SIGTERM: stopping after the next checkpoint commit');
+    coordinator.requestStop();
+    setTimeout(() => {
+      log.warn('grace time over; exiting with the previous commit');
+      process.exit(0);
+    }, graceMs).unref();
   });
-  const summary = await coordinator.run().catch((error: Error) => {
-    if (stopping) return null;
-    throw error;
-  });
-  if (summary) {
+  try {
+    const summary = await coordinator.run();
     process.stdout.write(`${formatSummary(summary)}\n`);
     await coordinator.close('run finished');
+  } catch (error) {
+    if (!(error instanceof RunStopped)) throw error;
+    log.info({ step: error.step }, 'stopped after a commit; a restarted coordinator resumes from it');
+    await coordinator.close('coordinator stopping', false);
   }
   return 0;
 }

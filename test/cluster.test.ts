@@ -38,7 +38,7 @@ describe('a cluster of N workers trains the same model as one worker', () => {
   it('a replica whose mask is corrupted before the digest check is detected and repaired', async () => {
     const clean = await train(smallConfig({ workers: 2 }));
     const corrupted = await train(smallConfig({ workers: 2 }), {
-      workerEnv: (i) => (i === 1 ? { OCCAM_FAULTS: 'corrupt-mask@prune round=0' } : {}),
+      workerEnv: (i): Record<string, string> => (i === 1 ? { OCCAM_FAULTS: 'corrupt-mask@prune round=0' } : {}),
     });
     expect(corrupted.summary.resyncs).toBe(1);
     expect(corrupted.metrics.map((m) => m.resyncs)).toEqual([1, 1, 1]);

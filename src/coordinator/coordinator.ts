@@ -72,6 +72,14 @@ interface Committed {
 /** The ring lost a member or must admit new ones: re-form and reload the committed state. */
 export class MembershipChanged extends Error {}
 
+/** requestStop() was honoured: the run stopped right after a commit and can be resumed from it. */
+export class RunStopped extends Error {
+  constructor(readonly step: number) {
+    super(`run stopped at step ${step}, right after a checkpoint commit`);
+    this.name = 'RunStopped';
+  }
+}
+
 const NO_TIMES: StepTimes = { steps: 0, computeMs: 0, allreduceMs: 0, updateMs: 0, waitMs: 0 };
 
 export class Coordinator {
@@ -93,6 +101,7 @@ export class Coordinator {
   private readonly latestTimes = new Map<string, StepTimes>();
   private current: RunProgress | null = null;
   private fatalError: Error | null = null;
+  private stopRequested = false;
 
   constructor(private readonly options: CoordinatorOptions) {
     this.config = options.config;
@@ -155,12 +164,24 @@ export class Coordinator {
     }
   }
 
-  /** Stops serving: tells the workers to shut down and closes the servers. */
-  async close(reason = 'coordinator stopping'): Promise<void> {
+  /**
+   * Asks the run to stop after its next commit (the end of the current segment): run() then
+   * rejects with RunStopped, and the run resumes from that commit. For SIGTERM.
+   */
+  requestStop(): void {
+    this.stopRequested = true;
+    this.wake();
+  }
+
+  /**
+   * Stops serving and closes the servers. With `shutdownWorkers` the workers exit (the run is
+   * over); without, they keep reconnecting, to a restarted coordinator.
+   */
+  async close(reason = 'coordinator stopping', shutdownWorkers = true): Promise<void> {
     this.stopping = true;
     this.lost.reject(new MembershipChanged(reason));
     for (const link of this.links.values()) {
-      link.send('shutdown', { reason });
+      if (shutdownWorkers) link.send('shutdown', { reason });
       link.close(1001, reason);
     }
     for (const client of this.wss.clients) client.terminate();
@@ -197,8 +218,10 @@ export class Coordinator {
         const segmentEnd = every > 0 ? Math.min(roundEnd, (Math.floor(progress.step / every) + 1) * every) : roundEnd;
         await this.trainSegment(progress, segmentEnd, roundStart, roundEnd);
         if (progress.step < roundEnd) await this.commit(progress);
+        if (this.stopRequested) throw new RunStopped(progress.step);
       }
       await this.endRound(progress, rounds);
+      if (this.stopRequested && progress.round < rounds) throw new RunStopped(progress.step);
     }
   }
 
@@ -505,6 +528,7 @@ export class Coordinator {
     try {
       for (;;) {
         if (this.fatalError) throw this.fatalError;
+        if (this.stopRequested) throw new RunStopped(this.committed?.progress.step ?? 0);
         if (this.stopping) throw new Error('coordinator stopped while waiting for workers');
         const ready = this.readyLinks().length;
         if (ready >= needed || (ready >= 1 && Date.now() - startedMs >= graceMs)) return;

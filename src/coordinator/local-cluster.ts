@@ -58,7 +58,7 @@ export async function trainLocally(options: LocalRunOptions): Promise<RunSummary
     return await Promise.race([coordinator.run(), workersGone]);
   } finally {
     await coordinator.close('run finished');
-    await Promise.all(workers.map((w) => exited(w, 10000)));
+    await Promise.all(workers.map((w) => exited(w, 3000)));
   }
 }
 

@@ -3,7 +3,7 @@
 // (rank r sends on the socket that rank r+1 opened), because server frames are not masked and a
 // `ws` client's frame masking, done in JavaScript, costs several times the throughput.
 // Links belong to one membership generation; forming a new ring closes the old links.
-import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
+import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { pack, unpack } from 'msgpackr';
@@ -22,6 +22,8 @@ export interface RingLinkOptions {
   chunkFloats: number;
   timeoutMs: number;
   tls?: TlsOptions;
+  /** Whether the worker is ready (joined and data loaded), for the /readyz probe. */
+  ready?: () => boolean;
 }
 
 interface Hello {
@@ -45,7 +47,10 @@ export class RingLinks {
   private waitingForNext: ((socket: WebSocket) => void) | null = null;
 
   constructor(private readonly options: RingLinkOptions) {
-    this.http = options.tls ? createHttpsServer({ cert: options.tls.cert, key: options.tls.key, ca: options.tls.ca }) : createHttpServer();
+    // Plain requests (not WebSocket upgrades) are health probes: Kubernetes' kubelet sends no
+    // token, and the answers say nothing a peer could use.
+    const probe = (request: IncomingMessage, response: ServerResponse) => this.serveProbe(request, response);
+    this.http = options.tls ? createHttpsServer({ cert: options.tls.cert, key: options.tls.key, ca: options.tls.ca }, probe) : createHttpServer(probe);
     this.server = new WebSocketServer({
       server: this.http,
       maxPayload: this.maxFrameBytes,
@@ -115,6 +120,16 @@ export class RingLinks {
     for (const client of this.server.clients) client.terminate();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
     await new Promise<void>((resolve) => this.http.close(() => resolve()));
+  }
+
+  /** /healthz: the process serves; /readyz: it has joined the coordinator and loaded its data. */
+  private serveProbe(request: IncomingMessage, response: ServerResponse): void {
+    const path = (request.url ?? '/').split('?')[0];
+    const ready = this.options.ready?.() ?? true;
+    const status = path === '/healthz' ? 200 : path === '/readyz' ? (ready ? 200 : 503) : 404;
+    const body = path === '/healthz' ? { ok: true } : path === '/readyz' ? { ready } : { error: 'not found' };
+    response.writeHead(status, { 'content-type': 'application/json' });
+    response.end(JSON.stringify(body));
   }
 
   private sendToNext(frame: Buffer): void {

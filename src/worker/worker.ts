@@ -58,6 +58,8 @@ export class Worker {
   private step = 0;
   private agreements = 0;
   private bytesSent = 0;
+  /** Joined the coordinator and loaded the data in this connection: the /readyz probe's answer. */
+  private ready = false;
 
   constructor(private readonly options: WorkerOptions) {
     this.faults = options.faults ?? new FaultPlan(undefined);
@@ -69,6 +71,7 @@ export class Worker {
       chunkFloats: RING_CHUNK_FLOATS,
       timeoutMs: 15000,
       tls: options.tls,
+      ready: () => this.ready,
     });
   }
 
@@ -155,6 +158,7 @@ export class Worker {
       socket.on('close', (code, reason) => {
         clearInterval(heartbeat);
         this.socket = null;
+        this.ready = false;
         this.links.closeLinks(new RingError('lost the coordinator'));
         this.ring = null;
         this.generation = -1;
@@ -169,8 +173,11 @@ export class Worker {
     const reply = <K extends MessageKind>(kind: K, message: Messages[K]) => this.send(kind, message, envelope.requestId);
     try {
       switch (envelope.kind) {
-        case 'welcome':
-          return reply('ready', await this.prepare(envelope.message as Messages['welcome']));
+        case 'welcome': {
+          const ready = await this.prepare(envelope.message as Messages['welcome']);
+          this.ready = this.socket?.readyState === WebSocket.OPEN;
+          return reply('ready', ready);
+        }
         case 'formRing':
           await this.formRing(envelope.message as Messages['formRing']);
           return reply('ack', {});

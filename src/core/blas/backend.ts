@@ -7,6 +7,7 @@ import { BlasBackend } from './memory.ts';
 import { findBlasLibrary, loadBlasLibrary, type BlasLibrary } from './library.ts';
 import { batchMatMul, fusedMatMul } from './matmul.ts';
 import { ELEMENTWISE_KERNELS } from './elementwise.ts';
+import { maxPool, maxPoolGrad } from './pool.ts';
 import { sum } from './reduce.ts';
 import type { BlasKernelFunc } from './tensors.ts';
 
@@ -29,7 +30,7 @@ export interface BlasLibraryInfo {
 
 /**
  * The kernels this backend replaces: matrix products and convolutions through BLAS, plus the
- * element-wise ops and sums that dominate a training step once the products are fast.
+ * element-wise ops, sums and max pooling that dominate a training step once the products are fast.
  * Every other kernel is the cpu backend's.
  */
 const BLAS_KERNELS: Record<string, BlasKernelFunc> = {
@@ -40,6 +41,8 @@ const BLAS_KERNELS: Record<string, BlasKernelFunc> = {
   [tf.Conv2DBackpropInput]: conv2DBackpropInput,
   [tf.Conv2DBackpropFilter]: conv2DBackpropFilter,
   [tf.Sum]: sum,
+  [tf.MaxPool]: maxPool,
+  [tf.MaxPoolGrad]: maxPoolGrad,
   ...ELEMENTWISE_KERNELS,
 };
 

@@ -68,24 +68,35 @@ export function createGpt({ vocabSize, blockSize, layers, heads, width }: GptOpt
     const dense = (x: tf.Tensor2D, name: string) => tf.fused.matMul({ a: x, b: w(`${name}.kernel`), bias: w(`${name}.bias`) });
     const norm = (x: tf.Tensor2D, name: string) => layerNormalize(x, w(`${name}.gain`), w(`${name}.bias`));
 
-    // The residual stream: one row of `width` per token, sequence-major.
-    const tokens = tf.tensor1d(Int32Array.from(batch.x), 'int32');
-    const positions = tf.tensor1d(Int32Array.from({ length: count * steps }, (_, i) => i % steps), 'int32');
-    let x = tf.add(tf.gather(w('wte'), tokens), tf.gather(w('wpe'), positions)) as tf.Tensor2D;
+    // The residual stream: one row of `width` per token, sequence-major. The token embedding is a
+    // one-hot product rather than tf.gather: gather's gradient (UnsortedSegmentSum) on the cpu
+    // kernels costs vocab × tokens × width, the product's a small matrix multiply.
+    const tokens = tf.oneHot(tf.tensor1d(Int32Array.from(batch.x), 'int32'), vocabSize, 1, 0, 'float32');
+    const embedded = tf.add(tf.reshape(tf.matMul(tokens, w('wte')), [count, steps, width]), tf.slice(w('wpe'), [0, 0], [steps, width]));
+    let x = tf.reshape(embedded, [count * steps, width]) as tf.Tensor2D;
     const mask = causalMask(steps);
 
     for (let l = 0; l < layers; l++) {
       const block = `h.${l}`;
       // Attention: each head attends over the positions up to its own, by scaled dot product.
+      // A head owns `headSize` columns of the query, key and value projections and as many rows
+      // of the output projection, so slicing the (small) weights per head keeps the (large)
+      // activations contiguous, with no transposes.
       const h = norm(x, `${block}.ln_1`);
-      const toHeads = (t: tf.Tensor2D) => tf.reshape(tf.transpose(tf.reshape(t, [count, steps, heads, headSize]), [0, 2, 1, 3]), [count * heads, steps, headSize]);
-      const query = toHeads(tf.mul(dense(h, `${block}.attn.query`), 1 / Math.sqrt(headSize)));
-      const key = toHeads(dense(h, `${block}.attn.key`));
-      const value = toHeads(dense(h, `${block}.attn.value`));
-      const scores = tf.add(tf.matMul(query, key, false, true), mask);
-      const attended = tf.matMul(tf.softmax(scores), value);
-      const merged = tf.reshape(tf.transpose(tf.reshape(attended, [count, heads, steps, headSize]), [0, 2, 1, 3]), [count * steps, width]) as tf.Tensor2D;
-      x = tf.add(x, dense(merged, `${block}.attn.output`));
+      let attended: tf.Tensor2D | null = null;
+      for (let head = 0; head < heads; head++) {
+        const project = (name: string) => {
+          const columns = tf.fused.matMul({ a: h, b: tf.slice(w(`${name}.kernel`), [0, head * headSize], [width, headSize]), bias: tf.slice(w(`${name}.bias`), [head * headSize], [headSize]) });
+          return tf.reshape(columns, [count, steps, headSize]);
+        };
+        const query = tf.mul(project(`${block}.attn.query`), 1 / Math.sqrt(headSize));
+        const scores = tf.add(tf.matMul(query, project(`${block}.attn.key`), false, true), mask);
+        const weights = softmax(scores);
+        const values = tf.reshape(tf.matMul(weights, project(`${block}.attn.value`)), [count * steps, headSize]);
+        const output = tf.matMul(values, tf.slice(w(`${block}.attn.output.kernel`), [head * headSize, 0], [headSize, width]));
+        attended = attended ? tf.add(attended, output) : output;
+      }
+      x = tf.add(x, tf.add(attended as tf.Tensor2D, w(`${block}.attn.output.bias`)));
 
       // MLP: widen 4×, GELU, project back.
       const hidden = gelu(dense(norm(x, `${block}.ln_2`), `${block}.mlp.fc`));
@@ -96,6 +107,22 @@ export function createGpt({ vocabSize, blockSize, layers, heads, width }: GptOpt
 
   return { kind: 'gpt', params, forward };
 }
+
+/**
+ * Softmax over the last axis, with its gradient y·(dy − Σ dy·y) written out: the cpu backend's
+ * Softmax kernel is slow, and autodiff through the max would add a needless pass (the shift by
+ * the max does not change the result, so it has no gradient).
+ */
+const softmax = tf.customGrad((x: tf.Tensor, save: tf.GradSaveFunc) => {
+  const exps = tf.exp(tf.sub(x, tf.max(x, -1, true)));
+  const y = tf.div(exps, tf.sum(exps, -1, true));
+  save([y]);
+  const gradFunc = (dy: tf.Tensor, [saved]: tf.Tensor[]) => {
+    const dyTimesY = tf.mul(dy, saved);
+    return tf.sub(dyTimesY, tf.mul(tf.sum(dyTimesY, -1, true), saved));
+  };
+  return { value: y, gradFunc };
+}) as (x: tf.Tensor3D) => tf.Tensor3D;
 
 /** LayerNorm over each row: (x − mean) / sqrt(var + ε) · gain + bias. */
 function layerNormalize(x: tf.Tensor2D, gain: tf.Tensor, bias: tf.Tensor): tf.Tensor2D {
