@@ -337,6 +337,29 @@ describe.skipIf(!available)('blas backend kernels', () => {
     }, 64, 'conv + dense variableGrads');
   });
 
+  it('MaxPool and MaxPoolGrad: ties, NaN, padding and overlapping windows', async () => {
+    const cases: [number[], number | [number, number], number | [number, number], 'same' | 'valid' | number][] = [
+      [[2, 8, 8, 3], 2, 2, 'valid'],
+      [[2, 9, 7, 4], 3, 2, 'same'], // overlapping windows
+      [[1, 6, 6, 2], [2, 3], [1, 2], 'valid'],
+      [[3, 5, 5, 1], 3, 1, 1],
+    ];
+    for (const [shape, filterSize, strides, pad] of cases) {
+      // Half the inputs are exactly 0 (as after a ReLU), so windows have ties; a few are NaN or -Infinity.
+      const x = values(shape).map((v, i) => (i % 17 === 3 ? NaN : i % 23 === 5 ? -Infinity : v < 0 ? 0 : v));
+      const r = values(tf.backend_util.computePool2DInfo(shape as [number, number, number, number], filterSize, strides, 1, pad).outShape);
+      const label = `maxPool ${shape} filter ${filterSize} strides ${strides} pad ${pad}`;
+      const { cpu, blas } = await onBoth(() => {
+        const input = tf.tensor4d(x, shape as [number, number, number, number]);
+        const pooled = tf.maxPool(input, filterSize, strides, pad);
+        const grad = tf.grad((t: tf.Tensor) => tf.sum(tf.mul(tf.maxPool(t as tf.Tensor4D, filterSize, strides, pad), tf.tensor(r, pooled.shape))))(input);
+        return [pooled, grad];
+      });
+      expect(Array.from(blas[0]), label).toEqual(Array.from(cpu[0]));
+      expectClose(blas[1], cpu[1], 9, `${label} gradient`);
+    }
+  });
+
   it('element-wise kernels: every broadcast pattern, exactly equal to cpu', async () => {
     const shapePairs: [number[], number[]][] = [
       [[7, 9], [7, 9]], // same
@@ -394,19 +417,39 @@ describe.skipIf(!available)('blas backend kernels', () => {
     expect(blas.map((a) => Array.from(a))).toEqual(cpu.map((a) => Array.from(a)));
   });
 
-  it('Sum over leading, trailing and middle axes, with keepDims', async () => {
+  it('Sum and Mean over leading, trailing and middle axes, with keepDims', async () => {
     const shape = [5, 4, 3, 6];
     const x = values(shape);
     for (const axis of [0, [0, 1], 3, [2, 3], [1, 2, 3], [0, 1, 2, 3], 1, [0, 2], []] as (number | number[])[]) {
       for (const keepDims of [false, true]) {
-        const { cpu, blas } = await onBoth(() => tf.sum(tf.tensor(x, shape), axis, keepDims));
-        expect(Array.from(blas[0]), `axis ${axis} keepDims ${keepDims}`).toEqual(Array.from(cpu[0]));
+        const { cpu, blas } = await onBoth(() => [tf.sum(tf.tensor(x, shape), axis, keepDims), tf.mean(tf.tensor(x, shape), axis, keepDims)]);
+        expect(blas.map((a) => Array.from(a)), `axis ${axis} keepDims ${keepDims}`).toEqual(cpu.map((a) => Array.from(a)));
         await tf.setBackend('blas');
         const shapeOnBlas = tf.tidy(() => tf.sum(tf.tensor(x, shape), axis, keepDims).shape);
         await tf.setBackend('cpu');
         const shapeOnCpu = tf.tidy(() => tf.sum(tf.tensor(x, shape), axis, keepDims).shape);
         expect(shapeOnBlas).toEqual(shapeOnCpu);
       }
+    }
+  });
+
+  it('Slice: strided and contiguous regions, float32, int32 and bool', async () => {
+    const shape = [4, 5, 6, 3];
+    const x = values(shape);
+    const regions: [number[], number[]][] = [
+      [[0, 1, 2, 0], [4, 3, 2, 3]],
+      [[1, 0, 0, 1], [2, -1, -1, 2]],
+      [[2, 0, 0, 0], [1, 5, 6, 3]], // contiguous: stays a view
+      [[0, 4, 5, 2], [4, 1, 1, 1]],
+    ];
+    for (const [begin, size] of regions) {
+      const { cpu, blas } = await onBoth(() => [
+        tf.slice(tf.tensor(x, shape), begin, size),
+        tf.slice(tf.tensor(x.map((v) => Math.round(v * 100)), shape, 'int32'), begin, size),
+        tf.slice(tf.tensor(x.map((v) => (v > 0 ? 1 : 0)), shape, 'bool'), begin, size),
+        tf.slice(tf.tensor2d(x.subarray(0, 120), [12, 10]), [1, 3], [10, 4]),
+      ]);
+      expect(blas.map((a) => Array.from(a)), `slice ${begin} ${size}`).toEqual(cpu.map((a) => Array.from(a)));
     }
   });
 
@@ -427,6 +470,14 @@ describe.skipIf(!available)('blas backend kernels', () => {
     expect(Array.from(second.dataSync())).toEqual(Array.from(expected));
     expect(third.dataSync()[0]).toBe(Math.fround(a.dataSync()[0] * a.dataSync()[0]));
     tf.dispose([a, b, second, third]);
+
+    // The cpu Slice kernel returns a view into its input's array: disposing the input must not recycle it.
+    const source = tf.add(tf.ones([100, 100]), tf.ones([100, 100]));
+    const rows = tf.slice(source, [10, 0], [20, 100]);
+    source.dispose();
+    const reuse = tf.tidy(() => tf.add(tf.mul(tf.ones([100, 100]), tf.scalar(7)), tf.zeros([100, 100])));
+    expect(rows.dataSync().every((v) => v === 2)).toBe(true);
+    tf.dispose([rows, reuse]);
   });
 });
 

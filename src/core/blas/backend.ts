@@ -3,12 +3,13 @@
 // Registration is synchronous and idempotent; without a BLAS library it throws one line saying how to get one.
 import * as tf from '@tensorflow/tfjs-core';
 import { conv2D, conv2DBackpropFilter, conv2DBackpropInput, fusedConv2D } from './conv.ts';
-import { BlasBackend } from './memory.ts';
+import { ELEMENTWISE_KERNELS } from './elementwise.ts';
 import { findBlasLibrary, loadBlasLibrary, type BlasLibrary } from './library.ts';
 import { batchMatMul, fusedMatMul } from './matmul.ts';
-import { ELEMENTWISE_KERNELS } from './elementwise.ts';
+import { BlasBackend } from './memory.ts';
 import { maxPool, maxPoolGrad } from './pool.ts';
-import { sum } from './reduce.ts';
+import { mean, sum } from './reduce.ts';
+import { slice } from './slice.ts';
 import type { BlasKernelFunc } from './tensors.ts';
 
 export const BLAS_BACKEND = 'blas';
@@ -30,7 +31,7 @@ export interface BlasLibraryInfo {
 
 /**
  * The kernels this backend replaces: matrix products and convolutions through BLAS, plus the
- * element-wise ops, sums and max pooling that dominate a training step once the products are fast.
+ * element-wise ops, reductions, slices and max pooling that dominate a training step once the products are fast.
  * Every other kernel is the cpu backend's.
  */
 const BLAS_KERNELS: Record<string, BlasKernelFunc> = {
@@ -41,19 +42,20 @@ const BLAS_KERNELS: Record<string, BlasKernelFunc> = {
   [tf.Conv2DBackpropInput]: conv2DBackpropInput,
   [tf.Conv2DBackpropFilter]: conv2DBackpropFilter,
   [tf.Sum]: sum,
+  [tf.Mean]: mean,
+  [tf.Slice]: slice,
   [tf.MaxPool]: maxPool,
   [tf.MaxPoolGrad]: maxPoolGrad,
   ...ELEMENTWISE_KERNELS,
 };
-
-let registered = false;
 
 /** Registers backend `blas` (once) and applies the thread count; throws when no BLAS library loads. */
 export function registerBlasBackend(options: BlasBackendOptions): void {
   const library = loadBlasLibrary();
   const threads = resolveThreads(options.threads);
   if (threads > 0) library.setThreads(threads);
-  if (registered) return;
+  // A second copy of this module (or a second call) finds the backend already there.
+  if (tf.findBackendFactory(BLAS_BACKEND) !== null) return;
 
   tf.registerBackend(BLAS_BACKEND, () => new BlasBackend());
   for (const config of tf.getKernelsForBackend('cpu')) {
@@ -63,7 +65,6 @@ export function registerBlasBackend(options: BlasBackendOptions): void {
     // tfjs declares kernels with untyped inputs and attributes; ours take the cpu backend and typed ones.
     tf.registerKernel({ kernelName, backendName: BLAS_BACKEND, kernelFunc: kernelFunc as unknown as tf.KernelFunc });
   }
-  registered = true;
 }
 
 /** Which BLAS library runs the math and with how many threads; null when none can be loaded. */

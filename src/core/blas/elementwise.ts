@@ -5,7 +5,7 @@ import { util, type TensorInfo } from '@tensorflow/tfjs-core';
 import { allocateFloat32 } from './memory.ts';
 import { float32Values, runCpuKernel, type BlasKernelFunc, type KernelArgs } from './tensors.ts';
 
-/** A loop over `out` reading `a` and `b` in one broadcast pattern (see binaryPattern). */
+/** A loop over `out` reading `a` and `b` in one broadcast pattern (see BinaryPattern). */
 type BinaryLoop = (a: Float32Array, b: Float32Array, out: Float32Array, inner: number) => void;
 type UnaryLoop = (x: Float32Array, out: Float32Array, parameter: number) => void;
 

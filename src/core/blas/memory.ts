@@ -11,13 +11,14 @@ const POOL_MAX_BYTES = 512 * 1024 * 1024;
 
 /**
  * Recycles Float32Arrays that blas kernels allocated, once the tensor holding them is disposed.
- * Safety rules: an array is recycled only if exactly one tensor ever held it (an array written under a
- * second data id, as the Complex kernel does, is disowned for good), and so is an array once read out
- * of the backend (dataSync and friends), so no array visible outside the backend is ever reused.
+ * Safety rules, tracked per ArrayBuffer (each pooled array has its own): memory is recycled only if
+ * exactly one tensor ever held it. Any second holder disowns it for good: the same array written under
+ * another data id (the Complex kernel) or a view of it (the cpu Slice kernel returns subarrays). So
+ * does a read out of the backend (dataSync and friends), so no memory visible outside is ever reused.
  */
 class Float32Pool {
-  /** Arrays from `take` → whether a tensor holds them yet. Arrays not in here are never recycled. */
-  private readonly owned = new WeakMap<Float32Array, 'free' | 'held'>();
+  /** Buffers of arrays from `take` → whether a tensor holds them yet. Others are never recycled. */
+  private readonly owned = new WeakMap<ArrayBufferLike, 'free' | 'held'>();
   private readonly free = new Map<number, Float32Array[]>();
   private freeBytes = 0;
 
@@ -27,40 +28,42 @@ class Float32Pool {
     const recycled = this.free.get(length)?.pop();
     if (recycled === undefined) {
       const array = new Float32Array(length);
-      this.owned.set(array, 'free');
+      this.owned.set(array.buffer, 'free');
       return array;
     }
     this.freeBytes -= recycled.byteLength;
-    this.owned.set(recycled, 'free');
+    this.owned.set(recycled.buffer, 'free');
     if (zeroed) recycled.fill(0);
     return recycled;
   }
 
-  /** Called when a tensor starts holding `values`; a second holder disowns the array. */
+  /** Called when a tensor starts holding `values`: the first holder of a whole pooled array keeps it pooled. */
   bind(values: unknown): void {
-    if (!(values instanceof Float32Array)) return;
-    const state = this.owned.get(values);
-    if (state === 'free') this.owned.set(values, 'held');
-    else if (state === 'held') this.owned.delete(values);
+    if (!ArrayBuffer.isView(values)) return;
+    const state = this.owned.get(values.buffer);
+    if (state === undefined) return;
+    const whole = values instanceof Float32Array && values.byteOffset === 0 && values.byteLength === values.buffer.byteLength;
+    if (state === 'free' && whole) this.owned.set(values.buffer, 'held');
+    else this.owned.delete(values.buffer);
   }
 
   /** Called when the tensor holding `values` is gone. */
   release(values: unknown): void {
-    if (!(values instanceof Float32Array) || this.owned.get(values) !== 'held') return;
+    if (!(values instanceof Float32Array) || this.owned.get(values.buffer) !== 'held') return;
     if (this.freeBytes + values.byteLength > POOL_MAX_BYTES) {
-      this.owned.delete(values);
+      this.owned.delete(values.buffer);
       return;
     }
-    this.owned.set(values, 'free');
+    this.owned.set(values.buffer, 'free');
     let bucket = this.free.get(values.length);
     if (bucket === undefined) this.free.set(values.length, (bucket = []));
     bucket.push(values);
     this.freeBytes += values.byteLength;
   }
 
-  /** Never recycle `values` (it became visible outside the backend). */
+  /** Never recycle the memory behind `values` (it became visible outside the backend). */
   disown(values: unknown): void {
-    if (values instanceof Float32Array) this.owned.delete(values);
+    if (ArrayBuffer.isView(values)) this.owned.delete(values.buffer);
   }
 
   clear(): void {
