@@ -32,13 +32,28 @@ export function adamUpdate(
 ): void {
   const { beta1, beta2, epsilon } = settings;
   const stepSize = (settings.learningRate * Math.sqrt(1 - beta2 ** t)) / (1 - beta1 ** t);
+  // The gradient scale folds into the moment coefficients: m' = β1·m + (1−β1)·s·g.
+  const gm = (1 - beta1) * scale;
+  const gv = (1 - beta2) * scale * scale;
   const { m, v } = moments;
-  const count = positions ? positions.length : weights.length;
-  for (let k = 0; k < count; k++) {
-    const i = positions ? positions[k] : k;
-    const g = gradient[offset + k] * scale;
-    const mi = beta1 * m[i] + (1 - beta1) * g;
-    const vi = beta2 * v[i] + (1 - beta2) * g * g;
+  // Two loops rather than one with a branch per element: this is the hot path of every step,
+  // and it runs at close to memory bandwidth only when V8 sees a plain counted loop.
+  if (positions === null) {
+    for (let i = 0; i < weights.length; i++) {
+      const g = gradient[offset + i];
+      const mi = beta1 * m[i] + gm * g;
+      const vi = beta2 * v[i] + gv * g * g;
+      m[i] = mi;
+      v[i] = vi;
+      weights[i] -= (stepSize * mi) / (Math.sqrt(vi) + epsilon);
+    }
+    return;
+  }
+  for (let k = 0; k < positions.length; k++) {
+    const i = positions[k];
+    const g = gradient[offset + k];
+    const mi = beta1 * m[i] + gm * g;
+    const vi = beta2 * v[i] + gv * g * g;
     m[i] = mi;
     v[i] = vi;
     weights[i] -= (stepSize * mi) / (Math.sqrt(vi) + epsilon);

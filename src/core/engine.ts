@@ -24,6 +24,8 @@ export interface EngineChoice {
 export interface EngineOptions {
   /** Threads for the BLAS backend; 0 lets the library decide. */
   blasThreads?: number;
+  /** Kernels the model cannot train without; a backend lacking one is skipped (wasm has no Conv2DBackpropFilter). */
+  requiredKernels?: string[];
 }
 
 export interface EngineLog {
@@ -69,7 +71,8 @@ async function tryBackend(backend: BackendName, options: EngineOptions): Promise
     if (backend === 'wasm') await import('@tensorflow/tfjs-backend-wasm');
     if (!(await tf.setBackend(backend))) return 'initialisation failed';
     await tf.ready();
-    return null;
+    const missing = (options.requiredKernels ?? []).filter((kernel) => !tf.getKernel(kernel, backend));
+    return missing.length > 0 ? `lacks the ${missing.join(', ')} kernel(s) this model needs` : null;
   } catch (error) {
     return firstLine(error);
   }

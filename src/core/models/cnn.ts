@@ -48,5 +48,5 @@ export function createCnn({ inputShape, units, classes }: CnnOptions): Model {
     return tf.fused.matMul({ a: dense, b: outputKernel as tf.Tensor2D, bias: outputBias }) as tf.Tensor2D;
   }
 
-  return { kind: 'cnn', params, forward };
+  return { kind: 'cnn', params, forward, requiredKernels: ['FusedConv2D', 'Conv2DBackpropInput', 'Conv2DBackpropFilter', 'MaxPoolGrad'] };
 }

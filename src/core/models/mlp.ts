@@ -27,5 +27,5 @@ export function createMlp({ inputs, units, classes, dropout }: MlpOptions): Mode
     return tf.fused.matMul({ a: hidden, b: outputKernel, bias: outputBias }) as tf.Tensor2D;
   }
 
-  return { kind: 'mlp', params, forward };
+  return { kind: 'mlp', params, forward, requiredKernels: [] };
 }

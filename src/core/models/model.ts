@@ -22,6 +22,8 @@ export interface ParamSpec {
 export interface Model {
   readonly kind: string;
   readonly params: ParamSpec[];
+  /** Kernels (forward and gradient) a backend must have to train this model. */
+  readonly requiredKernels: string[];
   /** Logits of shape [count × targetsPerSample, classes]; `noiseSeed` null turns dropout off. */
   forward(weights: tf.Tensor[], batch: Examples, noiseSeed: number | null): tf.Tensor2D;
 }

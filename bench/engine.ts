@@ -1,0 +1,107 @@
+// `npm run bench -- engine`: samples/s of a full training step — forward, backward, reading the
+// gradient, compacting it to the mask, masked Adam — for the MLP (784-1024-10) and the CNN
+// (u = 32) at batch 128 on every backend that runs here, with PyTorch's figure for the same
+// model and batch when Debian's python3-torch is installed, and where a blas step's time goes.
+// Options: --seconds S per measurement (default 4), --threads T for BLAS and PyTorch (0 = default).
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import * as tf from '@tensorflow/tfjs-core';
+import { resolveConfig, type OccamConfig } from '../src/core/config.ts';
+import { loadDataSource } from '../src/core/data/load.ts';
+import { BACKENDS, selectBackend, type BackendName } from '../src/core/engine.ts';
+import { createModel } from '../src/core/models/create.ts';
+import { Replica } from '../src/core/replica.ts';
+import { benchArgs } from './_experiment.ts';
+
+const args = benchArgs();
+const SECONDS = Number(args.seconds ?? 4);
+const THREADS = Number(args.threads ?? 0);
+const BATCH = 128;
+const MODELS: { name: string; settings: Partial<OccamConfig> }[] = [
+  { name: 'MLP 784-1024-10', settings: { model: 'mlp', units: 1024 } },
+  { name: 'CNN u=32', settings: { model: 'cnn', units: 32 } },
+];
+
+interface Measurement {
+  samplesPerSecond: number;
+  gradientMs: number;
+  updateMs: number;
+}
+
+/** Runs whole steps for about SECONDS (at least 2) and returns the rate and the split. */
+function measure(replica: Replica): Measurement {
+  const step = (s: number) => {
+    const t0 = performance.now();
+    const { gradient, globalCount } = replica.shardGradient(s, 0, 1);
+    const t1 = performance.now();
+    replica.applyGradient(gradient, globalCount);
+    return [t1 - t0, performance.now() - t1];
+  };
+  step(0);
+  let steps = 0;
+  let gradientMs = 0;
+  let updateMs = 0;
+  const start = performance.now();
+  while (steps < 2 || performance.now() - start < SECONDS * 1000) {
+    const [g, u] = step(steps + 1);
+    gradientMs += g;
+    updateMs += u;
+    steps++;
+  }
+  const seconds = (performance.now() - start) / 1000;
+  return { samplesPerSecond: (steps * BATCH) / seconds, gradientMs: gradientMs / steps, updateMs: updateMs / steps };
+}
+
+/** Debian's python3-torch lives under /usr/bin/python3, which a pyenv or venv python3 on PATH may hide. */
+function pythonWithTorch(): string | null {
+  for (const python of ['/usr/bin/python3', 'python3']) {
+    if (spawnSync(python, ['-c', 'import torch'], { encoding: 'utf8' }).status === 0) return python;
+  }
+  return null;
+}
+
+function torchSamplesPerSecond(model: 'mlp' | 'cnn', units: number): number | string {
+  const python = pythonWithTorch();
+  if (!python) return 'not installed (apt-get install python3-torch)';
+  const script = fileURLToPath(new URL('./torch_step.py', import.meta.url));
+  const run = spawnSync(python, [script, model, String(units), String(BATCH), String(SECONDS), String(THREADS)], { encoding: 'utf8' });
+  return run.status === 0 ? Number(run.stdout.trim()) : `failed: ${run.stderr.trim().split('\n').pop()}`;
+}
+
+const rows: string[] = [];
+const blasSplit: string[] = [];
+for (const { name, settings } of MODELS) {
+  const config = resolveConfig({ ...settings, batchSize: BATCH, trainLimit: 2000, blasThreads: THREADS });
+  const data = loadDataSource(config);
+  const model = createModel(config, data);
+  const rates = new Map<BackendName, number | string>();
+  for (const backend of BACKENDS) {
+    try {
+      await selectBackend(backend, undefined, { blasThreads: THREADS, requiredKernels: model.requiredKernels });
+    } catch (error) {
+      rates.set(backend, (error as Error).message.replace(/^backend \w+ cannot run here \(\w+: /, '').replace(/\)$/, ''));
+      continue;
+    }
+    // cpu trains the CNN at seconds per step: one measured step says enough.
+    const replica = new Replica(model, data, config);
+    const result = measure(replica);
+    rates.set(backend, result.samplesPerSecond);
+    if (backend === 'blas') blasSplit.push(`| ${name} | ${result.gradientMs.toFixed(2)} | ${result.updateMs.toFixed(2)} | ${(100 * result.updateMs / (result.gradientMs + result.updateMs)).toFixed(0)} % |`);
+    process.stderr.write(`  ${name} on ${backend}: ${result.samplesPerSecond.toFixed(0)} samples/s\n`);
+  }
+  const torch = torchSamplesPerSecond(config.model as 'mlp' | 'cnn', config.units);
+  const cell = (v: number | string | undefined) => (typeof v === 'number' ? v.toFixed(0) : `n/a: ${v ?? '—'}`);
+  const ratio = (a: number | string | undefined, b: number | string | undefined) => (typeof a === 'number' && typeof b === 'number' ? `${(a / b).toFixed(1)}×` : '—');
+  rows.push(`| ${name} | ${BACKENDS.map((b) => cell(rates.get(b))).join(' | ')} | ${cell(torch)} | ${ratio(rates.get('blas'), rates.get('wasm'))} | ${ratio(rates.get('blas'), torch)} |`);
+}
+
+console.log(`\n# training step throughput, batch ${BATCH} (samples/s; forward, backward, gradient compaction, masked Adam)\n`);
+console.log(`| model | ${BACKENDS.join(' | ')} | PyTorch | blas / wasm | blas / PyTorch |`);
+console.log(`| --- | ${BACKENDS.map(() => '---:').join(' | ')} | ---: | ---: | ---: |`);
+for (const row of rows) console.log(row);
+console.log(`\n# where a blas step's time goes (ms per step)\n`);
+console.log('| model | forward + backward + read + compact | masked Adam (host) | Adam share |');
+console.log('| --- | ---: | ---: | ---: |');
+for (const row of blasSplit) console.log(row);
+console.log(`\nthreads: ${THREADS === 0 ? 'library defaults' : THREADS}; tf backend at the end: ${tf.getBackend()}`);
+process.exit(0);
