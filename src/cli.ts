@@ -3,16 +3,23 @@
 // OCCAM_* environment variable or a key of a --config JSON file; the token never travels on the
 // command line, where `ps` would show it.
 import { createWriteStream, existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
-import { CONFIG_KEYS, ConfigError, parseConfigValue, resolveConfig, type OccamConfig } from './core/config.ts';
+import { CONFIG_KEYS, ConfigError, didYouMean, parseConfigValue, resolveConfig, type OccamConfig } from './core/config.ts';
 import { loadDataSource } from './core/data/load.ts';
-import { createLogger, type Logger } from './core/log.ts';
+import { TextDataSource } from './core/data/text.ts';
+import { selectBackend } from './core/engine.ts';
+import { generate, loadTrainedGpt, saveVocabulary, SAMPLE_DEFAULTS, type SampleOptions } from './core/sample.ts';
+import { createLogger, setLogContext, type Logger } from './core/log.ts';
 import { readTlsOptions } from './core/tls.ts';
 import { Coordinator, RunStopped } from './coordinator/coordinator.ts';
 import { trainLocally } from './coordinator/local-cluster.ts';
+import { withObservability } from './coordinator/observability.ts';
 import { formatSummary, progressMode, ProgressView } from './coordinator/progress.ts';
-import { readRunConfig } from './coordinator/run-dir.ts';
+import { writeComparisonReport, writeRunReport } from './coordinator/report.ts';
+import { readRunConfig, type RunSummary } from './coordinator/run-dir.ts';
 import { FaultPlan } from './worker/faults.ts';
 import { Worker } from './worker/worker.ts';
 
@@ -23,24 +30,34 @@ usage:
   occam train --resume RUN_DIR          continue a run from its last valid checkpoint
   occam coordinator [options]           run a cluster's coordinator (token: OCCAM_TOKEN or --token-file)
   occam worker --coordinator URL        run one worker (token: OCCAM_TOKEN or --token-file)
+  occam report RUN_DIR [RUN_DIR…] [--out FILE]
+                                        one run's report.html again, or several runs compared on the same axes
+  occam sample RUN_DIR [--length N] [--temperature T] [--top-k K] [--seed S] [--prompt TEXT]
+                                        generate text from a gpt run's best model
 
 training settings (flags, OCCAM_<NAME> variables, or keys of --config FILE.json):
-  --dataset mnist|fashion-mnist|idx|csv|iris   --data-path PATH   --label-column NAME
-  --model mlp|cnn   --units N   --rounds N   --batch-size N (global)   --learning-rate X
+  --dataset mnist|fashion-mnist|idx|csv|iris|moby-dick|text   --data-path PATH   --label-column NAME
+  --model mlp|cnn|gpt   --units N   --rounds N   --batch-size N (global)   --learning-rate X
+  gpt: --layers N --heads N --width N --block-size N   --round-steps N (0 = 200 for gpt)
+       --text FILE (= --dataset text --data-path FILE; any UTF-8 file)
   --strategy occam|none|posttrain|gradual   --p0 X   --target-density X   --holdback X
   --workers N   --seed N   --backend auto|tensorflow|blas|wasm|cpu   (and every key of DEFAULT_CONFIG)
 
 output: --run-dir DIR (default runs/<run id>)   --json (events as JSON lines)   --quiet   --pretty-logs
+        --port P (train: the status page and /metrics on 127.0.0.1:P; default any free port)
 cluster: --host H --port P (coordinator)   --ring-host H --ring-port P --worker-id ID (worker)
+         --linger (coordinator: after the run, keep serving status until SIGTERM, as a pod must)
          --token-file FILE   --tls-cert FILE --tls-key FILE --tls-ca FILE`;
 
 /** Flags that are not training settings. */
-const PROCESS_FLAGS = new Set(['config', 'run-dir', 'resume', 'json', 'quiet', 'pretty-logs', 'help', 'host', 'port', 'coordinator', 'worker-id', 'ring-host', 'ring-bind-host', 'ring-port', 'token-file', 'tls-cert', 'tls-key', 'tls-ca', 'exit-with-parent', 'max-message-mb']);
-const BOOLEAN_FLAGS = new Set(['json', 'quiet', 'pretty-logs', 'help', 'exit-with-parent']);
+const PROCESS_FLAGS = new Set(['config', 'run-dir', 'resume', 'json', 'quiet', 'pretty-logs', 'help', 'host', 'port', 'coordinator', 'worker-id', 'ring-host', 'ring-bind-host', 'ring-port', 'token-file', 'tls-cert', 'tls-key', 'tls-ca', 'exit-with-parent', 'max-message-mb', 'linger']);
+const BOOLEAN_FLAGS = new Set(['json', 'quiet', 'pretty-logs', 'help', 'exit-with-parent', 'linger']);
 
 interface ParsedArgs {
   command: string;
   flags: Map<string, string>;
+  /** Arguments that are not flags: only `sample RUN_DIR` takes one. */
+  positionals: string[];
 }
 
 export async function main(argv: string[]): Promise<number> {
@@ -51,6 +68,7 @@ export async function main(argv: string[]): Promise<number> {
   }
   const pretty = args.flags.has('pretty-logs') || undefined;
   const log = createLogger({ role: args.command === 'worker' ? 'worker' : 'coordinator', pretty });
+  if (args.command !== 'sample' && args.command !== 'report' && args.positionals.length > 0) throw new UsageError(`unexpected argument '${args.positionals[0]}'`);
   switch (args.command) {
     case 'train':
       return train(args, pretty);
@@ -58,6 +76,10 @@ export async function main(argv: string[]): Promise<number> {
       return runCoordinator(args, log);
     case 'worker':
       return runWorker(args, log);
+    case 'sample':
+      return sample(args, log);
+    case 'report':
+      return report(args);
     default:
       throw new UsageError(`unknown command '${args.command}'`);
   }
@@ -67,16 +89,20 @@ async function train(args: ParsedArgs, pretty: boolean | undefined): Promise<num
   const resumeDir = args.flags.get('resume');
   const config = resumeDir ? resolveConfig(readRunConfig(resumeDir), configFlags(args)) : readConfig(args);
   // Fail fast, in this process, on a data problem: one clear error before any worker starts.
-  loadDataSource(config);
+  const data = loadDataSource(config);
   const runId = resumeDir ? resolve(resumeDir).split('/').pop() ?? 'run' : newRunId(config);
   const runDir = resolve(resumeDir ?? args.flags.get('run-dir') ?? join('runs', runId));
+  if (data instanceof TextDataSource) saveVocabulary(runDir, data.tokenizer);
   const view = new ProgressView(progressMode({ json: args.flags.has('json'), quiet: args.flags.has('quiet') }, process.stderr));
   view.setBatchSize(config.batchSize);
   // The terminal shows progress; the coordinator's structured log goes to the run directory.
   mkdirSync(runDir, { recursive: true });
-  const log = createLogger({ role: 'coordinator', pretty, destination: createWriteStream(join(runDir, 'coordinator.log'), { flags: 'a' }) });
+  const log = createLogger({ role: 'coordinator', pretty, destination: createWriteStream(join(runDir, 'coordinator.log'), { flags: 'a' }), context: { runId } });
   process.stderr.write(`occam: training ${config.model} on ${config.dataset} with ${config.workers} worker(s), strategy ${config.strategy}; run directory ${runDir}\n`);
-  const summary = await trainLocally({ config, runDir, runId, log, onEvent: (e) => view.handle(e) });
+  const port = Number(args.flags.get('port') ?? 0);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`--port must be a port number (got '${args.flags.get('port')}')`);
+  const onListening = (listening: number) => process.stderr.write(`occam: status page http://127.0.0.1:${listening}/ · metrics http://127.0.0.1:${listening}/metrics\n`);
+  const summary = await trainLocally({ config, runDir, runId, log, port, onListening, onEvent: (e) => view.handle(e) });
   if (args.flags.has('json')) process.stdout.write(JSON.stringify({ type: 'summary', summary }) + '\n');
   else process.stdout.write(`\n${formatSummary(summary)}\n\nrun directory: ${runDir}\n`);
   return 0;
@@ -86,19 +112,31 @@ async function runCoordinator(args: ParsedArgs, log: Logger): Promise<number> {
   const runDirFlag = args.flags.get('run-dir') ?? process.env.OCCAM_RUN_DIR;
   if (!runDirFlag) throw new UsageError('coordinator needs --run-dir (or OCCAM_RUN_DIR): checkpoints and metrics go there');
   const runDir = resolve(runDirFlag);
-  // A restarted coordinator continues the run its run directory holds.
-  const config = existsSync(join(runDir, 'config.json')) ? resolveConfig(readRunConfig(runDir), configFlags(args)) : readConfig(args);
-  const coordinator = new Coordinator({
+  // A restarted coordinator continues the run its run directory holds. Settings given again (the
+  // Kubernetes ConfigMap on every start) must match it: RunDir refuses a different config by name.
+  const explicit = args.flags.has('config') || Object.keys(configFromEnv()).length > 0 || Object.keys(configFlags(args)).length > 0;
+  const config = existsSync(join(runDir, 'config.json')) && !explicit ? resolveConfig(readRunConfig(runDir)) : readConfig(args);
+  if (config.model === 'gpt') {
+    // Best effort: the workers hold the data; without vocab.json, `occam sample` rebuilds it from the corpus.
+    try {
+      saveVocabulary(runDir, (loadDataSource(config) as TextDataSource).tokenizer);
+    } catch (error) {
+      log.warn({ err: (error as Error).message }, 'could not write the vocabulary for `occam sample`');
+    }
+  }
+  const runId = runDir.split('/').pop() ?? 'run';
+  setLogContext(log, { runId });
+  const coordinator = new Coordinator(withObservability({
     config,
     runDir,
-    runId: runDir.split('/').pop() ?? 'run',
+    runId,
     host: flag(args, 'host', 'OCCAM_HOST') ?? '0.0.0.0',
-    port: Number(flag(args, 'port', 'OCCAM_PORT') ?? 7070),
+    port: portFlag(args, 'port', 'OCCAM_PORT', 7070),
     token: readToken(args),
     log,
     tls: readTlsOptions(flag(args, 'tls-cert', 'OCCAM_TLS_CERT'), flag(args, 'tls-key', 'OCCAM_TLS_KEY'), flag(args, 'tls-ca', 'OCCAM_TLS_CA')),
-    maxMessageBytes: Number(flag(args, 'max-message-mb', 'OCCAM_MAX_MESSAGE_MB') ?? 1024) * 1024 * 1024,
-  });
+    maxMessageBytes: maxMessageBytes(args),
+  }));
   await coordinator.listen();
   // SIGTERM (Kubernetes stopping the pod): finish the current segment, commit, and exit; the
   // workers keep reconnecting, to the restarted coordinator. A hung segment cannot hold the pod
@@ -116,6 +154,7 @@ async function runCoordinator(args: ParsedArgs, log: Logger): Promise<number> {
     const summary = await coordinator.run();
     process.stdout.write(`${formatSummary(summary)}\n`);
     await coordinator.close('run finished');
+    if (args.flags.has('linger') || /^(1|true)$/i.test(process.env.OCCAM_LINGER ?? '')) await linger(coordinator, summary, args, log);
   } catch (error) {
     if (!(error instanceof RunStopped)) throw error;
     log.info({ step: error.step }, 'stopped after a commit; a restarted coordinator resumes from it');
@@ -124,10 +163,35 @@ async function runCoordinator(args: ParsedArgs, log: Logger): Promise<number> {
   return 0;
 }
 
+/**
+ * --linger: in a pod, exiting would restart the container and replay the finished run. Instead
+ * keep answering the probes and /status.json (phase done, with the summary) until SIGTERM, so the
+ * pod stays Running and its run directory can be copied out; workers are refused (410).
+ */
+async function linger(coordinator: Coordinator, summary: RunSummary, args: ParsedArgs, log: Logger): Promise<void> {
+  const tls = readTlsOptions(flag(args, 'tls-cert', 'OCCAM_TLS_CERT'), flag(args, 'tls-key', 'OCCAM_TLS_KEY'), flag(args, 'tls-ca', 'OCCAM_TLS_CA'));
+  const answer = (request: IncomingMessage, response: ServerResponse) => {
+    const path = (request.url ?? '/').split('?')[0];
+    const reply = (status: number, body: object) => response.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
+    if (path === '/healthz') return reply(200, { ok: true });
+    if (path === '/readyz') return reply(503, { phase: 'done' });
+    if (path === '/status.json') return reply(200, { ...coordinator.status(), summary });
+    reply(410, { error: 'the run is finished' });
+  };
+  const server = tls ? createHttpsServer({ cert: tls.cert, key: tls.key }, answer) : createHttpServer(answer);
+  await new Promise<void>((resolve) => server.listen(portFlag(args, 'port', 'OCCAM_PORT', 7070), flag(args, 'host', 'OCCAM_HOST') ?? '0.0.0.0', resolve));
+  log.info('run finished; serving /status.json until SIGTERM (--linger)');
+  await new Promise((resolve) => process.once('SIGTERM', resolve));
+  await new Promise((resolve) => server.close(resolve));
+}
+
 async function runWorker(args: ParsedArgs, log: Logger): Promise<number> {
   const coordinatorUrl = flag(args, 'coordinator', 'OCCAM_COORDINATOR');
   if (!coordinatorUrl) throw new UsageError('worker needs --coordinator ws://HOST:PORT (or OCCAM_COORDINATOR)');
   const ringHost = flag(args, 'ring-host', 'OCCAM_RING_HOST') ?? hostname();
+  const tls = readTlsOptions(flag(args, 'tls-cert', 'OCCAM_TLS_CERT'), flag(args, 'tls-key', 'OCCAM_TLS_KEY'), flag(args, 'tls-ca', 'OCCAM_TLS_CA'));
+  // With TLS the token must never cross the wire in clear text.
+  if (tls && !coordinatorUrl.startsWith('wss://')) throw new UsageError(`TLS is configured, so --coordinator must be a wss:// URL (got '${coordinatorUrl}')`);
   const backend = args.flags.get('backend') ?? process.env.OCCAM_BACKEND;
   const worker = new Worker({
     coordinatorUrl,
@@ -135,17 +199,57 @@ async function runWorker(args: ParsedArgs, log: Logger): Promise<number> {
     workerId: flag(args, 'worker-id', 'OCCAM_WORKER_ID') ?? `${hostname()}-${process.pid}`,
     ringBindHost: flag(args, 'ring-bind-host', 'OCCAM_RING_BIND_HOST') ?? (ringHost === '127.0.0.1' ? '127.0.0.1' : '0.0.0.0'),
     ringAdvertiseHost: ringHost,
-    ringPort: Number(flag(args, 'ring-port', 'OCCAM_RING_PORT') ?? 0),
+    ringPort: portFlag(args, 'ring-port', 'OCCAM_RING_PORT', 0),
     backend: backend ? (parseConfigValue('backend', backend) as OccamConfig['backend']) : undefined,
     log,
-    tls: readTlsOptions(flag(args, 'tls-cert', 'OCCAM_TLS_CERT'), flag(args, 'tls-key', 'OCCAM_TLS_KEY'), flag(args, 'tls-ca', 'OCCAM_TLS_CA')),
+    tls,
     reconnectGiveUpMs: args.flags.has('exit-with-parent') ? 30000 : 0,
     faults: new FaultPlan(process.env.OCCAM_FAULTS),
-    maxMessageBytes: Number(flag(args, 'max-message-mb', 'OCCAM_MAX_MESSAGE_MB') ?? 1024) * 1024 * 1024,
+    maxMessageBytes: maxMessageBytes(args),
   });
   if (args.flags.has('exit-with-parent')) process.on('disconnect', () => process.exit(0));
   process.on('SIGTERM', () => worker.stop());
   await worker.run();
+  return 0;
+}
+
+/** `occam report RUN_DIR…`: rewrites one run's report.html, or writes a comparison of several (default ./occam-report.html). */
+function report(args: ParsedArgs): number {
+  const runDirs = args.positionals;
+  if (runDirs.length === 0) throw new UsageError('report needs at least one RUN_DIR');
+  const unknown = [...args.flags.keys()].find((name) => name !== 'out' && name !== 'pretty-logs');
+  if (unknown) throw new UsageError(`report does not take --${unknown}`);
+  const out = args.flags.get('out');
+  const path = runDirs.length === 1 && !out ? writeRunReport(runDirs[0]) : writeComparisonReport(runDirs, resolve(out ?? 'occam-report.html'));
+  process.stdout.write(`${path}\n`);
+  return 0;
+}
+
+/** `occam sample RUN_DIR`: text from the best model of a gpt run, on stdout. */
+async function sample(args: ParsedArgs, log: Logger): Promise<number> {
+  const [runDir, ...extra] = args.positionals;
+  if (!runDir || extra.length > 0) throw new UsageError('sample needs exactly one RUN_DIR');
+  const number = (name: string, fallback: number, valid: (n: number) => boolean, rule: string) => {
+    const text = args.flags.get(name);
+    if (text === undefined) return fallback;
+    const value = Number(text);
+    if (text.trim() === '' || !valid(value)) throw new UsageError(`--${name} must be ${rule} (got '${text}')`);
+    return value;
+  };
+  const known = new Set(['length', 'temperature', 'top-k', 'seed', 'prompt', 'backend', 'pretty-logs']);
+  const unknown = [...args.flags.keys()].find((name) => !known.has(name));
+  if (unknown) throw new UsageError(`sample does not take --${unknown}`);
+  const options: SampleOptions = {
+    length: number('length', SAMPLE_DEFAULTS.length, (n) => Number.isInteger(n) && n >= 0, 'an integer ≥ 0'),
+    temperature: number('temperature', SAMPLE_DEFAULTS.temperature, (n) => Number.isFinite(n) && n >= 0, 'a number ≥ 0'),
+    topK: number('top-k', SAMPLE_DEFAULTS.topK, (n) => Number.isInteger(n) && n >= 0, 'an integer ≥ 0 (0 = all tokens)'),
+    seed: number('seed', SAMPLE_DEFAULTS.seed, (n) => Number.isInteger(n) && n >= 0 && n <= 4294967295, 'an integer in [0, 2^32)'),
+    prompt: args.flags.get('prompt') ?? SAMPLE_DEFAULTS.prompt,
+  };
+  const backend = args.flags.get('backend');
+  await selectBackend(backend ? (parseConfigValue('backend', backend) as OccamConfig['backend']) : 'auto', log);
+  const gpt = loadTrainedGpt(runDir);
+  process.stdout.write(options.prompt + generate(gpt, options) + '\n');
   return 0;
 }
 
@@ -178,7 +282,18 @@ function configFlags(args: ParsedArgs): Record<string, unknown> {
   const settings: Record<string, unknown> = {};
   for (const [name, value] of args.flags) {
     if (PROCESS_FLAGS.has(name)) continue;
+    if (name === 'text') {
+      // --text FILE: shorthand for --dataset text --data-path FILE.
+      settings.dataset = 'text';
+      settings.dataPath = value;
+      continue;
+    }
     const key = name.replace(/-([a-z0-9])/g, (_, c: string) => c.toUpperCase());
+    if (!(CONFIG_KEYS as string[]).includes(key)) {
+      const flags = [...PROCESS_FLAGS, 'text', ...CONFIG_KEYS.map((k) => k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`))];
+      const near = didYouMean(name, flags);
+      throw new ConfigError(name, `unknown flag --${name}${near ? ` (did you mean --${near}?)` : ''}`);
+    }
     settings[key] = parseConfigValue(key, value);
   }
   return settings;
@@ -201,12 +316,36 @@ function flag(args: ParsedArgs, name: string, env: string): string | undefined {
   return args.flags.get(name) ?? process.env[env];
 }
 
+/** A numeric process flag (or its variable), checked: a typo must not become NaN, which `ws` reads as "no limit". */
+function numberFlag(args: ParsedArgs, name: string, env: string, fallback: number, valid: (n: number) => boolean, rule: string): number {
+  const text = flag(args, name, env);
+  if (text === undefined) return fallback;
+  const value = Number(text);
+  if (text.trim() === '' || !valid(value)) throw new UsageError(`--${name} (or ${env}) must be ${rule} (got '${text}')`);
+  return value;
+}
+
+function portFlag(args: ParsedArgs, name: string, env: string, fallback: number): number {
+  return numberFlag(args, name, env, fallback, (n) => Number.isInteger(n) && n >= 0 && n <= 65535, 'a port number in [0, 65535]');
+}
+
+/** The bound on one control message (state uploads are the largest), from --max-message-mb. */
+function maxMessageBytes(args: ParsedArgs): number {
+  const megabytes = numberFlag(args, 'max-message-mb', 'OCCAM_MAX_MESSAGE_MB', 1024, (n) => Number.isFinite(n) && n >= 1 && n <= 4096, 'a number of MiB in [1, 4096]');
+  return Math.floor(megabytes * 1024 * 1024);
+}
+
 function parseArgs(argv: string[]): ParsedArgs {
-  const [command = 'help', ...rest] = argv;
+  // `occam --help` (a flag where the command goes) prints the usage.
+  const [command = 'help', ...rest] = argv[0]?.startsWith('--') ? ['help', ...argv] : argv;
   const flags = new Map<string, string>();
+  const positionals: string[] = [];
   for (let i = 0; i < rest.length; i++) {
     const arg = rest[i];
-    if (!arg.startsWith('--')) throw new UsageError(`unexpected argument '${arg}'`);
+    if (!arg.startsWith('--')) {
+      positionals.push(arg);
+      continue;
+    }
     const [name, inline] = arg.slice(2).split(/=(.*)/s, 2);
     if (name === 'token') throw new UsageError('--token would show the token in `ps`; use OCCAM_TOKEN or --token-file');
     if (BOOLEAN_FLAGS.has(name)) {
@@ -217,7 +356,7 @@ function parseArgs(argv: string[]): ParsedArgs {
     if (value === undefined) throw new UsageError(`--${name} needs a value`);
     flags.set(name, value);
   }
-  return { command, flags };
+  return { command, flags, positionals };
 }
 
 function newRunId(config: OccamConfig): string {

@@ -13,7 +13,8 @@ import { configHash, type OccamConfig } from '../core/config.ts';
 import type { Logger } from '../core/log.ts';
 import { decodeEnvelope, type Envelope, type MessageKind, type Messages, type StepTimes } from '../core/protocol.ts';
 import { afterRound, eligibleForBest, initialSchedule, roundStartStep, roundStepCount, totalRounds, type ScheduleState } from '../core/schedule.ts';
-import type { TlsOptions } from '../core/tls.ts';
+import { peerCertificateProblem, tlsServerOptions, type TlsOptions } from '../core/tls.ts';
+import { closeReason, joinProblem, readyMismatch } from '../core/validate.ts';
 import { RunDir, type BestRound, type RoundMetrics, type RunSummary } from './run-dir.ts';
 import { LinkClosed, WorkerError, WorkerLink } from './worker-link.ts';
 
@@ -38,6 +39,8 @@ export type RunEvent =
   | { type: 'ring'; generation: number; workers: string[] }
   | { type: 'progress'; round: number; rounds: number; step: number; roundStart: number; roundEnd: number; loss: number; weightsKept: number; workers: Map<string, StepTimes> }
   | { type: 'round'; metrics: RoundMetrics; rounds: number }
+  /** One worker's work so far in its current runSteps command (cumulative; `final`: its reply), for metrics. */
+  | { type: 'steps'; workerId: string; step: number; times: StepTimes; bytesSent: number; final: boolean }
   | { type: 'resync'; workerId: string; reason: string }
   | { type: 'restart'; reason: string }
   | { type: 'done'; summary: RunSummary };
@@ -108,11 +111,16 @@ export class Coordinator {
     this.log = options.log;
     this.runDir = new RunDir(options.runDir);
     const handler = (req: IncomingMessage, res: ServerResponse) => this.serveHttp(req, res);
-    this.http = options.tls ? createHttpsServer({ cert: options.tls.cert, key: options.tls.key }, handler) : createHttpServer(handler);
+    this.http = options.tls ? createHttpsServer(tlsServerOptions(options.tls), handler) : createHttpServer(handler);
     this.wss = new WebSocketServer({
       server: this.http,
       maxPayload: options.maxMessageBytes,
       verifyClient: ({ req }, done) => {
+        const certificate = peerCertificateProblem(req, options.tls);
+        if (certificate) {
+          this.log.warn({ remote: req.socket.remoteAddress, problem: certificate }, 'worker connection refused');
+          return done(false, 403, 'Forbidden');
+        }
         if (requestHasToken(req, options.token)) return done(true);
         this.log.warn({ remote: req.socket.remoteAddress }, 'worker connection refused: missing or wrong cluster token');
         done(false, 401, 'Unauthorized');
@@ -217,7 +225,8 @@ export class Coordinator {
         const every = config.checkpointEverySteps;
         const segmentEnd = every > 0 ? Math.min(roundEnd, (Math.floor(progress.step / every) + 1) * every) : roundEnd;
         await this.trainSegment(progress, segmentEnd, roundStart, roundEnd);
-        if (progress.step < roundEnd) await this.commit(progress);
+        // A stop commits even the round's last segment (resumed, it goes straight to endRound).
+        if (progress.step < roundEnd || this.stopRequested) await this.commit(progress);
         if (this.stopRequested) throw new RunStopped(progress.step);
       }
       await this.endRound(progress, rounds);
@@ -232,6 +241,7 @@ export class Coordinator {
       if (envelope.kind !== 'stepProgress') return;
       const message = envelope.message as Messages['stepProgress'];
       this.latestTimes.set(link.workerId, message.times);
+      this.emit({ type: 'steps', workerId: link.workerId, step: message.step, times: message.times, bytesSent: message.bytesSent, final: false });
       if (link !== this.ring[0]) return;
       this.emit({
         type: 'progress',
@@ -248,6 +258,7 @@ export class Coordinator {
     this.progressListener = onProgress;
     const results = await this.all(() => ['runSteps', { generation: this.generation, fromStep, toStep: segmentEnd }], 'stepsDone');
     this.progressListener = null;
+    for (const [i, r] of results.entries()) this.emit({ type: 'steps', workerId: this.ring[i].workerId, step: segmentEnd, times: r.times, bytesSent: r.bytesSent, final: true });
     await this.reconcile(results.map((r) => r.stateDigest), progress, 'after training');
     progress.step = segmentEnd;
     progress.roundLossSum += results[0].lossSum;
@@ -383,7 +394,10 @@ export class Coordinator {
   /** Commits the current state: rank 0 uploads it, its digest must be the agreed one, then it is written. */
   private async commit(progress: RunProgress): Promise<void> {
     const upload = await this.guard(this.ring[0].request('uploadState', { generation: this.generation }, 'stateUpload'));
-    if (upload.step !== progress.step) throw new Error(`rank 0 uploaded step ${upload.step}, expected ${progress.step}`);
+    if (upload.step !== progress.step) {
+      this.ring[0].terminate(`uploaded step ${upload.step}, expected ${progress.step}`);
+      throw new MembershipChanged(`rank 0 uploaded step ${upload.step}, expected ${progress.step}`);
+    }
     const snapshot = clone(progress);
     const path = writeCheckpoint(this.runDir.checkpoints, { round: progress.round, step: progress.step, configHash: configHash(this.config), config: this.config, progress: snapshot }, upload.state, upload.stateDigest, this.config.keepCheckpoints);
     this.committed = { progress: snapshot, state: Buffer.from(upload.state), digest: upload.stateDigest };
@@ -427,7 +441,7 @@ export class Coordinator {
         envelope = decodeEnvelope(data);
       } catch (error) {
         this.log.warn({ remote, err: (error as Error).message }, 'connection refused: bad first message');
-        socket.close(1008, (error as Error).message.slice(0, 120));
+        socket.close(1008, closeReason((error as Error).message));
         return;
       }
       if (envelope.kind !== 'join') {
@@ -442,17 +456,16 @@ export class Coordinator {
   private admit(socket: WebSocket, join: Messages['join'], remote: string | undefined): void {
     const { workerId, ringHost, ringPort } = join;
     const problem =
-      !/^[\w.:@-]{1,128}$/.test(workerId) ? 'invalid worker id'
-      : this.links.get(workerId)?.isOpen ? `worker id ${workerId} is already connected (replayed join?)`
-      : ringPort < 1 || ringPort > 65535 || ringHost === '' ? 'invalid ring address'
+      joinProblem(join) ??
+      (this.links.get(workerId)?.isOpen ? `worker id ${workerId} is already connected (replayed join?)`
       : this.stopping ? 'coordinator is stopping'
-      : null;
+      : null);
     if (problem) {
-      this.log.warn({ remote, workerId, problem }, 'join refused');
-      socket.close(1008, problem.slice(0, 120));
+      this.log.warn({ remote, workerId: workerId.slice(0, 128), problem }, 'join refused');
+      socket.close(1008, closeReason(problem));
       return;
     }
-    const link = new WorkerLink(workerId, ringHost, ringPort, socket, this.log, (l, e) => this.onUnsolicited(l, e));
+    const link = new WorkerLink(workerId, ringHost, ringPort, socket, this.log, (l, e) => this.onUnsolicited(l, e), () => ({ config: this.config, reference: this.dataInfo }));
     this.links.set(workerId, link);
     socket.on('message', (data: Buffer) => link.receiveFrame(data));
     link.onClose((reason) => {
@@ -466,7 +479,13 @@ export class Coordinator {
     link
       .request('welcome', welcome, 'ready')
       .then((ready) => {
-        this.checkReady(link, ready);
+        // Checked on arrival too; again here, since two workers' replies may race to be the reference.
+        const mismatch = readyMismatch(this.dataInfo, ready);
+        if (mismatch) {
+          this.log.warn({ worker: workerId, problem: mismatch }, 'worker refused');
+          link.close(1008, mismatch);
+          return;
+        }
         link.ready = ready;
         this.dataInfo ??= ready;
         this.log.info({ worker: workerId, backend: ready.backend, data: ready.data.description }, 'worker ready');
@@ -475,24 +494,18 @@ export class Coordinator {
       .catch((error: Error) => {
         if (error instanceof LinkClosed) return;
         this.log.error({ worker: workerId, err: error.message }, 'worker could not prepare the run');
-        link.close(1011, error.message.slice(0, 120));
-        // Every worker reads the same config and data: one that cannot, means none can.
-        this.fail(new Error(`worker ${workerId} could not prepare the run: ${error.message.replace(/^worker \S+: /, '')}`));
+        link.close(1011, error.message);
+        // Every worker reads the same config and data: one that cannot, before any could, means
+        // none can. Once one could, the problem is that worker's (or a misbehaving peer's) alone.
+        if (!this.dataInfo) this.fail(new Error(`worker ${workerId} could not prepare the run: ${error.message.replace(/^worker \S+: /, '')}`));
       });
-  }
-
-  /** Every worker must see the same data and model, or the replicas could never agree. */
-  private checkReady(link: WorkerLink, ready: Messages['ready']): void {
-    const reference = this.dataInfo;
-    if (!reference) return;
-    const shape = (r: Messages['ready']) => JSON.stringify([r.data.trainCount, r.data.holdbackCount, r.data.testCount, r.data.stepsPerEpoch, r.layers]);
-    if (shape(ready) !== shape(reference)) throw new Error(`worker ${link.workerId} loaded different data or model than the others`);
   }
 
   private onUnsolicited(link: WorkerLink, envelope: Envelope): void {
     if (envelope.kind === 'heartbeat' || (envelope.kind === 'error' && envelope.requestId !== 0)) return;
     if (envelope.kind === 'stepProgress') {
-      this.progressListener?.(link, envelope);
+      // Progress counts only from the ring: a worker waiting to join has no steps to report.
+      if (this.ring.includes(link)) this.progressListener?.(link, envelope);
       return;
     }
     this.log.warn({ worker: link.workerId, kind: envelope.kind }, 'unexpected message from worker');

@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import type { OccamConfig } from '../core/config.ts';
 import type { Logger } from '../core/log.ts';
 import { Coordinator, type RunEvent } from './coordinator.ts';
+import { withObservability } from './observability.ts';
 import type { RunSummary } from './run-dir.ts';
 
 export const OCCAM_BIN = fileURLToPath(new URL('../../bin/occam.mjs', import.meta.url));
@@ -20,6 +21,10 @@ export interface LocalRunOptions {
   runId: string;
   log: Logger;
   onEvent?: (event: RunEvent) => void;
+  /** Port of the coordinator's HTTP and control endpoint on 127.0.0.1 (default: any free one). */
+  port?: number;
+  /** Called with the port once the coordinator listens (status page, /metrics). */
+  onListening?: (port: number) => void;
   /** Extra environment for worker i (fault injection in tests). */
   workerEnv?: (index: number) => Record<string, string>;
 }
@@ -28,18 +33,20 @@ export async function trainLocally(options: LocalRunOptions): Promise<RunSummary
   const { config, runDir, log } = options;
   mkdirSync(runDir, { recursive: true });
   const token = randomBytes(24).toString('hex');
-  const coordinator = new Coordinator({
+  // withObservability: /metrics, the live status page at /, and report.html after every round.
+  const coordinator = new Coordinator(withObservability({
     config,
     runDir,
     runId: options.runId,
     host: '127.0.0.1',
-    port: 0,
+    port: options.port ?? 0,
     token,
     log,
     maxMessageBytes: 1 << 30,
     onEvent: options.onEvent,
-  });
+  }));
   const port = await coordinator.listen();
+  options.onListening?.(port);
   // Each worker's BLAS gets an equal share of the cores, so workers do not fight over them.
   const threads = config.blasThreads || Math.max(1, Math.floor(availableParallelism() / config.workers));
   const workers = Array.from({ length: config.workers }, (_, i) => spawnWorker(i, port, token, runDir, threads, options.workerEnv?.(i) ?? {}));

@@ -1,9 +1,11 @@
 // The coordinator's end of one worker's control connection: typed request/reply over the
 // protobuf envelope, liveness (when the worker was last heard from), and a clean close that
-// fails every request still waiting for a reply.
+// fails every request still waiting for a reply. Every frame is validated (core/validate.ts)
+// before it reaches the coordinator: an invalid one closes this connection and nothing else.
 import WebSocket from 'ws';
 import type { Logger } from '../core/log.ts';
 import { decodeEnvelope, encodeEnvelope, type Envelope, type MessageKind, type Messages } from '../core/protocol.ts';
+import { closeReason, replyProblem, unsolicitedProblem, type CoordinatorView, type SentCommand } from '../core/validate.ts';
 
 export class LinkClosed extends Error {
   constructor(readonly workerId: string, reason: string) {
@@ -25,7 +27,7 @@ export class WorkerError extends Error {
 }
 
 interface Pending {
-  replyKind: MessageKind;
+  command: SentCommand;
   resolve(message: unknown): void;
   reject(error: Error): void;
 }
@@ -46,6 +48,8 @@ export class WorkerLink {
     private readonly socket: WebSocket,
     private readonly log: Logger,
     private readonly onUnsolicited: (link: WorkerLink, envelope: Envelope) => void,
+    /** What replies are checked against: the config and the model the workers reported. */
+    private readonly view: () => CoordinatorView,
   ) {
     socket.on('close', (code, reason) => this.closed(`connection closed (${code}${reason.length ? ` ${reason.toString()}` : ''})`));
   }
@@ -54,12 +58,12 @@ export class WorkerLink {
     return this.closedReason === null;
   }
 
-  /** Sends a command and resolves with the worker's reply of `replyKind`. */
-  request<K extends MessageKind, R extends MessageKind>(kind: K, message: Messages[K], replyKind: R): Promise<Messages[R]> {
+  /** Sends a command and resolves with the worker's reply of `replyKind` (checked against REPLY_KIND on arrival). */
+  request<K extends MessageKind, R extends MessageKind>(kind: K, message: Messages[K], _replyKind: R): Promise<Messages[R]> {
     if (this.closedReason !== null) return Promise.reject(new LinkClosed(this.workerId, this.closedReason));
     const requestId = this.nextRequestId++;
     return new Promise<Messages[R]>((resolve, reject) => {
-      this.pending.set(requestId, { replyKind, resolve: resolve as (m: unknown) => void, reject });
+      this.pending.set(requestId, { command: { kind, message }, resolve: resolve as (m: unknown) => void, reject });
       this.send(kind, message, requestId);
     });
   }
@@ -68,10 +72,17 @@ export class WorkerLink {
     if (this.socket.readyState === WebSocket.OPEN) this.socket.send(encodeEnvelope(kind, message, requestId));
   }
 
-  /** An already-decoded frame from this worker. */
+  /** An already-decoded frame from this worker; an invalid one closes the link (and fails its pending requests). */
   receive(envelope: Envelope): void {
+    if (!this.isOpen) return;
     this.lastHeardMs = Date.now();
     const pending = envelope.requestId ? this.pending.get(envelope.requestId) : undefined;
+    const problem = pending ? replyProblem(pending.command, envelope, this.view()) : unsolicitedProblem(envelope);
+    if (problem) {
+      this.log.warn({ worker: this.workerId, kind: envelope.kind, problem }, 'invalid message from worker; closing its connection');
+      this.close(1008, problem);
+      return;
+    }
     if (!pending) {
       this.onUnsolicited(this, envelope);
       return;
@@ -80,8 +91,6 @@ export class WorkerLink {
     if (envelope.kind === 'error') {
       const { code, message } = envelope.message as Messages['error'];
       pending.reject(new WorkerError(this.workerId, code, message));
-    } else if (envelope.kind !== pending.replyKind) {
-      pending.reject(new WorkerError(this.workerId, 'unexpected', `replied '${envelope.kind}', expected '${pending.replyKind}'`));
     } else {
       pending.resolve(envelope.message);
     }
@@ -89,12 +98,13 @@ export class WorkerLink {
 
   /** Decodes a raw frame; a frame that does not decode closes the link. */
   receiveFrame(data: Buffer): void {
+    if (!this.isOpen) return;
     let envelope: Envelope;
     try {
       envelope = decodeEnvelope(data);
     } catch (error) {
       this.log.warn({ worker: this.workerId, err: (error as Error).message }, 'bad message from worker; closing its connection');
-      this.close(1008, (error as Error).message.slice(0, 100));
+      this.close(1008, (error as Error).message);
       return;
     }
     this.receive(envelope);
@@ -105,7 +115,7 @@ export class WorkerLink {
   }
 
   close(code: number, reason: string): void {
-    this.socket.close(code, reason);
+    this.socket.close(code, closeReason(reason));
     this.closed(reason);
   }
 

@@ -4,15 +4,16 @@
 // upload state. It reconnects with backoff when the coordinator goes away.
 import WebSocket from 'ws';
 import { authorizationHeader } from '../core/auth.ts';
-import { validateConfig, type OccamConfig } from '../core/config.ts';
+import { configHash, validateConfig, type OccamConfig } from '../core/config.ts';
 import { loadDataSource } from '../core/data/load.ts';
 import { selectBackend, type BackendRequest } from '../core/engine.ts';
-import type { Logger } from '../core/log.ts';
+import { setLogContext, type Logger } from '../core/log.ts';
 import { createModel } from '../core/models/create.ts';
 import { decodeEnvelope, encodeEnvelope, ProtocolError, type Envelope, type Messages, type MessageKind, type StepTimes } from '../core/protocol.ts';
 import { Replica } from '../core/replica.ts';
 import { RingError, type RingAllReduce } from '../core/ring.ts';
-import type { TlsOptions } from '../core/tls.ts';
+import { tlsClientOptions, type TlsOptions } from '../core/tls.ts';
+import { closeReason, commandProblem } from '../core/validate.ts';
 import { actOnProcess, FaultPlan } from './faults.ts';
 import { RingLinks } from './ring-links.ts';
 
@@ -117,11 +118,13 @@ export class Worker {
     const { coordinatorUrl, token, log } = this.options;
     return new Promise((resolve, reject) => {
       let welcomed = false;
+      /** Why the connection failed (refused, a certificate the CA did not sign, …): said once it closes. */
+      let failure: string | null = null;
       let lastHeard = Date.now();
       const socket = new WebSocket(coordinatorUrl, {
         headers: authorizationHeader(token),
         maxPayload: this.options.maxMessageBytes,
-        ca: this.options.tls?.ca,
+        ...tlsClientOptions(this.options.tls),
         handshakeTimeout: 10000,
       });
       socket.binaryType = 'nodebuffer';
@@ -154,7 +157,10 @@ export class Worker {
         reject(new Error(`coordinator refused the connection: HTTP ${response.statusCode} ${response.statusMessage ?? ''}`));
         socket.terminate();
       });
-      socket.on('error', (error) => log.debug({ err: error.message }, 'control connection error'));
+      socket.on('error', (error) => {
+        failure = error.message;
+        log.debug({ err: error.message }, 'control connection error');
+      });
       socket.on('close', (code, reason) => {
         clearInterval(heartbeat);
         this.socket = null;
@@ -163,14 +169,30 @@ export class Worker {
         this.ring = null;
         this.generation = -1;
         if (welcomed) log.warn({ code, reason: reason.toString() }, 'connection to the coordinator closed');
+        else if (failure) log.warn({ err: failure }, 'could not connect to the coordinator');
+        else if (code !== 1006) log.warn({ code, reason: reason.toString() }, 'the coordinator refused this worker');
         resolve(welcomed);
       });
     });
   }
 
-  /** Dispatches one coordinator message; every failure becomes an error reply, never a crash. */
+  /**
+   * Dispatches one coordinator message; every failure becomes an error reply, never a crash. An
+   * invalid command (core/validate.ts) closes the connection before anything changes.
+   */
   private async handle(envelope: Envelope): Promise<void> {
     const reply = <K extends MessageKind>(kind: K, message: Messages[K]) => this.send(kind, message, envelope.requestId);
+    const problem = commandProblem(envelope, {
+      workerId: this.options.workerId,
+      generation: this.generation,
+      step: this.step,
+      prunableLayers: this.replica?.prunableLayers.length ?? null,
+    });
+    if (problem) {
+      this.options.log.error({ command: envelope.kind, problem }, 'invalid command from the coordinator; closing the connection');
+      this.socket?.close(1008, closeReason(problem));
+      return;
+    }
     try {
       switch (envelope.kind) {
         case 'welcome': {
@@ -221,13 +243,16 @@ export class Worker {
       throw new Error('the coordinator sent a config that is not JSON');
     }
     const config = validateConfig(raw);
+    if (configHash(config) !== welcome.configHash) throw new Error('the config the coordinator sent does not match its hash');
+    setLogContext(this.options.log, { runId: welcome.runId });
     if (this.configHash !== welcome.configHash || !this.replica) {
-      if (!this.backend) {
-        const choice = await selectBackend(this.options.backend ?? config.backend, this.options.log, { blasThreads: config.blasThreads });
-        this.backend = choice.backend;
-      }
       const data = loadDataSource(config);
-      this.replica = new Replica(createModel(config, data), data, config);
+      const model = createModel(config, data);
+      if (!this.backend) {
+        const options = { blasThreads: config.blasThreads, requiredKernels: model.requiredKernels };
+        this.backend = (await selectBackend(this.options.backend ?? config.backend, this.options.log, options)).backend;
+      }
+      this.replica = new Replica(model, data, config);
       this.config = config;
       this.configHash = welcome.configHash;
       this.options.log.info({ runId: welcome.runId, data: data.description, params: this.replica.params.length }, 'data loaded and model built');
@@ -253,6 +278,7 @@ export class Worker {
     this.generation = generation;
     this.rank = rank;
     this.world = members.length;
+    setLogContext(this.options.log, { rank });
     this.ring = null;
     const ring = await this.links.form(generation, rank, members);
     if (this.generation === generation) this.ring = ring;

@@ -1,0 +1,120 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { describe, expect, it } from 'vitest';
+import type { RunEvent } from '../src/coordinator/coordinator.ts';
+import { CoordinatorMetrics } from '../src/coordinator/metrics.ts';
+import { createLogger, setLogContext } from '../src/core/log.ts';
+import { parsePrometheusText, valueOf, type MetricFamily } from './helpers/prometheus.ts';
+import { smallConfig, train } from './helpers/runs.ts';
+
+const ROUNDS = 5;
+
+/** A writable that keeps what a logger writes, line by line. */
+function captureLines(): { stream: Writable; lines: string[] } {
+  const lines: string[] = [];
+  const stream = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      lines.push(...chunk.toString().split('\n').filter(Boolean));
+      done();
+    },
+  });
+  return { stream, lines };
+}
+
+describe('a running coordinator observed from outside', () => {
+  it('serves /metrics in Prometheus text format whose counters move between scrapes; logs carry role, run id and rank', async () => {
+    const coordinatorLog = captureLines();
+    const log = createLogger({ role: 'coordinator', destination: coordinatorLog.stream, context: { runId: 'obs-run' } });
+    let base = '';
+    const scrapes: Promise<{ round: number; text: string; health: number; ready: number } | null>[] = [];
+    // Scrape right after each round commits, while the next one trains.
+    const onEvent = (event: RunEvent) => {
+      if (event.type !== 'round') return;
+      const round = event.metrics.round;
+      scrapes.push(
+        Promise.all([fetch(`${base}/metrics`), fetch(`${base}/healthz`), fetch(`${base}/readyz`)]).then(
+          async ([metrics, health, ready]) => ({ round, text: await metrics.text(), health: health.status, ready: ready.status }),
+          () => null, // the last round's scrape may find the server closed
+        ),
+      );
+    };
+    const { summary, runDir } = await train(smallConfig({ rounds: ROUNDS, workers: 2 }), { log, runId: 'obs-run', onEvent, onListening: (port) => (base = `http://127.0.0.1:${port}`) });
+    expect(summary.rounds).toBe(ROUNDS);
+
+    const done = (await Promise.all(scrapes)).filter((s) => s !== null);
+    expect(done.length).toBeGreaterThanOrEqual(2);
+    const first = done[0];
+    const last = done[done.length - 1];
+    expect(last.round).toBeGreaterThan(first.round);
+    expect(first.health).toBe(200);
+    expect(first.ready).toBe(200);
+    const a = parsePrometheusText(first.text);
+    const b = parsePrometheusText(last.text);
+
+    expect(valueOf(a, 'occam_phase', { phase: 'training' })).toBe(1);
+    expect(valueOf(a, 'occam_members')).toBe(2);
+    expect(valueOf(a, 'occam_rounds_planned')).toBe(ROUNDS);
+    expect(valueOf(b, 'occam_rounds_done')).toBeGreaterThan(valueOf(a, 'occam_rounds_done') as number);
+    expect(valueOf(b, 'occam_steps_done')).toBeGreaterThan(valueOf(a, 'occam_steps_done') as number);
+    for (const split of ['train', 'holdback', 'test']) expect(Number.isFinite(valueOf(b, 'occam_loss', { split }))).toBe(true);
+    expect(valueOf(b, 'occam_weights_kept_ratio')).toBeLessThan(1);
+    for (const worker of ['local-0', 'local-1']) {
+      expect(valueOf(b, 'occam_worker_steps_total', { worker })).toBeGreaterThan(valueOf(a, 'occam_worker_steps_total', { worker }) as number);
+      expect(valueOf(b, 'occam_bytes_sent_total', { worker })).toBeGreaterThan(valueOf(a, 'occam_bytes_sent_total', { worker }) as number);
+      expect(valueOf(b, 'occam_step_phase_seconds_total', { worker, phase: 'compute' })).toBeGreaterThan(valueOf(a, 'occam_step_phase_seconds_total', { worker, phase: 'compute' }) as number);
+      expect(valueOf(b, 'occam_bus_bandwidth_bytes_per_second', { worker })).toBeGreaterThan(0);
+    }
+    // No counter ever goes down between scrapes.
+    const counters = (families: Map<string, MetricFamily>) => [...families.values()].filter((f) => f.type === 'counter').flatMap((f) => f.samples);
+    for (const sample of counters(a)) {
+      expect(valueOf(b, sample.name, sample.labels), `${sample.name} ${JSON.stringify(sample.labels)}`).toBeGreaterThanOrEqual(sample.value);
+    }
+
+    // Logs: the coordinator's lines carry role and run id; each worker's, once it has been
+    // welcomed and placed in the ring, its run id and rank.
+    const coordinatorLines = coordinatorLog.lines.map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(coordinatorLines.length).toBeGreaterThan(0);
+    for (const line of coordinatorLines) expect(line).toMatchObject({ role: 'coordinator', runId: 'obs-run' });
+    for (const worker of [0, 1]) {
+      const lines = readFileSync(join(runDir, `worker-${worker}.log`), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+      const ringAt = lines.findIndex((l) => l.msg === 'ring formed');
+      expect(ringAt).toBeGreaterThan(0);
+      for (const line of lines.slice(ringAt)) expect(line).toMatchObject({ role: 'worker', runId: 'obs-run', rank: worker });
+    }
+    expect(existsSync(join(runDir, 'report.html'))).toBe(true);
+  });
+
+  it('counters add each worker’s progress once, across segments and a re-formed ring', async () => {
+    const metrics = new CoordinatorMetrics({ runId: 'unit', config: smallConfig() });
+    const times = (steps: number) => ({ steps, computeMs: 10 * steps, allreduceMs: 2 * steps, waitMs: steps, updateMs: steps });
+    const steps = (n: number, final: boolean): RunEvent => ({ type: 'steps', workerId: 'w', step: n, times: times(n), bytesSent: 100 * n, final });
+    const scrape = async () => parsePrometheusText(await metrics.render());
+    // Segment 1: progress at 3 steps, done at 5; segment 2: progress at 2 (its own count from 0).
+    for (const event of [steps(3, false), steps(5, true), steps(2, false)]) metrics.handle(event);
+    let families = await scrape();
+    expect(valueOf(families, 'occam_worker_steps_total', { worker: 'w' })).toBe(7);
+    expect(valueOf(families, 'occam_bytes_sent_total', { worker: 'w' })).toBe(700);
+    expect(valueOf(families, 'occam_step_phase_seconds_total', { worker: 'w', phase: 'compute' })).toBeCloseTo(0.07, 9);
+    // The ring re-forms mid-segment: the next report counts from 0 again, without going negative.
+    metrics.handle({ type: 'restart', reason: 'worker lost' });
+    metrics.handle({ type: 'ring', generation: 2, workers: ['w'] });
+    metrics.handle(steps(1, false));
+    families = await scrape();
+    expect(valueOf(families, 'occam_worker_steps_total', { worker: 'w' })).toBe(8);
+    expect(valueOf(families, 'occam_restarts_total')).toBe(1);
+    expect(valueOf(families, 'occam_ring_generation')).toBe(2);
+    expect(valueOf(families, 'occam_bus_bandwidth_bytes_per_second', { worker: 'w' })).toBe(100 / 0.002);
+  });
+
+  it('pretty logs show role, rank and run id on one readable line', () => {
+    const out = captureLines();
+    const log = createLogger({ role: 'worker', pretty: true, destination: out.stream });
+    setLogContext(log, { runId: 'r1', rank: 3 });
+    log.info({ step: 7 }, 'hello');
+    setLogContext(log, { rank: 1 });
+    log.child({ part: 'ring' }).warn('again');
+    expect(out.lines[0]).toMatch(/^\d\d:\d\d:\d\d INFO worker rank=3 run=r1 hello step=7$/);
+    expect(out.lines[1]).toMatch(/^\d\d:\d\d:\d\d WARN worker rank=1 run=r1 again part=ring$/);
+  });
+});
