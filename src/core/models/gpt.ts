@@ -65,8 +65,33 @@ export function createGpt({ vocabSize, blockSize, layers, heads, width }: GptOpt
     if (!Number.isInteger(steps) || steps < 1 || steps > blockSize) {
       throw new Error(`gpt: a batch of ${count} sequences has ${batch.x.length} tokens; each needs 1 to ${blockSize}`);
     }
-    const dense = (x: tf.Tensor2D, name: string) => tf.fused.matMul({ a: x, b: w(`${name}.kernel`), bias: w(`${name}.bias`) });
+    const dense = (x: tf.Tensor2D, name: string) => tf.fused.matMul({ a: x, b: w(`${name}.kernel`), bias: w(`${name}.bias`) }) as tf.Tensor2D;
     const norm = (x: tf.Tensor2D, name: string) => layerNormalize(x, w(`${name}.gain`), w(`${name}.bias`));
+    const mask = causalMask(steps);
+
+    /**
+     * Causal self-attention: each head attends over the positions up to its own by scaled dot
+     * product. A head owns `headSize` columns of the query, key and value projections and as many
+     * rows of the output projection; slicing the (small) weights per head keeps the (large)
+     * activations contiguous, so no transposes are needed.
+     */
+    const attention = (x: tf.Tensor2D, name: string) => {
+      let out = w(`${name}.output.bias`) as tf.Tensor;
+      for (let head = 0; head < heads; head++) {
+        const first = head * headSize;
+        const project = (projection: string) => {
+          const kernel = tf.slice(w(`${name}.${projection}.kernel`), [0, first], [width, headSize]);
+          const bias = tf.slice(w(`${name}.${projection}.bias`), [first], [headSize]);
+          return tf.reshape(tf.fused.matMul({ a: x, b: kernel, bias }), [count, steps, headSize]);
+        };
+        const query = tf.mul(project('query'), 1 / Math.sqrt(headSize));
+        const scores = tf.add(tf.matMul(query, project('key'), false, true), mask);
+        const mixed = tf.reshape(tf.matMul(softmax(scores as tf.Tensor3D), project('value')), [count * steps, headSize]) as tf.Tensor2D;
+        out = tf.add(out, tf.matMul(mixed, tf.slice(w(`${name}.output.kernel`), [first, 0], [headSize, width])));
+      }
+      return out as tf.Tensor2D;
+    };
+    const mlp = (x: tf.Tensor2D, name: string) => dense(gelu(dense(x, `${name}.fc`)), `${name}.proj`);
 
     // The residual stream: one row of `width` per token, sequence-major. The token embedding is a
     // one-hot product rather than tf.gather: gather's gradient (UnsortedSegmentSum) on the cpu
@@ -74,38 +99,14 @@ export function createGpt({ vocabSize, blockSize, layers, heads, width }: GptOpt
     const tokens = tf.oneHot(tf.tensor1d(Int32Array.from(batch.x), 'int32'), vocabSize, 1, 0, 'float32');
     const embedded = tf.add(tf.reshape(tf.matMul(tokens, w('wte')), [count, steps, width]), tf.slice(w('wpe'), [0, 0], [steps, width]));
     let x = tf.reshape(embedded, [count * steps, width]) as tf.Tensor2D;
-    const mask = causalMask(steps);
-
     for (let l = 0; l < layers; l++) {
-      const block = `h.${l}`;
-      // Attention: each head attends over the positions up to its own, by scaled dot product.
-      // A head owns `headSize` columns of the query, key and value projections and as many rows
-      // of the output projection, so slicing the (small) weights per head keeps the (large)
-      // activations contiguous, with no transposes.
-      const h = norm(x, `${block}.ln_1`);
-      let attended: tf.Tensor2D | null = null;
-      for (let head = 0; head < heads; head++) {
-        const project = (name: string) => {
-          const columns = tf.fused.matMul({ a: h, b: tf.slice(w(`${name}.kernel`), [0, head * headSize], [width, headSize]), bias: tf.slice(w(`${name}.bias`), [head * headSize], [headSize]) });
-          return tf.reshape(columns, [count, steps, headSize]);
-        };
-        const query = tf.mul(project(`${block}.attn.query`), 1 / Math.sqrt(headSize));
-        const scores = tf.add(tf.matMul(query, project(`${block}.attn.key`), false, true), mask);
-        const weights = softmax(scores);
-        const values = tf.reshape(tf.matMul(weights, project(`${block}.attn.value`)), [count * steps, headSize]);
-        const output = tf.matMul(values, tf.slice(w(`${block}.attn.output.kernel`), [head * headSize, 0], [headSize, width]));
-        attended = attended ? tf.add(attended, output) : output;
-      }
-      x = tf.add(x, tf.add(attended as tf.Tensor2D, w(`${block}.attn.output.bias`)));
-
-      // MLP: widen 4×, GELU, project back.
-      const hidden = gelu(dense(norm(x, `${block}.ln_2`), `${block}.mlp.fc`));
-      x = tf.add(x, dense(hidden, `${block}.mlp.proj`));
+      x = tf.add(x, attention(norm(x, `h.${l}.ln_1`), `h.${l}.attn`));
+      x = tf.add(x, mlp(norm(x, `h.${l}.ln_2`), `h.${l}.mlp`));
     }
     return tf.matMul(norm(x, 'ln_f'), w('lm_head.kernel'));
   }
 
-  return { kind: 'gpt', params, forward };
+  return { kind: 'gpt', params, forward, requiredKernels: [] };
 }
 
 /**
@@ -113,7 +114,8 @@ export function createGpt({ vocabSize, blockSize, layers, heads, width }: GptOpt
  * Softmax kernel is slow, and autodiff through the max would add a needless pass (the shift by
  * the max does not change the result, so it has no gradient).
  */
-const softmax = tf.customGrad((x: tf.Tensor, save: tf.GradSaveFunc) => {
+const softmaxWithGradient = tf.customGrad((...inputs: (tf.Tensor | tf.GradSaveFunc)[]) => {
+  const [x, save] = inputs as [tf.Tensor, tf.GradSaveFunc];
   const exps = tf.exp(tf.sub(x, tf.max(x, -1, true)));
   const y = tf.div(exps, tf.sum(exps, -1, true));
   save([y]);
@@ -122,7 +124,8 @@ const softmax = tf.customGrad((x: tf.Tensor, save: tf.GradSaveFunc) => {
     return tf.sub(dyTimesY, tf.mul(tf.sum(dyTimesY, -1, true), saved));
   };
   return { value: y, gradFunc };
-}) as (x: tf.Tensor3D) => tf.Tensor3D;
+});
+const softmax = (x: tf.Tensor3D) => softmaxWithGradient(x) as tf.Tensor3D;
 
 /** LayerNorm over each row: (x − mean) / sqrt(var + ε) · gain + bias. */
 function layerNormalize(x: tf.Tensor2D, gain: tf.Tensor, bias: tf.Tensor): tf.Tensor2D {
