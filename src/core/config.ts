@@ -105,12 +105,13 @@ export const DEFAULT_CONFIG: Readonly<OccamConfig> = {
   peerTimeoutMs: 15000,
 };
 
-type Rule =
+export type Rule =
   | { type: 'integer' | 'number'; min?: number; max?: number; above?: number; below?: number }
   | { type: 'enum'; values: readonly string[] }
   | { type: 'string' };
 
-const RULES: { [K in keyof OccamConfig]: Rule } = {
+/** Every key's type and range; exported so tests can walk every error path. */
+export const CONFIG_RULES: { readonly [K in keyof OccamConfig]: Rule } = {
   seed: { type: 'integer', min: 0, max: 4294967295 },
   backend: { type: 'enum', values: ['auto', 'tensorflow', 'blas', 'wasm', 'cpu'] },
   blasThreads: { type: 'integer', min: 0, max: 1024 },
@@ -148,7 +149,14 @@ const RULES: { [K in keyof OccamConfig]: Rule } = {
   peerTimeoutMs: { type: 'integer', min: 100, max: 86400000 },
 };
 
+const RULES = CONFIG_RULES;
+
 export const CONFIG_KEYS = Object.keys(RULES) as (keyof OccamConfig)[];
+
+/** Own keys only: 'toString' or '__proto__' in a config file are unknown keys, not inherited ones. */
+function isConfigKey(key: string): key is keyof OccamConfig {
+  return Object.hasOwn(RULES, key);
+}
 
 export class ConfigError extends Error {
   constructor(
@@ -162,7 +170,8 @@ export class ConfigError extends Error {
 
 /** Merges partial settings over the defaults and validates the result; throws ConfigError. */
 export function resolveConfig(...layers: object[]): OccamConfig {
-  const merged: Record<string, unknown> = { ...DEFAULT_CONFIG };
+  // No prototype: a '__proto__' key in a config file stays an ordinary (unknown) key.
+  const merged: Record<string, unknown> = Object.assign(Object.create(null) as Record<string, unknown>, DEFAULT_CONFIG);
   for (const layer of layers) {
     for (const [key, value] of Object.entries(layer)) {
       if (value !== undefined) merged[key] = value;
@@ -174,13 +183,13 @@ export function resolveConfig(...layers: object[]): OccamConfig {
 /** Checks every key of a complete config: unknown keys, types, ranges and combinations. */
 export function validateConfig(raw: Record<string, unknown>): OccamConfig {
   for (const key of Object.keys(raw)) {
-    if (!(key in RULES)) throw new ConfigError(key, `unknown key '${key}'${suggest(key)}`);
+    if (!isConfigKey(key)) throw new ConfigError(key, `unknown key '${key}'${suggest(key)}`);
   }
   for (const key of CONFIG_KEYS) {
-    if (!(key in raw)) throw new ConfigError(key, `missing key '${key}'`);
+    if (!Object.hasOwn(raw, key)) throw new ConfigError(key, `missing key '${key}'`);
     checkRule(key, raw[key], RULES[key]);
   }
-  const config = raw as unknown as OccamConfig;
+  const config = Object.fromEntries(CONFIG_KEYS.map((key) => [key, raw[key]])) as unknown as OccamConfig;
   checkCombinations(config);
   // Settled here, so config.json records the round length the run really used.
   if (config.model === 'gpt' && config.roundSteps === 0) return { ...config, roundSteps: GPT_ROUND_STEPS };
@@ -189,8 +198,8 @@ export function validateConfig(raw: Record<string, unknown>): OccamConfig {
 
 /** Parses a string from a flag or environment variable into the type the key expects. */
 export function parseConfigValue(key: string, text: string): unknown {
-  const rule = RULES[key as keyof OccamConfig];
-  if (!rule) throw new ConfigError(key, `unknown key '${key}'${suggest(key)}`);
+  if (!isConfigKey(key)) throw new ConfigError(key, `unknown key '${key}'${suggest(key)}`);
+  const rule = RULES[key];
   if (rule.type === 'integer' || rule.type === 'number') {
     const value = Number(text);
     if (text.trim() === '' || Number.isNaN(value)) {
@@ -233,8 +242,8 @@ function checkRule(key: string, value: unknown, rule: Rule): void {
   if (typeof value !== 'number' || !Number.isFinite(value)) {
     throw new ConfigError(key, `'${key}' must be a finite number (got ${describe(value)})`);
   }
-  if (rule.type === 'integer' && !Number.isInteger(value)) {
-    throw new ConfigError(key, `'${key}' must be an integer (got ${value})`);
+  if (rule.type === 'integer' && !Number.isSafeInteger(value)) {
+    throw new ConfigError(key, `'${key}' must be an integer below 2^53 (got ${value})`);
   }
   if (rule.min !== undefined && value < rule.min) throw new ConfigError(key, `'${key}' must be ≥ ${rule.min} (got ${value})`);
   if (rule.max !== undefined && value > rule.max) throw new ConfigError(key, `'${key}' must be ≤ ${rule.max} (got ${value})`);
@@ -251,6 +260,12 @@ function checkCombinations(config: OccamConfig): void {
   if (textData !== (config.model === 'gpt')) {
     throw new ConfigError('model', `'model' ${config.model} cannot train on dataset '${config.dataset}' (gpt goes with text and moby-dick)`);
   }
+  if (config.batchSize < config.workers) {
+    throw new ConfigError('batchSize', `'batchSize' (${config.batchSize}) must be ≥ 'workers' (${config.workers}): the global batch is split over the workers`);
+  }
+  if (config.peerTimeoutMs < 2 * config.heartbeatMs) {
+    throw new ConfigError('peerTimeoutMs', `'peerTimeoutMs' (${config.peerTimeoutMs}) must be ≥ 2 × 'heartbeatMs' (${config.heartbeatMs}), or healthy workers would be declared lost between heartbeats`);
+  }
   if (config.model === 'gpt' && config.width % config.heads !== 0) {
     throw new ConfigError('heads', `'heads' (${config.heads}) must divide 'width' (${config.width})`);
   }
@@ -265,9 +280,31 @@ function checkCombinations(config: OccamConfig): void {
 }
 
 function suggest(key: string): string {
-  const lower = key.toLowerCase().replace(/[-_]/g, '');
-  const match = CONFIG_KEYS.find((k) => k.toLowerCase() === lower);
+  const match = didYouMean(key, CONFIG_KEYS);
   return match ? ` (did you mean '${match}'?)` : '';
+}
+
+/** The candidate nearest to a mistyped name (case, dashes and underscores ignored), if one is close enough to be meant. */
+export function didYouMean(word: string, candidates: readonly string[]): string | undefined {
+  const plain = (s: string) => s.toLowerCase().replace(/[-_]/g, '');
+  let best: string | undefined;
+  let bestDistance = Infinity;
+  for (const candidate of candidates) {
+    const distance = editDistance(plain(word), plain(candidate));
+    if (distance < bestDistance) [best, bestDistance] = [candidate, distance];
+  }
+  return bestDistance <= Math.max(1, Math.floor(plain(word).length / 4)) ? best : undefined;
+}
+
+/** Levenshtein distance. */
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i];
+    for (let j = 1; j <= b.length; j++) current[j] = Math.min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+    previous = current;
+  }
+  return previous[b.length];
 }
 
 function describe(value: unknown): string {

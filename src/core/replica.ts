@@ -183,6 +183,7 @@ export class Replica {
       m: take(`adam.m.${p.name}`, p.shape, 'F32'),
       v: take(`adam.v.${p.name}`, p.shape, 'F32'),
     }));
+    if (loaded.some((t) => t.mask?.some((x) => x > 1))) throw new Error('state has a mask with values other than 0 and 1');
     loaded.forEach((t, i) => {
       this.weights[i].set(t.weights);
       if (t.mask) (this.masks[i] as Uint8Array).set(t.mask);

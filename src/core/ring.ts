@@ -2,7 +2,8 @@
 // the next rank and receives from the previous one, and forwards every chunk as soon as it has
 // added (or copied) it. Each worker moves 2(n−1)/n of the buffer. The final value of every
 // segment is computed once, by one worker, and copied to the others, so all replicas end
-// bit-identical. Transport-agnostic: the caller delivers frames and carries sent ones.
+// bit-identical. Transport-agnostic: the caller delivers frames and carries sent ones. A frame
+// that this op cannot have produced (bad header, length, op id, or a repeat) fails the op.
 import { shardRange } from './data/source.ts';
 
 /** Frame header: op id (u32), phase (u16), iteration (u16), segment (u32), chunk (u32). */
@@ -37,6 +38,8 @@ interface Operation {
   buffer: Float32Array;
   expected: number;
   received: number;
+  /** (phase, iteration, chunk) of every frame applied: each arrives exactly once. */
+  seen: Set<string>;
   bytesSent: number;
   startMs: number;
   firstFrameMs: number;
@@ -71,6 +74,7 @@ export class RingAllReduce {
         buffer,
         expected: this.expectedFrames(buffer.length),
         received: 0,
+        seen: new Set(),
         bytesSent: 0,
         startMs: performance.now(),
         firstFrameMs: -1,
@@ -103,12 +107,14 @@ export class RingAllReduce {
     }
     const id = frame.readUInt32LE(0);
     const op = this.current;
-    if (!op || id > op.id) {
-      if (this.early.length >= 4 * this.world * 1024) this.fail(new RingError('too many ring frames ahead of this rank'));
+    if (!op || id !== op.id) {
+      // Every frame of a finished op has arrived (each exactly once), so an older id is bogus. A
+      // newer one is the previous rank running ahead (by several ops when some are empty): keep it.
+      if (id < (op?.id ?? this.nextOpId)) this.fail(new RingError(`ring frame for op ${id}, which is over (this rank is at op ${op?.id ?? this.nextOpId})`));
+      else if (this.early.length >= 4 * this.world * 1024) this.fail(new RingError('too many ring frames ahead of this rank'));
       else this.early.push(frame);
       return;
     }
-    if (id < op.id) return; // a retransmission of a finished op cannot happen on one link; ignore it
     try {
       this.apply(op, frame);
       this.finishIfDone(op);
@@ -135,6 +141,9 @@ export class RingAllReduce {
     const [start, end] = this.chunkRange(op.buffer.length, segment, chunk);
     const count = (frame.length - RING_HEADER_BYTES) / 4;
     if (start >= end || count !== end - start) throw new RingError(`ring frame for chunk ${chunk} of segment ${segment} has ${count} values, expected ${end - start}`);
+    const key = `${phase}.${iteration}.${chunk}`;
+    if (op.seen.has(key)) throw new RingError(`repeated ring frame (phase ${phase}, iteration ${iteration}, chunk ${chunk})`);
+    op.seen.add(key);
     if (op.firstFrameMs < 0) op.firstFrameMs = performance.now();
     const payload = floatView(frame, count);
     const target = op.buffer;

@@ -2,7 +2,9 @@
 // a client connection to its previous neighbour's server. Gradient chunks flow server → client
 // (rank r sends on the socket that rank r+1 opened), because server frames are not masked and a
 // `ws` client's frame masking, done in JavaScript, costs several times the throughput.
-// Links belong to one membership generation; forming a new ring closes the old links.
+// Links belong to one membership generation; forming a new ring closes the old links. Only the
+// expected next rank of the current generation, with the cluster token (and, with a CA, a
+// certificate it signed), gets a link; every other connection is refused with a reason.
 import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
@@ -12,7 +14,7 @@ import { authorizationHeader, requestHasToken } from '../core/auth.ts';
 import type { Logger } from '../core/log.ts';
 import type { Peer } from '../core/protocol.ts';
 import { RING_HEADER_BYTES, RingAllReduce, RingError } from '../core/ring.ts';
-import type { TlsOptions } from '../core/tls.ts';
+import { peerCertificateProblem, tlsClientOptions, tlsServerOptions, type TlsOptions } from '../core/tls.ts';
 
 export interface RingLinkOptions {
   bindHost: string;
@@ -45,16 +47,24 @@ export class RingLinks {
   private fromPrevious: WebSocket | null = null;
   private ring: RingAllReduce | null = null;
   private waitingForNext: ((socket: WebSocket) => void) | null = null;
+  /** Worker ids of this rank and of the next one in the current generation (hellos name them). */
+  private selfId = '';
+  private nextId = '';
 
   constructor(private readonly options: RingLinkOptions) {
     // Plain requests (not WebSocket upgrades) are health probes: Kubernetes' kubelet sends no
     // token, and the answers say nothing a peer could use.
     const probe = (request: IncomingMessage, response: ServerResponse) => this.serveProbe(request, response);
-    this.http = options.tls ? createHttpsServer({ cert: options.tls.cert, key: options.tls.key, ca: options.tls.ca }, probe) : createHttpServer(probe);
+    this.http = options.tls ? createHttpsServer(tlsServerOptions(options.tls), probe) : createHttpServer(probe);
     this.server = new WebSocketServer({
       server: this.http,
       maxPayload: this.maxFrameBytes,
       verifyClient: ({ req }, done) => {
+        const certificate = peerCertificateProblem(req, options.tls);
+        if (certificate) {
+          options.log.warn({ remote: req.socket.remoteAddress, problem: certificate }, 'ring connection refused');
+          return done(false, 403, 'Forbidden');
+        }
         if (requestHasToken(req, options.token)) return done(true);
         options.log.warn({ remote: req.socket.remoteAddress }, 'ring connection refused: missing or wrong cluster token');
         done(false, 401, 'Unauthorized');
@@ -85,6 +95,8 @@ export class RingLinks {
     this.generation = generation;
     this.rank = rank;
     this.world = members.length;
+    this.selfId = members[rank].workerId;
+    this.nextId = members[(rank + 1) % this.world].workerId;
     if (this.world === 1) {
       this.ring = new RingAllReduce(0, 1, () => {}, this.options);
       return this.ring;
@@ -150,12 +162,20 @@ export class RingLinks {
         socket.close(1008, 'malformed hello');
         return;
       }
+      const expectedRank = (this.rank + 1) % this.world;
+      const current = hello.generation === this.generation;
+      if (current && this.toNext && !this.waitingForNext) {
+        // The next rank is linked already: a second connection claiming its place is refused.
+        this.options.log.warn({ rank: hello.rank, workerId: hello.workerId }, 'ring connection refused: the next rank is already linked');
+        socket.close(1008, `rank ${expectedRank} of generation ${this.generation} is already linked`);
+        return;
+      }
       if (hello.generation > this.generation || !this.waitingForNext) {
         socket.close(RETRY_LATER, 'not ready for this generation');
         return;
       }
-      const expectedRank = (this.rank + 1) % this.world;
-      if (hello.generation < this.generation || hello.rank !== expectedRank) {
+      if (!current || hello.rank !== expectedRank || hello.workerId !== this.nextId) {
+        this.options.log.warn({ hello }, 'ring connection refused: not the next rank of this generation');
         socket.close(1008, `expected rank ${expectedRank} of generation ${this.generation}`);
         return;
       }
@@ -198,10 +218,11 @@ export class RingLinks {
   private tryConnect(generation: number, previous: Peer): Promise<WebSocket> {
     const scheme = this.options.tls ? 'wss' : 'ws';
     return new Promise((resolve, reject) => {
-      const socket = new WebSocket(`${scheme}://${previous.host}:${previous.port}/ring`, {
+      const host = previous.host.includes(':') ? `[${previous.host}]` : previous.host; // IPv6 literal
+      const socket = new WebSocket(`${scheme}://${host}:${previous.port}/ring`, {
         headers: authorizationHeader(this.options.token),
         maxPayload: this.maxFrameBytes,
-        ca: this.options.tls?.ca,
+        ...tlsClientOptions(this.options.tls),
         handshakeTimeout: this.options.timeoutMs,
       });
       socket.binaryType = 'nodebuffer';
@@ -213,8 +234,9 @@ export class RingLinks {
       };
       socket.once('error', (error) => fail(error.message));
       socket.once('close', (code, reason) => fail(`closed (${code} ${reason.toString()})`));
-      socket.once('open', () => socket.send(pack({ generation, rank: this.rank, workerId: '' } satisfies Hello)));
-      socket.once('message', () => {
+      socket.once('open', () => socket.send(pack({ generation, rank: this.rank, workerId: this.selfId } satisfies Hello)));
+      socket.once('message', (data: Buffer) => {
+        if (!isWelcome(data)) return fail('the previous rank did not accept the link');
         socket.removeAllListeners();
         socket.on('error', (error) => this.options.log.debug({ err: error }, 'ring link error'));
         resolve(socket);
@@ -225,10 +247,19 @@ export class RingLinks {
 
 function decodeHello(data: Buffer): Hello | null {
   try {
-    const hello = unpack(data) as Partial<Hello>;
-    if (!Number.isInteger(hello.generation) || !Number.isInteger(hello.rank) || typeof hello.workerId !== 'string') return null;
-    return hello as Hello;
+    const hello = unpack(data) as Partial<Hello> | null;
+    if (!hello || !Number.isSafeInteger(hello.generation) || !Number.isSafeInteger(hello.rank) || typeof hello.workerId !== 'string' || hello.workerId.length > 128) return null;
+    return { generation: hello.generation as number, rank: hello.rank as number, workerId: hello.workerId };
   } catch {
     return null;
+  }
+}
+
+/** The server's answer to our hello: { ok: true }. */
+function isWelcome(data: Buffer): boolean {
+  try {
+    return (unpack(data) as { ok?: unknown } | null)?.ok === true;
+  } catch {
+    return false;
   }
 }
