@@ -46,8 +46,12 @@ async function main(): Promise<void> {
             const ms: number[] = [];
             let result: Float32Array = new Float32Array(0);
             let bytesSent = 0;
+            const input = ringInput(rank, size);
             for (let r = 0; r < command.repeats; r++) {
-              result = ringInput(rank, size);
+              result = new Float32Array(size);
+              result.set(input);
+              // A one-float all-reduce as a barrier: the timed op starts together on every rank.
+              await (ring as NonNullable<typeof ring>).allReduce(new Float32Array(1));
               const t0 = performance.now();
               const stats = await (ring as NonNullable<typeof ring>).allReduce(result);
               ms.push(performance.now() - t0);

@@ -8,6 +8,8 @@ import WebSocket, { WebSocketServer } from 'ws';
 export type TransportCommand =
   | { type: 'tcp-sink' }
   | { type: 'tcp-send'; port: number; bytes: number }
+  | { type: 'tcp-duplex-listen'; bytes: number }
+  | { type: 'tcp-duplex-connect'; port: number; bytes: number }
   | { type: 'ws-server'; bytes: number; serverSends: boolean }
   | { type: 'ws-client'; port: number; bytes: number; serverSends: boolean }
   | { type: 'star-center'; workers: number; floats: number }
@@ -40,6 +42,19 @@ async function run(command: TransportCommand): Promise<void> {
       socket.end();
       await new Promise((resolve) => socket.once('data', resolve)); // the sink's "ok": everything arrived
       send({ type: 'done', ms: performance.now() - t0 });
+      socket.destroy();
+      return;
+    }
+    case 'tcp-duplex-listen': {
+      // Both ends send and receive at once, as every ring member does.
+      const server = createServer((socket) => void duplex(socket, command.bytes));
+      server.listen(0, '127.0.0.1', () => send({ type: 'listening', port: (server.address() as AddressInfo).port }));
+      return;
+    }
+    case 'tcp-duplex-connect': {
+      const socket = connect(command.port, '127.0.0.1');
+      await new Promise((resolve) => socket.once('connect', resolve));
+      await duplex(socket, command.bytes);
       socket.destroy();
       return;
     }
@@ -91,6 +106,24 @@ async function run(command: TransportCommand): Promise<void> {
       return;
     }
   }
+}
+
+/** Sends `bytes` while receiving as many; reports the time until both directions are done. */
+async function duplex(socket: Socket, bytes: number): Promise<void> {
+  const t0 = performance.now();
+  const received = new Promise<void>((resolve) => {
+    let count = 0;
+    socket.on('data', (data: Buffer) => {
+      count += data.length;
+      if (count >= bytes) resolve();
+    });
+  });
+  const chunk = Buffer.alloc(CHUNK, 1);
+  for (let sent = 0; sent < bytes; sent += CHUNK) {
+    if (!socket.write(chunk)) await new Promise((resolve) => socket.once('drain', resolve));
+  }
+  await received;
+  send({ type: 'done', ms: performance.now() - t0 });
 }
 
 /** Sends `bytes` in 1 MiB frames and waits for an ack, or counts them in and acks. */

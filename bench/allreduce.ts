@@ -22,7 +22,8 @@ function spawnTransport(): ChildProcess {
   return fork(TRANSPORT, [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
 }
 
-function ask(child: ChildProcess, command: TransportCommand, until: TransportReport['type']): Promise<TransportReport> {
+/** The child's next report of type `until`. */
+function next(child: ChildProcess, until: TransportReport['type']): Promise<TransportReport> {
   return new Promise((resolve, reject) => {
     const onMessage = (report: TransportReport) => {
       if (report.type === 'error') reject(new Error(report.message));
@@ -31,8 +32,13 @@ function ask(child: ChildProcess, command: TransportCommand, until: TransportRep
       resolve(report);
     };
     child.on('message', onMessage);
-    child.send(command);
   });
+}
+
+function ask(child: ChildProcess, command: TransportCommand, until: TransportReport['type']): Promise<TransportReport> {
+  const reply = next(child, until);
+  child.send(command);
+  return reply;
 }
 
 /** Best of REPEATS: the least disturbed measurement on a shared machine. */
@@ -50,6 +56,21 @@ async function tcpMs(bytes: number): Promise<number> {
   } finally {
     sink.kill();
     sender.kill();
+  }
+}
+
+/** Both processes send `bytes` to each other at once: the per-direction limit a 2-ring sees. */
+async function tcpDuplexMs(bytes: number): Promise<number> {
+  const [a, b] = [spawnTransport(), spawnTransport()];
+  try {
+    const { port } = (await ask(a, { type: 'tcp-duplex-listen', bytes }, 'listening')) as { port: number };
+    return await best(async () => {
+      const done = await Promise.all([next(a, 'done'), ask(b, { type: 'tcp-duplex-connect', port, bytes }, 'done')]);
+      return Math.max(...done.map((d) => (d as { ms: number }).ms));
+    });
+  } finally {
+    a.kill();
+    b.kill();
   }
 }
 
@@ -86,9 +107,15 @@ const gbps = (bytes: number, ms: number) => (bytes / (ms / 1000) / 1e9).toFixed(
 async function main(): Promise<void> {
   console.log(`# all-reduce over loopback (best of ${REPEATS}; GB/s = 1e9 bytes/s)\n`);
   const tcp = new Map<number, number>();
-  for (const mib of SIZES_MIB) tcp.set(mib, await tcpMs(mib * MiB));
-  console.log('| size | N | ring ms | ring bus GB/s | raw TCP GB/s | ring / TCP | star ms | star bus GB/s | ring speed-up over star |');
-  console.log('| ---: | -: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
+  const duplex = new Map<number, number>();
+  for (const mib of SIZES_MIB) {
+    tcp.set(mib, await tcpMs(mib * MiB));
+    duplex.set(mib, await tcpDuplexMs(mib * MiB));
+  }
+  console.log('Raw TCP: one Node process streaming to another; duplex: both streaming to each other at once (per direction),');
+  console.log('which is what every ring member does. Bus bandwidth: 2(n-1)/n · bytes / time (NCCL busbw).\n');
+  console.log('| size | N | ring ms | ring bus GB/s | raw TCP GB/s | ring / TCP | duplex TCP GB/s | ring / duplex | star ms | star bus GB/s | ring speed-up over star |');
+  console.log('| ---: | -: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
   for (const world of WORLDS) {
     const cluster = await RingCluster.start(world);
     try {
@@ -100,7 +127,8 @@ async function main(): Promise<void> {
         const tcpGbps = (mib * MiB) / ((tcp.get(mib) as number) / 1000) / 1e9;
         const ringGbps = busBytes / (ringMs / 1000) / 1e9;
         const star = await starMs(world, floats);
-        console.log(`| ${mib} MiB | ${world} | ${ringMs.toFixed(1)} | ${ringGbps.toFixed(2)} | ${tcpGbps.toFixed(2)} | ${(ringGbps / tcpGbps).toFixed(2)} | ${star.toFixed(1)} | ${gbps(busBytes, star)} | ${(star / ringMs).toFixed(2)}× |`);
+        const duplexGbps = (mib * MiB) / ((duplex.get(mib) as number) / 1000) / 1e9;
+        console.log(`| ${mib} MiB | ${world} | ${ringMs.toFixed(1)} | ${ringGbps.toFixed(2)} | ${tcpGbps.toFixed(2)} | ${(ringGbps / tcpGbps).toFixed(2)} | ${duplexGbps.toFixed(2)} | ${(ringGbps / duplexGbps).toFixed(2)} | ${star.toFixed(1)} | ${gbps(busBytes, star)} | ${(star / ringMs).toFixed(2)}× |`);
       }
     } finally {
       await cluster.stop();

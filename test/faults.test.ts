@@ -9,7 +9,8 @@ import { readMetrics } from '../src/coordinator/run-dir.ts';
 
 // 4 rounds of 15 steps (1350 training samples, global batch 96).
 const ROUNDS = 4;
-const config = (overrides = {}) => smallConfig({ rounds: ROUNDS, workers: 3, peerTimeoutMs: 3000, heartbeatMs: 250, ...overrides });
+// Timeouts long enough that a stall of a loaded 2-core CI machine is not taken for a lost worker.
+const config = (overrides = {}) => smallConfig({ rounds: ROUNDS, workers: 3, peerTimeoutMs: 6000, heartbeatMs: 500, ...overrides });
 
 /** Every round once, in order: no committed round lost or repeated. */
 function expectCompleteHistory(metrics: RoundMetrics[], rounds = ROUNDS): void {

@@ -254,7 +254,7 @@ describe('ring frames that this op cannot have produced fail it, never the proce
   /** Ranks 0 and 1 of a ring of 3, with rank 2 played by the test: frames to rank 1 are ours to forge. */
   function rankOne(): { ring: RingAllReduce; sent: Buffer[] } {
     const sent: Buffer[] = [];
-    return { ring: new RingAllReduce(1, 3, (frame) => sent.push(frame), options), sent };
+    return { ring: new RingAllReduce(1, 3, (parts) => sent.push(Buffer.concat(parts)), options), sent };
   }
 
   function frame(op: number, phase: number, iteration: number, segment: number, chunk: number, values: number): Buffer {

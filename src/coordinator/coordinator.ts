@@ -83,6 +83,9 @@ export class RunStopped extends Error {
   }
 }
 
+/** Re-forming the ring this many times without a new commit means the run cannot progress. */
+const MAX_FAILURES_WITHOUT_PROGRESS = 8;
+
 const NO_TIMES: StepTimes = { steps: 0, computeMs: 0, allreduceMs: 0, updateMs: 0, waitMs: 0 };
 
 export class Coordinator {
@@ -105,6 +108,7 @@ export class Coordinator {
   private current: RunProgress | null = null;
   private fatalError: Error | null = null;
   private stopRequested = false;
+  private failuresSinceCommit = 0;
 
   constructor(private readonly options: CoordinatorOptions) {
     this.config = options.config;
@@ -162,8 +166,15 @@ export class Coordinator {
           graceMs = 0;
           const reason = (error as Error).message;
           if (this.committed) this.committed.progress.restarts++;
-          this.log.warn({ reason }, 'membership changed; re-forming the ring from the last commit');
+          // A failure that recurs from the same commit (a worker that crashes on this state, a
+          // model that diverges) would loop forever: back off, and give up after a few tries.
+          this.failuresSinceCommit++;
+          if (this.failuresSinceCommit > MAX_FAILURES_WITHOUT_PROGRESS) {
+            throw new Error(`the run cannot get past step ${this.committed?.progress.step ?? 0}: ${this.failuresSinceCommit} failures since the last commit, the last: ${reason}`);
+          }
+          this.log.warn({ reason, attempt: this.failuresSinceCommit }, 'membership changed; re-forming the ring from the last commit');
           this.emit({ type: 'restart', reason });
+          await new Promise((resolve) => setTimeout(resolve, 250 * 2 ** (this.failuresSinceCommit - 1)));
         }
       }
       return this.finish();
@@ -291,6 +302,9 @@ export class Coordinator {
     const mean = (s: { lossSum: number; count: number }) => (s.count > 0 ? s.lossSum / s.count : null);
     const accuracy = (s: { correct: number; count: number }) => (s.count > 0 ? s.correct / s.count : null);
     const trainLoss = progress.roundSamples > 0 ? progress.roundLossSum / progress.roundSamples : null;
+    if (trainLoss !== null && !Number.isFinite(trainLoss)) {
+      throw new Error(`training diverged: the training loss of round ${progress.round + 1} is ${trainLoss}; lower learningRate`);
+    }
     const holdbackLoss = mean(holdback);
     const loss = holdbackLoss ?? trainLoss ?? NaN;
     const weightsKept = this.weightsKept(progress);
@@ -401,6 +415,7 @@ export class Coordinator {
     const snapshot = clone(progress);
     const path = writeCheckpoint(this.runDir.checkpoints, { round: progress.round, step: progress.step, configHash: configHash(this.config), config: this.config, progress: snapshot }, upload.state, upload.stateDigest, this.config.keepCheckpoints);
     this.committed = { progress: snapshot, state: Buffer.from(upload.state), digest: upload.stateDigest };
+    this.failuresSinceCommit = 0;
     this.log.debug({ path, step: progress.step }, 'checkpoint committed');
   }
 

@@ -58,7 +58,8 @@ export class RingAllReduce {
   constructor(
     readonly rank: number,
     readonly world: number,
-    private readonly sendToNext: (frame: Buffer) => void,
+    /** Carries one frame, given in parts (header, payload) so the payload need not be copied. */
+    private readonly sendToNext: (parts: Buffer[]) => void,
     private readonly options: RingOptions,
   ) {}
 
@@ -145,32 +146,53 @@ export class RingAllReduce {
     if (op.seen.has(key)) throw new RingError(`repeated ring frame (phase ${phase}, iteration ${iteration}, chunk ${chunk})`);
     op.seen.add(key);
     if (op.firstFrameMs < 0) op.firstFrameMs = performance.now();
-    const payload = floatView(frame, count);
     const target = op.buffer;
+    const inPlace = (frame.byteOffset + RING_HEADER_BYTES) % 4 === 0;
+    const payload = inPlace ? new Float32Array(frame.buffer, frame.byteOffset + RING_HEADER_BYTES, count) : floatView(frame, count);
     if (phase === REDUCE_SCATTER) {
-      for (let i = 0; i < count; i++) target[start + i] += payload[i];
-      if (iteration < n - 2) this.send(op, REDUCE_SCATTER, iteration + 1, segment, chunk);
-      else this.send(op, ALL_GATHER, 0, segment, chunk);
+      // The partial sum gains this rank's values and travels on; the last iteration completes
+      // this rank's segment, which it keeps and sends round as the first all-gather frame.
+      for (let i = 0; i < count; i++) payload[i] += target[start + i];
+      if (iteration === n - 2) target.set(payload, start);
+      this.forward(op, frame, payload, iteration < n - 2 ? REDUCE_SCATTER : ALL_GATHER, iteration < n - 2 ? iteration + 1 : 0, segment, chunk, inPlace);
     } else {
       target.set(payload, start);
-      if (iteration < n - 2) this.send(op, ALL_GATHER, iteration + 1, segment, chunk);
+      if (iteration < n - 2) this.forward(op, frame, payload, ALL_GATHER, iteration + 1, segment, chunk, inPlace);
     }
     op.received++;
     this.armTimer(op);
   }
 
-  private send(op: Operation, phase: number, iteration: number, segment: number, chunk: number): void {
-    const [start, end] = this.chunkRange(op.buffer.length, segment, chunk);
-    const frame = Buffer.allocUnsafe(RING_HEADER_BYTES + 4 * (end - start));
-    frame.writeUInt32LE(op.id, 0);
+  /** Sends a received frame on with a new header: no allocation or copy when its payload was aligned. */
+  private forward(op: Operation, frame: Buffer, payload: Float32Array, phase: number, iteration: number, segment: number, chunk: number, inPlace: boolean): void {
+    if (!inPlace) {
+      frame = Buffer.allocUnsafe(RING_HEADER_BYTES + payload.byteLength);
+      frame.writeUInt32LE(op.id, 0);
+      frame.writeUInt32LE(segment, 8);
+      frame.writeUInt32LE(chunk, 12);
+      frame.set(new Uint8Array(payload.buffer, payload.byteOffset, payload.byteLength), RING_HEADER_BYTES);
+    }
     frame.writeUInt16LE(phase, 4);
     frame.writeUInt16LE(iteration, 6);
-    frame.writeUInt32LE(segment, 8);
-    frame.writeUInt32LE(chunk, 12);
-    const values = op.buffer.subarray(start, end);
-    frame.set(new Uint8Array(values.buffer, values.byteOffset, values.byteLength), RING_HEADER_BYTES);
     op.bytesSent += frame.length;
-    this.sendToNext(frame);
+    this.sendToNext([frame]);
+  }
+
+  /**
+   * Sends one chunk of this rank's own buffer. The payload goes as a view, without a copy: the
+   * buffer region is not written again before the chunk has travelled the ring and come back.
+   */
+  private send(op: Operation, phase: number, iteration: number, segment: number, chunk: number): void {
+    const [start, end] = this.chunkRange(op.buffer.length, segment, chunk);
+    const header = Buffer.allocUnsafe(RING_HEADER_BYTES);
+    header.writeUInt32LE(op.id, 0);
+    header.writeUInt16LE(phase, 4);
+    header.writeUInt16LE(iteration, 6);
+    header.writeUInt32LE(segment, 8);
+    header.writeUInt32LE(chunk, 12);
+    const values = op.buffer.subarray(start, end);
+    op.bytesSent += RING_HEADER_BYTES + values.byteLength;
+    this.sendToNext([header, Buffer.from(values.buffer, values.byteOffset, values.byteLength)]);
   }
 
   private finishIfDone(op: Operation): void {

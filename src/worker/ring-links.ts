@@ -106,7 +106,7 @@ export class RingLinks {
     if (generation !== this.generation) throw new RingError(`ring generation ${generation} was superseded`);
     this.toNext = toNext;
     this.fromPrevious = fromPrevious;
-    const ring = new RingAllReduce(rank, this.world, (frame) => this.sendToNext(frame), this.options);
+    const ring = new RingAllReduce(rank, this.world, (parts) => this.sendToNext(parts), this.options);
     this.ring = ring;
     fromPrevious.on('message', (data: Buffer, isBinary: boolean) => {
       if (isBinary) ring.receive(data);
@@ -144,10 +144,11 @@ export class RingLinks {
     response.end(JSON.stringify(body));
   }
 
-  private sendToNext(frame: Buffer): void {
+  /** One ring frame, its parts sent as fragments of one WebSocket message (the receiver gets it whole). */
+  private sendToNext(parts: Buffer[]): void {
     const socket = this.toNext;
     if (!socket || socket.readyState !== WebSocket.OPEN) throw new RingError('ring link to the next rank is not open');
-    socket.send(frame, { binary: true });
+    parts.forEach((part, i) => socket.send(part, { binary: true, fin: i === parts.length - 1 }));
   }
 
   /** A neighbour connected to our server: it must say hello for our generation as our next rank. */
