@@ -1,4 +1,4 @@
-// The coordinator: admits workers, assigns ranks and forms the ring, and drives the run round by
+// The coordinator: forms the ring from the ready workers (membership.ts admits them), and drives the run round by
 // round — train a segment of steps, evaluate, run the pruning schedule (the single source of
 // truth for p), agree on thresholds, check that every replica holds the same state, and commit a
 // checkpoint. It is never on the per-step data path. When a worker is lost or one joins, the
@@ -6,15 +6,15 @@
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
-import { WebSocketServer, type WebSocket } from 'ws';
+import { WebSocketServer } from 'ws';
 import { requestHasToken } from '../core/auth.ts';
 import { readLatestCheckpoint, writeCheckpoint } from '../core/checkpoint.ts';
 import { configHash, type OccamConfig } from '../core/config.ts';
 import type { Logger } from '../core/log.ts';
-import { decodeEnvelope, type Envelope, type MessageKind, type Messages, type StepTimes } from '../core/protocol.ts';
+import type { Envelope, MessageKind, Messages, StepTimes } from '../core/protocol.ts';
 import { afterRound, eligibleForBest, initialSchedule, roundStartStep, roundStepCount, totalRounds, type ScheduleState } from '../core/schedule.ts';
 import { peerCertificateProblem, tlsServerOptions, type TlsOptions } from '../core/tls.ts';
-import { closeReason, joinProblem, readyMismatch } from '../core/validate.ts';
+import { Membership } from './membership.ts';
 import { RunDir, type BestRound, type RoundMetrics, type RunSummary } from './run-dir.ts';
 import { LinkClosed, WorkerError, WorkerLink } from './worker-link.ts';
 
@@ -94,14 +94,11 @@ export class Coordinator {
   private readonly log: Logger;
   private readonly http: Server;
   private readonly wss: WebSocketServer;
-  private readonly links = new Map<string, WorkerLink>();
+  private readonly members: Membership;
   private ring: WorkerLink[] = [];
   private generation = 0;
   private lost: Deferred = deferred();
-  private wakeWaiters: (() => void)[] = [];
   private committed: Committed | null = null;
-  private dataInfo: Messages['ready'] | null = null;
-  private readonly startedMs = Date.now();
   private stopping = false;
   private phase: 'waiting' | 'training' | 'done' = 'waiting';
   private readonly latestTimes = new Map<string, StepTimes>();
@@ -109,11 +106,22 @@ export class Coordinator {
   private fatalError: Error | null = null;
   private stopRequested = false;
   private failuresSinceCommit = 0;
+  private progressListener: ((link: WorkerLink, envelope: Envelope) => void) | null = null;
 
   constructor(private readonly options: CoordinatorOptions) {
     this.config = options.config;
     this.log = options.log;
     this.runDir = new RunDir(options.runDir);
+    this.members = new Membership({
+      config: this.config,
+      runId: options.runId,
+      log: this.log,
+      onLeave: (link, reason) => {
+        if (this.ring.includes(link)) this.lost.reject(new MembershipChanged(`worker ${link.workerId} lost: ${reason}`));
+      },
+      onUnsolicited: (link, envelope) => this.onUnsolicited(link, envelope),
+      onPrepareFailed: (error) => this.fail(error),
+    });
     const handler = (req: IncomingMessage, res: ServerResponse) => this.serveHttp(req, res);
     this.http = options.tls ? createHttpsServer(tlsServerOptions(options.tls), handler) : createHttpServer(handler);
     this.wss = new WebSocketServer({
@@ -130,7 +138,7 @@ export class Coordinator {
         done(false, 401, 'Unauthorized');
       },
     });
-    this.wss.on('connection', (socket, request) => this.onConnection(socket, request));
+    this.wss.on('connection', (socket, request) => this.members.accept(socket, request));
     this.wss.on('error', (error) => this.log.error({ err: error.message }, 'control server error'));
   }
 
@@ -150,7 +158,7 @@ export class Coordinator {
   async run(): Promise<RunSummary> {
     this.runDir.init(this.config);
     this.committed = this.loadCommitted();
-    const watchdog = setInterval(() => this.checkLiveness(), this.config.heartbeatMs);
+    const watchdog = setInterval(() => this.members.checkLiveness(), this.config.heartbeatMs);
     try {
       // A resumed run starts with whoever reconnects within the grace time; others join later.
       let graceMs = this.committed ? this.config.peerTimeoutMs : Infinity;
@@ -189,7 +197,7 @@ export class Coordinator {
    */
   requestStop(): void {
     this.stopRequested = true;
-    this.wake();
+    this.members.wake();
   }
 
   /**
@@ -199,10 +207,7 @@ export class Coordinator {
   async close(reason = 'coordinator stopping', shutdownWorkers = true): Promise<void> {
     this.stopping = true;
     this.lost.reject(new MembershipChanged(reason));
-    for (const link of this.links.values()) {
-      if (shutdownWorkers) link.send('shutdown', { reason });
-      link.close(1001, reason);
-    }
+    this.members.close(reason, shutdownWorkers);
     for (const client of this.wss.clients) client.terminate();
     await new Promise<void>((resolve) => this.wss.close(() => resolve()));
     await new Promise<void>((resolve) => this.http.close(() => resolve()));
@@ -213,7 +218,7 @@ export class Coordinator {
     return {
       phase: this.phase,
       generation: this.generation,
-      workers: [...this.links.values()].map((l) => ({ id: l.workerId, rank: this.ring.indexOf(l), inRing: this.ring.includes(l), ready: l.ready !== null })),
+      workers: this.members.all.map((l) => ({ id: l.workerId, rank: this.ring.indexOf(l), inRing: this.ring.includes(l), ready: l.ready !== null })),
       progress: this.current,
       committedStep: this.committed?.progress.step ?? null,
       config: this.config,
@@ -443,79 +448,6 @@ export class Coordinator {
 
   // ─── membership ─────────────────────────────────────────────────────────────────────────────
 
-  private progressListener: ((link: WorkerLink, envelope: Envelope) => void) | null = null;
-
-  private onConnection(socket: WebSocket, request: IncomingMessage): void {
-    const remote = request.socket.remoteAddress;
-    socket.on('error', (error) => this.log.debug({ remote, err: error.message }, 'control socket error'));
-    const joinTimer = setTimeout(() => socket.close(1008, 'no join'), 10000);
-    socket.once('message', (data: Buffer) => {
-      clearTimeout(joinTimer);
-      let envelope: Envelope;
-      try {
-        envelope = decodeEnvelope(data);
-      } catch (error) {
-        this.log.warn({ remote, err: (error as Error).message }, 'connection refused: bad first message');
-        socket.close(1008, closeReason((error as Error).message));
-        return;
-      }
-      if (envelope.kind !== 'join') {
-        this.log.warn({ remote, kind: envelope.kind }, 'connection refused: first message is not a join');
-        socket.close(1008, 'expected join');
-        return;
-      }
-      this.admit(socket, envelope.message as Messages['join'], remote);
-    });
-  }
-
-  private admit(socket: WebSocket, join: Messages['join'], remote: string | undefined): void {
-    const { workerId, ringHost, ringPort } = join;
-    const problem =
-      joinProblem(join) ??
-      (this.links.get(workerId)?.isOpen ? `worker id ${workerId} is already connected (replayed join?)`
-      : this.stopping ? 'coordinator is stopping'
-      : null);
-    if (problem) {
-      this.log.warn({ remote, workerId: workerId.slice(0, 128), problem }, 'join refused');
-      socket.close(1008, closeReason(problem));
-      return;
-    }
-    const link = new WorkerLink(workerId, ringHost, ringPort, socket, this.log, (l, e) => this.onUnsolicited(l, e), () => ({ config: this.config, reference: this.dataInfo }));
-    this.links.set(workerId, link);
-    socket.on('message', (data: Buffer) => link.receiveFrame(data));
-    link.onClose((reason) => {
-      if (this.links.get(workerId) === link) this.links.delete(workerId);
-      this.log.warn({ worker: workerId, reason }, 'worker disconnected');
-      if (this.ring.includes(link)) this.lost.reject(new MembershipChanged(`worker ${workerId} lost: ${reason}`));
-      this.wake();
-    });
-    this.log.info({ worker: workerId, remote }, 'worker joined');
-    const welcome = { runId: this.options.runId, configJson: JSON.stringify(this.config), configHash: configHash(this.config) };
-    link
-      .request('welcome', welcome, 'ready')
-      .then((ready) => {
-        // Checked on arrival too; again here, since two workers' replies may race to be the reference.
-        const mismatch = readyMismatch(this.dataInfo, ready);
-        if (mismatch) {
-          this.log.warn({ worker: workerId, problem: mismatch }, 'worker refused');
-          link.close(1008, mismatch);
-          return;
-        }
-        link.ready = ready;
-        this.dataInfo ??= ready;
-        this.log.info({ worker: workerId, backend: ready.backend, data: ready.data.description }, 'worker ready');
-        this.wake();
-      })
-      .catch((error: Error) => {
-        if (error instanceof LinkClosed) return;
-        this.log.error({ worker: workerId, err: error.message }, 'worker could not prepare the run');
-        link.close(1011, error.message);
-        // Every worker reads the same config and data: one that cannot, before any could, means
-        // none can. Once one could, the problem is that worker's (or a misbehaving peer's) alone.
-        if (!this.dataInfo) this.fail(new Error(`worker ${workerId} could not prepare the run: ${error.message.replace(/^worker \S+: /, '')}`));
-      });
-  }
-
   private onUnsolicited(link: WorkerLink, envelope: Envelope): void {
     if (envelope.kind === 'heartbeat' || (envelope.kind === 'error' && envelope.requestId !== 0)) return;
     if (envelope.kind === 'stepProgress') {
@@ -526,46 +458,29 @@ export class Coordinator {
     this.log.warn({ worker: link.workerId, kind: envelope.kind }, 'unexpected message from worker');
   }
 
-  /** Heartbeats both ways; a worker silent for peerTimeoutMs is declared lost. */
-  private checkLiveness(): void {
-    const now = Date.now();
-    for (const link of this.links.values()) {
-      if (now - link.lastHeardMs > this.config.peerTimeoutMs) {
-        this.log.warn({ worker: link.workerId, silentMs: now - link.lastHeardMs }, 'worker silent; declaring it lost');
-        link.terminate(`silent for ${now - link.lastHeardMs} ms`);
-      } else {
-        link.send('heartbeat', { sentMs: now });
-      }
-    }
-  }
-
-  private readyLinks(): WorkerLink[] {
-    return [...this.links.values()].filter((l) => l.ready !== null && l.isOpen).sort((a, b) => a.workerId.localeCompare(b.workerId));
-  }
-
   private waitingJoiners(): number {
-    return this.readyLinks().filter((l) => !this.ring.includes(l)).length;
+    return this.members.ready().filter((l) => !this.ring.includes(l)).length;
   }
 
   /** Waits for `needed` ready workers; after `graceMs`, one is enough. */
   private async waitForWorkers(needed: number, graceMs: number): Promise<void> {
     this.phase = 'waiting';
     const startedMs = Date.now();
-    const graceTimer = Number.isFinite(graceMs) ? setTimeout(() => this.wake(), graceMs) : null;
+    const graceTimer = Number.isFinite(graceMs) ? setTimeout(() => this.members.wake(), graceMs) : null;
     let announced = -1;
     try {
       for (;;) {
         if (this.fatalError) throw this.fatalError;
         if (this.stopRequested) throw new RunStopped(this.committed?.progress.step ?? 0);
         if (this.stopping) throw new Error('coordinator stopped while waiting for workers');
-        const ready = this.readyLinks().length;
+        const ready = this.members.ready().length;
         if (ready >= needed || (ready >= 1 && Date.now() - startedMs >= graceMs)) return;
         if (ready !== announced) {
           this.log.info({ ready, needed }, 'waiting for workers');
           this.emit({ type: 'waiting', ready, needed });
           announced = ready;
         }
-        await new Promise<void>((resolve) => this.wakeWaiters.push(resolve));
+        await this.members.changed();
       }
     } finally {
       if (graceTimer) clearTimeout(graceTimer);
@@ -577,20 +492,14 @@ export class Coordinator {
     if (this.fatalError) return;
     this.fatalError = error;
     this.lost.reject(error);
-    this.wake();
-  }
-
-  private wake(): void {
-    const waiters = this.wakeWaiters;
-    this.wakeWaiters = [];
-    for (const wake of waiters) wake();
+    this.members.wake();
   }
 
   /** A new generation: ranks by worker id, links between neighbours, and the committed state everywhere. */
   private async formRing(): Promise<void> {
     this.generation++;
     this.lost = deferred();
-    this.ring = this.readyLinks();
+    this.ring = this.members.ready();
     const members = this.ring.map((l) => ({ workerId: l.workerId, host: l.ringHost, port: l.ringPort }));
     for (const link of this.ring) if (!link.isOpen) throw new MembershipChanged(`worker ${link.workerId} left`);
     this.log.info({ generation: this.generation, workers: members.map((m) => m.workerId) }, 'forming the ring');
@@ -674,8 +583,8 @@ export class Coordinator {
   }
 
   private requireData(): Messages['ready'] {
-    if (!this.dataInfo) throw new Error('no worker has reported its data yet');
-    return this.dataInfo;
+    if (!this.members.reference) throw new Error('no worker has reported its data yet');
+    return this.members.reference;
   }
 
   private emit(event: RunEvent): void {
