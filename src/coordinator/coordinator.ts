@@ -1,8 +1,8 @@
-// The coordinator: forms the ring from the ready workers (membership.ts admits them), and drives the run round by
-// round — train a segment of steps, evaluate, run the pruning schedule (the single source of
-// truth for p), agree on thresholds, check that every replica holds the same state, and commit a
-// checkpoint. It is never on the per-step data path. When a worker is lost or one joins, the
-// ring re-forms and every replica reloads the last committed state.
+// The coordinator: forms the ring from the ready workers (membership.ts admits them) and drives
+// the run round by round — train a segment of steps, evaluate, run the pruning schedule (the
+// single source of truth for p), agree on thresholds, check that every replica holds the same
+// state, and commit a checkpoint. It is never on the per-step data path. When a worker is lost
+// or one joins, the ring re-forms and every replica reloads the last committed state.
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
