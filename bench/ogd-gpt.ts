@@ -1,7 +1,8 @@
 // `npm run bench -- ogd-gpt`: a char-level GPT (2 layers, 4 heads, 128 wide, block 64) on Moby Dick
 // for a fixed number of steps, trained plainly (`none`) and with Occam (`occam`, transformer bound),
 // same seed, through the real local cluster. Prints holdback and test loss per round, weights kept,
-// compute and wall time, one summary table, and a sample from Occam's best model.
+// compute and wall time, one summary table, and a sample from Occam's best model; writes them to
+// docs/results/ogd-gpt.md and .json (claim (c) of docs/RESULTS.md).
 // Options: --workers N (2), --rounds R (10), --round-steps S (60), --batch-size B (64),
 // --learning-rate X (0.001), --eval-limit W (1024 windows per split), --seed S (1).
 import { resolveConfig, type OccamConfig } from '../src/core/config.ts';
@@ -9,7 +10,7 @@ import { loadDataSource } from '../src/core/data/load.ts';
 import { TextDataSource } from '../src/core/data/text.ts';
 import { describeChoice, selectBackend } from '../src/core/engine.ts';
 import { generate, loadTrainedGpt, saveVocabulary } from '../src/core/sample.ts';
-import { benchArgs, fmt, runExperiment, type ExperimentRun } from './_experiment.ts';
+import { benchArgs, fmt, machine, runExperiment, writeResults, type ExperimentRun } from './_experiment.ts';
 
 const args = benchArgs();
 const common: Partial<OccamConfig> = {
@@ -34,34 +35,53 @@ const config = resolveConfig(common);
 
 // The workers pick their backend the same way (config backend `auto`); say which one that is here.
 const engine = await selectBackend('auto');
+const startMachine = machine();
+const started = Date.now();
+const lines: string[] = [];
+const say = (line = '') => {
+  console.log(line);
+  lines.push(line);
+};
 const data = loadDataSource(config) as TextDataSource;
 const steps = config.rounds * config.roundSteps;
-console.log(`# OGD on a char-level GPT: Moby Dick (${data.classes} characters), ${config.layers} layers, ${config.heads} heads, width ${config.width}, block ${config.blockSize}`);
-console.log(`${steps} steps (${config.rounds} rounds × ${config.roundSteps}) of ${config.batchSize} windows, Adam lr ${config.learningRate}, p0 ${config.p0} (transformer bound), seed ${config.seed}, ${config.workers} worker(s), ${describeChoice(engine)}`);
-console.log(`evaluation: the first ${config.evalLimit} windows of ${config.blockSize} characters of holdback (${data.holdbackCount} in all) and of test (${data.testCount}); losses are nats per character\n`);
+say(`# OGD on a char-level GPT: Moby Dick (${data.classes} characters), ${config.layers} layers, ${config.heads} heads, width ${config.width}, block ${config.blockSize}`);
+say(`${steps} steps (${config.rounds} rounds × ${config.roundSteps}) of ${config.batchSize} windows, Adam lr ${config.learningRate}, p0 ${config.p0} (transformer bound), seed ${config.seed}, ${config.workers} worker(s), ${describeChoice(engine)}`);
+say(`evaluation: the first ${config.evalLimit} windows of ${config.blockSize} characters of holdback (${data.holdbackCount} in all) and of test (${data.testCount}); losses are nats per character\n`);
 
 const none = await runExperiment('none', { ...common, strategy: 'none' });
 const occam = await runExperiment('occam', { ...common, strategy: 'occam' });
 
 for (const run of [none, occam]) {
-  console.log(`\n## ${run.label}: per round\n`);
-  console.log('| round | step | train loss | holdback loss | test loss | weights kept | p after | compute (weights × windows) | elapsed |');
-  console.log('| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
+  say(`\n## ${run.label}: per round\n`);
+  say('| round | step | train loss | holdback loss | test loss | weights kept | p after | compute (weights × windows) | elapsed |');
+  say('| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
   for (const m of run.metrics) {
-    console.log(`| ${m.round + 1} | ${m.step} | ${fmt(m.trainLoss)} | ${fmt(m.holdbackLoss)} | ${fmt(m.testLoss)} | ${(100 * m.weightsKept).toFixed(1)} % | ${m.p.toFixed(3)} | ${m.compute.toExponential(3)} | ${(m.elapsedMs / 1000).toFixed(1)} s |`);
+    say(`| ${m.round + 1} | ${m.step} | ${fmt(m.trainLoss)} | ${fmt(m.holdbackLoss)} | ${fmt(m.testLoss)} | ${(100 * m.weightsKept).toFixed(1)} % | ${m.p.toFixed(3)} | ${m.compute.toExponential(3)} | ${(m.elapsedMs / 1000).toFixed(1)} s |`);
   }
 }
 
-console.log('\n## summary (the best round: lowest holdback loss)\n');
-console.log(summaryTable([none, occam]));
+say('\n## summary (the best round: lowest holdback loss)\n');
+say(summaryTable([none, occam]));
 
 // A sample from Occam's best model, as `occam sample` would print it.
 const runDir = occam.summary.runDir;
 saveVocabulary(runDir, data.tokenizer);
 const prompt = 'Call me Ishmael.';
 const sample = generate(loadTrainedGpt(runDir), { length: 400, temperature: 0.8, topK: 0, seed: 1, prompt });
-console.log(`\n## sample from Occam's best model\n\nnode bin/occam.mjs sample ${runDir} --length 400 --temperature 0.8 --seed 1 --prompt '${prompt}'\n`);
-console.log(prompt + sample);
+say(`\n## sample from Occam's best model\n\nnode bin/occam.mjs sample ${runDir} --length 400 --temperature 0.8 --seed 1 --prompt '${prompt}'\n`);
+say(prompt + sample);
+
+const result = {
+  command: `npm run bench -- ogd-gpt ${process.argv.slice(2).join(' ')}`.trim(),
+  config: common,
+  backend: engine.backend,
+  machine: { atStart: startMachine, atEnd: machine() },
+  totalMinutes: Number(((Date.now() - started) / 60000).toFixed(1)),
+  runs: [none, occam].map((run) => ({ label: run.label, wallMs: run.wallMs, summary: run.summary, metrics: run.metrics })),
+  sample: prompt + sample,
+};
+const written = writeResults('ogd-gpt', result, `${lines.join('\n')}\n\nTotal time ${result.totalMinutes} min; load average at start ${startMachine.loadAverage.join(' / ')}.\n`);
+console.log(`\nwrote ${written.md} and ${written.json}`);
 process.exit(0);
 
 function summaryTable(runs: ExperimentRun[]): string {

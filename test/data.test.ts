@@ -127,6 +127,13 @@ describe('holdback split, epochs and shards', () => {
     expect(Array.from(source.globalBatch(3, 128))).toEqual(e0.slice(3 * 128, 4 * 128));
   });
 
+  it('trainLimit takes a seeded random subset, so a class-sorted source keeps every class', () => {
+    const source = loadDataSource(resolveConfig({ trainLimit: 500, holdback: 0 }));
+    expect(source.trainCount).toBe(500);
+    const labels = new Set(source.trainExamples(Uint32Array.from({ length: 500 }, (_, i) => i)).y);
+    expect(labels.size).toBe(10);
+  });
+
   it('shard ranges cover a batch exactly once for any world size', () => {
     for (const length of [0, 1, 7, 128, 129]) {
       for (let world = 1; world <= 5; world++) {

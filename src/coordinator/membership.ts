@@ -122,7 +122,8 @@ export class Membership {
     socket.on('message', (data: Buffer) => link.receiveFrame(data));
     link.onClose((reason) => {
       if (this.links.get(workerId) === link) this.links.delete(workerId);
-      log.warn({ worker: workerId, reason }, 'worker disconnected');
+      // Expected when the coordinator itself closes the connections (the run is over).
+      log[this.closed ? 'info' : 'warn']({ worker: workerId, reason }, 'worker disconnected');
       this.options.onLeave(link, reason);
       this.wake();
     });

@@ -16,7 +16,7 @@ export interface OccamConfig {
   labelColumn: string;
   /** Fraction held out as the test split when the data set has none of its own. */
   testFraction: number;
-  /** Use at most this many training samples (0 = all). */
+  /** Train on a seeded random subset of this many samples (0 = all; text: the first window starts). */
   trainLimit: number;
   /** Fraction of the training data kept out of training to measure the holdback loss. */
   holdback: number;

@@ -1,7 +1,7 @@
 // Builds the data source a config names: the embedded MNIST digits, Fashion-MNIST or any IDX
 // folder, a CSV file, Iris, or text for the GPT.
 import type { OccamConfig } from '../config.ts';
-import { mixSeed } from '../rng.ts';
+import { mixSeed, permutation } from '../rng.ts';
 import { DataError } from './errors.ts';
 import { FASHION_MNIST_DIR, loadIdxFolder } from './idx.ts';
 import { mnistSplits } from './mnist.ts';
@@ -12,7 +12,7 @@ import { loadTextSource } from './text.ts';
 export function loadDataSource(config: OccamConfig): DataSource {
   if (config.dataset === 'text' || config.dataset === 'moby-dick') return loadTextSource(config);
   const [train, test, description] = loadSplits(config);
-  const limited = config.trainLimit > 0 && config.trainLimit < train.count ? firstRows(train, config.trainLimit) : train;
+  const limited = config.trainLimit > 0 && config.trainLimit < train.count ? randomRows(train, config.trainLimit, config.seed) : train;
   return new ArrayDataSource(description, limited, test, config.holdback, config.seed);
 }
 
@@ -44,6 +44,8 @@ function loadSplits(config: OccamConfig): [LabelledArrays, LabelledArrays, strin
   }
 }
 
-function firstRows(data: LabelledArrays, count: number): LabelledArrays {
-  return selectRows(data, Array.from({ length: count }, (_, i) => i));
+/** A seeded random subset, in the data's order: files sorted by class (MNIST's package, many CSVs) stay representative. */
+function randomRows(data: LabelledArrays, count: number, seed: number): LabelledArrays {
+  const rows = Array.from(permutation(data.count, mixSeed(seed, SEED_SALT.limit)).subarray(0, count)).sort((a, b) => a - b);
+  return selectRows(data, rows);
 }

@@ -74,7 +74,7 @@ export function splitRows(data: LabelledArrays, fraction: number, seed: number):
 }
 
 /** Salts that keep the seeded streams of different purposes apart. */
-export const SEED_SALT = { holdback: 1, test: 2, epoch: 3, init: 4, dropout: 5, windows: 6 } as const;
+export const SEED_SALT = { holdback: 1, test: 2, epoch: 3, init: 4, dropout: 5, windows: 6, limit: 7 } as const;
 
 /**
  * Image and tabular data held in memory. The holdback split is a seeded random fraction of the
