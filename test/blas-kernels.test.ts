@@ -9,6 +9,8 @@ import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import '@tensorflow/tfjs-core/dist/register_all_gradients.js';
 import { blasLibraryInfo, isBlasAvailable, registerBlasBackend } from '../src/core/blas/backend.ts';
+// Like the engine: no "install the node backend" banner in the test output.
+tf.env().set('PROD', true);
 
 const available = isBlasAvailable();
 
