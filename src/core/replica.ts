@@ -25,7 +25,7 @@ export class Replica {
   readonly moments: AdamMoments[];
   /** Adam's step count (bias correction). */
   adamSteps = 0;
-  /** Positions each parameter contributes to a compacted gradient (null = all of them). */
+  /** Positions each parameter contributes to a compacted gradient (null = all of them: unmasked, or nothing pruned yet). */
   private positions: (Uint32Array | null)[] = [];
   private offsets: number[] = [];
   /** Compacted gradient length, plus one trailing slot carrying the batch's loss sum. */
@@ -207,7 +207,9 @@ export class Replica {
 
   private updateLayout(): void {
     let offset = 0;
-    this.positions = this.masks.map((mask) => (mask ? activeIndices(mask) : null));
+    // A mask that keeps everything needs no index list: compaction is then a copy and Adam runs
+    // its dense loop (same arithmetic, no indirection), which is the whole of the first round.
+    this.positions = this.masks.map((mask) => (mask && countActive(mask) < mask.length ? activeIndices(mask) : null));
     this.offsets = this.weights.map((w, i) => {
       const start = offset;
       offset += this.positions[i]?.length ?? w.length;

@@ -71,13 +71,21 @@ export function initialWeights(params: ParamSpec[], seed: number): Float32Array[
 /**
  * Inverted dropout as a [count, width] tensor of 0 and 1/(1-rate). Each sample's noise comes from
  * its id and the step's seed, not from the worker, so any worker count draws the same noise.
+ * Each 32-bit draw decides two units, 16 bits apiece (rate resolved to 1/65536): this runs for
+ * every hidden unit of every sample of every step.
  */
 export function dropoutMask(ids: Uint32Array, noiseSeed: number, salt: number, width: number, rate: number): tf.Tensor2D {
   const keep = 1 / (1 - rate);
+  const threshold = Math.round(rate * 65536);
   const values = new Float32Array(ids.length * width);
   for (let row = 0; row < ids.length; row++) {
     const rng = new Rng(mixSeed(noiseSeed, salt, ids[row]));
-    for (let col = 0; col < width; col++) values[row * width + col] = rng.uniform() < rate ? 0 : keep;
+    const start = row * width;
+    for (let col = 0; col < width; col += 2) {
+      const bits = rng.nextUint32();
+      values[start + col] = (bits & 0xffff) < threshold ? 0 : keep;
+      if (col + 1 < width) values[start + col + 1] = bits >>> 16 < threshold ? 0 : keep;
+    }
   }
   return tf.tensor2d(values, [ids.length, width]);
 }
