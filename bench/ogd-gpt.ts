@@ -2,7 +2,7 @@
 // for a fixed number of steps, trained plainly (`none`) and with Occam (`occam`, transformer bound),
 // same seed, through the real local cluster. Prints holdback and test loss per round, weights kept,
 // compute and wall time, one summary table, and a sample from Occam's best model; writes them to
-// docs/results/ogd-gpt.md and .json (claim (c) of docs/RESULTS.md).
+// docs/results/ogd-gpt.md and .json (ogd-gpt-seedS.* for another seed; claim (c) of docs/RESULTS.md).
 // Options: --workers N (2), --rounds R (10), --round-steps S (60), --batch-size B (64),
 // --learning-rate X (0.001), --eval-limit W (1024 windows per split), --seed S (1).
 import { resolveConfig, type OccamConfig } from '../src/core/config.ts';
@@ -80,7 +80,7 @@ const result = {
   runs: [none, occam].map((run) => ({ label: run.label, wallMs: run.wallMs, summary: run.summary, metrics: run.metrics })),
   sample: prompt + sample,
 };
-const written = writeResults('ogd-gpt', result, `${lines.join('\n')}\n\nTotal time ${result.totalMinutes} min; load average at start ${startMachine.loadAverage.join(' / ')}.\n`);
+const written = writeResults(config.seed === 1 ? 'ogd-gpt' : `ogd-gpt-seed${config.seed}`, result, `${lines.join('\n')}\n\nTotal time ${result.totalMinutes} min; load average at start ${startMachine.loadAverage.join(' / ')}.\n`);
 console.log(`\nwrote ${written.md} and ${written.json}`);
 process.exit(0);
 

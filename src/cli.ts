@@ -141,7 +141,7 @@ async function runCoordinator(args: ParsedArgs, log: Logger): Promise<number> {
   // SIGTERM (Kubernetes stopping the pod): finish the current segment, commit, and exit; the
   // workers keep reconnecting, to the restarted coordinator. A hung segment cannot hold the pod
   // past the grace time: then the previous commit stands.
-  const graceMs = Number(process.env.OCCAM_STOP_GRACE_MS ?? 25000);
+  const graceMs = stopGraceMs();
   process.on('SIGTERM', () => {
     log.info({ graceMs }, 'SIGTERM: stopping after the next checkpoint commit');
     coordinator.requestStop();
@@ -185,6 +185,14 @@ async function linger(coordinator: Coordinator, summary: RunSummary, args: Parse
   await new Promise((resolve) => server.close(resolve));
 }
 
+/** How long a SIGTERM'd coordinator or worker may take to stop at a commit (OCCAM_STOP_GRACE_MS). */
+function stopGraceMs(): number {
+  const raw = process.env.OCCAM_STOP_GRACE_MS ?? '25000';
+  const ms = Number(raw);
+  if (raw.trim() === '' || !Number.isFinite(ms) || ms < 0) throw new UsageError(`OCCAM_STOP_GRACE_MS must be a number of milliseconds ≥ 0 (got '${raw}')`);
+  return ms;
+}
+
 async function runWorker(args: ParsedArgs, log: Logger): Promise<number> {
   const coordinatorUrl = flag(args, 'coordinator', 'OCCAM_COORDINATOR');
   if (!coordinatorUrl) throw new UsageError('worker needs --coordinator ws://HOST:PORT (or OCCAM_COORDINATOR)');
@@ -208,7 +216,10 @@ async function runWorker(args: ParsedArgs, log: Logger): Promise<number> {
     maxMessageBytes: maxMessageBytes(args),
   });
   if (args.flags.has('exit-with-parent')) process.on('disconnect', () => process.exit(0));
-  process.on('SIGTERM', () => worker.stop());
+  // SIGTERM (the pod is stopping, e.g. scaled down): leave at the coordinator's next commit, so
+  // the run redoes no steps; OCCAM_STOP_GRACE_MS bounds the wait.
+  const graceMs = stopGraceMs();
+  process.on('SIGTERM', () => worker.leave(graceMs));
   await worker.run();
   return 0;
 }

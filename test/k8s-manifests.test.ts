@@ -203,11 +203,13 @@ describe.each(OVERLAYS)('overlay %s', (overlay) => {
     expect(coordinatorArgs).toContain('--linger');
   });
 
-  it('SIGTERM: the coordinator pod is given time to commit the segment in flight', () => {
-    const graceMs = Number(containerEnv(coordinator.container, context('c-0')).OCCAM_STOP_GRACE_MS);
-    expect(graceMs).toBeGreaterThan(0);
-    // The process's own deadline comes first, with room left for the checkpoint write and the exit.
-    expect(coordinator.pod.terminationGracePeriodSeconds ?? 30).toBeGreaterThanOrEqual(graceMs / 1000 + 10);
+  it('SIGTERM: the coordinator pod is given time to commit the segment in flight, a worker pod to be released at it', () => {
+    for (const [{ pod, container }, name] of [[coordinator, 'c-0'], [workers, 'w-0']] as const) {
+      const graceMs = Number(containerEnv(container, context(name)).OCCAM_STOP_GRACE_MS);
+      expect(graceMs).toBeGreaterThan(0);
+      // The process's own deadline comes first, with room left for the checkpoint write and the exit.
+      expect(pod.terminationGracePeriodSeconds ?? 30).toBeGreaterThanOrEqual(graceMs / 1000 + 10);
+    }
   });
 
   it('every container has requests and limits, runs as non-root, and only gpu workers ask for GPUs', () => {

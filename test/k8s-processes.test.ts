@@ -300,11 +300,17 @@ describe('the cpu-small pods, started as the manifests start them', () => {
     const added = await k8s.start(WORKERS, initial);
     await waitForAsync(async () => ring(await page()).length === initial + 1, 90000, 'the new pod in the ring', coordinator);
     expect(ring(await page())).toContain(added.name);
+    const joined = await page();
+    // Training with it: a commit after the ring formed.
+    await waitForAsync(async () => ((await page()).committedStep ?? 0) > (joined.committedStep ?? 0), 90000, 'a commit with the new pod', coordinator);
     const grown = await page();
 
     k8s.scale(WORKERS, initial); // back down: the StatefulSet stops the highest ordinal
     added.child.kill('SIGTERM');
     expect(await exitOf(added.child), tail(added)).toBe(0);
+    // It asked to leave and was released at a commit, so the ring re-formed without redoing a step.
+    expect(readFileSync(added.log, 'utf8')).toMatch(/coordinator says shutdown[^\n]*leave granted|leave granted[^\n]*coordinator says shutdown/);
+    await waitForAsync(async () => new RegExp(`worker\\(s\\) ${added.name} left at step \\d+, a commit`).test(readFileSync(coordinator.log, 'utf8')), 30000, 'the release in the coordinator log', coordinator);
     await waitForAsync(async () => {
       const p = await page();
       return p.generation > grown.generation && p.phase === 'training' && ring(p).length === initial;

@@ -16,12 +16,13 @@ import { configHash } from '../src/core/config.ts';
 import { loadDataSource } from '../src/core/data/load.ts';
 import { selectBackend } from '../src/core/engine.ts';
 import { createModel } from '../src/core/models/create.ts';
-import { decodeEnvelope, encodeEnvelope, type Envelope, type LayerInfo, type MessageKind, type Messages } from '../src/core/protocol.ts';
+import { PROTOCOL_VERSION, decodeEnvelope, encodeEnvelope, type Envelope, type LayerInfo, type MessageKind, type Messages } from '../src/core/protocol.ts';
 import { Replica } from '../src/core/replica.ts';
 import { RingAllReduce, RingError, RING_HEADER_BYTES } from '../src/core/ring.ts';
 import { encodeSafetensors } from '../src/core/safetensors.ts';
 import { checkState, closeReason, commandProblem, replyProblem, unsolicitedProblem, type CoordinatorView, type WorkerView } from '../src/core/validate.ts';
 import { LinkClosed, WorkerLink } from '../src/coordinator/worker-link.ts';
+import { Worker } from '../src/worker/worker.ts';
 import { certificateFolder, makeCa, makeNodeCertificate } from './helpers/certs.ts';
 import { LiveCluster } from './helpers/live-cluster.ts';
 import { spawnOccam, TEST_TOKEN } from './helpers/processes.ts';
@@ -45,7 +46,7 @@ const DIGEST = '0123456789abcdef';
 const TIMES = { steps: 2, computeMs: 1, allreduceMs: 1, updateMs: 1, waitMs: 0 };
 
 function envelope<K extends MessageKind>(kind: K, message: Messages[K], requestId = 1): Envelope {
-  return { protocol: 1, requestId, kind, message };
+  return { protocol: PROTOCOL_VERSION, requestId, kind, message };
 }
 
 function command<K extends MessageKind>(kind: K, message: Messages[K]) {
@@ -358,8 +359,8 @@ describe('a live run refuses bad connections and carries on unaffected', () => {
     expect(await probe(cluster.url, { token: `${TEST_TOKEN}x` })).toEqual({ kind: 'refused', status: 401 });
     const replay = await probe(cluster.url, { token: TEST_TOKEN, frames: [join('w0')] });
     expect(replay).toMatchObject({ kind: 'closed', code: 1008, reason: expect.stringMatching(/worker id w0 is already connected/) });
-    const version = await probe(cluster.url, { token: TEST_TOKEN, frames: [envelopeOfVersion(2, { join: { workerId: 'w9', ringHost: '127.0.0.1', ringPort: 9 } })] });
-    expect(version).toMatchObject({ kind: 'closed', code: 1008, reason: expect.stringMatching(/protocol version 2/) });
+    const version = await probe(cluster.url, { token: TEST_TOKEN, frames: [envelopeOfVersion(PROTOCOL_VERSION + 1, { join: { workerId: 'w9', ringHost: '127.0.0.1', ringPort: 9 } })] });
+    expect(version).toMatchObject({ kind: 'closed', code: 1008, reason: expect.stringMatching(new RegExp(`protocol version ${PROTOCOL_VERSION + 1}`)) });
     const notJoin = await probe(cluster.url, { token: TEST_TOKEN, frames: [encodeEnvelope('heartbeat', { sentMs: 1 })] });
     expect(notJoin).toMatchObject({ kind: 'closed', code: 1008, reason: 'expected join' });
     const badHost = await probe(cluster.url, { token: TEST_TOKEN, frames: [encodeEnvelope('join', { workerId: 'w9', ringHost: 'a/b@c', ringPort: 9 })] });
@@ -484,6 +485,30 @@ describe('a worker under a compromised coordinator', () => {
       expect(readFileSync(log, 'utf8')).toMatch(/invalid command from the coordinator; closing the connection/);
     } finally {
       worker.kill('SIGKILL');
+      await new Promise((resolve) => server.close(resolve));
+    }
+  });
+
+  it('a worker that the coordinator keeps refusing gives up, saying why', async () => {
+    // An older coordinator: it refuses this worker's protocol version on every join.
+    const server = new WebSocketServer({ host: '127.0.0.1', port: 0 });
+    server.on('connection', (socket) => socket.once('message', () => socket.close(1008, `peer speaks protocol version ${PROTOCOL_VERSION}, this process speaks ${PROTOCOL_VERSION - 1}`)));
+    await new Promise((resolve) => server.once('listening', resolve));
+    const port = (server.address() as { port: number }).port;
+    const worker = new Worker({
+      coordinatorUrl: `ws://127.0.0.1:${port}`,
+      token: TEST_TOKEN,
+      workerId: 'w0',
+      ringBindHost: '127.0.0.1',
+      ringAdvertiseHost: '127.0.0.1',
+      ringPort: 0,
+      log: quietLog,
+      reconnectGiveUpMs: 500,
+      maxMessageBytes: 1 << 20,
+    });
+    try {
+      await expect(worker.run()).rejects.toThrow(new RegExp(`unreachable for 500 ms \\(last: refused: peer speaks protocol version ${PROTOCOL_VERSION}, this process speaks ${PROTOCOL_VERSION - 1}\\); giving up`));
+    } finally {
       await new Promise((resolve) => server.close(resolve));
     }
   });

@@ -237,6 +237,8 @@ export class Coordinator {
       const roundStart = roundStartStep(config, progress.round, stepsPerEpoch);
       const roundEnd = roundStart + roundStepCount(config, progress.round, stepsPerEpoch);
       while (progress.step < roundEnd) {
+        // Here the replicas hold the committed state, so a membership change costs no steps.
+        this.releaseLeavers(progress.step);
         if (this.waitingJoiners() > 0) throw new MembershipChanged(`admitting ${this.waitingJoiners()} new worker(s)`);
         const every = config.checkpointEverySteps;
         const segmentEnd = every > 0 ? Math.min(roundEnd, (Math.floor(progress.step / every) + 1) * every) : roundEnd;
@@ -455,7 +457,28 @@ export class Coordinator {
       if (this.ring.includes(link)) this.progressListener?.(link, envelope);
       return;
     }
+    if (envelope.kind === 'leave') {
+      link.leaving = true;
+      // Only a training ring has uncommitted steps to finish; otherwise the worker may go now.
+      const training = this.phase === 'training' && this.ring.includes(link);
+      this.log.info({ worker: link.workerId, reason: (envelope.message as Messages['leave']).reason }, training ? 'worker asks to leave; releasing it at the next commit' : 'worker asks to leave');
+      if (!training) this.release(link);
+      return;
+    }
     this.log.warn({ worker: link.workerId, kind: envelope.kind }, 'unexpected message from worker');
+  }
+
+  /** At a commit: lets go of the ring members that asked to leave, and re-forms the ring without them. */
+  private releaseLeavers(step: number): void {
+    const leavers = this.ring.filter((l) => l.leaving);
+    if (leavers.length === 0) return;
+    for (const link of leavers) this.release(link);
+    throw new MembershipChanged(`worker(s) ${leavers.map((l) => l.workerId).join(', ')} left at step ${step}, a commit`);
+  }
+
+  private release(link: WorkerLink): void {
+    link.send('shutdown', { reason: 'leave granted' });
+    link.close(1000, 'left the run');
   }
 
   private waitingJoiners(): number {
@@ -500,6 +523,8 @@ export class Coordinator {
     this.generation++;
     this.lost = deferred();
     this.ring = this.members.ready();
+    // Leavers are never in a new ring; one that asked while the last ring was failing goes now.
+    for (const link of this.members.all) if (link.leaving) this.release(link);
     const members = this.ring.map((l) => ({ workerId: l.workerId, host: l.ringHost, port: l.ringPort }));
     for (const link of this.ring) if (!link.isOpen) throw new MembershipChanged(`worker ${link.workerId} left`);
     this.log.info({ generation: this.generation, workers: members.map((m) => m.workerId) }, 'forming the ring');

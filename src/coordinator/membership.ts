@@ -39,9 +39,9 @@ export class Membership {
     return [...this.links.values()];
   }
 
-  /** Workers that have loaded the data and built the model, in worker-id order (the rank order). */
+  /** Workers that have loaded the data and built the model and are staying, in worker-id order (the rank order). */
   ready(): WorkerLink[] {
-    return this.all.filter((l) => l.ready !== null && l.isOpen).sort((a, b) => a.workerId.localeCompare(b.workerId));
+    return this.all.filter((l) => l.ready !== null && l.isOpen && !l.leaving).sort((a, b) => a.workerId.localeCompare(b.workerId));
   }
 
   /** Resolves at the next change: a worker ready or gone, or wake(). */
@@ -122,8 +122,8 @@ export class Membership {
     socket.on('message', (data: Buffer) => link.receiveFrame(data));
     link.onClose((reason) => {
       if (this.links.get(workerId) === link) this.links.delete(workerId);
-      // Expected when the coordinator itself closes the connections (the run is over).
-      log[this.closed ? 'info' : 'warn']({ worker: workerId, reason }, 'worker disconnected');
+      // Expected when the coordinator itself closes the connections (the run is over) or released the worker.
+      log[this.closed || link.leaving ? 'info' : 'warn']({ worker: workerId, reason }, 'worker disconnected');
       this.options.onLeave(link, reason);
       this.wake();
     });

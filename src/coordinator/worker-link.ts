@@ -36,6 +36,8 @@ export class WorkerLink {
   lastHeardMs = Date.now();
   /** Filled when the worker has loaded its data and model. */
   ready: Messages['ready'] | null = null;
+  /** The worker asked to leave (its pod is stopping): released at the next commit, never in a new ring. */
+  leaving = false;
   private nextRequestId = 1;
   private readonly pending = new Map<number, Pending>();
   private closedReason: string | null = null;

@@ -4,7 +4,8 @@
 import { fileURLToPath } from 'node:url';
 import protobuf from 'protobufjs';
 
-export const PROTOCOL_VERSION = 1;
+// 2: workers may ask to leave (Leave).
+export const PROTOCOL_VERSION = 2;
 
 export interface StepTimes {
   steps: number;
@@ -55,6 +56,7 @@ export interface Messages {
   heartbeat: { sentMs: number };
   error: { code: string; message: string };
   shutdown: { reason: string };
+  leave: { reason: string };
 }
 
 export type MessageKind = keyof Messages;

@@ -95,7 +95,7 @@ export function replyProblem(command: SentCommand, reply: Envelope, view: Coordi
   }
 }
 
-/** A frame from a worker that answers no pending command: only heartbeats, progress and errors may. */
+/** A frame from a worker that answers no pending command: only heartbeats, progress, leave notices and errors may. */
 export function unsolicitedProblem(envelope: Envelope): Problem {
   switch (envelope.kind) {
     case 'heartbeat':
@@ -106,6 +106,8 @@ export function unsolicitedProblem(envelope: Envelope): Problem {
     }
     case 'error':
       return errorProblem(envelope.message as Messages['error']);
+    case 'leave':
+      return text((envelope.message as Messages['leave']).reason, LONG_TEXT, 'reason');
     case 'join':
       return 'a second join on one connection';
     default:

@@ -61,6 +61,10 @@ export class Worker {
   private bytesSent = 0;
   /** Joined the coordinator and loaded the data in this connection: the /readyz probe's answer. */
   private ready = false;
+  /** Asked the coordinator to be released (leave()); it does not rejoin. */
+  private leaving = false;
+  /** Why the last connection attempt failed, for the give-up message. */
+  private lastProblem: string | null = null;
 
   constructor(private readonly options: WorkerOptions) {
     this.faults = options.faults ?? new FaultPlan(undefined);
@@ -87,16 +91,18 @@ export class Worker {
       while (!this.stopped) {
         const reached = await this.session(ringPort).catch((error: Error) => {
           log.warn({ err: error.message }, 'connection to the coordinator failed');
+          this.lastProblem = error.message;
           return false;
         });
-        if (this.stopped) break;
+        if (this.stopped || this.leaving) break;
         if (reached) {
           backoffMs = 200;
           unreachableSince = Date.now();
         }
         const giveUp = this.options.reconnectGiveUpMs;
         if (giveUp > 0 && Date.now() - unreachableSince > giveUp) {
-          throw new Error(`coordinator ${this.options.coordinatorUrl} unreachable for ${giveUp} ms; giving up`);
+          const why = this.lastProblem ? ` (last: ${this.lastProblem})` : '';
+          throw new Error(`coordinator ${this.options.coordinatorUrl} unreachable for ${giveUp} ms${why}; giving up`);
         }
         log.info({ retryInMs: backoffMs }, 'reconnecting to the coordinator');
         await sleep(backoffMs);
@@ -105,6 +111,23 @@ export class Worker {
     } finally {
       await this.links.close();
     }
+  }
+
+  /**
+   * Leaves the run without costing it steps (SIGTERM): asks the coordinator to release this worker
+   * at its next commit and stops then, or after `graceMs`, whichever comes first. A worker in no
+   * ring, or asked twice, stops at once.
+   */
+  leave(graceMs: number): void {
+    if (this.leaving || !this.ready) return this.stop();
+    this.leaving = true;
+    this.options.log.info({ graceMs }, 'leaving: the coordinator releases this worker at its next commit');
+    this.send('leave', { reason: 'worker stopping' });
+    setTimeout(() => {
+      if (this.stopped) return;
+      this.options.log.warn({ graceMs }, 'not released within the grace time; leaving now');
+      this.stop();
+    }, graceMs).unref();
   }
 
   /** Stops the worker: closes the control connection and the ring. */
@@ -171,6 +194,9 @@ export class Worker {
         if (welcomed) log.warn({ code, reason: reason.toString() }, 'connection to the coordinator closed');
         else if (failure) log.warn({ err: failure }, 'could not connect to the coordinator');
         else if (code !== 1006) log.warn({ code, reason: reason.toString() }, 'the coordinator refused this worker');
+        if (welcomed) this.lastProblem = null;
+        else if (failure) this.lastProblem = failure;
+        else if (code !== 1006) this.lastProblem = `refused: ${reason.toString() || `code ${code}`}`;
         resolve(welcomed);
       });
     });

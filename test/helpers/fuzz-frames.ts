@@ -40,6 +40,7 @@ const messages: { [K in MessageKind]: fc.Arbitrary<Messages[K]> } = {
   heartbeat: fc.record({ sentMs: double }),
   error: fc.record({ code: text, message: text }),
   shutdown: fc.record({ reason: text }),
+  leave: fc.record({ reason: text }),
 };
 
 /** A well-formed envelope of any kind (request ids small, so some match a pending command). */
