@@ -21,6 +21,7 @@ export type RingNodeReport =
 const rank = Number(process.env.RING_RANK);
 const world = Number(process.env.RING_WORLD);
 const chunkFloats = Number(process.env.RING_CHUNK_FLOATS ?? 65536);
+const wireFormat = process.env.RING_WIRE_FORMAT === 'bf16' ? 'bf16' : 'f32';
 const send = (report: RingNodeReport) => process.send?.(report);
 
 /** The input of `rank` for a buffer of `size` floats: the same on every process. */
@@ -39,7 +40,7 @@ async function main(): Promise<void> {
     void (async () => {
       try {
         if (command.type === 'form') {
-          ring = await links.form(command.generation, rank, command.members);
+          ring = await links.form(command.generation, rank, command.members, wireFormat);
           send({ type: 'formed' });
         } else if (command.type === 'allreduce') {
           for (const size of command.sizes) {

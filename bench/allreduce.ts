@@ -1,7 +1,8 @@
 // `npm run bench -- allreduce`: ring all-reduce bus bandwidth over loopback WebSockets for 1, 16
 // and 64 MiB with N = 2 and 4 workers, against the raw TCP throughput between two Node processes
 // (the transport's limit) and a star (via-coordinator) all-reduce, all measured in this run; the
-// cost of `ws` client frame masking; and the bytes a step moves at mask density 100/25/10 %.
+// cost of `ws` client frame masking; the bf16 wire format against float32; and the bytes a step
+// moves at mask density 100/25/10 %.
 import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { resolveConfig } from '../src/core/config.ts';
@@ -102,6 +103,13 @@ async function starMs(world: number, floats: number): Promise<number> {
   }
 }
 
+/** The fastest of REPEATS all-reduces of `floats` (each timed on its slowest rank) and the bytes a rank sent. */
+async function bestRing(cluster: RingCluster, floats: number): Promise<{ ms: number; bytesSent: number }> {
+  const reports = await cluster.allReduce([floats], REPEATS, false);
+  const slowestRankMs = Array.from({ length: REPEATS }, (_, k) => Math.max(...reports.map((r) => r[0].ms[k])));
+  return { ms: Math.min(...slowestRankMs), bytesSent: reports[0][0].bytesSent };
+}
+
 const gbps = (bytes: number, ms: number) => (bytes / (ms / 1000) / 1e9).toFixed(2);
 
 async function main(): Promise<void> {
@@ -121,8 +129,7 @@ async function main(): Promise<void> {
     try {
       for (const mib of SIZES_MIB) {
         const floats = (mib * MiB) / 4;
-        const reports = await cluster.allReduce([floats], REPEATS, false);
-        const ringMs = Math.min(...reports.map((r) => Math.max(...r[0].ms)));
+        const ringMs = (await bestRing(cluster, floats)).ms;
         const busBytes = ((2 * (world - 1)) / world) * mib * MiB;
         const tcpGbps = (mib * MiB) / ((tcp.get(mib) as number) / 1000) / 1e9;
         const ringGbps = busBytes / (ringMs / 1000) / 1e9;
@@ -132,6 +139,24 @@ async function main(): Promise<void> {
       }
     } finally {
       await cluster.stop();
+    }
+  }
+
+  console.log('\n# bf16 on the wire (`wireFormat: bf16`: float32 sums, bf16 values in flight)\n');
+  console.log('| size | N | f32 ring ms | bf16 ring ms | bf16 speed-up | bytes sent, bf16 / f32 |');
+  console.log('| ---: | -: | ---: | ---: | ---: | ---: |');
+  for (const world of WORLDS) {
+    const f32 = await RingCluster.start(world);
+    const bf16 = await RingCluster.start(world, { RING_WIRE_FORMAT: 'bf16' });
+    try {
+      for (const mib of [16, 64]) {
+        const a = await bestRing(f32, (mib * MiB) / 4);
+        const b = await bestRing(bf16, (mib * MiB) / 4);
+        console.log(`| ${mib} MiB | ${world} | ${a.ms.toFixed(1)} | ${b.ms.toFixed(1)} | ${(a.ms / b.ms).toFixed(2)}× | ${(b.bytesSent / a.bytesSent).toFixed(3)} |`);
+      }
+    } finally {
+      await f32.stop();
+      await bf16.stop();
     }
   }
 

@@ -35,6 +35,19 @@ describe('a cluster of N workers trains the same model as one worker', () => {
     }
   });
 
+  it('with bf16 on the wire, 2 workers stay bit-identical, send half the bytes, and train like float32', async () => {
+    const f32 = await train(smallConfig({ workers: 2 }));
+    const bf16 = await train(smallConfig({ workers: 2, wireFormat: 'bf16' }));
+    expect(bf16.metrics).toHaveLength(3);
+    for (const [round, m] of bf16.metrics.entries()) {
+      const s = f32.metrics[round];
+      expect(m.resyncs, `round ${round}: replicas diverged`).toBe(0);
+      expect(m.bytesPerStep / s.bytesPerStep, `round ${round}: bytes per step`).toBeCloseTo(0.5, 2);
+      // bf16 gradients (8-bit mantissas) through Adam: the same training, not the same floats.
+      expect(Math.abs(m.holdbackLoss! - s.holdbackLoss!) / s.holdbackLoss!, `round ${round}`).toBeLessThan(0.02);
+    }
+  });
+
   it('a replica whose mask is corrupted before the digest check is detected and repaired', async () => {
     const clean = await train(smallConfig({ workers: 2 }));
     const corrupted = await train(smallConfig({ workers: 2 }), {

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { addToBf16, decodeBf16, encodeBf16 } from '../src/core/bf16.ts';
 import { RingCluster } from './helpers/ring-cluster.ts';
 
 // Sizes: empty, one value, odd, not divisible by any N in 2..5, a few pipelined chunks, and ≥ 4 M floats.
@@ -39,4 +40,62 @@ describe('ring all-reduce between real processes over real WebSockets', () => {
       await cluster.stop();
     }
   });
+});
+
+describe('the bf16 wire format: float32 sums, bf16 values in flight', () => {
+  it('rounds to the nearest bf16 (ties to even), keeps infinities and NaN, and decodes exactly', () => {
+    const values = Float32Array.of(1, -2.5, 1 + 2 ** -8, 1 + 3 * 2 ** -8, 1 + 2 ** -9, 3.0e38, -Infinity, NaN, 0, -0);
+    const encoded = new Uint16Array(values.length);
+    encodeBf16(values, encoded);
+    const decoded = new Float32Array(values.length);
+    decodeBf16(encoded, decoded);
+    // 1 + 2^-8 lies halfway between 1 and 1 + 2^-7: ties go to the even mantissa (1); 1 + 3·2^-8 to 1 + 2^-6.
+    expect([...decoded.subarray(0, 5)]).toEqual([1, -2.5, 1, 1 + 2 ** -6, 1]);
+    expect(Math.abs(decoded[5] - 3.0e38) / 3.0e38).toBeLessThanOrEqual(2 ** -9);
+    expect(decoded[6]).toBe(-Infinity);
+    expect(decoded[7]).toBeNaN();
+    expect(Object.is(decoded[8], 0) && Object.is(decoded[9], -0)).toBe(true);
+    // Re-encoding a decoded value gives the same bits: a value that reached bf16 travels unchanged.
+    const again = new Uint16Array(values.length);
+    encodeBf16(decoded, again);
+    expect([...again]).toEqual([...encoded]);
+  });
+
+  it('adds float32 values to bf16 ones in one pass, exactly as decode, add in float32, encode', () => {
+    const addend = Float32Array.from({ length: 1000 }, (_, i) => Math.sin(i) * 10 ** ((i % 7) - 3));
+    const values = new Uint16Array(1000);
+    encodeBf16(Float32Array.from(addend, (x) => Math.cos(x) * 3), values);
+    const sums = new Float32Array(1000);
+    decodeBf16(values, sums);
+    for (let i = 0; i < 1000; i++) sums[i] += addend[i];
+    const expected = new Uint16Array(1000);
+    encodeBf16(sums, expected);
+    addToBf16(values, addend, new Float32Array(1024));
+    expect([...values]).toEqual([...expected]);
+  });
+
+  for (const world of [2, 3, 5]) {
+    it(`N = ${world}: replicas are bit-identical, within bf16 rounding of the direct sum, and move half the bytes`, async () => {
+      const sizes = [0, 1, 7, 1009, 200_003];
+      const cluster = await RingCluster.start(world, { RING_WIRE_FORMAT: 'bf16' });
+      try {
+        const reports = await cluster.allReduce(sizes);
+        for (const [i, size] of sizes.entries()) {
+          expect(new Set(reports.map((r) => r[i].digest)).size, `size ${size}: replicas differ`).toBe(1);
+          // Each of the n − 1 hops and the final sum round a partial sum of at most n values in
+          // [-1, 1] to 8 mantissa bits: an error of at most n · 2^-9 each.
+          for (const report of reports) expect(report[i].maxError, `size ${size}`).toBeLessThanOrEqual(world * world * 2 ** -9);
+        }
+        const biggest = sizes.length - 1;
+        expect(Math.max(...reports.map((r) => r[biggest].maxError))).toBeGreaterThan(0); // bf16 really travelled
+        for (const report of reports) {
+          const ideal = (2 * (world - 1) * 2 * sizes[biggest]) / world;
+          expect(report[biggest].bytesSent).toBeGreaterThanOrEqual(ideal);
+          expect(report[biggest].bytesSent).toBeLessThan(ideal * 1.01);
+        }
+      } finally {
+        await cluster.stop();
+      }
+    });
+  }
 });

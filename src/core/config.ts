@@ -56,6 +56,8 @@ export interface OccamConfig {
   endRound: number;
 
   workers: number;
+  /** How gradients travel on the ring: float32, or bf16 with float32 sums (half the bytes). */
+  wireFormat: 'f32' | 'bf16';
   /** Commit a checkpoint every this many steps inside a round too (0 = at round ends only). */
   checkpointEverySteps: number;
   keepCheckpoints: number;
@@ -99,6 +101,7 @@ export const DEFAULT_CONFIG: Readonly<OccamConfig> = {
   beginRound: 0,
   endRound: -1,
   workers: 2,
+  wireFormat: 'f32',
   checkpointEverySteps: 0,
   keepCheckpoints: 3,
   heartbeatMs: 1000,
@@ -143,6 +146,7 @@ export const CONFIG_RULES: { readonly [K in keyof OccamConfig]: Rule } = {
   beginRound: { type: 'integer', min: 0 },
   endRound: { type: 'integer', min: -1 },
   workers: { type: 'integer', min: 1, max: 1024 },
+  wireFormat: { type: 'enum', values: ['f32', 'bf16'] },
   checkpointEverySteps: { type: 'integer', min: 0 },
   keepCheckpoints: { type: 'integer', min: 1, max: 1000 },
   heartbeatMs: { type: 'integer', min: 10, max: 600000 },

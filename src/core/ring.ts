@@ -4,6 +4,8 @@
 // segment is computed once, by one worker, and copied to the others, so all replicas end
 // bit-identical. Transport-agnostic: the caller delivers frames and carries sent ones. A frame
 // that this op cannot have produced (bad header, length, op id, or a repeat) fails the op.
+// Values travel as float32, or as bf16 with float32 sums (half the bytes, 8-bit mantissas).
+import { addToBf16, decodeBf16, encodeBf16 } from './bf16.ts';
 import { shardRange } from './data/source.ts';
 
 /** Frame header: op id (u32), phase (u16), iteration (u16), segment (u32), chunk (u32). */
@@ -18,11 +20,15 @@ export class RingError extends Error {
   }
 }
 
+export type WireFormat = 'f32' | 'bf16';
+
 export interface RingOptions {
   /** Floats per frame; segments larger than this are pipelined in chunks. */
   chunkFloats: number;
   /** An op fails when no frame arrives from the previous rank for this long. */
   timeoutMs: number;
+  /** How values travel (f32 when absent); every rank of a ring must use the same. */
+  wireFormat?: WireFormat;
 }
 
 export interface AllReduceStats {
@@ -54,6 +60,11 @@ export class RingAllReduce {
   /** Frames that arrived for an op this worker has not started yet (the neighbour is ahead). */
   private early: Buffer[] = [];
   private failure: Error | null = null;
+  private readonly bf16: boolean;
+  /** bf16: a chunk's float32 sums, between decoding a frame and encoding it again. */
+  private readonly scratch: Float32Array;
+  /** bf16: this rank's own chunks, encoded; reused by the next op, which starts only after they came back. */
+  private encoded = Buffer.alloc(0);
 
   constructor(
     readonly rank: number,
@@ -61,7 +72,15 @@ export class RingAllReduce {
     /** Carries one frame, given in parts (header, payload) so the payload need not be copied. */
     private readonly sendToNext: (parts: Buffer[]) => void,
     private readonly options: RingOptions,
-  ) {}
+  ) {
+    this.bf16 = options.wireFormat === 'bf16';
+    this.scratch = new Float32Array(this.bf16 ? options.chunkFloats : 0);
+  }
+
+  /** Bytes of one value on the wire. */
+  private get valueBytes(): number {
+    return this.bf16 ? 2 : 4;
+  }
 
   /** Sums `buffer` over all ranks, in place. Every rank must call it with equal lengths in the same order. */
   allReduce(buffer: Float32Array): Promise<AllReduceStats> {
@@ -102,7 +121,7 @@ export class RingAllReduce {
   /** A frame from the previous rank. Invalid frames fail the current op with a RingError. */
   receive(frame: Buffer): void {
     if (this.failure) return;
-    if (frame.length < RING_HEADER_BYTES || (frame.length - RING_HEADER_BYTES) % 4 !== 0) {
+    if (frame.length < RING_HEADER_BYTES || (frame.length - RING_HEADER_BYTES) % this.valueBytes !== 0) {
       this.fail(new RingError(`malformed ring frame of ${frame.length} bytes`));
       return;
     }
@@ -140,12 +159,20 @@ export class RingAllReduce {
       throw new RingError(`unexpected ring frame (phase ${phase}, iteration ${iteration}, segment ${segment})`);
     }
     const [start, end] = this.chunkRange(op.buffer.length, segment, chunk);
-    const count = (frame.length - RING_HEADER_BYTES) / 4;
+    const count = (frame.length - RING_HEADER_BYTES) / this.valueBytes;
     if (start >= end || count !== end - start) throw new RingError(`ring frame for chunk ${chunk} of segment ${segment} has ${count} values, expected ${end - start}`);
     const key = `${phase}.${iteration}.${chunk}`;
     if (op.seen.has(key)) throw new RingError(`repeated ring frame (phase ${phase}, iteration ${iteration}, chunk ${chunk})`);
     op.seen.add(key);
     if (op.firstFrameMs < 0) op.firstFrameMs = performance.now();
+    if (this.bf16) this.applyBf16(op, frame, phase, iteration, start, count);
+    else this.applyF32(op, frame, phase, iteration, segment, chunk, start, count);
+    op.received++;
+    this.armTimer(op);
+  }
+
+  private applyF32(op: Operation, frame: Buffer, phase: number, iteration: number, segment: number, chunk: number, start: number, count: number): void {
+    const n = this.world;
     const target = op.buffer;
     const inPlace = (frame.byteOffset + RING_HEADER_BYTES) % 4 === 0;
     const payload = inPlace ? new Float32Array(frame.buffer, frame.byteOffset + RING_HEADER_BYTES, count) : floatView(frame, count);
@@ -159,8 +186,26 @@ export class RingAllReduce {
       target.set(payload, start);
       if (iteration < n - 2) this.forward(op, frame, payload, ALL_GATHER, iteration + 1, segment, chunk, inPlace);
     }
-    op.received++;
-    this.armTimer(op);
+  }
+
+  /**
+   * As applyF32, with bf16 values: sums are float32, re-encoded to travel on. The rank that
+   * completes a segment keeps the bf16-rounded sum, which is exactly what the others receive.
+   */
+  private applyBf16(op: Operation, frame: Buffer, phase: number, iteration: number, start: number, count: number): void {
+    const n = this.world;
+    if ((frame.byteOffset + RING_HEADER_BYTES) % 2 !== 0) frame = Buffer.from(frame); // a fresh Buffer is aligned
+    const payload = new Uint16Array(frame.buffer, frame.byteOffset + RING_HEADER_BYTES, count);
+    const target = op.buffer.subarray(start, start + count);
+    if (phase === REDUCE_SCATTER) {
+      addToBf16(payload, target, this.scratch);
+      const completes = iteration === n - 2;
+      if (completes) decodeBf16(payload, target);
+      this.forwardFrame(op, frame, completes ? ALL_GATHER : REDUCE_SCATTER, completes ? 0 : iteration + 1);
+    } else {
+      decodeBf16(payload, target);
+      if (iteration < n - 2) this.forwardFrame(op, frame, ALL_GATHER, iteration + 1);
+    }
   }
 
   /** Sends a received frame on with a new header: no allocation or copy when its payload was aligned. */
@@ -172,6 +217,11 @@ export class RingAllReduce {
       frame.writeUInt32LE(chunk, 12);
       frame.set(new Uint8Array(payload.buffer, payload.byteOffset, payload.byteLength), RING_HEADER_BYTES);
     }
+    this.forwardFrame(op, frame, phase, iteration);
+  }
+
+  /** Sends a received frame, its payload already updated, on to the next rank under a new phase and iteration. */
+  private forwardFrame(op: Operation, frame: Buffer, phase: number, iteration: number): void {
     frame.writeUInt16LE(phase, 4);
     frame.writeUInt16LE(iteration, 6);
     op.bytesSent += frame.length;
@@ -179,8 +229,9 @@ export class RingAllReduce {
   }
 
   /**
-   * Sends one chunk of this rank's own buffer. The payload goes as a view, without a copy: the
-   * buffer region is not written again before the chunk has travelled the ring and come back.
+   * Sends one chunk of this rank's own buffer. As float32 the payload goes as a view, without a
+   * copy: the buffer region is not written again before the chunk has travelled the ring and come
+   * back. As bf16 it is encoded into `encoded`, at the same place, for the same reason.
    */
   private send(op: Operation, phase: number, iteration: number, segment: number, chunk: number): void {
     const [start, end] = this.chunkRange(op.buffer.length, segment, chunk);
@@ -191,8 +242,14 @@ export class RingAllReduce {
     header.writeUInt32LE(segment, 8);
     header.writeUInt32LE(chunk, 12);
     const values = op.buffer.subarray(start, end);
-    op.bytesSent += RING_HEADER_BYTES + values.byteLength;
-    this.sendToNext([header, Buffer.from(values.buffer, values.byteOffset, values.byteLength)]);
+    let payload = Buffer.from(values.buffer, values.byteOffset, values.byteLength);
+    if (this.bf16) {
+      if (this.encoded.length < 2 * op.buffer.length) this.encoded = Buffer.allocUnsafeSlow(2 * op.buffer.length);
+      payload = this.encoded.subarray(2 * start, 2 * end);
+      encodeBf16(values, new Uint16Array(payload.buffer, payload.byteOffset, values.length));
+    }
+    op.bytesSent += RING_HEADER_BYTES + payload.length;
+    this.sendToNext([header, payload]);
   }
 
   private finishIfDone(op: Operation): void {

@@ -13,7 +13,7 @@ import WebSocket, { WebSocketServer } from 'ws';
 import { authorizationHeader, requestHasToken } from '../core/auth.ts';
 import type { Logger } from '../core/log.ts';
 import type { Peer } from '../core/protocol.ts';
-import { RING_HEADER_BYTES, RingAllReduce, RingError } from '../core/ring.ts';
+import { RING_HEADER_BYTES, RingAllReduce, RingError, type WireFormat } from '../core/ring.ts';
 import { peerCertificateProblem, tlsClientOptions, tlsServerOptions, type TlsOptions } from '../core/tls.ts';
 
 export interface RingLinkOptions {
@@ -90,7 +90,7 @@ export class RingLinks {
    * Connects this worker into the ring of `generation` and returns the all-reduce that runs over
    * it. Rejects with a RingError when a neighbour cannot be reached within the timeout.
    */
-  async form(generation: number, rank: number, members: Peer[]): Promise<RingAllReduce> {
+  async form(generation: number, rank: number, members: Peer[], wireFormat: WireFormat = 'f32'): Promise<RingAllReduce> {
     this.closeLinks(new RingError(`ring re-formed for generation ${generation}`));
     this.generation = generation;
     this.rank = rank;
@@ -98,7 +98,7 @@ export class RingLinks {
     this.selfId = members[rank].workerId;
     this.nextId = members[(rank + 1) % this.world].workerId;
     if (this.world === 1) {
-      this.ring = new RingAllReduce(0, 1, () => {}, this.options);
+      this.ring = new RingAllReduce(0, 1, () => {}, { ...this.options, wireFormat });
       return this.ring;
     }
     const previous = members[(rank - 1 + this.world) % this.world];
@@ -106,7 +106,7 @@ export class RingLinks {
     if (generation !== this.generation) throw new RingError(`ring generation ${generation} was superseded`);
     this.toNext = toNext;
     this.fromPrevious = fromPrevious;
-    const ring = new RingAllReduce(rank, this.world, (parts) => this.sendToNext(parts), this.options);
+    const ring = new RingAllReduce(rank, this.world, (parts) => this.sendToNext(parts), { ...this.options, wireFormat });
     this.ring = ring;
     fromPrevious.on('message', (data: Buffer, isBinary: boolean) => {
       if (isBinary) ring.receive(data);

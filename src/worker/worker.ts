@@ -306,7 +306,7 @@ export class Worker {
     this.world = members.length;
     setLogContext(this.options.log, { rank });
     this.ring = null;
-    const ring = await this.links.form(generation, rank, members);
+    const ring = await this.links.form(generation, rank, members, this.config?.wireFormat);
     if (this.generation === generation) this.ring = ring;
     this.options.log.info({ generation, rank, world: members.length }, 'ring formed');
   }
