@@ -186,6 +186,11 @@ export function pairedTable(records: RunRecord[], dataset: string, baselines: St
   return [header, rule, ...lines].join('\n');
 }
 
+/** How the two pruning baselines of the image experiments are run, for their notes. */
+export function baselinesNote(rounds: number, fineTuneRounds: number): string {
+  return `\`posttrain\` trains ${rounds} rounds dense, prunes once to Occam's best-round density (same seed) and fine-tunes ${fineTuneRounds} round(s); \`gradual\` prunes after rounds 2 to ${rounds - 2} on the Zhu & Gupta cubic schedule to that density and trains the last 2 rounds at it; both pick their best round only among rounds at the target density.`;
+}
+
 /** `--seeds 5` means seeds 1..5; `--seeds 4,7` those seeds; absent, 1..`count`. */
 export function seedList(arg: string | undefined, count: number): number[] {
   if (arg?.includes(',')) return arg.split(',').map(Number);

@@ -6,7 +6,7 @@
 import { existsSync } from 'node:fs';
 import type { OccamConfig } from '../src/core/config.ts';
 import { FASHION_MNIST_DIR } from '../src/core/data/idx.ts';
-import { runComparison, seedList } from './_compare.ts';
+import { baselinesNote, runComparison, seedList } from './_compare.ts';
 import { benchArgs } from './_experiment.ts';
 
 const args = benchArgs();
@@ -52,7 +52,7 @@ await runComparison({
   notes: [
     `The paper's CNN with base width u = ${units} (conv3×3 ${units} → max-pool → conv3×3 ${2 * units} → max-pool → conv3×3 ${2 * units} → dense ${2 * units} → dense 10, ReLU)${units === 32 ? ': the 32-64-64 widths of the TensorFlow CIFAR-10 tutorial CNN this model follows' : ' (u = 32 would be the full 32-64-64 widths)'}. The training subset (a seeded random ${trainLimit.toLocaleString('en')} of the 60,000 images: a new draw per seed, shared by all strategies of that seed) and the evaluation subset (${evaluated}) are cut down so 3 seeds × 4 strategies fit 30 minutes on 2 cores.`,
     `Adam lr 0.001, batch 128, ${rounds} rounds of one epoch, p0 0.4, holdback 10 % of the training subset, ${settings.workers} worker process (BLAS on all cores). A narrower u buys the rounds: with u = 32, 8,000 images and 10 rounds (16.8 min) most runs were still improving in their last round (see the u = 32 results).`,
-    `\`posttrain\` trains ${rounds} rounds dense, prunes once to Occam's best-round density (same seed) and fine-tunes ${fineTuneRounds} round(s); \`gradual\` prunes after rounds 2 to ${rounds - 2} on the Zhu & Gupta cubic schedule to that density and trains the last 2 rounds at it; both pick their best round only among rounds at the target density.`,
+    baselinesNote(rounds, fineTuneRounds),
     'Compute = active weights × training samples summed over rounds (for a CNN this counts weights, not multiply-adds: a convolution kernel weight is used at every output position, so it is a proxy for model work, not FLOPs).',
   ],
   seeds: seedList(args.seeds, quick ? 2 : 3),

@@ -6,7 +6,7 @@
 import { existsSync } from 'node:fs';
 import type { OccamConfig } from '../src/core/config.ts';
 import { FASHION_MNIST_DIR } from '../src/core/data/idx.ts';
-import { runComparison, seedList, type DatasetSpec } from './_compare.ts';
+import { baselinesNote, runComparison, seedList, type DatasetSpec } from './_compare.ts';
 import { benchArgs } from './_experiment.ts';
 
 const args = benchArgs();
@@ -57,7 +57,7 @@ await runComparison({
     `MLP 784-${units}-10 (ReLU, dropout 0.2), Adam lr 0.001, batch 128, ${rounds} rounds of one epoch, p0 0.4, holdback 10 % of the training images, ${shared.workers} worker process (BLAS on all cores).`,
     `Fashion-MNIST trains on ${fashionImages}${fashionTrainLimit > 0 ? ' (a new draw per seed, shared by all strategies of that seed; the subset fits the run into 30 minutes on 2 cores)' : ''}; the test set is the official 10,000.`,
     `${rounds} rounds: enough that plain GD's holdback loss mostly bottoms out inside the run (with 12 rounds, as in bench/ogd-mnist.ts, most runs were still improving at the end: see the 12-round results).`,
-    `\`posttrain\` trains ${rounds} rounds dense, prunes once to Occam's best-round density (same seed) and fine-tunes ${fineTuneRounds} round(s); \`gradual\` prunes after rounds 2 to ${rounds - 2} on the Zhu & Gupta cubic schedule to that density and trains the last 2 rounds at it; both pick their best round only among rounds at the target density.`,
+    baselinesNote(rounds, fineTuneRounds),
     'Compute = active weights × training samples (the work of a sparse kernel), summed over rounds; "to best" stops at the best round, "total" covers the whole run.',
   ],
   seeds: seedList(args.seeds, quick ? 2 : 3),

@@ -15,7 +15,7 @@ import { Rng } from '../src/core/rng.ts';
 import { decodeSafetensors, type NamedTensor } from '../src/core/safetensors.ts';
 import { generate, loadTrainedGpt, pickToken } from '../src/core/sample.ts';
 import { OCCAM_BIN } from '../src/coordinator/local-cluster.ts';
-import { train } from './helpers/runs.ts';
+import { maskedState, train } from './helpers/runs.ts';
 
 // N workers against 1 worker with the same global batch: the ring sums the shards' gradients in
 // another order than one process sums the whole batch, so the runs agree to float32 rounding.
@@ -109,20 +109,10 @@ describe('masked gpt training on a replica', () => {
       const unprunable = replica.weights.reduce((n, w, i) => n + (replica.masks[i] ? 0 : w.length), 0);
       expect(gradient.length).toBe(prunableKept + unprunable + 1);
     }
-    for (const i of layers) {
-      const mask = replica.masks[i] as Uint8Array;
-      let pruned = 0;
-      let moved = 0;
-      for (let k = 0; k < mask.length; k++) {
-        if (mask[k] === 0) {
-          pruned++;
-          expect(replica.weights[i][k]).toBe(0);
-          expect(replica.moments[i].m[k]).toBe(0);
-          expect(replica.moments[i].v[k]).toBe(0);
-        } else if (replica.weights[i][k] !== before[i][k]) moved++;
-      }
-      expect(pruned, replica.params[i].name).toBeGreaterThanOrEqual(Math.floor(0.5 * mask.length));
-      expect(moved, replica.params[i].name).toBeGreaterThan(0);
+    for (const { layer, size, pruned, nonZeroPruned, moved } of maskedState(replica, before)) {
+      expect(nonZeroPruned, layer).toBe(0);
+      expect(pruned, layer).toBeGreaterThanOrEqual(Math.floor(0.5 * size));
+      expect(moved, layer).toBeGreaterThan(0);
     }
     expect(Math.min(...losses.slice(-2))).toBeLessThan(losses[0]);
   });

@@ -4,6 +4,7 @@ import { loadDataSource } from '../src/core/data/load.ts';
 import { selectBackend } from '../src/core/engine.ts';
 import { createModel } from '../src/core/models/create.ts';
 import { Replica } from '../src/core/replica.ts';
+import { maskedState } from './helpers/runs.ts';
 
 beforeAll(async () => {
   await selectBackend('cpu');
@@ -31,20 +32,10 @@ describe('masked training on a replica', () => {
       replica.applyThresholds(layers.map((i) => replica.threshold(i, 0.5)));
       const before = replica.weights.map((w) => Float32Array.from(w));
       trainSteps(replica, 3, 4);
-      for (const i of layers) {
-        const mask = replica.masks[i] as Uint8Array;
-        let pruned = 0;
-        let moved = 0;
-        for (let k = 0; k < mask.length; k++) {
-          if (mask[k] === 0) {
-            pruned++;
-            expect(replica.weights[i][k]).toBe(0);
-            expect(replica.moments[i].m[k]).toBe(0);
-            expect(replica.moments[i].v[k]).toBe(0);
-          } else if (replica.weights[i][k] !== before[i][k]) moved++;
-        }
-        expect(pruned).toBeGreaterThan(0);
-        expect(moved).toBeGreaterThan(0);
+      for (const { layer, pruned, nonZeroPruned, moved } of maskedState(replica, before)) {
+        expect(nonZeroPruned, layer).toBe(0);
+        expect(pruned, layer).toBeGreaterThan(0);
+        expect(moved, layer).toBeGreaterThan(0);
       }
     });
   }

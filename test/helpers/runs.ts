@@ -9,6 +9,7 @@ import { resolveConfig, type OccamConfig } from '../../src/core/config.ts';
 import type { RunProgress } from '../../src/coordinator/coordinator.ts';
 import { trainLocally, type LocalRunOptions } from '../../src/coordinator/local-cluster.ts';
 import { readMetrics, type RoundMetrics, type RunSummary } from '../../src/coordinator/run-dir.ts';
+import type { Replica } from '../../src/core/replica.ts';
 import { decodeSafetensors, type NamedTensor } from '../../src/core/safetensors.ts';
 
 export const quietLog = pino({ level: 'silent' });
@@ -53,4 +54,26 @@ export function compareStates(a: Map<string, NamedTensor>, b: Map<string, NamedT
     }
   }
   return { maxWeightDiff, maskDiffs, maskTotal };
+}
+
+/**
+ * Per prunable layer of `replica`: how many positions are pruned, how many of those hold a
+ * non-zero weight or Adam moment (must be none), and how many kept weights changed since `before`.
+ */
+export function maskedState(replica: Replica, before: Float32Array[]): { layer: string; size: number; pruned: number; nonZeroPruned: number; moved: number }[] {
+  return replica.prunableLayers.map((i) => {
+    const mask = replica.masks[i] as Uint8Array;
+    const { m, v } = replica.moments[i];
+    const weights = replica.weights[i];
+    let pruned = 0;
+    let nonZeroPruned = 0;
+    let moved = 0;
+    for (let k = 0; k < mask.length; k++) {
+      if (mask[k] === 0) {
+        pruned++;
+        if (weights[k] !== 0 || m[k] !== 0 || v[k] !== 0) nonZeroPruned++;
+      } else if (weights[k] !== before[i][k]) moved++;
+    }
+    return { layer: replica.params[i].name, size: mask.length, pruned, nonZeroPruned, moved };
+  });
 }
