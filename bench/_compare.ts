@@ -186,6 +186,36 @@ export function pairedTable(records: RunRecord[], dataset: string, baselines: St
   return [header, rule, ...lines].join('\n');
 }
 
+/** The opening lines of a results page: what ran, on which machine, the notes, and what the figures are. */
+export function resultsHeader(h: {
+  title: string;
+  command: string;
+  /** e.g. "3 seeds (1, 2, 3)" */
+  runs: string;
+  /** What the standard deviations are over: "seeds" or "splits". */
+  over: string;
+  totalWallS: number;
+  machineAtStart: ReturnType<typeof machine>;
+  machineAtEnd: ReturnType<typeof machine>;
+  backends: string;
+  notes: string[];
+  skipped: { key: string; reason: string }[];
+}): string[] {
+  const start = h.machineAtStart;
+  return [
+    `# ${h.title}`,
+    '',
+    `Command: \`${h.command}\` — ${h.runs}, total time ${(h.totalWallS / 60).toFixed(1)} min.`,
+    `Machine: ${start.cpu}, ${start.cores} cores, backend ${h.backends}, Node ${start.node}; load average (1/5/15 min) ${start.loadAverage.join(' / ')} at the start, ${h.machineAtEnd.loadAverage.join(' / ')} at the end.`,
+    '',
+    ...h.notes.map((n) => `- ${n}`),
+    ...h.skipped.map((s) => `- Skipped ${s.key}: ${s.reason}`),
+    '',
+    `Figures are those of each run's best round (lowest holdback loss), mean ± sample standard deviation over the ${h.over}.`,
+    '',
+  ];
+}
+
 /** How the two pruning baselines of the image experiments are run, for their notes. */
 export function baselinesNote(rounds: number, fineTuneRounds: number): string {
   return `\`posttrain\` trains ${rounds} rounds dense, prunes once to Occam's best-round density (same seed) and fine-tunes ${fineTuneRounds} round(s); \`gradual\` prunes after rounds 2 to ${rounds - 2} on the Zhu & Gupta cubic schedule to that density and trains the last 2 rounds at it; both pick their best round only among rounds at the target density.`;
@@ -236,16 +266,7 @@ export async function runComparison(c: Comparison): Promise<void> {
   });
   const backends = [...new Set(records.map((r) => r.backend))].join(', ');
   const markdown = [
-    `# ${c.title}`,
-    '',
-    `Command: \`${c.command}\` — ${c.seeds.length} seeds (${c.seeds.join(', ')}), total time ${(totalWallS / 60).toFixed(1)} min.`,
-    `Machine: ${machineAtStart.cpu}, ${machineAtStart.cores} cores, backend ${backends}, Node ${machineAtStart.node}; load average (1/5/15 min) ${machineAtStart.loadAverage.join(' / ')} at the start, ${machineAtEnd.loadAverage.join(' / ')} at the end.`,
-    '',
-    ...c.notes.map((n) => `- ${n}`),
-    ...c.skipped.map((s) => `- Skipped ${s.key}: ${s.reason}`),
-    '',
-    'Figures are those of each run\'s best round (lowest holdback loss), mean ± sample standard deviation over the seeds.',
-    '',
+    ...resultsHeader({ ...c, runs: `${c.seeds.length} seeds (${c.seeds.join(', ')})`, over: 'seeds', totalWallS, machineAtStart, machineAtEnd, backends }),
     ...sections.flatMap((s) => [s.markdown, '']),
   ].join('\n');
   console.log(`\n${markdown}`);

@@ -11,7 +11,7 @@ import type { OccamConfig } from '../src/core/config.ts';
 import { SEED_SALT, splitRows, type LabelledArrays } from '../src/core/data/source.ts';
 import { loadIris, readCsv, tableSplits, type Table } from '../src/core/data/tabular.ts';
 import { mixSeed } from '../src/core/rng.ts';
-import { compareStrategies, pairedTable, Progress, rowStats, seedList, strategyRows, summaryTable, type DatasetSpec, type RunRecord, type Strategy, type SummaryRow } from './_compare.ts';
+import { compareStrategies, pairedTable, Progress, resultsHeader, rowStats, seedList, strategyRows, summaryTable, type DatasetSpec, type RunRecord, type Strategy, type SummaryRow } from './_compare.ts';
 import { benchArgs, fmtStats, machine, stats, writeResults } from './_experiment.ts';
 
 const SKLEARN_DATA = '/usr/lib/python3/dist-packages/sklearn/datasets/data';
@@ -210,20 +210,25 @@ const sections = datasets.map((dataset) => {
 });
 
 const backends = [...new Set(records.map((r) => r.backend))].join(', ');
+const notes = [
+  `Each seed draws a new split: 20 % test, then 20 % of the rest as holdback (used only to pick the best round and the forest's tree count); features standardised with the training split's statistics.`,
+  `MLP n-${units}-classes (ReLU, dropout 0.2), Adam lr 0.005, batch 16, ${rounds} rounds of one epoch, p0 0.4, ${shared.workers} worker process. The round count was set so that plain GD's holdback loss reaches its minimum before the end on a development split (seed 1000, not reported); nothing was chosen by test figures.`,
+  `\`posttrain\`: ${rounds} rounds dense, one prune to Occam's best-round density (same seed), ${fineTuneRounds} fine-tune round(s); \`gradual\`: Zhu & Gupta cubic schedule after rounds 2 to ${rounds - 2}, last 2 rounds at the target.`,
+  `Random Forest: \`ml-random-forest\` with its defaults (50 trees, bagging, all features drawn with replacement), trained on the MLP's training rows; "tuned" picks the tree count from ${TREE_COUNTS.join(', ')} by holdback accuracy (ties: holdback loss, then fewer trees). Its loss is the cross-entropy of the tree vote fractions, clipped at ${RF_PROBABILITY_FLOOR}; its wall time is in-process (no worker start-up), the tuned one's covers the whole search.`,
+];
 const markdown = [
-  '# Claim (b), tabular classification: Occam MLP vs plain-GD MLP vs Random Forest',
-  '',
-  `Command: \`${command}\` — ${seeds.length} repeated random splits (seeds ${seeds.join(', ')}), total time ${(totalWallS / 60).toFixed(1)} min.`,
-  `Machine: ${machineAtStart.cpu}, ${machineAtStart.cores} cores, backend ${backends}, Node ${machineAtStart.node}; load average (1/5/15 min) ${machineAtStart.loadAverage.join(' / ')} at the start, ${machineAtEnd.loadAverage.join(' / ')} at the end.`,
-  '',
-  `- Each seed draws a new split: 20 % test, then 20 % of the rest as holdback (used only to pick the best round and the forest's tree count); features standardised with the training split's statistics.`,
-  `- MLP n-${units}-classes (ReLU, dropout 0.2), Adam lr 0.005, batch 16, ${rounds} rounds of one epoch, p0 0.4, ${shared.workers} worker process. The round count was set so that plain GD's holdback loss reaches its minimum before the end on a development split (seed 1000, not reported); nothing was chosen by test figures.`,
-  `- \`posttrain\`: ${rounds} rounds dense, one prune to Occam's best-round density (same seed), ${fineTuneRounds} fine-tune round(s); \`gradual\`: Zhu & Gupta cubic schedule after rounds 2 to ${rounds - 2}, last 2 rounds at the target.`,
-  `- Random Forest: \`ml-random-forest\` with its defaults (50 trees, bagging, all features drawn with replacement), trained on the MLP's training rows; "tuned" picks the tree count from ${TREE_COUNTS.join(', ')} by holdback accuracy (ties: holdback loss, then fewer trees). Its loss is the cross-entropy of the tree vote fractions, clipped at ${RF_PROBABILITY_FLOOR}; its wall time is in-process (no worker start-up), the tuned one's covers the whole search.`,
-  ...skipped.map((s) => `- Skipped ${s.key}: ${s.reason}`),
-  '',
-  "Figures are those of each run's best round (lowest holdback loss), mean ± sample standard deviation over the splits.",
-  '',
+  ...resultsHeader({
+    title: 'Claim (b), tabular classification: Occam MLP vs plain-GD MLP vs Random Forest',
+    command,
+    runs: `${seeds.length} repeated random splits (seeds ${seeds.join(', ')})`,
+    over: 'splits',
+    totalWallS,
+    machineAtStart,
+    machineAtEnd,
+    backends,
+    notes,
+    skipped,
+  }),
   ...sections.flatMap((s) => [s.markdown, '']),
 ].join('\n');
 console.log(`\n${markdown}`);

@@ -459,10 +459,10 @@ export class Coordinator {
     }
     if (envelope.kind === 'leave') {
       link.leaving = true;
-      // Only a training ring has uncommitted steps to finish; otherwise the worker may go now.
-      const training = this.phase === 'training' && this.ring.includes(link);
-      this.log.info({ worker: link.workerId, reason: (envelope.message as Messages['leave']).reason }, training ? 'worker asks to leave; releasing it at the next commit' : 'worker asks to leave');
-      if (!training) this.release(link);
+      // A ring member goes at the next commit (releaseLeavers) or ring (formRing); any other worker now.
+      const inRing = this.ring.includes(link);
+      this.log.info({ worker: link.workerId, reason: (envelope.message as Messages['leave']).reason }, inRing ? 'worker asks to leave; releasing it at the next commit' : 'worker asks to leave');
+      if (!inRing) this.release(link);
       return;
     }
     this.log.warn({ worker: link.workerId, kind: envelope.kind }, 'unexpected message from worker');

@@ -18,8 +18,7 @@ export function addToBf16(values: Uint16Array, addend: Float32Array, scratch: Fl
   for (let i = 0; i < count; i++) {
     bits[i] = values[i] << 16;
     scratch[i] += addend[i];
-    const u = bits[i];
-    values[i] = (u & 0x7fffffff) > 0x7f800000 ? (u >>> 16) | 0x40 : (u + 0x7fff + ((u >>> 16) & 1)) >>> 16;
+    values[i] = roundToBf16(bits[i]);
   }
 }
 

@@ -175,7 +175,7 @@ export class RingAllReduce {
     const n = this.world;
     const target = op.buffer;
     const inPlace = (frame.byteOffset + RING_HEADER_BYTES) % 4 === 0;
-    const payload = inPlace ? new Float32Array(frame.buffer, frame.byteOffset + RING_HEADER_BYTES, count) : floatView(frame, count);
+    const payload = floatView(frame, count); // a view of the frame when aligned, else a copy
     if (phase === REDUCE_SCATTER) {
       // The partial sum gains this rank's values and travels on; the last iteration completes
       // this rank's segment, which it keeps and sends round as the first all-gather frame.

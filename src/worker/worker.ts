@@ -191,12 +191,16 @@ export class Worker {
         this.links.closeLinks(new RingError('lost the coordinator'));
         this.ring = null;
         this.generation = -1;
-        if (welcomed) log.warn({ code, reason: reason.toString() }, 'connection to the coordinator closed');
-        else if (failure) log.warn({ err: failure }, 'could not connect to the coordinator');
-        else if (code !== 1006) log.warn({ code, reason: reason.toString() }, 'the coordinator refused this worker');
-        if (welcomed) this.lastProblem = null;
-        else if (failure) this.lastProblem = failure;
-        else if (code !== 1006) this.lastProblem = `refused: ${reason.toString() || `code ${code}`}`;
+        if (welcomed) {
+          log.warn({ code, reason: reason.toString() }, 'connection to the coordinator closed');
+          this.lastProblem = null;
+        } else if (failure) {
+          log.warn({ err: failure }, 'could not connect to the coordinator');
+          this.lastProblem = failure;
+        } else if (code !== 1006) {
+          log.warn({ code, reason: reason.toString() }, 'the coordinator refused this worker');
+          this.lastProblem = `refused: ${reason.toString() || `code ${code}`}`;
+        }
         resolve(welcomed);
       });
     });
