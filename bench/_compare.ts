@@ -1,7 +1,7 @@
 // The strategy comparison shared by the reproduction benchmarks (image-mlp, image-cnn, tabular):
 // for every seed, Occam first, then the baselines pruned to the density Occam's best round kept
 // with that seed, all through the local cluster; then mean ± sd tables per data set.
-import type { OccamConfig } from '../src/core/config.ts';
+import type { OccamConfig } from '../src/config.ts';
 import {
   bestFigures,
   machine,

@@ -5,9 +5,9 @@ import { availableParallelism, cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pino from 'pino';
-import { resolveConfig, type OccamConfig } from '../src/core/config.ts';
+import { resolveConfig, type OccamConfig } from '../src/config.ts';
 import { trainLocally } from '../src/coordinator/local-cluster.ts';
-import { readMetrics, type RoundMetrics, type RunSummary } from '../src/coordinator/run-dir.ts';
+import { readMetrics, type RoundMetrics, type RunSummary } from '../src/storage/run-dir.ts';
 
 export interface ExperimentRun {
   label: string;

@@ -2,9 +2,9 @@
 // joins the ring it is told about, all-reduces deterministic buffers, and reports how close the
 // result is to the direct sum, a digest of the result, and the time taken.
 import pino from 'pino';
-import { digestArrays } from '../src/core/masks.ts';
-import type { Peer } from '../src/core/protocol.ts';
-import { mixSeed, Rng } from '../src/core/rng.ts';
+import { digestArrays } from '../src/common/digest.ts';
+import type { Peer } from '../src/wire/protocol.ts';
+import { mixSeed, Rng } from '../src/training/rng.ts';
 import { RingLinks } from '../src/worker/ring-links.ts';
 
 export type RingNodeCommand =

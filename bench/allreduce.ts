@@ -5,11 +5,11 @@
 // moves at mask density 100/25/10 %.
 import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { resolveConfig } from '../src/core/config.ts';
-import { loadDataSource } from '../src/core/data/load.ts';
-import { selectBackend } from '../src/core/engine.ts';
-import { createModel } from '../src/core/models/create.ts';
-import { Replica } from '../src/core/replica.ts';
+import { resolveConfig } from '../src/config.ts';
+import { loadDataSource } from '../src/training/data/load.ts';
+import { selectBackend } from '../src/training/engine.ts';
+import { createModel } from '../src/training/models/create.ts';
+import { Replica } from '../src/training/replica.ts';
 import { RingCluster } from '../test/helpers/ring-cluster.ts';
 import type { TransportCommand, TransportReport } from './_transport.ts';
 

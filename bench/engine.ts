@@ -6,11 +6,11 @@
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs-core';
-import { resolveConfig, type OccamConfig } from '../src/core/config.ts';
-import { loadDataSource } from '../src/core/data/load.ts';
-import { BACKENDS, selectBackend, type BackendName } from '../src/core/engine.ts';
-import { createModel } from '../src/core/models/create.ts';
-import { Replica } from '../src/core/replica.ts';
+import { resolveConfig, type OccamConfig } from '../src/config.ts';
+import { loadDataSource } from '../src/training/data/load.ts';
+import { BACKENDS, selectBackend, type BackendName } from '../src/training/engine.ts';
+import { createModel } from '../src/training/models/create.ts';
+import { Replica } from '../src/training/replica.ts';
 import { benchArgs } from './_experiment.ts';
 
 const args = benchArgs();

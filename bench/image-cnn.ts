@@ -4,8 +4,8 @@
 // Options: --seeds N|a,b,c (3), --rounds R (20), --units U (16), --train-limit L (6000),
 // --eval-limit E (5000), --fine-tune F (2), --workers W (1), --quick (tiny sizes, prints only).
 import { existsSync } from 'node:fs';
-import type { OccamConfig } from '../src/core/config.ts';
-import { FASHION_MNIST_DIR } from '../src/core/data/idx.ts';
+import type { OccamConfig } from '../src/config.ts';
+import { FASHION_MNIST_DIR } from '../src/training/data/idx.ts';
 import { baselinesNote, runComparison, seedList } from './_compare.ts';
 import { benchArgs } from './_experiment.ts';
 

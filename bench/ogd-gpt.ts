@@ -5,11 +5,11 @@
 // docs/results/ogd-gpt.md and .json (ogd-gpt-seedS.* for another seed; claim (c) of docs/RESULTS.md).
 // Options: --workers N (2), --rounds R (10), --round-steps S (60), --batch-size B (64),
 // --learning-rate X (0.001), --eval-limit W (1024 windows per split), --seed S (1).
-import { resolveConfig, type OccamConfig } from '../src/core/config.ts';
-import { loadDataSource } from '../src/core/data/load.ts';
-import { TextDataSource } from '../src/core/data/text.ts';
-import { describeChoice, selectBackend } from '../src/core/engine.ts';
-import { generate, loadTrainedGpt, saveVocabulary } from '../src/core/sample.ts';
+import { resolveConfig, type OccamConfig } from '../src/config.ts';
+import { loadDataSource } from '../src/training/data/load.ts';
+import { TextDataSource } from '../src/training/data/text.ts';
+import { describeChoice, selectBackend } from '../src/training/engine.ts';
+import { generate, loadTrainedGpt, saveVocabulary } from '../src/training/sample.ts';
 import { benchArgs, fmt, machine, runExperiment, writeResults, type ExperimentRun } from './_experiment.ts';
 
 const args = benchArgs();

@@ -7,10 +7,10 @@ import { mkdtempSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { RandomForestClassifier } from 'ml-random-forest';
-import type { OccamConfig } from '../src/core/config.ts';
-import { SEED_SALT, splitRows, type LabelledArrays } from '../src/core/data/source.ts';
-import { loadIris, readCsv, tableSplits, type Table } from '../src/core/data/tabular.ts';
-import { mixSeed } from '../src/core/rng.ts';
+import type { OccamConfig } from '../src/config.ts';
+import { SEED_SALT, splitRows, type LabelledArrays } from '../src/training/data/source.ts';
+import { loadIris, readCsv, tableSplits, type Table } from '../src/training/data/tabular.ts';
+import { mixSeed } from '../src/training/rng.ts';
 import { compareStrategies, pairedTable, Progress, resultsHeader, rowStats, seedList, strategyRows, summaryTable, type DatasetSpec, type RunRecord, type Strategy, type SummaryRow } from './_compare.ts';
 import { benchArgs, fmtStats, machine, stats, writeResults } from './_experiment.ts';
 

@@ -8,7 +8,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import '@tensorflow/tfjs-core/dist/register_all_gradients.js';
-import { blasLibraryInfo, isBlasAvailable, registerBlasBackend } from '../src/core/blas/backend.ts';
+import { blasLibraryInfo, isBlasAvailable, registerBlasBackend } from '@occam/blas';
 // Like the engine: no "install the node backend" banner in the test output.
 tf.env().set('PROD', true);
 
@@ -486,7 +486,7 @@ describe.skipIf(!available)('blas backend kernels', () => {
 describe('blas backend without a BLAS library', () => {
   it('throws one line saying what was tried and how to install one', () => {
     const script =
-      "import('./src/core/blas/backend.ts').then((m) => { try { m.registerBlasBackend({ threads: 0 }); console.log('registered'); } " +
+      "import('@occam/blas').then((m) => { try { m.registerBlasBackend({ threads: 0 }); console.log('registered'); } " +
       'catch (e) { console.log(e.message); } })';
     const output = execFileSync(process.execPath, ['--import', 'tsx', '-e', script], {
       cwd: new URL('..', import.meta.url),

@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import '@tensorflow/tfjs-core/dist/register_all_gradients.js';
-import { isBlasAvailable, registerBlasBackend } from '../src/core/blas/backend.ts';
+import { isBlasAvailable, registerBlasBackend } from '@occam/blas';
 // Like the engine: no "install the node backend" banner in the test output.
 tf.env().set('PROD', true);
 

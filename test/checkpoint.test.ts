@@ -1,9 +1,9 @@
 import { existsSync, readdirSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { checkpointNames, readLatestCheckpoint, writeCheckpoint } from '../src/core/checkpoint.ts';
-import { resolveConfig } from '../src/core/config.ts';
-import { decodeSafetensors, encodeSafetensors } from '../src/core/safetensors.ts';
+import { checkpointNames, readLatestCheckpoint, writeCheckpoint } from '../src/storage/checkpoint.ts';
+import { resolveConfig } from '../src/config.ts';
+import { decodeSafetensors, encodeSafetensors } from '../src/storage/safetensors.ts';
 import { tempRunDir } from './helpers/runs.ts';
 
 const config = resolveConfig({});

@@ -7,7 +7,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { CONFIG_KEYS, CONFIG_RULES, ConfigError, DEFAULT_CONFIG, parseConfigValue, resolveConfig, type OccamConfig, type Rule } from '../src/core/config.ts';
+import { CONFIG_KEYS, CONFIG_RULES, ConfigError, DEFAULT_CONFIG, parseConfigValue, resolveConfig, type OccamConfig, type Rule } from '../src/config.ts';
 import { OCCAM_BIN } from '../src/coordinator/local-cluster.ts';
 
 /** The ConfigError resolveConfig throws for these settings (fails the test when there is none). */

@@ -3,12 +3,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
-import { resolveConfig } from '../src/core/config.ts';
-import { DataError } from '../src/core/data/errors.ts';
-import { FASHION_MNIST_DIR, loadIdxFolder, loadIdxPair, readIdx } from '../src/core/data/idx.ts';
-import { loadDataSource } from '../src/core/data/load.ts';
-import { shardRange } from '../src/core/data/source.ts';
-import { readCsv } from '../src/core/data/tabular.ts';
+import { resolveConfig } from '../src/config.ts';
+import { DataError } from '../src/training/data/errors.ts';
+import { FASHION_MNIST_DIR, loadIdxFolder, loadIdxPair, readIdx } from '../src/training/data/idx.ts';
+import { loadDataSource } from '../src/training/data/load.ts';
+import { shardRange } from '../src/common/shard.ts';
+import { readCsv } from '../src/training/data/tabular.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'occam-data-'));
 

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { OCCAM_BIN } from '../src/coordinator/local-cluster.ts';
-import { readMetrics } from '../src/coordinator/run-dir.ts';
+import { readMetrics } from '../src/storage/run-dir.ts';
 
 describe('occam train with no options', () => {
   it('trains the default (MNIST, MLP-1024, 2 workers, 12 rounds) to completion and says where the run directory is', async () => {

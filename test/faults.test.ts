@@ -2,10 +2,10 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { ChildProcess } from 'node:child_process';
-import type { RoundMetrics } from '../src/coordinator/run-dir.ts';
+import type { RoundMetrics } from '../src/storage/run-dir.ts';
 import { compareStates, latestState, smallConfig, tempRunDir, train } from './helpers/runs.ts';
 import { exitOf, freePort, lineCount, spawnOccam, waitFor } from './helpers/processes.ts';
-import { readMetrics } from '../src/coordinator/run-dir.ts';
+import { readMetrics } from '../src/storage/run-dir.ts';
 
 // 4 rounds of 15 steps (1350 training samples, global batch 96).
 const ROUNDS = 4;

@@ -14,7 +14,7 @@ import { describe, expect, it } from 'vitest';
 import { containerEnv, expandReferences, imageConfig, quantity } from '../deploy/kubelet.ts';
 import { parseYamlDocuments, renderKustomization, type K8sObject } from '../deploy/render.ts';
 import { validateObject } from '../deploy/validate.ts';
-import { CONFIG_KEYS, resolveConfig } from '../src/core/config.ts';
+import { CONFIG_KEYS, resolveConfig } from '../src/config.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const K8S = join(ROOT, 'deploy', 'k8s');

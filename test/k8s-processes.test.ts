@@ -15,10 +15,10 @@ import type { IContainer, IPodSpec, IService } from 'kubernetes-models/v1';
 import { afterEach, describe, expect, it } from 'vitest';
 import { containerEnv, expandReferences, imageConfig, workload, type ImageConfig } from '../deploy/kubelet.ts';
 import { renderKustomization, type K8sObject } from '../deploy/render.ts';
-import { checkpointNames, readCheckpoint } from '../src/core/checkpoint.ts';
-import type { OccamConfig } from '../src/core/config.ts';
+import { checkpointNames, readCheckpoint } from '../src/storage/checkpoint.ts';
+import type { OccamConfig } from '../src/config.ts';
 import type { RunProgress } from '../src/coordinator/coordinator.ts';
-import { readMetrics, type RunSummary } from '../src/coordinator/run-dir.ts';
+import { readMetrics, type RunSummary } from '../src/storage/run-dir.ts';
 import { exitOf, freePort, waitFor } from './helpers/processes.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));

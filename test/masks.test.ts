@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { activeIndices, applyThreshold, countActive, pruneThreshold } from '../src/core/masks.ts';
+import { activeIndices, applyThreshold, countActive, pruneThreshold } from '../src/training/masks.ts';
 
 const ones = (n: number) => new Uint8Array(n).fill(1);
 

@@ -3,8 +3,8 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import type { RunEvent } from '../src/coordinator/coordinator.ts';
-import { CoordinatorMetrics } from '../src/coordinator/metrics.ts';
-import { createLogger, setLogContext } from '../src/core/log.ts';
+import { CoordinatorMetrics } from '../src/observe/metrics.ts';
+import { createLogger, setLogContext } from '../src/observe/log.ts';
 import { parsePrometheusText, valueOf, type MetricFamily } from './helpers/prometheus.ts';
 import { smallConfig, train } from './helpers/runs.ts';
 

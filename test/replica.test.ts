@@ -1,9 +1,9 @@
 import { beforeAll, describe, expect, it } from 'vitest';
-import { resolveConfig } from '../src/core/config.ts';
-import { loadDataSource } from '../src/core/data/load.ts';
-import { selectBackend } from '../src/core/engine.ts';
-import { createModel } from '../src/core/models/create.ts';
-import { Replica } from '../src/core/replica.ts';
+import { resolveConfig } from '../src/config.ts';
+import { loadDataSource } from '../src/training/data/load.ts';
+import { selectBackend } from '../src/training/engine.ts';
+import { createModel } from '../src/training/models/create.ts';
+import { Replica } from '../src/training/replica.ts';
 import { maskedState } from './helpers/runs.ts';
 
 beforeAll(async () => {

@@ -3,10 +3,10 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { resolveConfig, type OccamConfig } from '../src/core/config.ts';
+import { resolveConfig, type OccamConfig } from '../src/config.ts';
 import { OCCAM_BIN } from '../src/coordinator/local-cluster.ts';
-import { renderReport, readRun, writeComparisonReport } from '../src/coordinator/report.ts';
-import type { RoundMetrics } from '../src/coordinator/run-dir.ts';
+import { renderReport, readRun, writeComparisonReport } from '../src/observe/report.ts';
+import type { RoundMetrics } from '../src/storage/run-dir.ts';
 
 /** A run directory as a finished (or crashed) run leaves it, without training one. */
 function fakeRun(parent: string, name: string, config: Partial<OccamConfig>, rounds: number, options: { holdback?: boolean } = {}): string {

@@ -1,8 +1,8 @@
 import { readdirSync, readFileSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { checkpointNames } from '../src/core/checkpoint.ts';
-import { readMetrics, type RoundMetrics } from '../src/coordinator/run-dir.ts';
+import { checkpointNames } from '../src/storage/checkpoint.ts';
+import { readMetrics, type RoundMetrics } from '../src/storage/run-dir.ts';
 import { exitOf, lineCount, spawnOccam, waitFor } from './helpers/processes.ts';
 import { compareStates, latestState, smallConfig, tempRunDir, train } from './helpers/runs.ts';
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { addToBf16, decodeBf16, encodeBf16 } from '../src/core/bf16.ts';
+import { addToBf16, decodeBf16, encodeBf16 } from '../src/wire/bf16.ts';
 import { RingCluster } from './helpers/ring-cluster.ts';
 
 // Sizes: empty, one value, odd, not divisible by any N in 2..5, a few pipelined chunks, and ≥ 4 M floats.

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { resolveConfig } from '../src/core/config.ts';
-import { afterRound, eligibleForBest, initialSchedule, occamPruneFraction, polynomialSparsity, roundStartStep, roundStepCount, totalRounds } from '../src/core/schedule.ts';
+import { resolveConfig } from '../src/config.ts';
+import { afterRound, eligibleForBest, initialSchedule, occamPruneFraction, polynomialSparsity, roundStartStep, roundStepCount, totalRounds } from '../src/training/schedule.ts';
 
 const p0 = 0.4;
 

@@ -5,11 +5,11 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { GPT_ROUND_STEPS, resolveConfig } from '../src/core/config.ts';
-import { DataError } from '../src/core/data/errors.ts';
-import { loadDataSource } from '../src/core/data/load.ts';
-import { readTextFile, TextDataSource, type TextSplitOptions } from '../src/core/data/text.ts';
-import { CharTokenizer } from '../src/core/data/tokenizer.ts';
+import { GPT_ROUND_STEPS, resolveConfig } from '../src/config.ts';
+import { DataError } from '../src/training/data/errors.ts';
+import { loadDataSource } from '../src/training/data/load.ts';
+import { readTextFile, TextDataSource, type TextSplitOptions } from '../src/training/data/text.ts';
+import { CharTokenizer } from '../src/training/data/tokenizer.ts';
 import { OCCAM_BIN } from '../src/coordinator/local-cluster.ts';
 
 const SPLITS: TextSplitOptions = { blockSize: 8, testFraction: 0.1, holdback: 0.1, seed: 7, trainLimit: 0 };

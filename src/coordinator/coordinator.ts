@@ -7,15 +7,15 @@ import { createServer as createHttpServer, type IncomingMessage, type Server, ty
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { WebSocketServer } from 'ws';
-import { requestHasToken } from '../core/auth.ts';
-import { readLatestCheckpoint, writeCheckpoint } from '../core/checkpoint.ts';
-import { configHash, type OccamConfig } from '../core/config.ts';
-import type { Logger } from '../core/log.ts';
-import type { Envelope, MessageKind, Messages, StepTimes } from '../core/protocol.ts';
-import { afterRound, eligibleForBest, initialSchedule, roundStartStep, roundStepCount, totalRounds, type ScheduleState } from '../core/schedule.ts';
-import { peerCertificateProblem, tlsServerOptions, type TlsOptions } from '../core/tls.ts';
+import { requestHasToken } from '../wire/auth.ts';
+import { readLatestCheckpoint, writeCheckpoint } from '../storage/checkpoint.ts';
+import { configHash, type OccamConfig } from '../config.ts';
+import type { Logger } from '../observe/log.ts';
+import type { Envelope, MessageKind, Messages, StepTimes } from '../wire/protocol.ts';
+import { afterRound, eligibleForBest, initialSchedule, roundStartStep, roundStepCount, totalRounds, type ScheduleState } from '../training/schedule.ts';
+import { peerCertificateProblem, tlsServerOptions, type TlsOptions } from '../wire/tls.ts';
 import { Membership } from './membership.ts';
-import { RunDir, type BestRound, type RoundMetrics, type RunSummary } from './run-dir.ts';
+import { RunDir, type BestRound, type RoundMetrics, type RunSummary } from '../storage/run-dir.ts';
 import { LinkClosed, WorkerError, WorkerLink } from './worker-link.ts';
 
 export interface CoordinatorOptions {

@@ -7,11 +7,11 @@ import { closeSync, mkdirSync, openSync, readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { OccamConfig } from '../core/config.ts';
-import type { Logger } from '../core/log.ts';
+import type { OccamConfig } from '../config.ts';
+import type { Logger } from '../observe/log.ts';
 import { Coordinator, type RunEvent } from './coordinator.ts';
-import { withObservability } from './observability.ts';
-import type { RunSummary } from './run-dir.ts';
+import { withObservability } from '../observe/observability.ts';
+import type { RunSummary } from '../storage/run-dir.ts';
 
 export const OCCAM_BIN = fileURLToPath(new URL('../../bin/occam.mjs', import.meta.url));
 

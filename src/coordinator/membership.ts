@@ -4,10 +4,10 @@
 // leaves. The first ready worker's data and model are the reference every other must match.
 import type { IncomingMessage } from 'node:http';
 import type { WebSocket } from 'ws';
-import { configHash, type OccamConfig } from '../core/config.ts';
-import type { Logger } from '../core/log.ts';
-import { decodeEnvelope, type Envelope, type Messages } from '../core/protocol.ts';
-import { closeReason, joinProblem, readyMismatch } from '../core/validate.ts';
+import { configHash, type OccamConfig } from '../config.ts';
+import type { Logger } from '../observe/log.ts';
+import { decodeEnvelope, type Envelope, type Messages } from '../wire/protocol.ts';
+import { closeReason, joinProblem, readyMismatch } from '../wire/validate.ts';
 import { LinkClosed, WorkerLink } from './worker-link.ts';
 
 /** How long a new connection may take to send its join. */

@@ -1,11 +1,11 @@
 // The coordinator's end of one worker's control connection: typed request/reply over the
 // protobuf envelope, liveness (when the worker was last heard from), and a clean close that
-// fails every request still waiting for a reply. Every frame is validated (core/validate.ts)
+// fails every request still waiting for a reply. Every frame is validated (wire/validate.ts)
 // before it reaches the coordinator: an invalid one closes this connection and nothing else.
 import WebSocket from 'ws';
-import type { Logger } from '../core/log.ts';
-import { decodeEnvelope, encodeEnvelope, type Envelope, type MessageKind, type Messages } from '../core/protocol.ts';
-import { closeReason, replyProblem, unsolicitedProblem, type CoordinatorView, type SentCommand } from '../core/validate.ts';
+import type { Logger } from '../observe/log.ts';
+import { decodeEnvelope, encodeEnvelope, type Envelope, type MessageKind, type Messages } from '../wire/protocol.ts';
+import { closeReason, replyProblem, unsolicitedProblem, type CoordinatorView, type SentCommand } from '../wire/validate.ts';
 
 export class LinkClosed extends Error {
   constructor(readonly workerId: string, reason: string) {

@@ -10,11 +10,11 @@ import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { pack, unpack } from 'msgpackr';
 import WebSocket, { WebSocketServer } from 'ws';
-import { authorizationHeader, requestHasToken } from '../core/auth.ts';
-import type { Logger } from '../core/log.ts';
-import type { Peer } from '../core/protocol.ts';
-import { RING_HEADER_BYTES, RingAllReduce, RingError, type WireFormat } from '../core/ring.ts';
-import { peerCertificateProblem, tlsClientOptions, tlsServerOptions, type TlsOptions } from '../core/tls.ts';
+import { authorizationHeader, requestHasToken } from '../wire/auth.ts';
+import type { Logger } from '../observe/log.ts';
+import type { Peer } from '../wire/protocol.ts';
+import { RING_HEADER_BYTES, RingAllReduce, RingError, type WireFormat } from '../wire/ring.ts';
+import { peerCertificateProblem, tlsClientOptions, tlsServerOptions, type TlsOptions } from '../wire/tls.ts';
 
 export interface RingLinkOptions {
   bindHost: string;

@@ -3,17 +3,17 @@
 // its ring neighbours each step), evaluate, compute and apply pruning thresholds, and load or
 // upload state. It reconnects with backoff when the coordinator goes away.
 import WebSocket from 'ws';
-import { authorizationHeader } from '../core/auth.ts';
-import { configHash, validateConfig, type OccamConfig } from '../core/config.ts';
-import { loadDataSource } from '../core/data/load.ts';
-import { selectBackend, type BackendRequest } from '../core/engine.ts';
-import { setLogContext, type Logger } from '../core/log.ts';
-import { createModel } from '../core/models/create.ts';
-import { decodeEnvelope, encodeEnvelope, ProtocolError, type Envelope, type Messages, type MessageKind, type StepTimes } from '../core/protocol.ts';
-import { Replica } from '../core/replica.ts';
-import { RingError, type RingAllReduce } from '../core/ring.ts';
-import { tlsClientOptions, type TlsOptions } from '../core/tls.ts';
-import { closeReason, commandProblem } from '../core/validate.ts';
+import { authorizationHeader } from '../wire/auth.ts';
+import { configHash, validateConfig, type OccamConfig } from '../config.ts';
+import { loadDataSource } from '../training/data/load.ts';
+import { selectBackend, type BackendRequest } from '../training/engine.ts';
+import { setLogContext, type Logger } from '../observe/log.ts';
+import { createModel } from '../training/models/create.ts';
+import { decodeEnvelope, encodeEnvelope, ProtocolError, type Envelope, type Messages, type MessageKind, type StepTimes } from '../wire/protocol.ts';
+import { Replica } from '../training/replica.ts';
+import { RingError, type RingAllReduce } from '../wire/ring.ts';
+import { tlsClientOptions, type TlsOptions } from '../wire/tls.ts';
+import { closeReason, commandProblem } from '../wire/validate.ts';
 import { actOnProcess, FaultPlan } from './faults.ts';
 import { RingLinks } from './ring-links.ts';
 
@@ -208,7 +208,7 @@ export class Worker {
 
   /**
    * Dispatches one coordinator message; every failure becomes an error reply, never a crash. An
-   * invalid command (core/validate.ts) closes the connection before anything changes.
+   * invalid command (wire/validate.ts) closes the connection before anything changes.
    */
   private async handle(envelope: Envelope): Promise<void> {
     const reply = <K extends MessageKind>(kind: K, message: Messages[K]) => this.send(kind, message, envelope.requestId);

@@ -2,8 +2,8 @@
 // values, ring hellos and ring frames, byte-level mutations of valid ones, and random bytes.
 import fc from 'fast-check';
 import { pack } from 'msgpackr';
-import { encodeEnvelope, type MessageKind, type Messages } from '../../src/core/protocol.ts';
-import { RING_HEADER_BYTES } from '../../src/core/ring.ts';
+import { encodeEnvelope, type MessageKind, type Messages } from '../../src/wire/protocol.ts';
+import { RING_HEADER_BYTES } from '../../src/wire/ring.ts';
 
 const u32 = fc.oneof(fc.constantFrom(0, 1, 2, 3, 65535, 2 ** 31, 2 ** 32 - 1), fc.nat({ max: 2 ** 32 - 1 }));
 const u64 = fc.oneof(fc.constantFrom(0, 1, 15, 2 ** 32, Number.MAX_SAFE_INTEGER), fc.maxSafeNat());

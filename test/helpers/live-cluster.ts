@@ -6,7 +6,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { get as httpGet } from 'node:http';
 import { get as httpsGet } from 'node:https';
 import { join } from 'node:path';
-import type { OccamConfig } from '../../src/core/config.ts';
+import type { OccamConfig } from '../../src/config.ts';
 import { exitOf, freePort, spawnOccam } from './processes.ts';
 import { tempRunDir } from './runs.ts';
 

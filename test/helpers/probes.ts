@@ -2,7 +2,7 @@
 // token, with any certificate), send frames, and report how the server answered — an HTTP
 // refusal of the upgrade, a close with a code and reason, a TLS error, or nothing.
 import WebSocket from 'ws';
-import { authorizationHeader } from '../../src/core/auth.ts';
+import { authorizationHeader } from '../../src/wire/auth.ts';
 
 export type ProbeResult =
   | { kind: 'refused'; status: number }

@@ -4,13 +4,13 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
-import { readLatestCheckpoint } from '../../src/core/checkpoint.ts';
-import { resolveConfig, type OccamConfig } from '../../src/core/config.ts';
+import { readLatestCheckpoint } from '../../src/storage/checkpoint.ts';
+import { resolveConfig, type OccamConfig } from '../../src/config.ts';
 import type { RunProgress } from '../../src/coordinator/coordinator.ts';
 import { trainLocally, type LocalRunOptions } from '../../src/coordinator/local-cluster.ts';
-import { readMetrics, type RoundMetrics, type RunSummary } from '../../src/coordinator/run-dir.ts';
-import type { Replica } from '../../src/core/replica.ts';
-import { decodeSafetensors, type NamedTensor } from '../../src/core/safetensors.ts';
+import { readMetrics, type RoundMetrics, type RunSummary } from '../../src/storage/run-dir.ts';
+import type { Replica } from '../../src/training/replica.ts';
+import { decodeSafetensors, type NamedTensor } from '../../src/storage/safetensors.ts';
 
 export const quietLog = pino({ level: 'silent' });
 

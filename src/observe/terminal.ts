@@ -3,10 +3,10 @@
 // elsewhere (not a TTY) just the table rows; with --json every event as a JSON line on stdout;
 // with --quiet nothing until the summary.
 import { join } from 'node:path';
-import type { StepTimes } from '../core/protocol.ts';
-import type { RunEvent } from './coordinator.ts';
+import type { StepTimes } from '../wire/protocol.ts';
+import type { RunEvent } from '../coordinator/coordinator.ts';
 import { REPORT_FILE } from './report.ts';
-import type { RoundMetrics, RunSummary } from './run-dir.ts';
+import type { RoundMetrics, RunSummary } from '../storage/run-dir.ts';
 
 export type ProgressMode = 'tty' | 'plain' | 'json' | 'quiet';
 

@@ -1,7 +1,7 @@
 // The pruning schedules. Occam's adaptive rule (DESIGN.md §1) and the baselines `none`,
 // `posttrain` and `gradual` all answer one question after each round — what fraction of each
 // layer's surviving weights to prune — so one training loop serves them all.
-import { boundVariant, gradualEndRound, type OccamConfig } from './config.ts';
+import { boundVariant, gradualEndRound, type OccamConfig } from '../config.ts';
 
 /**
  * Occam's next pruning fraction from the holdback losses c_0..c_i of the rounds so far.

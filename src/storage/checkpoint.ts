@@ -5,7 +5,7 @@
 import { createHash } from 'node:crypto';
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import type { OccamConfig } from './config.ts';
+import type { OccamConfig } from '../config.ts';
 import { decodeSafetensors } from './safetensors.ts';
 
 export const CHECKPOINT_FORMAT = 'occam-checkpoint';

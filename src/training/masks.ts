@@ -1,7 +1,6 @@
 // Magnitude pruning with cumulative binary masks. A layer's threshold is the p-quantile of |w|
 // over its surviving weights; the new mask keeps |w| ≥ threshold (ties kept), so pruning only
 // ever removes weights. A pruned position has weight, Adam moments and gradient exactly zero.
-import { createHash } from 'node:crypto';
 
 /**
  * The p-quantile of |w| over the positions the mask still keeps: the value below which the
@@ -47,13 +46,6 @@ export function activeIndices(mask: Uint8Array): Uint32Array {
   const indices = new Uint32Array(countActive(mask));
   for (let i = 0, k = 0; i < mask.length; i++) if (mask[i]) indices[k++] = i;
   return indices;
-}
-
-/** A short digest of arrays' bytes; equal digests mean bit-identical contents. */
-export function digestArrays(arrays: ArrayBufferView[]): string {
-  const hash = createHash('sha256');
-  for (const array of arrays) hash.update(new Uint8Array(array.buffer, array.byteOffset, array.byteLength));
-  return hash.digest('hex').slice(0, 16);
 }
 
 /** The k-th smallest value (0-based); reorders `values`. Average O(n). */

@@ -3,9 +3,9 @@
 // several runs on the same axes (`occam report A B`). The live status page reuses these charts.
 import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
-import type { OccamConfig } from '../core/config.ts';
+import type { OccamConfig } from '../config.ts';
 import { escapeXml, formatNumber, formatPercent, lineChart, PALETTE, stackedBarChart, type Series } from './plots.ts';
-import { readMetrics, readRunConfig, type RoundMetrics, type RunSummary } from './run-dir.ts';
+import { readMetrics, readRunConfig, type RoundMetrics, type RunSummary } from '../storage/run-dir.ts';
 
 /** What a report needs of one run. */
 export interface RunRecord {

@@ -4,13 +4,13 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { resolveConfig, type OccamConfig } from './config.ts';
+import { resolveConfig, type OccamConfig } from '../config.ts';
 import { corpusText } from './data/text.ts';
 import { CharTokenizer } from './data/tokenizer.ts';
 import { createGpt } from './models/gpt.ts';
 import type { Model } from './models/model.ts';
 import { Rng } from './rng.ts';
-import { decodeSafetensors } from './safetensors.ts';
+import { decodeSafetensors } from '../storage/safetensors.ts';
 
 /** Where a run keeps its vocabulary: beside the exported model, so model/ is self-contained. */
 export const VOCABULARY_FILE = join('model', 'vocab.json');

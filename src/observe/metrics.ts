@@ -2,11 +2,11 @@
 // per Coordinator (so several in one process, as in tests, never collide), rendered at /metrics.
 // Per-worker counters (steps, time by phase, bytes) move while a round trains, about once a second.
 import { Counter, Gauge, Registry } from 'prom-client';
-import type { OccamConfig } from '../core/config.ts';
-import type { StepTimes } from '../core/protocol.ts';
-import { totalRounds } from '../core/schedule.ts';
-import type { RunEvent } from './coordinator.ts';
-import type { RoundMetrics } from './run-dir.ts';
+import type { OccamConfig } from '../config.ts';
+import type { StepTimes } from '../wire/protocol.ts';
+import { totalRounds } from '../training/schedule.ts';
+import type { RunEvent } from '../coordinator/coordinator.ts';
+import type { RoundMetrics } from '../storage/run-dir.ts';
 
 /** Step phases as metric labels, and where StepTimes keeps each. */
 const PHASES = [

@@ -1,6 +1,6 @@
 // Builds the data source a config names: the embedded MNIST digits, Fashion-MNIST or any IDX
 // folder, a CSV file, Iris, or text for the GPT.
-import type { OccamConfig } from '../config.ts';
+import type { OccamConfig } from '../../config.ts';
 import { mixSeed, permutation } from '../rng.ts';
 import { DataError } from './errors.ts';
 import { FASHION_MNIST_DIR, loadIdxFolder } from './idx.ts';

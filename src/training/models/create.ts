@@ -1,5 +1,5 @@
 // Builds the model a config names, sized to the data it will train on.
-import type { OccamConfig } from '../config.ts';
+import type { OccamConfig } from '../../config.ts';
 import type { DataSource } from '../data/source.ts';
 import { createCnn } from './cnn.ts';
 import { createGpt } from './gpt.ts';

@@ -1,13 +1,13 @@
 // The live status page at the coordinator's `/`: LiveRun follows the RunEvent stream, and the page
 // polls `/live.json` for fresh HTML fragments (headline tiles and server-rendered SVG charts: loss
 // curves, weights kept and p per round, per-worker step times) that its few lines of script swap in.
-import type { OccamConfig } from '../core/config.ts';
-import type { StepTimes } from '../core/protocol.ts';
-import type { RunEvent } from './coordinator.ts';
+import type { OccamConfig } from '../config.ts';
+import type { StepTimes } from '../wire/protocol.ts';
+import type { RunEvent } from '../coordinator/coordinator.ts';
 import { escapeXml, formatNumber, formatPercent, lineChart, stackedBarChart, type Point } from './plots.ts';
-import { formatSeconds, runEtaSeconds, trainingStepRate } from './progress.ts';
+import { formatSeconds, runEtaSeconds, trainingStepRate } from './terminal.ts';
 import { configLine, lossCharts, pageShell, pruneFractionChart, STEP_PHASES, stepTimeChart, weightsKeptChart, type RunRecord } from './report.ts';
-import { readMetrics, type RoundMetrics, type RunSummary } from './run-dir.ts';
+import { readMetrics, type RoundMetrics, type RunSummary } from '../storage/run-dir.ts';
 
 export interface LiveSnapshot {
   runId: string;

@@ -2,8 +2,8 @@
 // checkpoints/, model/ (the best round's weights and masks, safetensors + JSON), summary.json.
 import { appendFileSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { configHash, type OccamConfig } from '../core/config.ts';
-import { decodeSafetensors, encodeSafetensors } from '../core/safetensors.ts';
+import { configHash, type OccamConfig } from '../config.ts';
+import { decodeSafetensors, encodeSafetensors } from './safetensors.ts';
 
 /** One line of metrics.jsonl: everything measured in one round. */
 export interface RoundMetrics {

@@ -47,10 +47,6 @@ export interface LabelledArrays {
 }
 
 /** The half-open range of `length` items that `rank` of `world` takes: contiguous, sizes differ by ≤ 1. */
-export function shardRange(length: number, rank: number, world: number): [number, number] {
-  return [Math.floor((rank * length) / world), Math.floor(((rank + 1) * length) / world)];
-}
-
 /** Rows `indices` of a labelled array set, as a new set. */
 export function selectRows(data: LabelledArrays, indices: ArrayLike<number>): LabelledArrays {
   const width = data.x.length / Math.max(1, data.count);

@@ -6,7 +6,7 @@
 // that this op cannot have produced (bad header, length, op id, or a repeat) fails the op.
 // Values travel as float32, or as bf16 with float32 sums (half the bytes, 8-bit mantissas).
 import { addToBf16, decodeBf16, encodeBf16 } from './bf16.ts';
-import { shardRange } from './data/source.ts';
+import { shardRange } from '../common/shard.ts';
 
 /** Frame header: op id (u32), phase (u16), iteration (u16), segment (u32), chunk (u32). */
 export const RING_HEADER_BYTES = 16;

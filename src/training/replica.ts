@@ -4,12 +4,14 @@
 // sockets: the caller moves the compacted gradient between replicas.
 import * as tf from '@tensorflow/tfjs-core';
 import { adamUpdate, ADAM_DEFAULTS, type AdamMoments, type AdamSettings } from './adam.ts';
-import type { OccamConfig } from './config.ts';
-import { shardRange, SEED_SALT, type DataSource, type EvalSplit } from './data/source.ts';
-import { activeIndices, applyThreshold, countActive, digestArrays, pruneThreshold } from './masks.ts';
+import type { OccamConfig } from '../config.ts';
+import { shardRange } from '../common/shard.ts';
+import { digestArrays } from '../common/digest.ts';
+import { SEED_SALT, type DataSource, type EvalSplit } from './data/source.ts';
+import { activeIndices, applyThreshold, countActive, pruneThreshold } from './masks.ts';
 import { evaluateBatch, initialWeights, lossSum, type Model, type ParamSpec } from './models/model.ts';
 import { mixSeed } from './rng.ts';
-import { decodeSafetensors, encodeSafetensors, type NamedTensor } from './safetensors.ts';
+import { decodeSafetensors, encodeSafetensors, type NamedTensor } from '../storage/safetensors.ts';
 
 /** Partial sums a worker reports for an evaluation split or a round's training loss. */
 export interface EvalSums {

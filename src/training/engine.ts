@@ -65,7 +65,7 @@ async function tryBackend(backend: BackendName, options: EngineOptions): Promise
     if (tf.getBackend() === backend) return null;
     if (backend === 'tensorflow') await loadNativeTensorflow();
     if (backend === 'blas') {
-      const { registerBlasBackend } = await import('./blas/backend.ts');
+      const { registerBlasBackend } = await import('@occam/blas');
       registerBlasBackend({ threads: options.blasThreads ?? 0 });
     }
     if (backend === 'wasm') await import('@tensorflow/tfjs-backend-wasm');

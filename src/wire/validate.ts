@@ -1,9 +1,9 @@
 // Validation of every decoded control message against what its receiver knows: types and ranges,
 // counts and tensor shapes against the model, generation and step against the current state.
 // Each check returns null or the reason to close the sender's connection; nothing here throws.
-import { decodeSafetensors, type NamedTensor } from './safetensors.ts';
-import { digestArrays } from './masks.ts';
-import type { OccamConfig } from './config.ts';
+import { decodeSafetensors, type NamedTensor } from '../storage/safetensors.ts';
+import { digestArrays } from '../common/digest.ts';
+import type { OccamConfig } from '../config.ts';
 import type { Envelope, EvalSumsMessage, LayerInfo, MessageKind, Messages, Peer, StepTimes } from './protocol.ts';
 
 /** A reason to refuse a message, or null when it is valid. */
