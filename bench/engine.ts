@@ -11,6 +11,7 @@ import { loadDataSource } from '../src/training/data/load.ts';
 import { BACKENDS, selectBackend, type BackendName } from '../src/training/engine.ts';
 import { createModel } from '../src/training/models/create.ts';
 import { Replica } from '../src/training/replica.ts';
+import { trainSteps } from '../src/training/step-loop.ts';
 import { benchArgs } from './_experiment.ts';
 
 const args = benchArgs();
@@ -28,24 +29,17 @@ interface Measurement {
   updateMs: number;
 }
 
-/** Runs whole steps for about SECONDS (at least 2) and returns the rate and the split. */
-function measure(replica: Replica): Measurement {
-  const step = (s: number) => {
-    const t0 = performance.now();
-    const { gradient, globalCount } = replica.shardGradient(s, 0, 1);
-    const t1 = performance.now();
-    replica.applyGradient(gradient, globalCount);
-    return [t1 - t0, performance.now() - t1];
-  };
-  step(0);
+/** Runs whole steps (the workers' step loop) for about SECONDS (at least 2) and returns the rate and the split. */
+async function measure(replica: Replica): Promise<Measurement> {
+  await trainSteps(replica, { fromStep: 0, toStep: 1 });
   let steps = 0;
   let gradientMs = 0;
   let updateMs = 0;
   const start = performance.now();
   while (steps < 2 || performance.now() - start < SECONDS * 1000) {
-    const [g, u] = step(steps + 1);
-    gradientMs += g;
-    updateMs += u;
+    const { times } = await trainSteps(replica, { fromStep: steps + 1, toStep: steps + 2 });
+    gradientMs += times.computeMs;
+    updateMs += times.updateMs;
     steps++;
   }
   const seconds = (performance.now() - start) / 1000;
@@ -84,7 +78,7 @@ for (const { name, settings } of MODELS) {
     }
     // cpu trains the CNN at seconds per step: one measured step says enough.
     const replica = new Replica(model, data, config);
-    const result = measure(replica);
+    const result = await measure(replica);
     rates.set(backend, result.samplesPerSecond);
     if (backend === 'blas') blasSplit.push(`| ${name} | ${result.gradientMs.toFixed(2)} | ${result.updateMs.toFixed(2)} | ${(100 * result.updateMs / (result.gradientMs + result.updateMs)).toFixed(0)} % |`);
     process.stderr.write(`  ${name} on ${backend}: ${result.samplesPerSecond.toFixed(0)} samples/s\n`);

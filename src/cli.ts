@@ -3,8 +3,6 @@
 // OCCAM_* environment variable or a key of a --config JSON file; the token never travels on the
 // command line, where `ps` would show it.
 import { createWriteStream, existsSync, mkdirSync, readFileSync } from 'node:fs';
-import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import { createServer as createHttpsServer } from 'node:https';
 import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import { CONFIG_KEYS, ConfigError, didYouMean, parseConfigValue, resolveConfig, type OccamConfig } from './config.ts';
@@ -13,6 +11,7 @@ import { TextDataSource } from './training/data/text.ts';
 import { selectBackend } from './training/engine.ts';
 import { generate, loadTrainedGpt, saveVocabulary, SAMPLE_DEFAULTS, type SampleOptions } from './training/sample.ts';
 import { createLogger, setLogContext, type Logger } from './observe/log.ts';
+import { AuthenticatedServer, sendJson } from './wire/server.ts';
 import { readTlsOptions } from './wire/tls.ts';
 import { Coordinator, RunStopped } from './coordinator/coordinator.ts';
 import { trainLocally } from './coordinator/local-cluster.ts';
@@ -20,7 +19,7 @@ import { withObservability } from './observe/observability.ts';
 import { formatSummary, progressMode, ProgressView } from './observe/terminal.ts';
 import { writeComparisonReport, writeRunReport } from './observe/report.ts';
 import { readRunConfig, type RunSummary } from './storage/run-dir.ts';
-import { FaultPlan } from './worker/faults.ts';
+import { faultHooks } from './worker/faults.ts';
 import { Worker } from './worker/worker.ts';
 
 const USAGE = `occam — distributed sparse training with Occam Gradient Descent
@@ -170,19 +169,26 @@ async function runCoordinator(args: ParsedArgs, log: Logger): Promise<number> {
  */
 async function linger(coordinator: Coordinator, summary: RunSummary, args: ParsedArgs, log: Logger): Promise<void> {
   const tls = readTlsOptions(flag(args, 'tls-cert', 'OCCAM_TLS_CERT'), flag(args, 'tls-key', 'OCCAM_TLS_KEY'), flag(args, 'tls-ca', 'OCCAM_TLS_CA'));
-  const answer = (request: IncomingMessage, response: ServerResponse) => {
-    const path = (request.url ?? '/').split('?')[0];
-    const reply = (status: number, body: object) => response.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
-    if (path === '/healthz') return reply(200, { ok: true });
-    if (path === '/readyz') return reply(503, { phase: 'done' });
-    if (path === '/status.json') return reply(200, { ...coordinator.status(), summary });
-    reply(410, { error: 'the run is finished' });
-  };
-  const server = tls ? createHttpsServer({ cert: tls.cert, key: tls.key }, answer) : createHttpServer(answer);
-  await new Promise<void>((resolve) => server.listen(portFlag(args, 'port', 'OCCAM_PORT', 7070), flag(args, 'host', 'OCCAM_HOST') ?? '0.0.0.0', resolve));
+  const server = new AuthenticatedServer({
+    name: 'linger',
+    token: null,
+    log,
+    tls,
+    routes: (path) => {
+      if (path === '/healthz') return { status: 200, body: { ok: true } };
+      if (path === '/readyz') return { status: 503, body: { phase: 'done' } };
+      if (path === '/status.json') return { status: 200, body: { ...coordinator.status(), summary } };
+      return null;
+    },
+    fallback: (_request, response) => {
+      sendJson(response, 410, { error: 'the run is finished' });
+      return true;
+    },
+  });
+  await server.listen(portFlag(args, 'port', 'OCCAM_PORT', 7070), flag(args, 'host', 'OCCAM_HOST') ?? '0.0.0.0');
   log.info('run finished; serving /status.json until SIGTERM (--linger)');
   await new Promise((resolve) => process.once('SIGTERM', resolve));
-  await new Promise((resolve) => server.close(resolve));
+  await server.close();
 }
 
 /** How long a SIGTERM'd coordinator or worker may take to stop at a commit (OCCAM_STOP_GRACE_MS). */
@@ -212,7 +218,7 @@ async function runWorker(args: ParsedArgs, log: Logger): Promise<number> {
     log,
     tls,
     reconnectGiveUpMs: args.flags.has('exit-with-parent') ? 30000 : 0,
-    faults: new FaultPlan(process.env.OCCAM_FAULTS),
+    hooks: faultHooks(process.env.OCCAM_FAULTS, (fault) => log.warn({ fault }, 'fault injection')),
     maxMessageBytes: maxMessageBytes(args),
   });
   if (args.flags.has('exit-with-parent')) process.on('disconnect', () => process.exit(0));

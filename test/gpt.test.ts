@@ -92,9 +92,9 @@ describe('masked gpt training on a replica', () => {
     const data = new TextDataSource('test', 'test', text, { ...config, trainLimit: 0 });
     const replica = new Replica(createGpt({ vocabSize: data.classes, blockSize: 16, layers: 1, heads: 2, width: 16 }), data, config);
     const step = (s: number) => {
-      const { gradient, globalCount } = replica.shardGradient(s, 0, 1);
+      const { gradient, lossSum, globalCount } = replica.shardGradient(s, 0, 1);
       replica.applyGradient(gradient, globalCount);
-      return gradient;
+      return { gradient, lossSum };
     };
     for (let s = 0; s < 3; s++) step(s);
     const layers = replica.prunableLayers;
@@ -102,12 +102,12 @@ describe('masked gpt training on a replica', () => {
     const before = replica.weights.map((w) => Float32Array.from(w));
     const losses: number[] = [];
     for (let s = 3; s < 8; s++) {
-      const gradient = step(s);
-      losses.push(gradient[gradient.length - 1]);
+      const { gradient, lossSum } = step(s);
+      losses.push(lossSum);
       // The all-reduced gradient holds only kept positions: a pruned weight has no gradient slot.
       const { prunableKept } = replica.activeCounts();
       const unprunable = replica.weights.reduce((n, w, i) => n + (replica.masks[i] ? 0 : w.length), 0);
-      expect(gradient.length).toBe(prunableKept + unprunable + 1);
+      expect(gradient.length).toBe(prunableKept + unprunable);
     }
     for (const { layer, size, pruned, nonZeroPruned, moved } of maskedState(replica, before)) {
       expect(nonZeroPruned, layer).toBe(0);

@@ -2,7 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import type { RunEvent } from '../src/coordinator/coordinator.ts';
+import type { RunEvent } from '../src/observe/events.ts';
 import { CoordinatorMetrics } from '../src/observe/metrics.ts';
 import { createLogger, setLogContext } from '../src/observe/log.ts';
 import { parsePrometheusText, valueOf, type MetricFamily } from './helpers/prometheus.ts';

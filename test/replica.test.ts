@@ -4,6 +4,7 @@ import { loadDataSource } from '../src/training/data/load.ts';
 import { selectBackend } from '../src/training/engine.ts';
 import { createModel } from '../src/training/models/create.ts';
 import { Replica } from '../src/training/replica.ts';
+import { trainSteps } from '../src/training/step-loop.ts';
 import { maskedState } from './helpers/runs.ts';
 
 beforeAll(async () => {
@@ -16,22 +17,19 @@ function replicaFor(overrides: Record<string, unknown>): Replica {
   return new Replica(createModel(config, data), data, config);
 }
 
-function trainSteps(replica: Replica, from: number, count: number): void {
-  for (let step = from; step < from + count; step++) {
-    const { gradient, globalCount } = replica.shardGradient(step, 0, 1);
-    replica.applyGradient(gradient, globalCount);
-  }
+function train(replica: Replica, from: number, count: number): Promise<unknown> {
+  return trainSteps(replica, { fromStep: from, toStep: from + count });
 }
 
 describe('masked training on a replica', () => {
   for (const model of ['mlp', 'cnn'] as const) {
-    it(`${model}: pruned weights and their Adam moments stay exactly zero through real steps`, () => {
+    it(`${model}: pruned weights and their Adam moments stay exactly zero through real steps`, async () => {
       const replica = replicaFor({ model, units: model === 'cnn' ? 4 : 32 });
-      trainSteps(replica, 0, 3);
+      await train(replica, 0, 3);
       const layers = replica.prunableLayers;
       replica.applyThresholds(layers.map((i) => replica.threshold(i, 0.5)));
       const before = replica.weights.map((w) => Float32Array.from(w));
-      trainSteps(replica, 3, 4);
+      await train(replica, 3, 4);
       for (const { layer, pruned, nonZeroPruned, moved } of maskedState(replica, before)) {
         expect(nonZeroPruned, layer).toBe(0);
         expect(pruned, layer).toBeGreaterThan(0);
@@ -40,16 +38,16 @@ describe('masked training on a replica', () => {
     });
   }
 
-  it('the compacted gradient carries only kept positions (plus the loss), and masked positions get no gradient', () => {
+  it('the compacted gradient carries only kept positions (the loss beside it), and masked positions get no gradient', () => {
     const replica = replicaFor({});
     const counts = () => replica.activeCounts();
-    expect(replica.gradientLength).toBe(counts().activeParams + 1);
+    expect(replica.gradientLength).toBe(counts().activeParams);
     replica.applyThresholds(replica.prunableLayers.map((i) => replica.threshold(i, 0.9)));
-    expect(replica.gradientLength).toBe(counts().activeParams + 1);
+    expect(replica.gradientLength).toBe(counts().activeParams);
     expect(counts().prunableKept / counts().prunableTotal).toBeCloseTo(0.1, 2);
-    const { gradient } = replica.shardGradient(0, 0, 1);
-    expect(gradient.length).toBe(counts().activeParams + 1);
-    expect(gradient[gradient.length - 1]).toBeGreaterThan(0); // the batch's loss sum
+    const { gradient, lossSum } = replica.shardGradient(0, 0, 1);
+    expect(gradient.length).toBe(counts().activeParams);
+    expect(lossSum).toBeGreaterThan(0); // the batch's loss sum
   });
 
   it('shards of a global batch sum to the whole batch (same gradient for any worker count)', () => {
@@ -67,9 +65,9 @@ describe('masked training on a replica', () => {
     }
   });
 
-  it('state round-trips through safetensors bytes and a mismatched state is refused untouched', () => {
+  it('state round-trips through safetensors bytes and a mismatched state is refused untouched', async () => {
     const a = replicaFor({});
-    trainSteps(a, 0, 2);
+    await train(a, 0, 2);
     a.applyThresholds(a.prunableLayers.map((i) => a.threshold(i, 0.3)));
     const b = replicaFor({});
     expect(b.stateDigest()).not.toBe(a.stateDigest());

@@ -94,6 +94,12 @@ export class Membership {
     }
   }
 
+  /** Lets a worker that asked to leave go: it exits on the shutdown. */
+  release(link: WorkerLink): void {
+    link.send('shutdown', { reason: 'leave granted' });
+    link.close(1000, 'left the run');
+  }
+
   /** Closes every connection; with `shutdownWorkers` the workers exit, else they reconnect later. */
   close(reason: string, shutdownWorkers: boolean): void {
     this.closed = true;

@@ -5,7 +5,7 @@ import { Counter, Gauge, Registry } from 'prom-client';
 import type { OccamConfig } from '../config.ts';
 import type { StepTimes } from '../wire/protocol.ts';
 import { totalRounds } from '../training/schedule.ts';
-import type { RunEvent } from '../coordinator/coordinator.ts';
+import type { RunEvent } from './events.ts';
 import type { RoundMetrics } from '../storage/run-dir.ts';
 
 /** Step phases as metric labels, and where StepTimes keeps each. */

@@ -6,7 +6,8 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { CoordinatorOptions, RunEvent } from '../coordinator/coordinator.ts';
+import type { CoordinatorOptions } from '../coordinator/coordinator.ts';
+import type { RunEvent } from './events.ts';
 import { CoordinatorMetrics } from './metrics.ts';
 import { REPORT_FILE, writeRunReport } from './report.ts';
 import { LiveRun, renderStatusPage } from './status-page.ts';

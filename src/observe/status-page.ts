@@ -3,7 +3,7 @@
 // curves, weights kept and p per round, per-worker step times) that its few lines of script swap in.
 import type { OccamConfig } from '../config.ts';
 import type { StepTimes } from '../wire/protocol.ts';
-import type { RunEvent } from '../coordinator/coordinator.ts';
+import type { RunEvent } from './events.ts';
 import { escapeXml, formatNumber, formatPercent, lineChart, stackedBarChart, type Point } from './plots.ts';
 import { formatSeconds, runEtaSeconds, trainingStepRate } from './terminal.ts';
 import { configLine, lossCharts, pageShell, pruneFractionChart, STEP_PHASES, stepTimeChart, weightsKeptChart, type RunRecord } from './report.ts';

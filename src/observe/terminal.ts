@@ -4,7 +4,7 @@
 // with --quiet nothing until the summary.
 import { join } from 'node:path';
 import type { StepTimes } from '../wire/protocol.ts';
-import type { RunEvent } from '../coordinator/coordinator.ts';
+import type { RunEvent } from './events.ts';
 import { REPORT_FILE } from './report.ts';
 import type { RoundMetrics, RunSummary } from '../storage/run-dir.ts';
 

@@ -1,7 +1,7 @@
 // One replica of the model: its weights, masks and Adam moments on host arrays, and the three
 // things a worker does with them — compute the mask-compacted gradient of its shard of a global
 // batch, apply the all-reduced gradient, and prune with agreed thresholds. It knows nothing of
-// sockets: the caller moves the compacted gradient between replicas.
+// sockets: the step loop (step-loop.ts) moves the compacted gradient between replicas.
 import * as tf from '@tensorflow/tfjs-core';
 import { adamUpdate, ADAM_DEFAULTS, type AdamMoments, type AdamSettings } from './adam.ts';
 import type { OccamConfig } from '../config.ts';
@@ -30,7 +30,7 @@ export class Replica {
   /** Positions each parameter contributes to a compacted gradient (null = all of them: unmasked, or nothing pruned yet). */
   private positions: (Uint32Array | null)[] = [];
   private offsets: number[] = [];
-  /** Compacted gradient length, plus one trailing slot carrying the batch's loss sum. */
+  /** Values in a compacted gradient: the kept positions of every parameter. */
   gradientLength = 0;
   private readonly adam: AdamSettings;
 
@@ -57,24 +57,26 @@ export class Replica {
 
   /**
    * Gradient of the summed loss over this rank's share of the global batch of `step`, compacted
-   * to the kept positions, with the loss sum in the last slot. Summing these buffers over all
-   * ranks gives the global batch's gradient and loss sum.
+   * to the kept positions (written into `into`, gradientLength values), and that share's loss sum.
+   * Summing these over all ranks gives the global batch's gradient and loss sum.
    */
-  shardGradient(step: number, rank: number, world: number): { gradient: Float32Array; globalCount: number } {
+  shardGradient(step: number, rank: number, world: number, into = new Float32Array(this.gradientLength)): { gradient: Float32Array; lossSum: number; globalCount: number } {
     const ids = this.data.globalBatch(step, this.config.batchSize);
     const [start, end] = shardRange(ids.length, rank, world);
-    const gradient = new Float32Array(this.gradientLength);
-    if (end > start) {
+    const gradient = into.subarray(0, this.gradientLength);
+    let shardLoss = 0;
+    if (end <= start) gradient.fill(0); // a rank with no samples this step adds nothing
+    else {
       const batch = this.data.trainExamples(ids.subarray(start, end));
       const noiseSeed = mixSeed(this.config.seed, SEED_SALT.dropout, step);
       tf.tidy(() => {
         const weights = this.weightTensors();
         const { value, grads } = tf.valueAndGrads((...w: tf.Tensor[]) => lossSum(this.model, w, batch, noiseSeed))(weights);
         grads.forEach((g, i) => this.compact(g.dataSync() as Float32Array, i, gradient));
-        gradient[this.gradientLength - 1] = value.dataSync()[0];
+        shardLoss = value.dataSync()[0];
       });
     }
-    return { gradient, globalCount: ids.length };
+    return { gradient, lossSum: shardLoss, globalCount: ids.length };
   }
 
   /** Applies a summed gradient (as from shardGradient, summed over ranks) with Adam. */
@@ -217,7 +219,7 @@ export class Replica {
       offset += this.positions[i]?.length ?? w.length;
       return start;
     });
-    this.gradientLength = offset + 1;
+    this.gradientLength = offset;
   }
 }
 

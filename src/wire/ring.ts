@@ -6,6 +6,7 @@
 // that this op cannot have produced (bad header, length, op id, or a repeat) fails the op.
 // Values travel as float32, or as bf16 with float32 sums (half the bytes, 8-bit mantissas).
 import { addToBf16, decodeBf16, encodeBf16 } from './bf16.ts';
+import type { Collective, CollectiveStats } from '../common/collective.ts';
 import { shardRange } from '../common/shard.ts';
 
 /** Frame header: op id (u32), phase (u16), iteration (u16), segment (u32), chunk (u32). */
@@ -31,13 +32,8 @@ export interface RingOptions {
   wireFormat?: WireFormat;
 }
 
-export interface AllReduceStats {
-  bytesSent: number;
-  /** From the start until the first frame of the previous rank arrived: waiting for stragglers. */
-  waitMs: number;
-  /** The rest: moving and summing data. */
-  transferMs: number;
-}
+/** What one all-reduce cost (the Collective contract the training step relies on). */
+export type AllReduceStats = CollectiveStats;
 
 interface Operation {
   id: number;
@@ -54,7 +50,7 @@ interface Operation {
   reject(error: Error): void;
 }
 
-export class RingAllReduce {
+export class RingAllReduce implements Collective {
   private nextOpId = 1;
   private current: Operation | null = null;
   /** Frames that arrived for an op this worker has not started yet (the neighbour is ahead). */

@@ -1,61 +1,66 @@
-// Fault injection for tests and drills, off unless OCCAM_FAULTS is set. Each entry names an
-// action, the point where it fires and filters, e.g.
+// Fault injection for the process-level tests and drills, off unless OCCAM_FAULTS is set. It
+// becomes a set of member hooks (training/member.ts); production code has no fault checks. E.g.
 //   OCCAM_FAULTS="kill@allreduce step=5 rank=1; corrupt-mask@prune round=1 rank=1"
-// Actions: kill (SIGKILL itself), stop (SIGSTOP itself: a hung peer), corrupt-mask.
-// Points: allreduce (step=), thresholds/prune/evaluate (round=), upload (any). Each fires once.
+// Actions: kill (SIGKILL itself), stop (SIGSTOP itself: a hung peer), corrupt-mask (prune only).
+// Points and the facts a filter may name: HOOK_FACTS. Each fault fires once.
+import { HOOK_FACTS, type HookPoint, type MemberHooks } from '../training/member.ts';
+import type { Replica } from '../training/replica.ts';
 
 export type FaultAction = 'kill' | 'stop' | 'corrupt-mask';
-export type FaultPoint = 'allreduce' | 'thresholds' | 'prune' | 'evaluate' | 'upload';
 
 interface Fault {
   action: FaultAction;
-  point: FaultPoint;
+  point: HookPoint;
   filters: Record<string, number>;
   fired: boolean;
 }
 
-export class FaultPlan {
-  private readonly faults: Fault[];
+const ACTIONS: readonly FaultAction[] = ['kill', 'stop', 'corrupt-mask'];
 
-  constructor(spec: string | undefined) {
-    this.faults = (spec ?? '')
-      .split(';')
-      .map((s) => s.trim())
-      .filter(Boolean)
-      .map(parseFault);
+/** Parses OCCAM_FAULTS into member hooks; a spec that does not parse throws naming the entry. */
+export function faultHooks(spec: string | undefined, onFire: (fault: string) => void = () => {}): MemberHooks {
+  const faults = (spec ?? '')
+    .split(';')
+    .map((s) => s.trim())
+    .filter(Boolean)
+    .map(parseFault);
+  const hooks: MemberHooks = {};
+  for (const point of Object.keys(HOOK_FACTS) as HookPoint[]) {
+    if (!faults.some((f) => f.point === point)) continue;
+    hooks[point] = (facts: Record<string, number>, replica: Replica) => {
+      const fault = faults.find((f) => !f.fired && f.point === point && Object.entries(f.filters).every(([k, v]) => facts[k] === v));
+      if (!fault) return;
+      fault.fired = true;
+      onFire(`${fault.action}@${point} ${JSON.stringify(facts)}`);
+      act(fault.action, replica);
+    };
   }
-
-  /** The action due at this point with these facts (e.g. { step: 5, rank: 1 }), if any. */
-  due(point: FaultPoint, facts: Record<string, number>): FaultAction | null {
-    for (const fault of this.faults) {
-      if (fault.fired || fault.point !== point) continue;
-      if (Object.entries(fault.filters).every(([k, v]) => facts[k] === v)) {
-        fault.fired = true;
-        return fault.action;
-      }
-    }
-    return null;
-  }
+  return hooks;
 }
 
-/** Runs a process-level action now; returns true when it was one (kill or stop). */
-export function actOnProcess(action: FaultAction | null): boolean {
+function act(action: FaultAction, replica: Replica): void {
   if (action === 'kill') process.kill(process.pid, 'SIGKILL');
   if (action === 'stop') process.kill(process.pid, 'SIGSTOP');
-  return action === 'kill' || action === 'stop';
+  if (action === 'corrupt-mask') {
+    const layer = replica.masks[replica.prunableLayers[0]] as Uint8Array;
+    for (let i = 0; i < Math.min(16, layer.length); i++) layer[i] ^= 1;
+  }
 }
 
 function parseFault(text: string): Fault {
   const [head, ...pairs] = text.split(/\s+/);
   const [action, point] = head.split('@');
-  if (!['kill', 'stop', 'corrupt-mask'].includes(action) || !['allreduce', 'thresholds', 'prune', 'evaluate', 'upload'].includes(point)) {
-    throw new Error(`OCCAM_FAULTS: cannot parse '${text}'`);
+  if (!ACTIONS.includes(action as FaultAction) || !(point in HOOK_FACTS)) {
+    throw new Error(`OCCAM_FAULTS: cannot parse '${text}' (actions: ${ACTIONS.join(', ')}; points: ${Object.keys(HOOK_FACTS).join(', ')})`);
   }
+  if (action === 'corrupt-mask' && point !== 'prune') throw new Error(`OCCAM_FAULTS: corrupt-mask happens at prune, not ${point}, in '${text}'`);
+  const known: readonly string[] = HOOK_FACTS[point as HookPoint];
   const filters: Record<string, number> = {};
   for (const pair of pairs) {
     const [key, value] = pair.split('=');
     if (!key || value === undefined || Number.isNaN(Number(value))) throw new Error(`OCCAM_FAULTS: bad filter '${pair}' in '${text}'`);
+    if (!known.includes(key)) throw new Error(`OCCAM_FAULTS: ${point} knows ${known.join(', ')}, not '${key}', in '${text}'`);
     filters[key] = Number(value);
   }
-  return { action: action as FaultAction, point: point as FaultPoint, filters, fired: false };
+  return { action: action as FaultAction, point: point as HookPoint, filters, fired: false };
 }

@@ -5,16 +5,14 @@
 // Links belong to one membership generation; forming a new ring closes the old links. Only the
 // expected next rank of the current generation, with the cluster token (and, with a CA, a
 // certificate it signed), gets a link; every other connection is refused with a reason.
-import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
-import { createServer as createHttpsServer } from 'node:https';
-import type { AddressInfo } from 'node:net';
 import { pack, unpack } from 'msgpackr';
-import WebSocket, { WebSocketServer } from 'ws';
-import { authorizationHeader, requestHasToken } from '../wire/auth.ts';
+import WebSocket from 'ws';
+import { authorizationHeader } from '../wire/auth.ts';
 import type { Logger } from '../observe/log.ts';
 import type { Peer } from '../wire/protocol.ts';
 import { RING_HEADER_BYTES, RingAllReduce, RingError, type WireFormat } from '../wire/ring.ts';
-import { peerCertificateProblem, tlsClientOptions, tlsServerOptions, type TlsOptions } from '../wire/tls.ts';
+import { AuthenticatedServer, type RouteAnswer } from '../wire/server.ts';
+import { tlsClientOptions, type TlsOptions } from '../wire/tls.ts';
 
 export interface RingLinkOptions {
   bindHost: string;
@@ -38,8 +36,7 @@ interface Hello {
 const RETRY_LATER = 4001;
 
 export class RingLinks {
-  private readonly http: HttpServer;
-  private readonly server: WebSocketServer;
+  private readonly server: AuthenticatedServer;
   private generation = -1;
   private rank = 0;
   private world = 1;
@@ -54,24 +51,15 @@ export class RingLinks {
   constructor(private readonly options: RingLinkOptions) {
     // Plain requests (not WebSocket upgrades) are health probes: Kubernetes' kubelet sends no
     // token, and the answers say nothing a peer could use.
-    const probe = (request: IncomingMessage, response: ServerResponse) => this.serveProbe(request, response);
-    this.http = options.tls ? createHttpsServer(tlsServerOptions(options.tls), probe) : createHttpServer(probe);
-    this.server = new WebSocketServer({
-      server: this.http,
+    this.server = new AuthenticatedServer({
+      name: 'ring',
+      token: options.token,
+      log: options.log,
+      tls: options.tls,
       maxPayload: this.maxFrameBytes,
-      verifyClient: ({ req }, done) => {
-        const certificate = peerCertificateProblem(req, options.tls);
-        if (certificate) {
-          options.log.warn({ remote: req.socket.remoteAddress, problem: certificate }, 'ring connection refused');
-          return done(false, 403, 'Forbidden');
-        }
-        if (requestHasToken(req, options.token)) return done(true);
-        options.log.warn({ remote: req.socket.remoteAddress }, 'ring connection refused: missing or wrong cluster token');
-        done(false, 401, 'Unauthorized');
-      },
+      routes: (path) => this.probe(path),
+      onConnection: (socket) => this.onIncoming(socket),
     });
-    this.server.on('connection', (socket) => this.onIncoming(socket));
-    this.server.on('error', (error) => options.log.error({ err: error }, 'ring server error'));
   }
 
   private get maxFrameBytes(): number {
@@ -80,10 +68,7 @@ export class RingLinks {
 
   /** Starts the ring server; resolves with the port it listens on. */
   listen(): Promise<number> {
-    return new Promise((resolve, reject) => {
-      this.http.once('error', reject);
-      this.http.listen(this.options.port, this.options.bindHost, () => resolve((this.http.address() as AddressInfo).port));
-    });
+    return this.server.listen(this.options.port, this.options.bindHost);
   }
 
   /**
@@ -129,19 +114,15 @@ export class RingLinks {
 
   async close(): Promise<void> {
     this.closeLinks(new RingError('worker stopping'));
-    for (const client of this.server.clients) client.terminate();
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
-    await new Promise<void>((resolve) => this.http.close(() => resolve()));
+    await this.server.close();
   }
 
   /** /healthz: the process serves; /readyz: it has joined the coordinator and loaded its data. */
-  private serveProbe(request: IncomingMessage, response: ServerResponse): void {
-    const path = (request.url ?? '/').split('?')[0];
+  private probe(path: string): RouteAnswer | null {
     const ready = this.options.ready?.() ?? true;
-    const status = path === '/healthz' ? 200 : path === '/readyz' ? (ready ? 200 : 503) : 404;
-    const body = path === '/healthz' ? { ok: true } : path === '/readyz' ? { ready } : { error: 'not found' };
-    response.writeHead(status, { 'content-type': 'application/json' });
-    response.end(JSON.stringify(body));
+    if (path === '/healthz') return { status: 200, body: { ok: true } };
+    if (path === '/readyz') return { status: ready ? 200 : 503, body: { ready } };
+    return null;
   }
 
   /** One ring frame, its parts sent as fragments of one WebSocket message (the receiver gets it whole). */

@@ -10,11 +10,11 @@ import { selectBackend, type BackendRequest } from '../training/engine.ts';
 import { setLogContext, type Logger } from '../observe/log.ts';
 import { createModel } from '../training/models/create.ts';
 import { decodeEnvelope, encodeEnvelope, ProtocolError, type Envelope, type Messages, type MessageKind, type StepTimes } from '../wire/protocol.ts';
+import { Member, type MemberHooks } from '../training/member.ts';
 import { Replica } from '../training/replica.ts';
 import { RingError, type RingAllReduce } from '../wire/ring.ts';
 import { tlsClientOptions, type TlsOptions } from '../wire/tls.ts';
 import { closeReason, commandProblem } from '../wire/validate.ts';
-import { actOnProcess, FaultPlan } from './faults.ts';
 import { RingLinks } from './ring-links.ts';
 
 export interface WorkerOptions {
@@ -32,7 +32,8 @@ export interface WorkerOptions {
   tls?: TlsOptions;
   /** Give up when the coordinator has been unreachable this long (0 = never). */
   reconnectGiveUpMs: number;
-  faults?: FaultPlan;
+  /** Actions at named points of the replica's work (fault injection: faults.ts). */
+  hooks?: MemberHooks;
   /** Largest control message accepted (state uploads are the big ones). */
   maxMessageBytes: number;
 }
@@ -45,20 +46,14 @@ class Aborted extends Error {}
 
 export class Worker {
   private readonly links: RingLinks;
-  private readonly faults: FaultPlan;
   private socket: WebSocket | null = null;
   private stopped = false;
   private config: OccamConfig | null = null;
   private configHash = '';
   private backend = '';
-  private replica: Replica | null = null;
+  private member: Member | null = null;
   private ring: RingAllReduce | null = null;
   private generation = -1;
-  private rank = 0;
-  private world = 1;
-  private step = 0;
-  private agreements = 0;
-  private bytesSent = 0;
   /** Joined the coordinator and loaded the data in this connection: the /readyz probe's answer. */
   private ready = false;
   /** Asked the coordinator to be released (leave()); it does not rejoin. */
@@ -67,7 +62,6 @@ export class Worker {
   private lastProblem: string | null = null;
 
   constructor(private readonly options: WorkerOptions) {
-    this.faults = options.faults ?? new FaultPlan(undefined);
     this.links = new RingLinks({
       bindHost: options.ringBindHost,
       port: options.ringPort,
@@ -215,8 +209,8 @@ export class Worker {
     const problem = commandProblem(envelope, {
       workerId: this.options.workerId,
       generation: this.generation,
-      step: this.step,
-      prunableLayers: this.replica?.prunableLayers.length ?? null,
+      step: this.member?.step ?? 0,
+      prunableLayers: this.member?.replica.prunableLayers.length ?? null,
     });
     if (problem) {
       this.options.log.error({ command: envelope.kind, problem }, 'invalid command from the coordinator; closing the connection');
@@ -233,18 +227,26 @@ export class Worker {
         case 'formRing':
           await this.formRing(envelope.message as Messages['formRing']);
           return reply('ack', {});
-        case 'loadState':
-          return reply('stateReport', this.loadState(envelope.message as Messages['loadState']));
+        case 'loadState': {
+          const { step, initialize, state } = envelope.message as Messages['loadState'];
+          return reply('stateReport', this.requireMember().load(step, initialize ? null : state));
+        }
         case 'runSteps':
           return reply('stepsDone', await this.runSteps(envelope.message as Messages['runSteps']));
-        case 'evaluate':
-          return reply('evalResult', await this.evaluate(envelope.message as Messages['evaluate']));
-        case 'computeThresholds':
-          return reply('thresholds', this.computeThresholds(envelope.message as Messages['computeThresholds']));
+        case 'evaluate': {
+          const result = await this.requireMember().evaluate();
+          this.currentRing((envelope.message as Messages['evaluate']).generation);
+          return reply('evalResult', result);
+        }
+        case 'computeThresholds': {
+          const { p, layers } = envelope.message as Messages['computeThresholds'];
+          return reply('thresholds', this.requireMember().thresholds(p, layers));
+        }
         case 'prune':
-          return reply('stateReport', this.prune(envelope.message as Messages['prune']));
+          return reply('stateReport', this.requireMember().prune((envelope.message as Messages['prune']).thresholds));
         case 'uploadState':
-          return reply('stateUpload', this.uploadState(envelope.message as Messages['uploadState']));
+          this.currentRing((envelope.message as Messages['uploadState']).generation);
+          return reply('stateUpload', this.requireMember().upload());
         case 'shutdown':
           this.options.log.info({ reason: (envelope.message as Messages['shutdown']).reason }, 'coordinator says shutdown');
           return this.stop();
@@ -275,19 +277,19 @@ export class Worker {
     const config = validateConfig(raw);
     if (configHash(config) !== welcome.configHash) throw new Error('the config the coordinator sent does not match its hash');
     setLogContext(this.options.log, { runId: welcome.runId });
-    if (this.configHash !== welcome.configHash || !this.replica) {
+    if (this.configHash !== welcome.configHash || !this.member) {
       const data = loadDataSource(config);
       const model = createModel(config, data);
       if (!this.backend) {
         const options = { blasThreads: config.blasThreads, requiredKernels: model.requiredKernels };
         this.backend = (await selectBackend(this.options.backend ?? config.backend, this.options.log, options)).backend;
       }
-      this.replica = new Replica(model, data, config);
+      this.member = new Member(new Replica(model, data, config), config, this.options.hooks);
       this.config = config;
       this.configHash = welcome.configHash;
-      this.options.log.info({ runId: welcome.runId, data: data.description, params: this.replica.params.length }, 'data loaded and model built');
+      this.options.log.info({ runId: welcome.runId, data: data.description, params: model.params.length }, 'data loaded and model built');
     }
-    const replica = this.replica;
+    const replica = this.member.replica;
     const data = replica.data;
     return {
       data: {
@@ -306,115 +308,28 @@ export class Worker {
     const { generation, rank, members } = message;
     if (rank >= members.length) throw new Error(`rank ${rank} is outside a ring of ${members.length}`);
     this.generation = generation;
-    this.rank = rank;
-    this.world = members.length;
     setLogContext(this.options.log, { rank });
     this.ring = null;
     const ring = await this.links.form(generation, rank, members, this.config?.wireFormat);
-    if (this.generation === generation) this.ring = ring;
+    if (this.generation === generation) {
+      this.ring = ring;
+      this.requireMember().join(rank, members.length, ring);
+    }
     this.options.log.info({ generation, rank, world: members.length }, 'ring formed');
   }
 
-  private loadState(message: Messages['loadState']): Messages['stateReport'] {
-    const replica = this.requireReplica();
-    if (message.initialize) {
-      this.replica = new Replica(replica.model, replica.data, this.requireConfig());
-    } else {
-      replica.loadState(message.state);
-    }
-    this.step = message.step;
-    return this.stateReport();
-  }
-
+  /** Trains the asked steps, reporting progress about once a second. */
   private async runSteps(message: Messages['runSteps']): Promise<Messages['stepsDone']> {
     const { generation, fromStep, toStep } = message;
-    const replica = this.requireReplica();
-    if (fromStep !== this.step) throw new Error(`asked to train from step ${fromStep}, this replica is at step ${this.step}`);
-    const times: StepTimes = { steps: 0, computeMs: 0, allreduceMs: 0, updateMs: 0, waitMs: 0 };
-    let lossSum = 0;
-    let samples = 0;
-    const bytesBefore = this.bytesSent;
-    let lastProgress = performance.now();
-    for (let step = fromStep; step < toStep; step++) {
-      const ring = this.currentRing(generation);
-      const t0 = performance.now();
-      const { gradient, globalCount } = replica.shardGradient(step, this.rank, this.world);
-      const t1 = performance.now();
-      const reduced = ring.allReduce(gradient);
-      actOnProcess(this.faults.due('allreduce', { step, rank: this.rank }));
-      const stats = await reduced;
-      this.currentRing(generation);
-      const t2 = performance.now();
-      replica.applyGradient(gradient, globalCount);
-      const t3 = performance.now();
-      this.step = step + 1;
-      this.bytesSent += stats.bytesSent;
-      times.steps++;
-      times.computeMs += t1 - t0;
-      times.allreduceMs += stats.transferMs;
-      times.waitMs += stats.waitMs;
-      times.updateMs += t3 - t2;
-      lossSum += gradient[gradient.length - 1];
-      samples += globalCount;
-      if (t3 - lastProgress > PROGRESS_EVERY_MS) {
-        lastProgress = t3;
-        this.send('stepProgress', { step: this.step, loss: gradient[gradient.length - 1] / globalCount, times, bytesSent: this.bytesSent - bytesBefore });
-      }
-    }
-    return { lossSum, samples, times, bytesSent: this.bytesSent - bytesBefore, stateDigest: replica.stateDigest() };
-  }
-
-  private async evaluate(message: Messages['evaluate']): Promise<Messages['evalResult']> {
-    const replica = this.requireReplica();
-    actOnProcess(this.faults.due('evaluate', { rank: this.rank, step: this.step }));
-    const holdback = await replica.evaluate('holdback', this.rank, this.world);
-    const test = await replica.evaluate('test', this.rank, this.world);
-    this.currentRing(message.generation);
-    return { holdback, test };
-  }
-
-  private computeThresholds(message: Messages['computeThresholds']): Messages['thresholds'] {
-    const replica = this.requireReplica();
-    actOnProcess(this.faults.due('thresholds', { rank: this.rank, round: this.agreements }));
-    const prunable = replica.prunableLayers;
-    const values = message.layers.map((layer) => {
-      if (layer >= prunable.length) throw new Error(`no prunable layer ${layer} (the model has ${prunable.length})`);
-      return replica.threshold(prunable[layer], message.p);
+    let lastProgressMs = performance.now();
+    return this.requireMember().train(fromStep, toStep, {
+      check: () => this.currentRing(generation),
+      onStep: (step, loss, sofar) => {
+        if (performance.now() - lastProgressMs < PROGRESS_EVERY_MS) return;
+        lastProgressMs = performance.now();
+        this.send('stepProgress', { step, loss, times: sofar.times, bytesSent: sofar.bytesSent });
+      },
     });
-    return { layers: message.layers, values };
-  }
-
-  private prune(message: Messages['prune']): Messages['stateReport'] {
-    const replica = this.requireReplica();
-    const round = this.agreements++;
-    const action = this.faults.due('prune', { rank: this.rank, round });
-    actOnProcess(action);
-    replica.applyThresholds(message.thresholds);
-    if (action === 'corrupt-mask') {
-      const layer = replica.masks[replica.prunableLayers[0]] as Uint8Array;
-      for (let i = 0; i < Math.min(16, layer.length); i++) layer[i] ^= 1;
-      this.options.log.warn({ round }, 'fault injection: corrupted this replica\'s mask');
-    }
-    return this.stateReport();
-  }
-
-  private uploadState(message: Messages['uploadState']): Messages['stateUpload'] {
-    const replica = this.requireReplica();
-    actOnProcess(this.faults.due('upload', { rank: this.rank, step: this.step }));
-    this.currentRing(message.generation);
-    return { state: replica.encodeState(), stateDigest: replica.stateDigest(), step: this.step };
-  }
-
-  private stateReport(): Messages['stateReport'] {
-    const replica = this.requireReplica();
-    const counts = replica.activeCounts();
-    return {
-      maskDigest: replica.maskDigest(),
-      stateDigest: replica.stateDigest(),
-      activePerLayer: counts.perLayer,
-      activeParams: counts.activeParams,
-      step: this.step,
-    };
   }
 
   /** The ring of `generation`; throws Aborted once a newer generation (or a lost coordinator) replaced it. */
@@ -423,9 +338,9 @@ export class Worker {
     return this.ring;
   }
 
-  private requireReplica(): Replica {
-    if (!this.replica) throw new Error('no model yet: the coordinator has not sent a welcome');
-    return this.replica;
+  private requireMember(): Member {
+    if (!this.member) throw new Error('no model yet: the coordinator has not sent a welcome');
+    return this.member;
   }
 
   private requireConfig(): OccamConfig {

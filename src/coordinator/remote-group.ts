@@ -1,0 +1,138 @@
+// A ring generation of worker processes, driven over their control links: each group command is
+// one request per member (by rank), raced against the loss of any member, so a lost worker turns
+// every pending command into MembershipChanged. Forming it links the ring neighbours.
+import type { OccamConfig } from '../config.ts';
+import type { Logger } from '../observe/log.ts';
+import type { Messages } from '../wire/protocol.ts';
+import type { Membership } from './membership.ts';
+import { MembershipChanged, type GroupFacts, type ReplicaGroup, type StepProgress } from './replica-group.ts';
+import type { WorkerLink } from './worker-link.ts';
+
+export class RemoteGroup implements ReplicaGroup {
+  readonly memberIds: readonly string[];
+  private readonly lost: Promise<never>;
+  private loseWith: (error: Error) => void = () => {};
+  private progressListener: ((rank: number, progress: StepProgress) => void) | null = null;
+
+  constructor(
+    readonly generation: number,
+    private readonly links: WorkerLink[],
+    readonly facts: GroupFacts,
+    private readonly members: Membership,
+    private readonly config: OccamConfig,
+    private readonly log: Logger,
+  ) {
+    this.memberIds = links.map((l) => l.workerId);
+    this.lost = new Promise<never>((_, reject) => (this.loseWith = reject));
+    this.lost.catch(() => {}); // observed through guard(); never an unhandled rejection
+  }
+
+  has(link: WorkerLink): boolean {
+    return this.links.includes(link);
+  }
+
+  /** A member left or the coordinator is stopping: every pending and later command fails with `error`. */
+  lose(error: Error): void {
+    this.loseWith(error);
+  }
+
+  /** A member's progress report (unsolicited, while it trains). */
+  progress(link: WorkerLink, message: Messages['stepProgress']): void {
+    const rank = this.links.indexOf(link);
+    if (rank >= 0) this.progressListener?.(rank, message);
+  }
+
+  /** Links every member to its ring neighbours; the ring exists once all acknowledge. */
+  async form(): Promise<void> {
+    const members = this.links.map((l) => ({ workerId: l.workerId, host: l.ringHost, port: l.ringPort }));
+    for (const link of this.links) if (!link.isOpen) throw new MembershipChanged(`worker ${link.workerId} left`);
+    this.log.info({ generation: this.generation, workers: this.memberIds }, 'forming the ring');
+    await this.all((rank) => this.links[rank].request('formRing', { generation: this.generation, rank, members }, 'ack'), this.formTimeoutMs);
+  }
+
+  load(step: number, state: Uint8Array | null) {
+    const message = { generation: this.generation, step, initialize: state === null, state: state ?? new Uint8Array(0) };
+    return this.all((rank) => this.links[rank].request('loadState', message, 'stateReport'), this.formTimeoutMs);
+  }
+
+  async train(fromStep: number, toStep: number, onProgress?: (rank: number, progress: StepProgress) => void) {
+    this.progressListener = onProgress ?? null;
+    try {
+      return await this.all((rank) => this.links[rank].request('runSteps', { generation: this.generation, fromStep, toStep }, 'stepsDone'));
+    } finally {
+      this.progressListener = null;
+    }
+  }
+
+  evaluate() {
+    return this.all((rank) => this.links[rank].request('evaluate', { generation: this.generation }, 'evalResult'));
+  }
+
+  thresholds(p: number, layersOf: (rank: number) => number[]) {
+    return this.all((rank) => this.links[rank].request('computeThresholds', { generation: this.generation, p, layers: layersOf(rank) }, 'thresholds'));
+  }
+
+  prune(thresholds: number[]) {
+    return this.all((rank) => this.links[rank].request('prune', { generation: this.generation, thresholds }, 'stateReport'));
+  }
+
+  upload(rank: number) {
+    return this.guard(this.links[rank].request('uploadState', { generation: this.generation }, 'stateUpload'));
+  }
+
+  resync(rank: number, step: number, state: Uint8Array) {
+    return this.guard(this.links[rank].request('loadState', { generation: this.generation, step, initialize: false, state }, 'stateReport'));
+  }
+
+  exclude(rank: number, reason: string): void {
+    this.links[rank].terminate(reason);
+  }
+
+  /** Releases the members that asked to leave, and says so when ready workers wait to join. */
+  boundary(step: number): string | null {
+    const leavers = this.links.filter((l) => l.leaving);
+    if (leavers.length > 0) {
+      for (const link of leavers) this.members.release(link);
+      return `worker(s) ${leavers.map((l) => l.workerId).join(', ')} left at step ${step}, a commit`;
+    }
+    const joiners = this.members.ready().filter((l) => !this.links.includes(l)).length;
+    return joiners > 0 ? `admitting ${joiners} new worker(s)` : null;
+  }
+
+  /** Ring formation and the first state load may wait on slow peers and large states. */
+  private get formTimeoutMs(): number {
+    return 2 * this.config.peerTimeoutMs + 15000;
+  }
+
+  /** Sends one request per member (by rank) and waits for all replies, or the loss of a member. */
+  private all<R>(request: (rank: number) => Promise<R>, timeoutMs = 0): Promise<R[]> {
+    const replies = this.links.map((link, rank) => {
+      const reply = request(rank);
+      return timeoutMs > 0 ? withTimeout(reply, timeoutMs, () => link.terminate(`no reply within ${timeoutMs} ms`)) : reply;
+    });
+    return this.guard(Promise.all(replies));
+  }
+
+  private guard<T>(promise: Promise<T>): Promise<T> {
+    return Promise.race([promise, this.lost]);
+  }
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number, onTimeout: () => void): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      onTimeout();
+      reject(new MembershipChanged(`no reply within ${ms} ms`));
+    }, ms);
+    promise.then(
+      (value) => {
+        clearTimeout(timer);
+        resolve(value);
+      },
+      (error: Error) => {
+        clearTimeout(timer);
+        reject(error);
+      },
+    );
+  });
+}

@@ -1,0 +1,282 @@
+// The Occam run, round by round, against one ReplicaGroup: train a segment of steps, evaluate,
+// run the pruning schedule (the single source of truth for p), agree on thresholds, check that
+// every replica holds the same state, and commit a checkpoint. It knows nothing of sockets, so
+// it runs the same on worker processes and on in-process replicas; resume starts from a commit.
+import { configHash, type OccamConfig } from '../config.ts';
+import type { RunEvent } from '../observe/events.ts';
+import type { Logger } from '../observe/log.ts';
+import { readLatestCheckpoint, writeCheckpoint } from '../storage/checkpoint.ts';
+import { RunDir, type BestRound, type RoundMetrics, type RunSummary } from '../storage/run-dir.ts';
+import { initialSchedule, roundStartStep, roundStepCount, totalRounds, type ScheduleState } from '../training/schedule.ts';
+import { noTimes, type StepTimes } from '../training/step-loop.ts';
+import { MembershipChanged, type ReplicaGroup, type StateReport } from './replica-group.ts';
+import { endRound } from './round-end.ts';
+
+/** What a checkpoint carries besides the replica state: where the run is and what it has seen. */
+export interface RunProgress {
+  round: number;
+  step: number;
+  /** Training loss and samples of the current round so far. */
+  roundLossSum: number;
+  roundSamples: number;
+  roundTimes: StepTimes;
+  roundBytes: number;
+  roundMs: number;
+  schedule: ScheduleState;
+  best: BestRound | null;
+  compute: number;
+  activeParams: number;
+  activePerLayer: number[];
+  history: RoundMetrics[];
+  elapsedMs: number;
+  resyncs: number;
+  restarts: number;
+}
+
+export interface Committed {
+  progress: RunProgress;
+  state: Uint8Array;
+  digest: string;
+}
+
+/** requestStop() was honoured: the run stopped right after a commit and can be resumed from it. */
+export class RunStopped extends Error {
+  constructor(readonly step: number) {
+    super(`run stopped at step ${step}, right after a checkpoint commit`);
+    this.name = 'RunStopped';
+  }
+}
+
+export interface RunLoopOptions {
+  config: OccamConfig;
+  runDir: RunDir;
+  runId: string;
+  log: Logger;
+  emit(event: RunEvent): void;
+  /** A new commit: the run made progress (the restart policy counts failures since the last one). */
+  onCommit?(step: number): void;
+}
+
+export class RunLoop {
+  /** The last commit: what a re-formed ring reloads. */
+  committed: Committed | null = null;
+  /** The progress of the ring in flight (for the status page). */
+  current: RunProgress | null = null;
+  stopRequested = false;
+  readonly config: OccamConfig;
+
+  constructor(private readonly options: RunLoopOptions) {
+    this.config = options.config;
+  }
+
+  /** Prepares the run directory and takes its newest valid checkpoint, if any (a resumed run). */
+  open(): void {
+    this.options.runDir.init(this.config);
+    this.committed = this.loadCommitted();
+  }
+
+  /** Loads the committed state on every member (a first ring initialises and commits), then trains to the end. */
+  async run(group: ReplicaGroup): Promise<void> {
+    const committed = this.committed;
+    const reports = await group.load(committed?.progress.step ?? 0, committed?.state ?? null);
+    const expected = committed?.digest ?? reports[0].stateDigest;
+    const bad = reports.findIndex((r) => r.stateDigest !== expected);
+    if (bad >= 0) {
+      group.exclude(bad, 'could not load the committed state');
+      throw new MembershipChanged(`worker ${group.memberIds[bad]} could not load the committed state`);
+    }
+    if (!committed) await this.commit(group, this.initialProgress(reports[0]));
+    await this.train(group);
+  }
+
+  /** Counts one re-formation of the ring in the committed progress. */
+  countRestart(): void {
+    if (this.committed) this.committed.progress.restarts++;
+  }
+
+  finish(): RunSummary {
+    const progress = (this.committed as Committed).progress;
+    const history = progress.history;
+    const summary: RunSummary = {
+      runId: this.options.runId,
+      runDir: this.options.runDir.path,
+      strategy: this.config.strategy,
+      rounds: history.length,
+      best: progress.best,
+      final: history[history.length - 1] ?? null,
+      totalCompute: progress.compute,
+      wallMs: progress.elapsedMs,
+      resyncs: progress.resyncs,
+      restarts: progress.restarts,
+    };
+    this.options.runDir.writeSummary(summary);
+    this.options.emit({ type: 'done', summary });
+    this.options.log.info({ best: summary.best, runDir: summary.runDir }, 'run finished');
+    return summary;
+  }
+
+  private async train(group: ReplicaGroup): Promise<void> {
+    const config = this.config;
+    const stepsPerEpoch = group.facts.data.stepsPerEpoch;
+    const rounds = totalRounds(config);
+    const progress = structuredClone((this.committed as Committed).progress);
+    this.current = progress;
+    while (progress.round < rounds) {
+      const roundStart = roundStartStep(config, progress.round, stepsPerEpoch);
+      const roundEnd = roundStart + roundStepCount(config, progress.round, stepsPerEpoch);
+      while (progress.step < roundEnd) {
+        // Here the replicas hold the committed state, so a membership change costs no steps.
+        const change = group.boundary(progress.step);
+        if (change) throw new MembershipChanged(change);
+        const every = config.checkpointEverySteps;
+        const segmentEnd = every > 0 ? Math.min(roundEnd, (Math.floor(progress.step / every) + 1) * every) : roundEnd;
+        await this.trainSegment(group, progress, segmentEnd, roundStart, roundEnd);
+        // A stop commits even the round's last segment (resumed, it goes straight to endRound).
+        if (progress.step < roundEnd || this.stopRequested) await this.commit(group, progress);
+        if (this.stopRequested) throw new RunStopped(progress.step);
+      }
+      const metrics = await endRound(this.roundContext(group), progress);
+      progress.round++;
+      Object.assign(progress, { roundLossSum: 0, roundSamples: 0, roundTimes: noTimes(), roundBytes: 0, roundMs: 0 });
+      await this.commit(group, progress);
+      this.options.runDir.appendMetrics(metrics);
+      this.options.log.info({ round: metrics.round, trainLoss: metrics.trainLoss, holdbackLoss: metrics.holdbackLoss, testLoss: metrics.testLoss, testAccuracy: metrics.testAccuracy, weightsKept: metrics.weightsKept, p: metrics.p }, 'round done');
+      this.options.emit({ type: 'round', metrics, rounds });
+      if (this.stopRequested && progress.round < rounds) throw new RunStopped(progress.step);
+    }
+  }
+
+  private async trainSegment(group: ReplicaGroup, progress: RunProgress, segmentEnd: number, roundStart: number, roundEnd: number): Promise<void> {
+    const startedMs = Date.now();
+    const latestTimes = new Map<string, StepTimes>();
+    const rounds = totalRounds(this.config);
+    const results = await group.train(progress.step, segmentEnd, (rank, report) => {
+      const workerId = group.memberIds[rank];
+      latestTimes.set(workerId, report.times);
+      this.options.emit({ type: 'steps', workerId, step: report.step, times: report.times, bytesSent: report.bytesSent, final: false });
+      if (rank !== 0) return;
+      this.options.emit({ type: 'progress', round: progress.round, rounds, step: report.step, roundStart, roundEnd, loss: report.loss, weightsKept: this.weightsKept(group, progress), workers: latestTimes });
+    });
+    results.forEach((r, rank) => {
+      this.options.emit({ type: 'steps', workerId: group.memberIds[rank], step: segmentEnd, times: r.times, bytesSent: r.bytesSent, final: true });
+      latestTimes.set(group.memberIds[rank], r.times);
+    });
+    await this.reconcile(group, results.map((r) => r.stateDigest), progress, 'after training');
+    progress.step = segmentEnd;
+    progress.roundLossSum += results[0].lossSum;
+    progress.roundSamples += results[0].samples;
+    progress.roundBytes += results[0].bytesSent;
+    progress.roundMs += Date.now() - startedMs;
+    progress.elapsedMs += Date.now() - startedMs;
+    const n = results.length;
+    const times = progress.roundTimes;
+    times.steps += results[0].times.steps;
+    for (const r of results) {
+      times.computeMs += r.times.computeMs / n;
+      times.allreduceMs += r.times.allreduceMs / n;
+      times.waitMs += r.times.waitMs / n;
+      times.updateMs += r.times.updateMs / n;
+    }
+    const loss = progress.roundLossSum / Math.max(1, progress.roundSamples);
+    this.options.emit({ type: 'progress', round: progress.round, rounds, step: segmentEnd, roundStart, roundEnd, loss, weightsKept: this.weightsKept(group, progress), workers: latestTimes });
+  }
+
+  /** What the end of a round needs from the loop: the group, the best-model export and the agreement checks. */
+  private roundContext(group: ReplicaGroup) {
+    return {
+      config: this.config,
+      group,
+      weightsKept: (progress: RunProgress) => this.weightsKept(group, progress),
+      exportBest: async (progress: RunProgress) => {
+        const upload = await group.upload(0);
+        this.options.runDir.exportModel(upload.state, this.config, progress.best as BestRound);
+      },
+      reconcile: (digests: string[], progress: RunProgress, when: string) => this.reconcile(group, digests, progress, when),
+    };
+  }
+
+  /**
+   * Checks that every replica reports the same state digest. A replica that differs from the
+   * majority is resynchronised from one that agrees, and counted; returns the agreed digest.
+   */
+  private async reconcile(group: ReplicaGroup, digests: string[], progress: RunProgress, when: string): Promise<string> {
+    const counts = new Map<string, number>();
+    for (const d of digests) counts.set(d, (counts.get(d) ?? 0) + 1);
+    const agreed = [...counts.entries()].sort((a, b) => b[1] - a[1] || digests.indexOf(a[0]) - digests.indexOf(b[0]))[0][0];
+    const differing = digests.flatMap((d, rank) => (d === agreed ? [] : [rank]));
+    if (differing.length === 0) return agreed;
+    const upload = await group.upload(digests.indexOf(agreed));
+    for (const rank of differing) {
+      const workerId = group.memberIds[rank];
+      const reason = `state digest ${digests[rank]} differs from the agreed ${agreed} ${when}`;
+      this.options.log.warn({ worker: workerId, rank, reason }, 'replica differs; resynchronising it');
+      const report = await group.resync(rank, upload.step, upload.state);
+      if (report.stateDigest !== agreed) {
+        group.exclude(rank, 'replica could not be resynchronised');
+        throw new MembershipChanged(`worker ${workerId} could not be resynchronised`);
+      }
+      progress.resyncs++;
+      this.options.emit({ type: 'resync', workerId, reason });
+    }
+    return agreed;
+  }
+
+  /** Commits the current state: rank 0 uploads it, its step must be the run's, then it is written. */
+  private async commit(group: ReplicaGroup, progress: RunProgress): Promise<void> {
+    const upload = await group.upload(0);
+    if (upload.step !== progress.step) {
+      group.exclude(0, `uploaded step ${upload.step}, expected ${progress.step}`);
+      throw new MembershipChanged(`rank 0 uploaded step ${upload.step}, expected ${progress.step}`);
+    }
+    const snapshot = structuredClone(progress);
+    const manifest = { round: progress.round, step: progress.step, configHash: configHash(this.config), config: this.config, progress: snapshot };
+    const path = writeCheckpoint(this.options.runDir.checkpoints, manifest, upload.state, upload.stateDigest, this.config.keepCheckpoints);
+    this.committed = { progress: snapshot, state: Uint8Array.from(upload.state), digest: upload.stateDigest };
+    this.options.onCommit?.(progress.step);
+    this.options.log.debug({ path, step: progress.step }, 'checkpoint committed');
+  }
+
+  private weightsKept(group: ReplicaGroup, progress: RunProgress): number {
+    const total = group.facts.layers.filter((l) => l.prunable).reduce((n, l) => n + l.shape.reduce((a, b) => a * b, 1), 0);
+    return progress.activePerLayer.reduce((a, b) => a + b, 0) / total;
+  }
+
+  private initialProgress(report: StateReport): RunProgress {
+    return {
+      round: 0,
+      step: 0,
+      roundLossSum: 0,
+      roundSamples: 0,
+      roundTimes: noTimes(),
+      roundBytes: 0,
+      roundMs: 0,
+      schedule: initialSchedule(this.config),
+      best: null,
+      compute: 0,
+      activeParams: report.activeParams,
+      activePerLayer: report.activePerLayer,
+      history: [],
+      elapsedMs: 0,
+      resyncs: 0,
+      restarts: 0,
+    };
+  }
+
+  private loadCommitted(): Committed | null {
+    const { runDir, log } = this.options;
+    const checkpoint = readLatestCheckpoint<RunProgress>(runDir.checkpoints, (path, reason) => {
+      log.error({ path, reason }, 'checkpoint is corrupt; skipping it for the previous one');
+    });
+    if (!checkpoint) return null;
+    const { manifest, state, path } = checkpoint;
+    if (manifest.configHash !== configHash(this.config)) {
+      throw new Error(`checkpoint ${path} belongs to a different configuration; use a new run directory`);
+    }
+    log.info({ path, round: manifest.round, step: manifest.step }, 'resuming from checkpoint');
+    runDir.rewriteMetrics(manifest.progress.history);
+    // JSON has no NaN: a NaN loss (a diverged round) was written as null.
+    const progress = manifest.progress;
+    progress.schedule.losses = progress.schedule.losses.map((loss) => loss ?? NaN);
+    return { progress, state, digest: manifest.state.digest };
+  }
+}

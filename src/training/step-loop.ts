@@ -1,0 +1,74 @@
+// The one training step loop, used by workers, the in-process group, the engine bench and the
+// tests: for each global step, this rank's compacted gradient and its loss sum travel together
+// through one all-reduce (the loss in one extra slot), then every replica applies the same sum.
+import { SOLO, type Collective } from '../common/collective.ts';
+import type { Replica } from './replica.ts';
+
+/** Where the steps' time went, summed over the steps. */
+export interface StepTimes {
+  steps: number;
+  computeMs: number;
+  allreduceMs: number;
+  updateMs: number;
+  waitMs: number;
+}
+
+export interface StepsResult {
+  /** Global loss sum and sample count over the steps (identical on every rank). */
+  lossSum: number;
+  samples: number;
+  times: StepTimes;
+  bytesSent: number;
+}
+
+export interface StepLoopOptions {
+  fromStep: number;
+  toStep: number;
+  rank?: number;
+  world?: number;
+  /** SOLO (no peers) when absent. */
+  collective?: Collective;
+  /** Throws when the loop must stop (its ring was superseded): checked before each step and before each update. */
+  check?(): void;
+  /** While this rank's gradient is in the all-reduce of `step` (fault injection). */
+  duringAllReduce?(step: number): void;
+  /** After each step, with the global mean loss of that step; may throw to abandon the loop. */
+  afterStep?(step: number, loss: number, sofar: StepsResult): void;
+}
+
+export function noTimes(): StepTimes {
+  return { steps: 0, computeMs: 0, allreduceMs: 0, updateMs: 0, waitMs: 0 };
+}
+
+/** Trains global steps [fromStep, toStep) on `replica`; every rank of the collective runs the same steps. */
+export async function trainSteps(replica: Replica, options: StepLoopOptions): Promise<StepsResult> {
+  const { fromStep, toStep, rank = 0, world = 1, collective = SOLO } = options;
+  const result: StepsResult = { lossSum: 0, samples: 0, times: noTimes(), bytesSent: 0 };
+  for (let step = fromStep; step < toStep; step++) {
+    options.check?.();
+    const t0 = performance.now();
+    const length = replica.gradientLength;
+    const buffer = new Float32Array(length + 1);
+    const shard = replica.shardGradient(step, rank, world, buffer);
+    buffer[length] = shard.lossSum;
+    const t1 = performance.now();
+    const reduced = collective.allReduce(buffer);
+    options.duringAllReduce?.(step);
+    const stats = await reduced;
+    options.check?.(); // nothing is applied from an all-reduce whose ring was replaced
+    const t2 = performance.now();
+    replica.applyGradient(buffer.subarray(0, length), shard.globalCount);
+    const t3 = performance.now();
+    const { times } = result;
+    times.steps++;
+    times.computeMs += t1 - t0;
+    times.allreduceMs += stats.transferMs;
+    times.waitMs += stats.waitMs;
+    times.updateMs += t3 - t2;
+    result.lossSum += buffer[length];
+    result.samples += shard.globalCount;
+    result.bytesSent += stats.bytesSent;
+    options.afterStep?.(step, buffer[length] / shard.globalCount, result);
+  }
+  return result;
+}
