@@ -89,7 +89,7 @@ describe('in-process: decoding and validation never throw', () => {
         const socket = new FakeSocket();
         const link = new WorkerLink('w0', '127.0.0.1', 7071, socket as unknown as WebSocket, quietLog, () => {}, () => VIEW);
         // A command in flight, as in a live run, so replies can match it.
-        link.request('evaluate', { generation: 1 }, 'evalResult').catch(() => {});
+        link.request('evaluate', { generation: 1 }).catch(() => {});
         for (const frame of frames) link.receiveFrame(Buffer.from(frame));
         const undecodable = frames.some((frame) => {
           try {

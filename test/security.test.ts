@@ -6,7 +6,6 @@ import { readFileSync } from 'node:fs';
 import { get as httpGet, type IncomingMessage } from 'node:http';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { pack } from 'msgpackr';
 import protobuf from 'protobufjs';
 import pino from 'pino';
 import WebSocket, { WebSocketServer } from 'ws';
@@ -16,7 +15,7 @@ import { configHash } from '../src/config.ts';
 import { loadDataSource } from '../src/training/data/load.ts';
 import { selectBackend } from '../src/training/engine.ts';
 import { createModel } from '../src/training/models/create.ts';
-import { PROTOCOL_VERSION, decodeEnvelope, encodeEnvelope, type Envelope, type LayerInfo, type MessageKind, type Messages } from '../src/wire/protocol.ts';
+import { PROTOCOL_VERSION, decodeEnvelope, encodeEnvelope, encodeRingHello, type Envelope, type LayerInfo, type MessageKind, type Messages } from '../src/wire/protocol.ts';
 import { Replica } from '../src/training/replica.ts';
 import { RingAllReduce, RingError, RING_HEADER_BYTES } from '../src/wire/ring.ts';
 import { encodeSafetensors } from '../src/storage/safetensors.ts';
@@ -111,7 +110,7 @@ describe('the coordinator checks every reply against the command and the model',
 
   it('refuses a state report whose counts do not fit the model, or a step other than the one loaded', () => {
     const loaded = command('loadState', { generation: 1, step: 30, initialize: false, state: new Uint8Array(8) });
-    const report = (overrides: Partial<Messages['stateReport']>) => envelope('stateReport', { maskDigest: DIGEST, stateDigest: DIGEST, activePerLayer: [12, 6], activeParams: 21, step: 30, ...overrides });
+    const report = (overrides: Partial<Messages['stateReport']>) => envelope('stateReport', { stateDigest: DIGEST, activePerLayer: [12, 6], activeParams: 21, step: 30, ...overrides });
     expect(replyProblem(loaded, report({}), VIEW)).toBeNull();
     expect(replyProblem(loaded, report({ activePerLayer: [13, 6], activeParams: 22 }), VIEW)).toMatch(/active count 13 of prunable layer 0/);
     expect(replyProblem(loaded, report({ activeParams: 5 }), VIEW)).toMatch(/do not match/);
@@ -223,7 +222,7 @@ describe('one invalid message closes one connection', () => {
     const log = pino({ level: 'warn' }, { write: (line: string) => lines.push(line) });
     const unsolicited: Envelope[] = [];
     const link = new WorkerLink('w0', '127.0.0.1', 7071, socket as unknown as WebSocket, log, (_, e) => unsolicited.push(e), () => VIEW);
-    const reply = link.request('evaluate', { generation: 1 }, 'evalResult');
+    const reply = link.request('evaluate', { generation: 1 });
     link.receiveFrame(Buffer.from(encodeEnvelope('stepsDone', { lossSum: 1, samples: 1, times: TIMES, bytesSent: 0, stateDigest: DIGEST }, 1)));
     await expect(reply).rejects.toBeInstanceOf(LinkClosed);
     expect(socket.closedWith?.[0]).toBe(1008);
@@ -376,7 +375,7 @@ describe('a live run refuses bad connections and carries on unaffected', () => {
     const garbage = await probe(ring, { token: TEST_TOKEN, frames: [Buffer.from('not a hello')] });
     expect(garbage).toMatchObject({ kind: 'closed', code: 1008, reason: 'malformed hello' });
     // w0 is rank 0 of 2: w1 is its next rank and already linked, so a second "w1" is refused.
-    const impostor = await probe(ring, { token: TEST_TOKEN, frames: [pack({ generation: status.generation, rank: 1, workerId: w1.id })] });
+    const impostor = await probe(ring, { token: TEST_TOKEN, frames: [encodeRingHello({ generation: status.generation, rank: 1, workerId: w1.id })] });
     expect(impostor).toMatchObject({ kind: 'closed', code: 1008, reason: `rank 1 of generation ${status.generation} is already linked` });
 
     // Health and status are open and read-only.

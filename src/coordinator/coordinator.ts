@@ -13,7 +13,7 @@ import type { TlsOptions } from '../wire/tls.ts';
 import { Membership } from './membership.ts';
 import { RemoteGroup } from './remote-group.ts';
 import { MembershipChanged } from './replica-group.ts';
-import { classify, RestartPolicy } from './restart-policy.ts';
+import { RestartPolicy, runGenerations } from './restart-policy.ts';
 import { RunLoop, RunStopped, type RunProgress } from './run-loop.ts';
 import type { WorkerLink } from './worker-link.ts';
 
@@ -96,26 +96,20 @@ export class Coordinator {
     try {
       // A resumed run starts with whoever reconnects within the grace time; others join later.
       let graceMs = this.loop.committed ? this.config.peerTimeoutMs : Infinity;
-      for (;;) {
-        await this.waitForWorkers(this.config.workers, graceMs);
-        try {
+      await runGenerations(this.loop, this.policy, {
+        form: async () => {
+          await this.waitForWorkers(this.config.workers, graceMs);
+          graceMs = 0;
           const group = await this.formGroup();
           this.phase = 'training';
-          await this.loop.run(group);
-          break;
-        } catch (error) {
-          const outcome = classify(error);
-          if (this.stopping || outcome.kind === 'fatal') throw this.fatalError ?? error;
-          graceMs = 0;
-          this.loop.countRestart();
-          // A failure that recurs from the same commit would loop forever: back off, then give up.
-          const decision = this.policy.decide(outcome, this.loop.committed?.progress.step ?? 0);
-          if (decision.action === 'give-up') throw decision.error;
-          this.log.warn({ reason: outcome.reason, attempt: decision.attempt }, 'membership changed; re-forming the ring from the last commit');
-          this.options.onEvent?.({ type: 'restart', reason: outcome.reason });
-          await new Promise((resolve) => setTimeout(resolve, decision.delayMs));
-        }
-      }
+          return group;
+        },
+        ends: (error) => this.fatalError ?? (this.stopping ? error : null),
+        onRestart: (reason, attempt) => {
+          this.log.warn({ reason, attempt }, 'membership changed; re-forming the ring from the last commit');
+          this.options.onEvent?.({ type: 'restart', reason });
+        },
+      });
       this.phase = 'done';
       return this.loop.finish();
     } finally {

@@ -136,7 +136,7 @@ export class Membership {
     log.info({ worker: workerId, remote }, 'worker joined');
     const welcome = { runId: this.options.runId, configJson: JSON.stringify(config), configHash: configHash(config) };
     link
-      .request('welcome', welcome, 'ready')
+      .request('welcome', welcome)
       .then((ready) => {
         // Checked on arrival too; again here, since two workers' replies may race to be the reference.
         const mismatch = readyMismatch(this.reference, ready);

@@ -47,41 +47,41 @@ export class RemoteGroup implements ReplicaGroup {
     const members = this.links.map((l) => ({ workerId: l.workerId, host: l.ringHost, port: l.ringPort }));
     for (const link of this.links) if (!link.isOpen) throw new MembershipChanged(`worker ${link.workerId} left`);
     this.log.info({ generation: this.generation, workers: this.memberIds }, 'forming the ring');
-    await this.all((rank) => this.links[rank].request('formRing', { generation: this.generation, rank, members }, 'ack'), this.formTimeoutMs);
+    await this.all((rank) => this.links[rank].request('formRing', { generation: this.generation, rank, members }), this.formTimeoutMs);
   }
 
   load(step: number, state: Uint8Array | null) {
     const message = { generation: this.generation, step, initialize: state === null, state: state ?? new Uint8Array(0) };
-    return this.all((rank) => this.links[rank].request('loadState', message, 'stateReport'), this.formTimeoutMs);
+    return this.all((rank) => this.links[rank].request('loadState', message), this.formTimeoutMs);
   }
 
   async train(fromStep: number, toStep: number, onProgress?: (rank: number, progress: StepProgress) => void) {
     this.progressListener = onProgress ?? null;
     try {
-      return await this.all((rank) => this.links[rank].request('runSteps', { generation: this.generation, fromStep, toStep }, 'stepsDone'));
+      return await this.all((rank) => this.links[rank].request('runSteps', { generation: this.generation, fromStep, toStep }));
     } finally {
       this.progressListener = null;
     }
   }
 
   evaluate() {
-    return this.all((rank) => this.links[rank].request('evaluate', { generation: this.generation }, 'evalResult'));
+    return this.all((rank) => this.links[rank].request('evaluate', { generation: this.generation }));
   }
 
   thresholds(p: number, layersOf: (rank: number) => number[]) {
-    return this.all((rank) => this.links[rank].request('computeThresholds', { generation: this.generation, p, layers: layersOf(rank) }, 'thresholds'));
+    return this.all((rank) => this.links[rank].request('computeThresholds', { generation: this.generation, p, layers: layersOf(rank) }));
   }
 
   prune(thresholds: number[]) {
-    return this.all((rank) => this.links[rank].request('prune', { generation: this.generation, thresholds }, 'stateReport'));
+    return this.all((rank) => this.links[rank].request('prune', { generation: this.generation, thresholds }));
   }
 
   upload(rank: number) {
-    return this.guard(this.links[rank].request('uploadState', { generation: this.generation }, 'stateUpload'));
+    return this.guard(this.links[rank].request('uploadState', { generation: this.generation }));
   }
 
   resync(rank: number, step: number, state: Uint8Array) {
-    return this.guard(this.links[rank].request('loadState', { generation: this.generation, step, initialize: false, state }, 'stateReport'));
+    return this.guard(this.links[rank].request('loadState', { generation: this.generation, step, initialize: false, state }));
   }
 
   exclude(rank: number, reason: string): void {

@@ -3,7 +3,8 @@
 // recurring from one commit (a worker that crashes on this state) backs off and, after a few
 // tries, gives up. Anything else (bad config, diverged loss, a stop) ends the run at once.
 import { LinkClosed, WorkerError } from './worker-link.ts';
-import { MembershipChanged } from './replica-group.ts';
+import { MembershipChanged, type ReplicaGroup } from './replica-group.ts';
+import type { RunLoop } from './run-loop.ts';
 
 /** How one generation ended, in the policy's terms. */
 export type Outcome = { kind: 'membership-changed'; reason: string } | { kind: 'fatal'; error: Error };
@@ -23,21 +24,53 @@ export function classify(error: unknown): Outcome {
 export class RestartPolicy {
   private failuresSinceCommit = 0;
 
-  constructor(private readonly maxFailures = MAX_FAILURES_WITHOUT_PROGRESS) {}
+  constructor(
+    private readonly maxFailures = MAX_FAILURES_WITHOUT_PROGRESS,
+    private readonly firstBackoffMs = FIRST_BACKOFF_MS,
+  ) {}
 
   /** A commit: the run made progress, so earlier failures no longer count. */
   committed(): void {
     this.failuresSinceCommit = 0;
   }
 
-  /** The decision after a generation ended with `outcome`, the last commit being at `step`. */
-  decide(outcome: Outcome, step: number): Decision {
-    if (outcome.kind === 'fatal') return { action: 'give-up', error: outcome.error };
+  /** The decision after a generation ended with a membership change (`reason`), the last commit being at `step`. */
+  decide(reason: string, step: number): Decision {
     this.failuresSinceCommit++;
     if (this.failuresSinceCommit > this.maxFailures) {
-      const error = new Error(`the run cannot get past step ${step}: ${this.failuresSinceCommit} failures since the last commit, the last: ${outcome.reason}`);
+      const error = new Error(`the run cannot get past step ${step}: ${this.failuresSinceCommit} failures since the last commit, the last: ${reason}`);
       return { action: 'give-up', error };
     }
-    return { action: 'reform', delayMs: FIRST_BACKOFF_MS * 2 ** (this.failuresSinceCommit - 1), attempt: this.failuresSinceCommit };
+    return { action: 'reform', delayMs: this.firstBackoffMs * 2 ** (this.failuresSinceCommit - 1), attempt: this.failuresSinceCommit };
+  }
+}
+
+export interface GenerationDriver {
+  /** The next ring generation, ready to train (waits for members as needed). */
+  form(): Promise<ReplicaGroup>;
+  /** Whether the generation's error ends the run whatever it was (the coordinator is stopping), and with which error. */
+  ends?(error: Error): Error | null;
+  /** The policy chose to re-form after `delayMs`. */
+  onRestart?(reason: string, attempt: number): void;
+}
+
+/** Runs `loop` over generation after generation until it finishes, the policy gives up, or a fatal error. */
+export async function runGenerations(loop: RunLoop, policy: RestartPolicy, driver: GenerationDriver): Promise<void> {
+  for (;;) {
+    try {
+      await loop.run(await driver.form());
+      return;
+    } catch (error) {
+      const ends = driver.ends?.(error as Error);
+      if (ends) throw ends;
+      const outcome = classify(error);
+      if (outcome.kind === 'fatal') throw outcome.error;
+      loop.countRestart();
+      // A failure that recurs from the same commit would loop forever: back off, then give up.
+      const decision = policy.decide(outcome.reason, loop.committed?.progress.step ?? 0);
+      if (decision.action === 'give-up') throw decision.error;
+      driver.onRestart?.(outcome.reason, decision.attempt);
+      await new Promise((resolve) => setTimeout(resolve, decision.delayMs));
+    }
   }
 }

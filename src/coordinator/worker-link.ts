@@ -4,7 +4,7 @@
 // before it reaches the coordinator: an invalid one closes this connection and nothing else.
 import WebSocket from 'ws';
 import type { Logger } from '../observe/log.ts';
-import { decodeEnvelope, encodeEnvelope, type Envelope, type MessageKind, type Messages } from '../wire/protocol.ts';
+import { decodeEnvelope, encodeEnvelope, type Command, type Envelope, type MessageKind, type Messages, type ReplyOf } from '../wire/protocol.ts';
 import { closeReason, replyProblem, unsolicitedProblem, type CoordinatorView, type SentCommand } from '../wire/validate.ts';
 
 export class LinkClosed extends Error {
@@ -60,11 +60,11 @@ export class WorkerLink {
     return this.closedReason === null;
   }
 
-  /** Sends a command and resolves with the worker's reply of `replyKind` (checked against REPLY_KIND on arrival). */
-  request<K extends MessageKind, R extends MessageKind>(kind: K, message: Messages[K], _replyKind: R): Promise<Messages[R]> {
+  /** Sends a command and resolves with the worker's reply (of the kind REPLY_KIND names; checked on arrival). */
+  request<K extends Command>(kind: K, message: Messages[K]): Promise<Messages[ReplyOf<K>]> {
     if (this.closedReason !== null) return Promise.reject(new LinkClosed(this.workerId, this.closedReason));
     const requestId = this.nextRequestId++;
-    return new Promise<Messages[R]>((resolve, reject) => {
+    return new Promise<Messages[ReplyOf<K>]>((resolve, reject) => {
       this.pending.set(requestId, { command: { kind, message }, resolve: resolve as (m: unknown) => void, reject });
       this.send(kind, message, requestId);
     });

@@ -25,7 +25,6 @@ export type MemberHooks = {
 };
 
 export interface StateReport {
-  maskDigest: string;
   stateDigest: string;
   activePerLayer: number[];
   activeParams: number;
@@ -122,7 +121,6 @@ export class Member {
   report(): StateReport {
     const counts = this.replica.activeCounts();
     return {
-      maskDigest: this.replica.maskDigest(),
       stateDigest: this.replica.stateDigest(),
       activePerLayer: counts.perLayer,
       activeParams: counts.activeParams,

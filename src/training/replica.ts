@@ -140,10 +140,6 @@ export class Replica {
     return { perLayer, prunableKept, prunableTotal, activeParams: prunableKept + unprunable };
   }
 
-  maskDigest(): string {
-    return digestArrays(this.masks.filter((m): m is Uint8Array => m !== null));
-  }
-
   /** Digest of everything training depends on: weights, masks, Adam moments and step count. */
   stateDigest(): string {
     return digestArrays([...this.weights, ...this.masks.filter((m): m is Uint8Array => m !== null), ...this.moments.flatMap((x) => [x.m, x.v]), new Float64Array([this.adamSteps])]);

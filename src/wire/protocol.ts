@@ -3,61 +3,17 @@
 // closes one connection with a reason and never takes a process down.
 import { fileURLToPath } from 'node:url';
 import protobuf from 'protobufjs';
+import { REPLY_KIND, type Messages, type RingHello } from './messages.generated.ts';
 
-// 2: workers may ask to leave (Leave).
-export const PROTOCOL_VERSION = 2;
+// 2: workers may ask to leave (Leave). 3: ring hellos in protobuf; StateReport without mask_digest.
+export const PROTOCOL_VERSION = 3;
 
-export interface StepTimes {
-  steps: number;
-  computeMs: number;
-  allreduceMs: number;
-  updateMs: number;
-  waitMs: number;
-}
-export interface EvalSumsMessage {
-  lossSum: number;
-  correct: number;
-  count: number;
-}
-export interface Peer {
-  workerId: string;
-  host: string;
-  port: number;
-}
-export interface LayerInfo {
-  name: string;
-  shape: number[];
-  prunable: boolean;
-}
+export type { EvalSums as EvalSumsMessage, LayerInfo, Messages, Peer, RingHello, StepTimes } from './messages.generated.ts';
+export { REPLY_KIND };
 
-/** Every message, by the name of its Envelope field. */
-export interface Messages {
-  join: { workerId: string; ringHost: string; ringPort: number };
-  welcome: { runId: string; configJson: string; configHash: string };
-  ready: {
-    data: { description: string; trainCount: number; holdbackCount: number; testCount: number; stepsPerEpoch: number };
-    layers: LayerInfo[];
-    backend: string;
-  };
-  formRing: { generation: number; rank: number; members: Peer[] };
-  ack: Record<string, never>;
-  loadState: { generation: number; step: number; initialize: boolean; state: Uint8Array };
-  stateReport: { maskDigest: string; stateDigest: string; activePerLayer: number[]; activeParams: number; step: number };
-  runSteps: { generation: number; fromStep: number; toStep: number };
-  stepsDone: { lossSum: number; samples: number; times: StepTimes; bytesSent: number; stateDigest: string };
-  stepProgress: { step: number; loss: number; times: StepTimes; bytesSent: number };
-  evaluate: { generation: number };
-  evalResult: { holdback: EvalSumsMessage; test: EvalSumsMessage };
-  computeThresholds: { generation: number; p: number; layers: number[] };
-  thresholds: { layers: number[]; values: number[] };
-  prune: { generation: number; thresholds: number[] };
-  uploadState: { generation: number };
-  stateUpload: { state: Uint8Array; stateDigest: string; step: number };
-  heartbeat: { sentMs: number };
-  error: { code: string; message: string };
-  shutdown: { reason: string };
-  leave: { reason: string };
-}
+/** A command the coordinator sends, and the kind of the reply it expects. */
+export type Command = keyof typeof REPLY_KIND;
+export type ReplyOf<C extends Command> = (typeof REPLY_KIND)[C];
 
 export type MessageKind = keyof Messages;
 
@@ -79,7 +35,10 @@ export class ProtocolError extends Error {
 }
 
 const protoPath = fileURLToPath(new URL('../../proto/occam.proto', import.meta.url));
-const EnvelopeType = protobuf.loadSync(protoPath).lookupType('occam.v1.Envelope');
+const root = protobuf.loadSync(protoPath);
+const EnvelopeType = root.lookupType('occam.v1.Envelope');
+const RingHelloType = root.lookupType('occam.v1.RingHello');
+const RingAcceptedType = root.lookupType('occam.v1.RingAccepted');
 const KINDS = new Set<string>(EnvelopeType.oneofs.body.fieldsArray.map((f) => f.name));
 
 export function encodeEnvelope<K extends MessageKind>(kind: K, message: Messages[K], requestId = 0): Uint8Array {
@@ -105,7 +64,24 @@ export function decodeEnvelope(bytes: Uint8Array): Envelope {
   return { protocol, requestId: object.requestId as number, kind: kind as MessageKind, message: object[kind] as Messages[MessageKind] };
 }
 
-/** Narrows an envelope to one kind. */
-export function isKind<K extends MessageKind>(envelope: Envelope, kind: K): envelope is Envelope<K> {
-  return envelope.kind === kind;
+/** The first frame of a ring link. */
+export function encodeRingHello(hello: RingHello): Uint8Array {
+  return RingHelloType.encode(RingHelloType.fromObject(hello)).finish();
+}
+
+/** A ring hello, or null for anything that is not one (or names an over-long worker id). */
+export function decodeRingHello(bytes: Uint8Array): RingHello | null {
+  try {
+    const hello = RingHelloType.toObject(RingHelloType.decode(bytes), { longs: Number, defaults: true }) as RingHello;
+    return hello.workerId.length > 0 && hello.workerId.length <= 128 ? hello : null;
+  } catch {
+    return null;
+  }
+}
+
+/** The next rank's answer to an accepted hello. */
+export const RING_ACCEPTED: Uint8Array = RingAcceptedType.encode({}).finish();
+
+export function isRingAccepted(bytes: Uint8Array): boolean {
+  return bytes.length === RING_ACCEPTED.length && bytes.every((b, i) => b === RING_ACCEPTED[i]);
 }

@@ -4,7 +4,7 @@
 import { decodeSafetensors, type NamedTensor } from '../storage/safetensors.ts';
 import { digestArrays } from '../common/digest.ts';
 import type { OccamConfig } from '../config.ts';
-import type { Envelope, EvalSumsMessage, LayerInfo, MessageKind, Messages, Peer, StepTimes } from './protocol.ts';
+import { REPLY_KIND, type Command, type Envelope, type EvalSumsMessage, type LayerInfo, type MessageKind, type Messages, type Peer, type StepTimes } from './protocol.ts';
 
 /** A reason to refuse a message, or null when it is valid. */
 export type Problem = string | null;
@@ -40,21 +40,10 @@ export interface WorkerView {
 
 /** A command as the coordinator sent it, kept to check the reply against. */
 export interface SentCommand {
-  kind: MessageKind;
+  kind: Command;
   message: Messages[MessageKind];
 }
 
-/** The reply each command expects. */
-export const REPLY_KIND: Partial<Record<MessageKind, MessageKind>> = {
-  welcome: 'ready',
-  formRing: 'ack',
-  loadState: 'stateReport',
-  runSteps: 'stepsDone',
-  evaluate: 'evalResult',
-  computeThresholds: 'thresholds',
-  prune: 'stateReport',
-  uploadState: 'stateUpload',
-};
 
 // ─── worker → coordinator ───────────────────────────────────────────────────────────────────
 
@@ -147,7 +136,7 @@ function readyProblem(ready: Messages['ready']): Problem {
 
 function stateReportProblem(report: Messages['stateReport'], layers: LayerInfo[] | null): Problem {
   const basic =
-    digest(report.maskDigest, 'mask digest') ?? digest(report.stateDigest, 'state digest') ?? count(report.activeParams, 'active parameters') ?? count(report.step, 'step');
+    digest(report.stateDigest, 'state digest') ?? count(report.activeParams, 'active parameters') ?? count(report.step, 'step');
   if (basic || !layers) return basic;
   const prunable = layers.filter((l) => l.prunable);
   if (report.activePerLayer.length !== prunable.length) return `${report.activePerLayer.length} active counts for ${prunable.length} prunable layers`;

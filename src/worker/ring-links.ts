@@ -5,11 +5,10 @@
 // Links belong to one membership generation; forming a new ring closes the old links. Only the
 // expected next rank of the current generation, with the cluster token (and, with a CA, a
 // certificate it signed), gets a link; every other connection is refused with a reason.
-import { pack, unpack } from 'msgpackr';
 import WebSocket from 'ws';
 import { authorizationHeader } from '../wire/auth.ts';
 import type { Logger } from '../observe/log.ts';
-import type { Peer } from '../wire/protocol.ts';
+import { decodeRingHello, encodeRingHello, isRingAccepted, RING_ACCEPTED, type Peer } from '../wire/protocol.ts';
 import { RING_HEADER_BYTES, RingAllReduce, RingError, type WireFormat } from '../wire/ring.ts';
 import { AuthenticatedServer, type RouteAnswer } from '../wire/server.ts';
 import { tlsClientOptions, type TlsOptions } from '../wire/tls.ts';
@@ -24,12 +23,6 @@ export interface RingLinkOptions {
   tls?: TlsOptions;
   /** Whether the worker is ready (joined and data loaded), for the /readyz probe. */
   ready?: () => boolean;
-}
-
-interface Hello {
-  generation: number;
-  rank: number;
-  workerId: string;
 }
 
 /** Close code asking the connecting neighbour to retry: this worker has not reached its generation yet. */
@@ -138,7 +131,7 @@ export class RingLinks {
     const helloTimer = setTimeout(() => socket.close(1008, 'no hello'), this.options.timeoutMs);
     socket.once('message', (data: Buffer) => {
       clearTimeout(helloTimer);
-      const hello = decodeHello(data);
+      const hello = decodeRingHello(data);
       if (!hello) {
         this.options.log.warn('ring connection refused: malformed hello');
         socket.close(1008, 'malformed hello');
@@ -161,7 +154,7 @@ export class RingLinks {
         socket.close(1008, `expected rank ${expectedRank} of generation ${this.generation}`);
         return;
       }
-      socket.send(pack({ ok: true }));
+      socket.send(RING_ACCEPTED);
       const accept = this.waitingForNext;
       this.waitingForNext = null;
       accept(socket);
@@ -216,32 +209,13 @@ export class RingLinks {
       };
       socket.once('error', (error) => fail(error.message));
       socket.once('close', (code, reason) => fail(`closed (${code} ${reason.toString()})`));
-      socket.once('open', () => socket.send(pack({ generation, rank: this.rank, workerId: this.selfId } satisfies Hello)));
+      socket.once('open', () => socket.send(encodeRingHello({ generation, rank: this.rank, workerId: this.selfId })));
       socket.once('message', (data: Buffer) => {
-        if (!isWelcome(data)) return fail('the previous rank did not accept the link');
+        if (!isRingAccepted(data)) return fail('the previous rank did not accept the link');
         socket.removeAllListeners();
         socket.on('error', (error) => this.options.log.debug({ err: error }, 'ring link error'));
         resolve(socket);
       });
     });
-  }
-}
-
-function decodeHello(data: Buffer): Hello | null {
-  try {
-    const hello = unpack(data) as Partial<Hello> | null;
-    if (!hello || !Number.isSafeInteger(hello.generation) || !Number.isSafeInteger(hello.rank) || typeof hello.workerId !== 'string' || hello.workerId.length > 128) return null;
-    return { generation: hello.generation as number, rank: hello.rank as number, workerId: hello.workerId };
-  } catch {
-    return null;
-  }
-}
-
-/** The server's answer to our hello: { ok: true }. */
-function isWelcome(data: Buffer): boolean {
-  try {
-    return (unpack(data) as { ok?: unknown } | null)?.ok === true;
-  } catch {
-    return false;
   }
 }

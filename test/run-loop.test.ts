@@ -1,0 +1,155 @@
+// The run loop on in-process replicas (LocalGroup): round sequencing, resync of a corrupted
+// replica, resume from a commit, a member lost mid-segment, and a diverged loss — the logic the
+// process tests cover end to end, here in milliseconds.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import type { OccamConfig } from '../src/config.ts';
+import { LocalGroup, type LocalGroupOptions } from '../src/coordinator/local-group.ts';
+import type { ReplicaGroup } from '../src/coordinator/replica-group.ts';
+import { RestartPolicy, runGenerations } from '../src/coordinator/restart-policy.ts';
+import { RunLoop, RunStopped } from '../src/coordinator/run-loop.ts';
+import type { RunEvent } from '../src/observe/events.ts';
+import { readMetrics, RunDir, type RoundMetrics, type RunSummary } from '../src/storage/run-dir.ts';
+import type { DataSource } from '../src/training/data/source.ts';
+import { loadDataSource } from '../src/training/data/load.ts';
+import { selectBackend } from '../src/training/engine.ts';
+import { Member, type MemberHooks } from '../src/training/member.ts';
+import { createModel } from '../src/training/models/create.ts';
+import type { Model } from '../src/training/models/model.ts';
+import { Replica } from '../src/training/replica.ts';
+import { faultHooks } from '../src/worker/faults.ts';
+import { quietLog, smallConfig, tempRunDir } from './helpers/runs.ts';
+
+const CONFIG = smallConfig({ units: 16, trainLimit: 500, batchSize: 64, evalLimit: 100, rounds: 3 });
+
+beforeAll(async () => {
+  await selectBackend('cpu');
+});
+
+interface LocalRun {
+  summary: RunSummary;
+  metrics: RoundMetrics[];
+  events: RunEvent[];
+  digest: string;
+}
+
+function loopFor(runDir: string, config: OccamConfig, events: RunEvent[], policy?: RestartPolicy): RunLoop {
+  return new RunLoop({ config, runDir: new RunDir(runDir), runId: 'local', log: quietLog, emit: (e) => events.push(e), onCommit: () => policy?.committed() });
+}
+
+/** A whole run over the groups `form` returns, generation after generation. */
+async function runLocal(form: (generation: number) => ReplicaGroup, config = CONFIG, runDir = tempRunDir('local')): Promise<LocalRun> {
+  const events: RunEvent[] = [];
+  const policy = new RestartPolicy(8, 1);
+  const loop = loopFor(runDir, config, events, policy);
+  loop.open();
+  let generation = 0;
+  await runGenerations(loop, policy, { form: async () => form(generation++) });
+  const summary = loop.finish();
+  return { summary, metrics: readMetrics(runDir), events, digest: loop.committed?.digest ?? '' };
+}
+
+/** The data and model of a config, loaded once and shared read-only by every member. */
+const built = new Map<OccamConfig, { data: DataSource; model: Model }>();
+function group(workers: number, options: LocalGroupOptions & { hooks?: (rank: number) => MemberHooks } = {}, config = CONFIG): LocalGroup {
+  if (!built.has(config)) {
+    const data = loadDataSource(config);
+    built.set(config, { data, model: createModel(config, data) });
+  }
+  const { data, model } = built.get(config) as { data: DataSource; model: Model };
+  const members = Array.from({ length: workers }, (_, rank) => new Member(new Replica(model, data, config), config, options.hooks?.(rank)));
+  return new LocalGroup(members, config, options);
+}
+
+function expectSameLosses(a: RoundMetrics[], b: RoundMetrics[], relative: number): void {
+  expect(a.length).toBe(b.length);
+  a.forEach((m, i) => {
+    for (const key of ['trainLoss', 'holdbackLoss', 'testLoss'] as const) {
+      expect(Math.abs((m[key] as number) - (b[i][key] as number)) / Math.abs(b[i][key] as number), `${key} of round ${i}`).toBeLessThan(relative);
+    }
+    expect(m.weightsKept, `weights kept in round ${i}`).toBe(b[i].weightsKept);
+  });
+}
+
+describe('the run loop on in-process replicas', () => {
+  let single: LocalRun;
+  let pair: LocalRun;
+
+  beforeAll(async () => {
+    single = await runLocal(() => group(1));
+    pair = await runLocal(() => group(2));
+  });
+
+  it('runs every round once, in order, pruning as the schedule says, and 3 replicas match 1', async () => {
+    expect(single.summary.rounds).toBe(3);
+    expect(single.metrics.map((m) => m.round)).toEqual([0, 1, 2]);
+    const steps = single.metrics.map((m) => m.step);
+    expect(steps).toEqual([...steps].sort((a, b) => a - b));
+    expect(single.metrics[2].weightsKept).toBeLessThan(1);
+    const rounds = single.events.filter((e) => e.type === 'round').map((e) => (e as { metrics: RoundMetrics }).metrics.round);
+    expect(rounds).toEqual([0, 1, 2]);
+    const three = await runLocal(() => group(3, { chunkFloats: 512 }));
+    expectSameLosses(pair.metrics, single.metrics, 1e-5);
+    expectSameLosses(three.metrics, single.metrics, 1e-5);
+    expect(three.summary.resyncs).toBe(0);
+    expect(three.metrics.every((m) => m.workers === 3)).toBe(true);
+  });
+
+  it('resynchronises a replica whose mask was corrupted, and ends where an undisturbed run does', async () => {
+    const corrupted = await runLocal(() => group(2, { hooks: (rank) => faultHooks(rank === 1 ? 'corrupt-mask@prune round=0' : undefined) }));
+    expect(corrupted.summary.resyncs).toBe(1);
+    expect(corrupted.events.filter((e) => e.type === 'resync').map((e) => (e as { workerId: string }).workerId)).toEqual(['local-1']);
+    expect(corrupted.digest).toBe(pair.digest);
+  });
+
+  it('resumes from a commit bit for bit', async () => {
+    const runDir = tempRunDir('resumed');
+    const events: RunEvent[] = [];
+    const first = loopFor(runDir, CONFIG, events);
+    first.open();
+    events.push = (event: RunEvent) => {
+      if (event.type === 'round' && event.metrics.round === 0) first.stopRequested = true;
+      return Array.prototype.push.call(events, event);
+    };
+    await expect(first.run(group(2))).rejects.toBeInstanceOf(RunStopped);
+    expect(readMetrics(runDir)).toHaveLength(1);
+    const resumed = await runLocal(() => group(2), CONFIG, runDir);
+    expect(resumed.metrics).toHaveLength(3);
+    expect(resumed.digest).toBe(pair.digest);
+    resumed.metrics.forEach((m, i) => {
+      const { roundMs, elapsedMs, stepMs, ...figures } = m;
+      const { roundMs: _r, elapsedMs: _e, stepMs: _s, ...expected } = pair.metrics[i];
+      expect(figures, `round ${i}`).toEqual(expected);
+    });
+  });
+
+  it('re-forms without a member lost mid-segment and finishes every round on the survivor', async () => {
+    let first: LocalGroup | null = null;
+    const run = await runLocal((generation) => {
+      if (generation > 0) return (first as LocalGroup).regroup([0]);
+      first = group(2, { hooks: (rank) => (rank === 1 ? { allreduce: ({ step }) => step === 12 && first?.lose(1, 'killed mid-all-reduce') } : {}) });
+      return first;
+    });
+    expect(run.summary.restarts).toBe(1);
+    expect(run.events.filter((e) => e.type === 'resync')).toHaveLength(0);
+    expect(run.metrics.map((m) => m.round)).toEqual([0, 1, 2]);
+    expect(run.metrics[run.metrics.length - 1].workers).toBe(1);
+    expectSameLosses(run.metrics, single.metrics, 1e-5);
+  });
+
+  it('gives up when the same failure recurs from one commit', async () => {
+    const failing = () => {
+      const g: LocalGroup = group(2, { hooks: (rank) => (rank === 1 ? { allreduce: () => g.lose(1, 'crashes on this state') } : {}) });
+      return g;
+    };
+    await expect(runLocal(failing)).rejects.toThrow(/cannot get past step 0: 9 failures since the last commit, the last: worker local-1 lost: crashes on this state/);
+  });
+
+  it('stops a diverged run with a message that names the round and the remedy', async () => {
+    const config = { ...CONFIG, learningRate: 1e30 };
+    const runDir = tempRunDir('diverged');
+    await expect(runLocal(() => group(2, {}, config), config, runDir)).rejects.toThrow(/training diverged: the training loss of round 1 is (NaN|Infinity); lower learningRate/);
+    expect(JSON.parse(readFileSync(join(runDir, 'config.json'), 'utf8')).learningRate).toBe(1e30);
+  });
+});
