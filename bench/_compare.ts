@@ -59,10 +59,12 @@ export class Progress {
   /** Counts a finished run and prints its headline figures with an estimate of the time left. */
   finished(label: string, f: BestFigures): void {
     this.done++;
-    const left = this.done < this.total ? `, ~${((this.elapsedS / this.done) * (this.total - this.done) / 60).toFixed(1)} min left` : '';
+    const left = this.done < this.total ? `, ~${(((this.elapsedS / this.done) * (this.total - this.done)) / 60).toFixed(1)} min left` : '';
     const loss = f.testLoss === null ? '—' : f.testLoss.toFixed(4);
     const accuracy = f.testAccuracy === null ? '—' : (100 * f.testAccuracy).toFixed(2);
-    this.log(`${this.done}/${this.total} ${label}: best round ${f.bestRound}, test loss ${loss}, accuracy ${accuracy} %, kept ${(100 * f.weightsKept).toFixed(1)} % (${f.wallS.toFixed(1)} s${left})`);
+    this.log(
+      `${this.done}/${this.total} ${label}: best round ${f.bestRound}, test loss ${loss}, accuracy ${accuracy} %, kept ${(100 * f.weightsKept).toFixed(1)} % (${f.wallS.toFixed(1)} s${left})`,
+    );
   }
 }
 
@@ -144,7 +146,12 @@ export function strategyLabel(strategy: Strategy, fineTuneRounds: number): strin
 
 /** Mean ± sd of every column, for the JSON results. */
 export function rowStats(row: SummaryRow): Record<string, Stats | string> {
-  const out: Record<string, Stats | string> = { label: row.label, testLoss: stats(row.testLoss), testAccuracy: stats(row.testAccuracy), wallS: stats(row.wallS) };
+  const out: Record<string, Stats | string> = {
+    label: row.label,
+    testLoss: stats(row.testLoss),
+    testAccuracy: stats(row.testAccuracy),
+    wallS: stats(row.wallS),
+  };
   if (row.weightsKept) out.weightsKept = stats(row.weightsKept);
   if (row.computeToBest) out.computeToBest = stats(row.computeToBest);
   if (row.totalCompute) out.totalCompute = stats(row.totalCompute);
@@ -167,7 +174,8 @@ export function summaryTable(rows: SummaryRow[]): string {
 
 /** Per-seed differences of Occam minus each baseline (same seed = same split, init and batches). */
 export function pairedTable(records: RunRecord[], dataset: string, baselines: Strategy[], fineTuneRounds: number): string {
-  const header = '| Occam vs | Δ test loss (Occam − other) | Occam lower loss | Δ accuracy (points) | Occam higher accuracy | compute to best, Occam / other | total compute, Occam / other |';
+  const header =
+    '| Occam vs | Δ test loss (Occam − other) | Occam lower loss | Δ accuracy (points) | Occam higher accuracy | compute to best, Occam / other | total compute, Occam / other |';
   const rule = '| --- | ---: | ---: | ---: | ---: | ---: | ---: |';
   const occam = new Map(records.filter((r) => r.dataset === dataset && r.strategy === 'occam').map((r) => [r.seed, r.figures]));
   const lines = baselines.map((baseline) => {
@@ -252,7 +260,9 @@ export interface Comparison {
 export async function runComparison(c: Comparison): Promise<void> {
   const progress = new Progress(c.name, c.datasets.length * c.seeds.length * c.strategies.length);
   const machineAtStart = machine();
-  progress.log(`${c.title}: ${c.datasets.map((d) => d.key).join(', ')} × seeds ${c.seeds.join(',')} × ${c.strategies.join('/')} (load ${machineAtStart.loadAverage.join(' ')})`);
+  progress.log(
+    `${c.title}: ${c.datasets.map((d) => d.key).join(', ')} × seeds ${c.seeds.join(',')} × ${c.strategies.join('/')} (load ${machineAtStart.loadAverage.join(' ')})`,
+  );
   for (const s of c.skipped) progress.log(`skipping ${s.key}: ${s.reason}`);
   const records: RunRecord[] = [];
   for (const dataset of c.datasets) records.push(...(await compareStrategies(dataset, c.seeds, c.strategies, c.fineTuneRounds, progress)));
@@ -262,11 +272,25 @@ export async function runComparison(c: Comparison): Promise<void> {
   const sections = c.datasets.map((dataset) => {
     const rows = strategyRows(records, dataset.key, c.strategies, c.fineTuneRounds);
     const baselines = c.strategies.filter((s) => s !== 'occam');
-    return { dataset, rows, markdown: [`## ${dataset.title}`, '', summaryTable(rows), '', pairedTable(records, dataset.key, baselines, c.fineTuneRounds)].join('\n') };
+    return {
+      dataset,
+      rows,
+      markdown: [`## ${dataset.title}`, '', summaryTable(rows), '', pairedTable(records, dataset.key, baselines, c.fineTuneRounds)].join(
+        '\n',
+      ),
+    };
   });
   const backends = [...new Set(records.map((r) => r.backend))].join(', ');
   const markdown = [
-    ...resultsHeader({ ...c, runs: `${c.seeds.length} seeds (${c.seeds.join(', ')})`, over: 'seeds', totalWallS, machineAtStart, machineAtEnd, backends }),
+    ...resultsHeader({
+      ...c,
+      runs: `${c.seeds.length} seeds (${c.seeds.join(', ')})`,
+      over: 'seeds',
+      totalWallS,
+      machineAtStart,
+      machineAtEnd,
+      backends,
+    }),
     ...sections.flatMap((s) => [s.markdown, '']),
   ].join('\n');
   console.log(`\n${markdown}`);

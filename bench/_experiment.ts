@@ -18,7 +18,11 @@ export interface ExperimentRun {
 }
 
 /** Trains one run; prints one line per finished round to stderr so long benchmarks show progress (unless `quiet`). */
-export async function runExperiment(label: string, settings: Partial<OccamConfig>, options: { quiet?: boolean } = {}): Promise<ExperimentRun> {
+export async function runExperiment(
+  label: string,
+  settings: Partial<OccamConfig>,
+  options: { quiet?: boolean } = {},
+): Promise<ExperimentRun> {
   const config = resolveConfig(settings);
   const runDir = join(mkdtempSync(join(tmpdir(), 'occam-bench-')), label.replace(/\W+/g, '-'));
   const started = Date.now();
@@ -31,7 +35,9 @@ export async function runExperiment(label: string, settings: Partial<OccamConfig
     onEvent: (event) => {
       if (event.type !== 'round' || options.quiet) return;
       const m = event.metrics;
-      process.stderr.write(`  ${label}: round ${m.round + 1}/${event.rounds} holdback ${fmt(m.holdbackLoss)} test ${fmt(m.testLoss)} kept ${(100 * m.weightsKept).toFixed(1)}% (${(m.roundMs / 1000).toFixed(1)} s)\n`);
+      process.stderr.write(
+        `  ${label}: round ${m.round + 1}/${event.rounds} holdback ${fmt(m.holdbackLoss)} test ${fmt(m.testLoss)} kept ${(100 * m.weightsKept).toFixed(1)}% (${(m.roundMs / 1000).toFixed(1)} s)\n`,
+      );
     },
   });
   return { label, config, summary, metrics: readMetrics(runDir), wallMs: Date.now() - started };
@@ -39,7 +45,8 @@ export async function runExperiment(label: string, settings: Partial<OccamConfig
 
 /** Markdown table of best-round figures: one row per run. */
 export function bestRoundTable(runs: ExperimentRun[]): string {
-  const header = '| run | best round | test loss | test accuracy | weights kept | compute (weights × samples) | compute vs first | wall time |';
+  const header =
+    '| run | best round | test loss | test accuracy | weights kept | compute (weights × samples) | compute vs first | wall time |';
   const rule = '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |';
   const baseCompute = runs[0]?.summary.best?.compute ?? 1;
   const rows = runs.map((run) => {
@@ -101,7 +108,13 @@ export function bestFigures(run: ExperimentRun): BestFigures {
 }
 
 /** One round of a run, kept in the JSON results so a reader can recheck the best-round choice. */
-export type RoundRow = [round: number, holdbackLoss: number | null, testLoss: number | null, testAccuracy: number | null, weightsKept: number];
+export type RoundRow = [
+  round: number,
+  holdbackLoss: number | null,
+  testLoss: number | null,
+  testAccuracy: number | null,
+  weightsKept: number,
+];
 
 export function roundRows(run: ExperimentRun): RoundRow[] {
   const r = (v: number | null) => (v === null ? null : Number(v.toFixed(5)));
@@ -164,8 +177,8 @@ export function writeResults(name: string, result: object, markdown: string): { 
   // Arrays of numbers (a round's figures, a load average) on one line keep the file readable and small;
   // arrays holding strings or objects keep JSON.stringify's layout, so no string is ever touched.
   const text = JSON.stringify(result, null, 1).replace(/\[\s+([^[\]{}"]*?)\s+\]/g, (_, inner: string) => `[${inner.replace(/\s+/g, ' ')}]`);
-  writeFileSync(json, text + '\n');
-  writeFileSync(md, markdown.endsWith('\n') ? markdown : markdown + '\n');
+  writeFileSync(json, `${text}\n`);
+  writeFileSync(md, markdown.endsWith('\n') ? markdown : `${markdown}\n`);
   return { json, md };
 }
 

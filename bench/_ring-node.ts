@@ -33,7 +33,14 @@ export function ringInput(forRank: number, size: number): Float32Array {
 }
 
 async function main(): Promise<void> {
-  const links = new RingLinks({ bindHost: '127.0.0.1', port: 0, token: process.env.RING_TOKEN ?? 'test-token', log: pino({ level: 'warn' }), chunkFloats, timeoutMs: 30000 });
+  const links = new RingLinks({
+    bindHost: '127.0.0.1',
+    port: 0,
+    token: process.env.RING_TOKEN ?? 'test-token',
+    log: pino({ level: 'warn' }),
+    chunkFloats,
+    timeoutMs: 30000,
+  });
   send({ type: 'port', port: await links.listen() });
   let ring: Awaited<ReturnType<RingLinks['form']>> | null = null;
   process.on('message', (command: RingNodeCommand) => {

@@ -122,7 +122,9 @@ async function main(): Promise<void> {
   }
   console.log('Raw TCP: one Node process streaming to another; duplex: both streaming to each other at once (per direction),');
   console.log('which is what every ring member does. Bus bandwidth: 2(n-1)/n · bytes / time (NCCL busbw).\n');
-  console.log('| size | N | ring ms | ring bus GB/s | raw TCP GB/s | ring / TCP | duplex TCP GB/s | ring / duplex | star ms | star bus GB/s | ring speed-up over star |');
+  console.log(
+    '| size | N | ring ms | ring bus GB/s | raw TCP GB/s | ring / TCP | duplex TCP GB/s | ring / duplex | star ms | star bus GB/s | ring speed-up over star |',
+  );
   console.log('| ---: | -: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
   for (const world of WORLDS) {
     const cluster = await RingCluster.start(world);
@@ -135,7 +137,9 @@ async function main(): Promise<void> {
         const ringGbps = busBytes / (ringMs / 1000) / 1e9;
         const star = await starMs(world, floats);
         const duplexGbps = (mib * MiB) / ((duplex.get(mib) as number) / 1000) / 1e9;
-        console.log(`| ${mib} MiB | ${world} | ${ringMs.toFixed(1)} | ${ringGbps.toFixed(2)} | ${tcpGbps.toFixed(2)} | ${(ringGbps / tcpGbps).toFixed(2)} | ${duplexGbps.toFixed(2)} | ${(ringGbps / duplexGbps).toFixed(2)} | ${star.toFixed(1)} | ${gbps(busBytes, star)} | ${(star / ringMs).toFixed(2)}× |`);
+        console.log(
+          `| ${mib} MiB | ${world} | ${ringMs.toFixed(1)} | ${ringGbps.toFixed(2)} | ${tcpGbps.toFixed(2)} | ${(ringGbps / tcpGbps).toFixed(2)} | ${duplexGbps.toFixed(2)} | ${(ringGbps / duplexGbps).toFixed(2)} | ${star.toFixed(1)} | ${gbps(busBytes, star)} | ${(star / ringMs).toFixed(2)}× |`,
+        );
       }
     } finally {
       await cluster.stop();
@@ -152,7 +156,9 @@ async function main(): Promise<void> {
       for (const mib of [16, 64]) {
         const a = await bestRing(f32, (mib * MiB) / 4);
         const b = await bestRing(bf16, (mib * MiB) / 4);
-        console.log(`| ${mib} MiB | ${world} | ${a.ms.toFixed(1)} | ${b.ms.toFixed(1)} | ${(a.ms / b.ms).toFixed(2)}× | ${(b.bytesSent / a.bytesSent).toFixed(3)} |`);
+        console.log(
+          `| ${mib} MiB | ${world} | ${a.ms.toFixed(1)} | ${b.ms.toFixed(1)} | ${(a.ms / b.ms).toFixed(2)}× | ${(b.bytesSent / a.bytesSent).toFixed(3)} |`,
+        );
       }
     } finally {
       await f32.stop();
@@ -193,7 +199,9 @@ async function main(): Promise<void> {
       }
     }
     denseBytes ||= sent[1];
-    console.log(`| ${(100 * density).toFixed(0)} % | ${floats} | ${(sent[0] / MiB).toFixed(3)} | ${(sent[1] / MiB).toFixed(3)} | ${(100 * (sent[1] / denseBytes)).toFixed(1)} % |`);
+    console.log(
+      `| ${(100 * density).toFixed(0)} % | ${floats} | ${(sent[0] / MiB).toFixed(3)} | ${(sent[1] / MiB).toFixed(3)} | ${(100 * (sent[1] / denseBytes)).toFixed(1)} % |`,
+    );
   }
 }
 

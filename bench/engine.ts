@@ -80,13 +80,19 @@ for (const { name, settings } of MODELS) {
     const replica = new Replica(model, data, config);
     const result = await measure(replica);
     rates.set(backend, result.samplesPerSecond);
-    if (backend === 'blas') blasSplit.push(`| ${name} | ${result.gradientMs.toFixed(2)} | ${result.updateMs.toFixed(2)} | ${(100 * result.updateMs / (result.gradientMs + result.updateMs)).toFixed(0)} % |`);
+    if (backend === 'blas')
+      blasSplit.push(
+        `| ${name} | ${result.gradientMs.toFixed(2)} | ${result.updateMs.toFixed(2)} | ${((100 * result.updateMs) / (result.gradientMs + result.updateMs)).toFixed(0)} % |`,
+      );
     process.stderr.write(`  ${name} on ${backend}: ${result.samplesPerSecond.toFixed(0)} samples/s\n`);
   }
   const torch = torchSamplesPerSecond(config.model as 'mlp' | 'cnn', config.units);
   const cell = (v: number | string | undefined) => (typeof v === 'number' ? v.toFixed(0) : `n/a: ${v ?? '—'}`);
-  const ratio = (a: number | string | undefined, b: number | string | undefined) => (typeof a === 'number' && typeof b === 'number' ? `${(a / b).toFixed(1)}×` : '—');
-  rows.push(`| ${name} | ${BACKENDS.map((b) => cell(rates.get(b))).join(' | ')} | ${cell(torch)} | ${ratio(rates.get('blas'), rates.get('wasm'))} | ${ratio(rates.get('blas'), torch)} |`);
+  const ratio = (a: number | string | undefined, b: number | string | undefined) =>
+    typeof a === 'number' && typeof b === 'number' ? `${(a / b).toFixed(1)}×` : '—';
+  rows.push(
+    `| ${name} | ${BACKENDS.map((b) => cell(rates.get(b))).join(' | ')} | ${cell(torch)} | ${ratio(rates.get('blas'), rates.get('wasm'))} | ${ratio(rates.get('blas'), torch)} |`,
+  );
 }
 
 console.log(`\n# training step throughput, batch ${BATCH} (samples/s; forward, backward, gradient compaction, masked Adam)\n`);

@@ -30,16 +30,19 @@ const settings: Partial<OccamConfig> = {
   workers: Number(args.workers ?? 1),
 };
 
-const installed = existsSync(`${FASHION_MNIST_DIR}/train-images-idx3-ubyte.gz`) || existsSync(`${FASHION_MNIST_DIR}/train-images-idx3-ubyte`);
+const installed =
+  existsSync(`${FASHION_MNIST_DIR}/train-images-idx3-ubyte.gz`) || existsSync(`${FASHION_MNIST_DIR}/train-images-idx3-ubyte`);
 if (!installed) {
-  console.error(`image-cnn needs Fashion-MNIST, which is not installed under ${FASHION_MNIST_DIR}; install it with \`apt-get install dataset-fashion-mnist\`. Skipping.`);
+  console.error(
+    `image-cnn needs Fashion-MNIST, which is not installed under ${FASHION_MNIST_DIR}; install it with \`apt-get install dataset-fashion-mnist\`. Skipping.`,
+  );
   process.exit(0);
 }
 
 const evaluated = evalLimit > 0 ? `the first ${evalLimit.toLocaleString('en')} of the 10,000 test images` : 'all 10,000 test images';
 await runComparison({
   name: 'image-cnn',
-  title: 'Claim (a), convolutional network: the paper\'s CNN on Fashion-MNIST',
+  title: "Claim (a), convolutional network: the paper's CNN on Fashion-MNIST",
   command: ['npm run bench -- image-cnn', ...process.argv.slice(2)].join(' '),
   datasets: [
     {

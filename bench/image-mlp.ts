@@ -15,7 +15,10 @@ const units = Number(args.units ?? (quick ? 32 : 1024));
 const rounds = Number(args.rounds ?? (quick ? 4 : 20));
 const fashionTrainLimit = Number(args['fashion-train-limit'] ?? (quick ? 1000 : 30000));
 const fineTuneRounds = Number(args['fine-tune'] ?? (quick ? 1 : 2));
-const fashionImages = fashionTrainLimit > 0 ? `a seeded random ${fashionTrainLimit.toLocaleString('en')} of the 60,000 training images` : 'all 60,000 training images';
+const fashionImages =
+  fashionTrainLimit > 0
+    ? `a seeded random ${fashionTrainLimit.toLocaleString('en')} of the 60,000 training images`
+    : 'all 60,000 training images';
 const shared: Partial<OccamConfig> = {
   model: 'mlp',
   units,
@@ -44,7 +47,10 @@ if (existsSync(`${FASHION_MNIST_DIR}/train-images-idx3-ubyte.gz`) || existsSync(
     settings: { ...shared, dataset: 'fashion-mnist', trainLimit: fashionTrainLimit, ...(quick ? { evalLimit: 1000 } : {}) },
   });
 } else {
-  skipped.push({ key: 'fashion-mnist', reason: `not installed under ${FASHION_MNIST_DIR}; install it with \`apt-get install dataset-fashion-mnist\`` });
+  skipped.push({
+    key: 'fashion-mnist',
+    reason: `not installed under ${FASHION_MNIST_DIR}; install it with \`apt-get install dataset-fashion-mnist\``,
+  });
 }
 
 await runComparison({

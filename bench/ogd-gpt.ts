@@ -7,7 +7,7 @@
 // --learning-rate X (0.001), --eval-limit W (1024 windows per split), --seed S (1).
 import { resolveConfig, type OccamConfig } from '../src/config.ts';
 import { loadDataSource } from '../src/training/data/load.ts';
-import { TextDataSource } from '../src/training/data/text.ts';
+import type { TextDataSource } from '../src/training/data/text.ts';
 import { describeChoice, selectBackend } from '../src/training/engine.ts';
 import { generate, loadTrainedGpt, saveVocabulary } from '../src/training/sample.ts';
 import { benchArgs, fmt, machine, runExperiment, writeResults, type ExperimentRun } from './_experiment.ts';
@@ -44,9 +44,15 @@ const say = (line = '') => {
 };
 const data = loadDataSource(config) as TextDataSource;
 const steps = config.rounds * config.roundSteps;
-say(`# OGD on a char-level GPT: Moby Dick (${data.classes} characters), ${config.layers} layers, ${config.heads} heads, width ${config.width}, block ${config.blockSize}`);
-say(`${steps} steps (${config.rounds} rounds × ${config.roundSteps}) of ${config.batchSize} windows, Adam lr ${config.learningRate}, p0 ${config.p0} (transformer bound), seed ${config.seed}, ${config.workers} worker(s), ${describeChoice(engine)}`);
-say(`evaluation: the first ${config.evalLimit} windows of ${config.blockSize} characters of holdback (${data.holdbackCount} in all) and of test (${data.testCount}); losses are nats per character\n`);
+say(
+  `# OGD on a char-level GPT: Moby Dick (${data.classes} characters), ${config.layers} layers, ${config.heads} heads, width ${config.width}, block ${config.blockSize}`,
+);
+say(
+  `${steps} steps (${config.rounds} rounds × ${config.roundSteps}) of ${config.batchSize} windows, Adam lr ${config.learningRate}, p0 ${config.p0} (transformer bound), seed ${config.seed}, ${config.workers} worker(s), ${describeChoice(engine)}`,
+);
+say(
+  `evaluation: the first ${config.evalLimit} windows of ${config.blockSize} characters of holdback (${data.holdbackCount} in all) and of test (${data.testCount}); losses are nats per character\n`,
+);
 
 const none = await runExperiment('none', { ...common, strategy: 'none' });
 const occam = await runExperiment('occam', { ...common, strategy: 'occam' });
@@ -56,7 +62,9 @@ for (const run of [none, occam]) {
   say('| round | step | train loss | holdback loss | test loss | weights kept | p after | compute (weights × windows) | elapsed |');
   say('| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
   for (const m of run.metrics) {
-    say(`| ${m.round + 1} | ${m.step} | ${fmt(m.trainLoss)} | ${fmt(m.holdbackLoss)} | ${fmt(m.testLoss)} | ${(100 * m.weightsKept).toFixed(1)} % | ${m.p.toFixed(3)} | ${m.compute.toExponential(3)} | ${(m.elapsedMs / 1000).toFixed(1)} s |`);
+    say(
+      `| ${m.round + 1} | ${m.step} | ${fmt(m.trainLoss)} | ${fmt(m.holdbackLoss)} | ${fmt(m.testLoss)} | ${(100 * m.weightsKept).toFixed(1)} % | ${m.p.toFixed(3)} | ${m.compute.toExponential(3)} | ${(m.elapsedMs / 1000).toFixed(1)} s |`,
+    );
   }
 }
 
@@ -68,7 +76,9 @@ const runDir = occam.summary.runDir;
 saveVocabulary(runDir, data.tokenizer);
 const prompt = 'Call me Ishmael.';
 const sample = generate(loadTrainedGpt(runDir), { length: 400, temperature: 0.8, topK: 0, seed: 1, prompt });
-say(`\n## sample from Occam's best model\n\nnode bin/occam.mjs sample ${runDir} --length 400 --temperature 0.8 --seed 1 --prompt '${prompt}'\n`);
+say(
+  `\n## sample from Occam's best model\n\nnode bin/occam.mjs sample ${runDir} --length 400 --temperature 0.8 --seed 1 --prompt '${prompt}'\n`,
+);
 say(prompt + sample);
 
 const result = {
@@ -80,7 +90,11 @@ const result = {
   runs: [none, occam].map((run) => ({ label: run.label, wallMs: run.wallMs, summary: run.summary, metrics: run.metrics })),
   sample: prompt + sample,
 };
-const written = writeResults(config.seed === 1 ? 'ogd-gpt' : `ogd-gpt-seed${config.seed}`, result, `${lines.join('\n')}\n\nTotal time ${result.totalMinutes} min; load average at start ${startMachine.loadAverage.join(' / ')}.\n`);
+const written = writeResults(
+  config.seed === 1 ? 'ogd-gpt' : `ogd-gpt-seed${config.seed}`,
+  result,
+  `${lines.join('\n')}\n\nTotal time ${result.totalMinutes} min; load average at start ${startMachine.loadAverage.join(' / ')}.\n`,
+);
 console.log(`\nwrote ${written.md} and ${written.json}`);
 process.exit(0);
 
@@ -89,7 +103,7 @@ function summaryTable(runs: ExperimentRun[]): string {
     const best = run.summary.best;
     const last = run.metrics[run.metrics.length - 1];
     const total = run.summary.totalCompute;
-    return `| ${run.label} | ${best ? best.round + 1 : '—'} | ${fmt(best?.holdbackLoss)} | ${fmt(best?.testLoss)} | ${fmt(last?.testLoss)} | ${best ? (100 * best.weightsKept).toFixed(1) + ' %' : '—'} | ${best ? best.activeParams : '—'} | ${best ? best.compute.toExponential(3) : '—'} | ${total.toExponential(3)} | ${(total / (runs[0].summary.totalCompute || 1)).toFixed(2)} | ${(run.wallMs / 1000).toFixed(1)} s |`;
+    return `| ${run.label} | ${best ? best.round + 1 : '—'} | ${fmt(best?.holdbackLoss)} | ${fmt(best?.testLoss)} | ${fmt(last?.testLoss)} | ${best ? `${(100 * best.weightsKept).toFixed(1)} %` : '—'} | ${best ? best.activeParams : '—'} | ${best ? best.compute.toExponential(3) : '—'} | ${total.toExponential(3)} | ${(total / (runs[0].summary.totalCompute || 1)).toFixed(2)} | ${(run.wallMs / 1000).toFixed(1)} s |`;
   });
   return [
     '| run | best round | holdback loss | test loss | final test loss | prunable weights kept | active weights | compute to best round | compute, whole run | vs none | wall time |',

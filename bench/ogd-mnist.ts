@@ -20,12 +20,20 @@ const common = {
 const none = await runExperiment('none', { ...common, strategy: 'none' });
 const occam = await runExperiment('occam', { ...common, strategy: 'occam' });
 const density = occam.summary.best?.weightsKept ?? 1;
-const posttrain = await runExperiment(`posttrain @ ${(100 * density).toFixed(1)} %`, { ...common, strategy: 'posttrain', targetDensity: density });
+const posttrain = await runExperiment(`posttrain @ ${(100 * density).toFixed(1)} %`, {
+  ...common,
+  strategy: 'posttrain',
+  targetDensity: density,
+});
 
-console.log(`\n# OGD on MNIST-10k: MLP 784-${common.units}-10, ${common.rounds} rounds, p0 ${common.p0}, seed ${common.seed}, ${common.workers} worker(s)\n`);
+console.log(
+  `\n# OGD on MNIST-10k: MLP 784-${common.units}-10, ${common.rounds} rounds, p0 ${common.p0}, seed ${common.seed}, ${common.workers} worker(s)\n`,
+);
 console.log(bestRoundTable([none, occam, posttrain]));
 console.log('\nOccam per round (holdback loss, weights kept, p):');
 for (const m of occam.metrics) {
-  console.log(`  round ${m.round + 1}: holdback ${m.holdbackLoss?.toFixed(4)} test ${m.testLoss?.toFixed(4)} kept ${(100 * m.weightsKept).toFixed(1)} % p ${m.p.toFixed(3)}`);
+  console.log(
+    `  round ${m.round + 1}: holdback ${m.holdbackLoss?.toFixed(4)} test ${m.testLoss?.toFixed(4)} kept ${(100 * m.weightsKept).toFixed(1)} % p ${m.p.toFixed(3)}`,
+  );
 }
 process.exit(0);

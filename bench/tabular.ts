@@ -11,7 +11,20 @@ import type { OccamConfig } from '../src/config.ts';
 import { SEED_SALT, splitRows, type LabelledArrays } from '../src/training/data/source.ts';
 import { loadIris, readCsv, tableSplits, type Table } from '../src/training/data/tabular.ts';
 import { mixSeed } from '../src/training/rng.ts';
-import { compareStrategies, pairedTable, Progress, resultsHeader, rowStats, seedList, strategyRows, summaryTable, type DatasetSpec, type RunRecord, type Strategy, type SummaryRow } from './_compare.ts';
+import {
+  compareStrategies,
+  pairedTable,
+  Progress,
+  resultsHeader,
+  rowStats,
+  seedList,
+  strategyRows,
+  summaryTable,
+  type DatasetSpec,
+  type RunRecord,
+  type Strategy,
+  type SummaryRow,
+} from './_compare.ts';
 import { benchArgs, fmtStats, machine, stats, writeResults } from './_experiment.ts';
 
 const SKLEARN_DATA = '/usr/lib/python3/dist-packages/sklearn/datasets/data';
@@ -55,7 +68,7 @@ function sklearnCsv(file: string, folder: string): string {
   if (body.length !== samples) throw new Error(`${file}: header says ${samples} samples, found ${body.length}`);
   const header = [...Array.from({ length: features }, (_, i) => `f${i + 1}`), 'label'].join(',');
   const path = join(folder, file);
-  writeFileSync(path, [header, ...body].join('\n') + '\n');
+  writeFileSync(path, `${[header, ...body].join('\n')}\n`);
   return path;
 }
 
@@ -63,7 +76,13 @@ const folder = mkdtempSync(join(tmpdir(), 'occam-tabular-'));
 const datasets: (DatasetSpec & { table: () => Table; rows: number })[] = [];
 const skipped: { key: string; reason: string }[] = [];
 const iris = loadIris();
-datasets.push({ key: 'iris', title: 'Iris (150 flowers, 4 features, 3 classes)', settings: { ...shared, dataset: 'iris' }, table: () => iris, rows: 150 });
+datasets.push({
+  key: 'iris',
+  title: 'Iris (150 flowers, 4 features, 3 classes)',
+  settings: { ...shared, dataset: 'iris' },
+  table: () => iris,
+  rows: 150,
+});
 for (const [key, file, title] of [
   ['breast-cancer', 'breast_cancer.csv', 'UCI breast cancer Wisconsin (569 tumours, 30 features, 2 classes)'],
   ['wine', 'wine_data.csv', 'UCI wine (178 wines, 13 features, 3 classes)'],
@@ -74,7 +93,13 @@ for (const [key, file, title] of [
   }
   const path = sklearnCsv(file, folder);
   const table = readCsv(path, 'label');
-  datasets.push({ key, title, settings: { ...shared, dataset: 'csv', dataPath: path, labelColumn: 'label' }, table: () => table, rows: table.data.count });
+  datasets.push({
+    key,
+    title,
+    settings: { ...shared, dataset: 'csv', dataPath: path, labelColumn: 'label' },
+    table: () => table,
+    rows: table.data.count,
+  });
 }
 
 // ——— Random Forest on exactly the MLP's splits ———
@@ -132,11 +157,25 @@ function trainForest(fit: LabelledArrays, trees: number, seed: number): RandomFo
   return forest;
 }
 
-function forestFigures(forest: RandomForestClassifier, trees: number, holdback: LabelledArrays, test: LabelledArrays, started: number): ForestFigures {
+function forestFigures(
+  forest: RandomForestClassifier,
+  trees: number,
+  holdback: LabelledArrays,
+  test: LabelledArrays,
+  started: number,
+): ForestFigures {
   const h = scoreForest(forest, holdback);
   const t = scoreForest(forest, test);
   const nodes = (forest.estimators ?? []).reduce((n, tree) => n + countNodes((tree as unknown as { root: TreeNodeShape }).root), 0);
-  return { trees, testLoss: t.loss, testAccuracy: t.accuracy, holdbackAccuracy: h.accuracy, holdbackLoss: h.loss, nodes, wallS: (Date.now() - started) / 1000 };
+  return {
+    trees,
+    testLoss: t.loss,
+    testAccuracy: t.accuracy,
+    holdbackAccuracy: h.accuracy,
+    holdbackLoss: h.loss,
+    nodes,
+    wallS: (Date.now() - started) / 1000,
+  };
 }
 
 /** The package default (50 trees), and the tree count with the best holdback accuracy (then loss, then fewer trees). */
@@ -146,7 +185,8 @@ function forests(table: Table, seed: number): { standard: ForestFigures; tuned: 
   const standard = forestFigures(trainForest(fit, 50, seed), 50, holdback, test, started);
   started = Date.now();
   const candidates = TREE_COUNTS.map((trees) => forestFigures(trainForest(fit, trees, seed), trees, holdback, test, started));
-  const better = (a: ForestFigures, b: ForestFigures) => a.holdbackAccuracy > b.holdbackAccuracy || (a.holdbackAccuracy === b.holdbackAccuracy && a.holdbackLoss < b.holdbackLoss);
+  const better = (a: ForestFigures, b: ForestFigures) =>
+    a.holdbackAccuracy > b.holdbackAccuracy || (a.holdbackAccuracy === b.holdbackAccuracy && a.holdbackLoss < b.holdbackLoss);
   const tuned = candidates.reduce((best, c) => (better(c, best) ? c : best));
   // The tuned forest's time is the whole search: every candidate was trained to pick it.
   return { standard, tuned: { ...tuned, wallS: (Date.now() - started) / 1000 } };
@@ -156,7 +196,9 @@ function forests(table: Table, seed: number): { standard: ForestFigures; tuned: 
 
 const progress = new Progress('tabular', datasets.length * seeds.length * strategies.length);
 const machineAtStart = machine();
-progress.log(`Iris, breast cancer, wine × seeds ${seeds.join(',')} × ${strategies.join('/')} + Random Forests (load ${machineAtStart.loadAverage.join(' ')})`);
+progress.log(
+  `Iris, breast cancer, wine × seeds ${seeds.join(',')} × ${strategies.join('/')} + Random Forests (load ${machineAtStart.loadAverage.join(' ')})`,
+);
 for (const s of skipped) progress.log(`skipping ${s.key}: ${s.reason}`);
 const records: RunRecord[] = [];
 const forestRecords: { dataset: string; seed: number; standard: ForestFigures; tuned: ForestFigures }[] = [];
@@ -165,7 +207,9 @@ for (const dataset of datasets) {
   for (const seed of seeds) {
     const f = forests(dataset.table(), seed);
     forestRecords.push({ dataset: dataset.key, seed, ...f });
-    progress.log(`${dataset.key} seed ${seed} random forest: default (50 trees) accuracy ${(100 * f.standard.testAccuracy).toFixed(2)} %, tuned (${f.tuned.trees} trees) ${(100 * f.tuned.testAccuracy).toFixed(2)} %`);
+    progress.log(
+      `${dataset.key} seed ${seed} random forest: default (50 trees) accuracy ${(100 * f.standard.testAccuracy).toFixed(2)} %, tuned (${f.tuned.trees} trees) ${(100 * f.tuned.testAccuracy).toFixed(2)} %`,
+    );
   }
 }
 const totalWallS = progress.elapsedS;
@@ -174,7 +218,8 @@ const machineAtEnd = machine();
 /** Paired Occam − forest differences per seed, and the forests' sizes. */
 function forestTable(dataset: string): string {
   const occam = new Map(records.filter((r) => r.dataset === dataset && r.strategy === 'occam').map((r) => [r.seed, r.figures]));
-  const header = '| forest | trees | nodes (all trees) | Occam MLP active parameters | Δ accuracy, Occam − forest (points) | Occam higher / tied accuracy | Δ test loss, Occam − forest |';
+  const header =
+    '| forest | trees | nodes (all trees) | Occam MLP active parameters | Δ accuracy, Occam − forest (points) | Occam higher / tied accuracy | Δ test loss, Occam − forest |';
   const rule = '| --- | ---: | ---: | ---: | ---: | ---: | ---: |';
   const lines = (['standard', 'tuned'] as const).map((kind) => {
     const rows = forestRecords.filter((f) => f.dataset === dataset).map((f) => ({ forest: f[kind], occam: occam.get(f.seed) }));
@@ -202,7 +247,12 @@ const sections = datasets.map((dataset) => {
     '',
     summaryTable(rows),
     '',
-    pairedTable(records, dataset.key, strategies.filter((s) => s !== 'occam'), fineTuneRounds),
+    pairedTable(
+      records,
+      dataset.key,
+      strategies.filter((s) => s !== 'occam'),
+      fineTuneRounds,
+    ),
     '',
     forestTable(dataset.key),
   ].join('\n');

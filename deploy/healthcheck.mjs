@@ -7,7 +7,9 @@ import { request as httpsRequest } from 'node:https';
 // OCCAM_HEALTH_URL pins one URL; otherwise whichever of the two default ports answers is healthy.
 const urls = process.env.OCCAM_HEALTH_URL
   ? [process.env.OCCAM_HEALTH_URL]
-  : [process.env.OCCAM_PORT ?? '7070', process.env.OCCAM_RING_PORT ?? '7071'].map((port) => `${process.env.OCCAM_TLS_CERT ? 'https' : 'http'}://127.0.0.1:${port}/healthz`);
+  : [process.env.OCCAM_PORT ?? '7070', process.env.OCCAM_RING_PORT ?? '7071'].map(
+      (port) => `${process.env.OCCAM_TLS_CERT ? 'https' : 'http'}://127.0.0.1:${port}/healthz`,
+    );
 
 function healthy(url) {
   return new Promise((resolve) => {

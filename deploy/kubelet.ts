@@ -17,7 +17,11 @@ export interface PodContext {
 }
 
 /** The StatefulSet `name` and its pod template's spec and first container (or the one named). */
-export function workload(objects: K8sObject[], name: string, containerName?: string): { statefulSet: IStatefulSet; pod: IPodSpec; container: IContainer } {
+export function workload(
+  objects: K8sObject[],
+  name: string,
+  containerName?: string,
+): { statefulSet: IStatefulSet; pod: IPodSpec; container: IContainer } {
   const object = objects.find((o) => o.kind === 'StatefulSet' && o.metadata.name === name);
   if (!object) throw new Error(`no StatefulSet ${name} in the rendered objects`);
   // Rendered objects are validated against the schemas by the manifest test; here they are read as such.
@@ -114,14 +118,19 @@ export interface ImageConfig {
  * the stages it is built on; `args` overrides the global ARG defaults (e.g. { VARIANT: 'cpu' }).
  */
 export function imageConfig(dockerfile: string, args: Record<string, string> = {}): ImageConfig {
-  const lines = dockerfile.replace(/\\\n/g, ' ').split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
+  const lines = dockerfile
+    .replace(/\\\n/g, ' ')
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l && !l.startsWith('#'));
   const globals: Record<string, string> = {};
   const stages: { name: string | null; base: string; lines: string[] }[] = [];
   for (const line of lines) {
     const from = /^FROM\s+(\S+)(?:\s+AS\s+(\S+))?/i.exec(line);
     const globalArg = stages.length === 0 ? /^ARG\s+(\w+)(?:=(\S*))?/i.exec(line) : null;
     if (globalArg) globals[globalArg[1]] = args[globalArg[1]] ?? globalArg[2] ?? '';
-    if (from) stages.push({ base: from[1].replace(/\$\{(\w+)\}/g, (_, name: string) => globals[name] ?? ''), name: from[2] ?? null, lines: [] });
+    if (from)
+      stages.push({ base: from[1].replace(/\$\{(\w+)\}/g, (_, name: string) => globals[name] ?? ''), name: from[2] ?? null, lines: [] });
     else stages[stages.length - 1]?.lines.push(line);
   }
   // The chain of stages the final one is built on (FROM <stage>), oldest first.
@@ -132,47 +141,59 @@ export function imageConfig(dockerfile: string, args: Record<string, string> = {
     const base: string = stage.base;
     stage = stages.find((s) => s.name === base);
   }
-  const config: ImageConfig = { entrypoint: [], cmd: [], workdir: '/', user: 'root', env: {}, exposed: [], healthcheck: null, declaredNames: Object.keys(globals), copies: [] };
-  for (const stage of stages) for (const line of stage.lines) {
-    const arg = /^(ARG|ENV)\s+(.*)$/i.exec(line);
-    if (arg) for (const [, name] of arg[2].matchAll(/(\w+)=/g)) config.declaredNames.push(name);
-    if (/^ARG\s+\w+$/i.test(line)) config.declaredNames.push(line.split(/\s+/)[1]);
-  }
-  for (const stage of chain) for (const line of stage.lines) {
-    const [instruction, ...rest] = line.split(/\s+/);
-    const argument = rest.join(' ');
-    switch (instruction.toUpperCase()) {
-      case 'ENV':
-        for (const [, name, value] of argument.matchAll(/(\w+)=("[^"]*"|\S*)/g)) config.env[name] = value.replace(/^"|"$/g, '');
-        break;
-      case 'WORKDIR':
-        config.workdir = argument.startsWith('/') ? argument : `${config.workdir}/${argument}`;
-        break;
-      case 'USER':
-        config.user = argument;
-        break;
-      case 'EXPOSE':
-        config.exposed.push(...rest.map(Number));
-        break;
-      case 'ENTRYPOINT':
-        config.entrypoint = JSON.parse(argument) as string[];
-        break;
-      case 'CMD':
-        config.cmd = JSON.parse(argument) as string[];
-        break;
-      case 'HEALTHCHECK': {
-        const at = argument.indexOf('CMD ');
-        config.healthcheck = at >= 0 ? (JSON.parse(argument.slice(at + 4)) as string[]) : null;
-        break;
-      }
-      case 'COPY': {
-        const stageFlag = rest.find((r) => r.startsWith('--from='));
-        const paths = rest.filter((r) => !r.startsWith('--'));
-        const to = paths[paths.length - 1];
-        for (const from of paths.slice(0, -1)) config.copies.push({ from, to, stage: stageFlag ? stageFlag.slice(7) : null });
-        break;
+  const config: ImageConfig = {
+    entrypoint: [],
+    cmd: [],
+    workdir: '/',
+    user: 'root',
+    env: {},
+    exposed: [],
+    healthcheck: null,
+    declaredNames: Object.keys(globals),
+    copies: [],
+  };
+  for (const stage of stages)
+    for (const line of stage.lines) {
+      const arg = /^(ARG|ENV)\s+(.*)$/i.exec(line);
+      if (arg) for (const [, name] of arg[2].matchAll(/(\w+)=/g)) config.declaredNames.push(name);
+      if (/^ARG\s+\w+$/i.test(line)) config.declaredNames.push(line.split(/\s+/)[1]);
+    }
+  for (const stage of chain)
+    for (const line of stage.lines) {
+      const [instruction, ...rest] = line.split(/\s+/);
+      const argument = rest.join(' ');
+      switch (instruction.toUpperCase()) {
+        case 'ENV':
+          for (const [, name, value] of argument.matchAll(/(\w+)=("[^"]*"|\S*)/g)) config.env[name] = value.replace(/^"|"$/g, '');
+          break;
+        case 'WORKDIR':
+          config.workdir = argument.startsWith('/') ? argument : `${config.workdir}/${argument}`;
+          break;
+        case 'USER':
+          config.user = argument;
+          break;
+        case 'EXPOSE':
+          config.exposed.push(...rest.map(Number));
+          break;
+        case 'ENTRYPOINT':
+          config.entrypoint = JSON.parse(argument) as string[];
+          break;
+        case 'CMD':
+          config.cmd = JSON.parse(argument) as string[];
+          break;
+        case 'HEALTHCHECK': {
+          const at = argument.indexOf('CMD ');
+          config.healthcheck = at >= 0 ? (JSON.parse(argument.slice(at + 4)) as string[]) : null;
+          break;
+        }
+        case 'COPY': {
+          const stageFlag = rest.find((r) => r.startsWith('--from='));
+          const paths = rest.filter((r) => !r.startsWith('--'));
+          const to = paths[paths.length - 1];
+          for (const from of paths.slice(0, -1)) config.copies.push({ from, to, stage: stageFlag ? stageFlag.slice(7) : null });
+          break;
+        }
       }
     }
-  }
   return config;
 }

@@ -57,7 +57,18 @@ interface Kustomization {
   replicas?: { name: string; count: number }[];
 }
 
-const SUPPORTED_FIELDS = new Set(['apiVersion', 'kind', 'namespace', 'resources', 'labels', 'configMapGenerator', 'generatorOptions', 'patches', 'images', 'replicas']);
+const SUPPORTED_FIELDS = new Set([
+  'apiVersion',
+  'kind',
+  'namespace',
+  'resources',
+  'labels',
+  'configMapGenerator',
+  'generatorOptions',
+  'patches',
+  'images',
+  'replicas',
+]);
 
 export class RenderError extends Error {
   constructor(dir: string, problem: string) {
@@ -105,7 +116,8 @@ function build(dir: string): Resource[] {
   for (const patch of k.patches ?? []) applyPatch(dir, patch, resources);
   if (k.namespace) for (const r of resources) setNamespace(r.object, k.namespace);
   for (const label of k.labels ?? []) {
-    if (label.includeSelectors || label.includeTemplates) throw new RenderError(dir, 'labels with includeSelectors/includeTemplates are not supported by render.ts');
+    if (label.includeSelectors || label.includeTemplates)
+      throw new RenderError(dir, 'labels with includeSelectors/includeTemplates are not supported by render.ts');
     for (const r of resources) r.object.metadata.labels = { ...r.object.metadata.labels, ...label.pairs };
   }
   for (const { name, count } of k.replicas ?? []) {
@@ -130,7 +142,13 @@ function readKustomization(dir: string): Kustomization {
 
 function readObjects(path: string): K8sObject[] {
   return parseYamlDocuments(readFileSync(path, 'utf8'), path).map((doc) => {
-    if (!isMap(doc) || typeof doc.kind !== 'string' || typeof doc.apiVersion !== 'string' || !isMap(doc.metadata) || typeof doc.metadata.name !== 'string') {
+    if (
+      !isMap(doc) ||
+      typeof doc.kind !== 'string' ||
+      typeof doc.apiVersion !== 'string' ||
+      !isMap(doc.metadata) ||
+      typeof doc.metadata.name !== 'string'
+    ) {
       throw new RenderError(path, 'every document must be a Kubernetes object with apiVersion, kind and metadata.name');
     }
     return doc as unknown as K8sObject;
@@ -189,7 +207,9 @@ function goJson(value: Json): string {
     return `{${keys.map((key) => `${goJson(key)}:${goJson(value[key])}`).join(',')}}`;
   }
   const text = JSON.stringify(value);
-  return typeof value === 'string' ? text.replace(/[<>&\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`) : text;
+  return typeof value === 'string'
+    ? text.replace(/[<>&\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)
+    : text;
 }
 
 /** End of the build: hash-suffixed names, and every reference to them updated (nameReference). */
@@ -228,8 +248,14 @@ function applyPatch(dir: string, spec: { path?: string; patch?: string; target?:
   if (text === undefined) throw new RenderError(dir, 'a patch needs path or patch');
   for (const patch of parseYamlDocuments(text, spec.path ?? 'inline patch')) {
     const name = isMap(patch) && isMap(patch.metadata) ? patch.metadata.name : undefined;
-    if (!isMap(patch) || typeof name !== 'string') throw new RenderError(dir, 'a strategic-merge patch must be an object with metadata.name');
-    const target = resources.find((r) => r.object.kind === patch.kind && r.object.apiVersion === patch.apiVersion && (r.originalName === name || r.object.metadata.name === name));
+    if (!isMap(patch) || typeof name !== 'string')
+      throw new RenderError(dir, 'a strategic-merge patch must be an object with metadata.name');
+    const target = resources.find(
+      (r) =>
+        r.object.kind === patch.kind &&
+        r.object.apiVersion === patch.apiVersion &&
+        (r.originalName === name || r.object.metadata.name === name),
+    );
     if (!target) throw new RenderError(dir, `patch target ${String(patch.kind)} ${name} not found`);
     const { apiVersion: _a, kind: _k, ...body } = patch;
     const { name: _n, ...metadataPatch } = body.metadata as JsonMap;
@@ -266,7 +292,8 @@ function mergeMap(target: JsonMap, patch: JsonMap, path: string[]): JsonMap {
     }
     const current = out[key];
     if (isMap(value) && isMap(current)) out[key] = mergeMap(current, value, [...path, key]);
-    else if (Array.isArray(value) && Array.isArray(current) && mergeKey(path, key)) out[key] = mergeList(current, value, mergeKey(path, key) as string, [...path, key]);
+    else if (Array.isArray(value) && Array.isArray(current) && mergeKey(path, key))
+      out[key] = mergeList(current, value, mergeKey(path, key) as string, [...path, key]);
     else out[key] = structuredClone(value);
   }
   return out;
@@ -288,7 +315,20 @@ function mergeList(target: Json[], patch: Json[], key: string, path: string[]): 
 
 // ─── namespace, images ──────────────────────────────────────────────────────────────────────────
 
-const CLUSTER_SCOPED = new Set(['Namespace', 'ClusterRole', 'ClusterRoleBinding', 'CustomResourceDefinition', 'PersistentVolume', 'StorageClass', 'PriorityClass', 'IngressClass', 'RuntimeClass', 'ValidatingWebhookConfiguration', 'MutatingWebhookConfiguration', 'APIService']);
+const CLUSTER_SCOPED = new Set([
+  'Namespace',
+  'ClusterRole',
+  'ClusterRoleBinding',
+  'CustomResourceDefinition',
+  'PersistentVolume',
+  'StorageClass',
+  'PriorityClass',
+  'IngressClass',
+  'RuntimeClass',
+  'ValidatingWebhookConfiguration',
+  'MutatingWebhookConfiguration',
+  'APIService',
+]);
 const REPLICATED_KINDS = new Set(['Deployment', 'ReplicaSet', 'ReplicationController', 'StatefulSet']);
 
 function setNamespace(object: K8sObject, namespace: string): void {
@@ -331,11 +371,39 @@ function podSpecs(object: K8sObject): JsonMap[] {
 
 // ─── output order (kustomize's default "legacy" sort) ───────────────────────────────────────────
 
-const ORDER_FIRST = ['Namespace', 'ResourceQuota', 'StorageClass', 'CustomResourceDefinition', 'ServiceAccount', 'PodSecurityPolicy', 'Role', 'ClusterRole', 'RoleBinding', 'ClusterRoleBinding', 'ConfigMap', 'Secret', 'Endpoints', 'Service', 'LimitRange', 'PriorityClass', 'PersistentVolume', 'PersistentVolumeClaim', 'Deployment', 'StatefulSet', 'CronJob', 'PodDisruptionBudget'];
+const ORDER_FIRST = [
+  'Namespace',
+  'ResourceQuota',
+  'StorageClass',
+  'CustomResourceDefinition',
+  'ServiceAccount',
+  'PodSecurityPolicy',
+  'Role',
+  'ClusterRole',
+  'RoleBinding',
+  'ClusterRoleBinding',
+  'ConfigMap',
+  'Secret',
+  'Endpoints',
+  'Service',
+  'LimitRange',
+  'PriorityClass',
+  'PersistentVolume',
+  'PersistentVolumeClaim',
+  'Deployment',
+  'StatefulSet',
+  'CronJob',
+  'PodDisruptionBudget',
+];
 const ORDER_LAST = ['MutatingWebhookConfiguration', 'ValidatingWebhookConfiguration'];
 
 function sortLegacy(objects: K8sObject[]): K8sObject[] {
-  const rank = (kind: string) => (ORDER_FIRST.includes(kind) ? ORDER_FIRST.indexOf(kind) - ORDER_FIRST.length : ORDER_LAST.includes(kind) ? ORDER_LAST.indexOf(kind) + 1 : 0);
+  const rank = (kind: string) =>
+    ORDER_FIRST.includes(kind)
+      ? ORDER_FIRST.indexOf(kind) - ORDER_FIRST.length
+      : ORDER_LAST.includes(kind)
+        ? ORDER_LAST.indexOf(kind) + 1
+        : 0;
   const gvk = (o: K8sObject) => `${o.apiVersion}_${o.kind}`;
   const id = (o: K8sObject) => `${o.metadata.namespace ?? ''}|${o.metadata.name}`;
   return [...objects].sort((a, b) => rank(a.kind) - rank(b.kind) || compare(gvk(a), gvk(b)) || compare(id(a), id(b)));

@@ -84,12 +84,18 @@ function resolveRef(ref: { file: string; name: string }): TypeNode {
  * imports (`import { IIoK8s… } from "./X.js"`) and re-export aliases (`export type { IX as IIoK8s… }`).
  */
 function parseDeclarations(file: string): Map<string, TypeNode> {
-  const text = readFileSync(file, 'utf8').replace(/\/\*[\s\S]*?\*\//g, '').replace(/\/\/.*$/gm, '');
+  const text = readFileSync(file, 'utf8')
+    .replace(/\/\*[\s\S]*?\*\//g, '')
+    .replace(/\/\/.*$/gm, '');
   const types = new Map<string, TypeNode>();
   for (const [, names, from] of text.matchAll(/import\s*\{([^}]*)\}\s*from\s*"([^"]+)"/g)) {
     const target = importedFile(file, from);
     if (!target) continue;
-    for (const name of names.split(',').map((n) => n.trim()).filter(Boolean)) types.set(name, { kind: 'ref', file: target, name });
+    for (const name of names
+      .split(',')
+      .map((n) => n.trim())
+      .filter(Boolean))
+      types.set(name, { kind: 'ref', file: target, name });
   }
   for (const match of text.matchAll(/export interface (\w+)(?:\s+extends\s+[\w, ]+)?\s*\{/g)) {
     const parser = new TypeParser(text, (match.index ?? 0) + match[0].length - 1, file, types);

@@ -34,10 +34,7 @@ export function generateProtocolTypes(): string {
   const types = pkg.nestedArray.filter((n): n is protobuf.Type => n instanceof protobuf.Type);
   const envelope = pkg.lookupType('Envelope');
   const service = pkg.lookupService('Worker');
-  const lines = [
-    '// Generated from proto/occam.proto by scripts/gen-protocol.ts: do not edit. `npm run gen:protocol` rewrites it.',
-    '',
-  ];
+  const lines = ['// Generated from proto/occam.proto by scripts/gen-protocol.ts: do not edit. `npm run gen:protocol` rewrites it.', ''];
   for (const type of types) {
     if (type === envelope) continue;
     const fields = type.fieldsArray.map((f) => `  ${f.name}: ${fieldType(f)};`);

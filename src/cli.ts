@@ -2,10 +2,10 @@
 // `worker` (the processes of a real cluster). Every training setting is a --kebab-case flag, an
 // OCCAM_* environment variable or a key of a --config JSON file; the token never travels on the
 // command line, where `ps` would show it.
-import { createWriteStream, existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { createWriteStream, existsSync, mkdirSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
-import { CONFIG_KEYS, ConfigError, didYouMean, parseConfigValue, resolveConfig, type OccamConfig } from './config.ts';
+import { ConfigError, parseConfigValue, resolveConfig, type OccamConfig } from './config.ts';
 import { loadDataSource } from './training/data/load.ts';
 import { TextDataSource } from './training/data/text.ts';
 import { selectBackend } from './training/engine.ts';
@@ -21,6 +21,19 @@ import { writeComparisonReport, writeRunReport } from './observe/report.ts';
 import { readRunConfig, type RunSummary } from './storage/run-dir.ts';
 import { faultHooks } from './worker/faults.ts';
 import { Worker } from './worker/worker.ts';
+import {
+  configFlags,
+  configFromEnv,
+  flag,
+  maxMessageBytes,
+  parseArgs,
+  portFlag,
+  readConfig,
+  readToken,
+  stopGraceMs,
+  UsageError,
+  type ParsedArgs,
+} from './cli/args.ts';
 
 const USAGE = `occam — distributed sparse training with Occam Gradient Descent
 
@@ -49,25 +62,16 @@ cluster: --host H --port P (coordinator)   --ring-host H --ring-port P --worker-
          --token-file FILE   --tls-cert FILE --tls-key FILE --tls-ca FILE`;
 
 /** Flags that are not training settings. */
-const PROCESS_FLAGS = new Set(['config', 'run-dir', 'resume', 'json', 'quiet', 'pretty-logs', 'help', 'host', 'port', 'coordinator', 'worker-id', 'ring-host', 'ring-bind-host', 'ring-port', 'token-file', 'tls-cert', 'tls-key', 'tls-ca', 'exit-with-parent', 'max-message-mb', 'linger']);
-const BOOLEAN_FLAGS = new Set(['json', 'quiet', 'pretty-logs', 'help', 'exit-with-parent', 'linger']);
-
-interface ParsedArgs {
-  command: string;
-  flags: Map<string, string>;
-  /** Arguments that are not flags: only `sample RUN_DIR` takes one. */
-  positionals: string[];
-}
-
 export async function main(argv: string[]): Promise<number> {
   const args = parseArgs(argv);
   if (args.flags.has('help') || args.command === 'help') {
-    process.stdout.write(USAGE + '\n');
+    process.stdout.write(`${USAGE}\n`);
     return 0;
   }
   const pretty = args.flags.has('pretty-logs') || undefined;
   const log = createLogger({ role: args.command === 'worker' ? 'worker' : 'coordinator', pretty });
-  if (args.command !== 'sample' && args.command !== 'report' && args.positionals.length > 0) throw new UsageError(`unexpected argument '${args.positionals[0]}'`);
+  if (args.command !== 'sample' && args.command !== 'report' && args.positionals.length > 0)
+    throw new UsageError(`unexpected argument '${args.positionals[0]}'`);
   switch (args.command) {
     case 'train':
       return train(args, pretty);
@@ -89,20 +93,29 @@ async function train(args: ParsedArgs, pretty: boolean | undefined): Promise<num
   const config = resumeDir ? resolveConfig(readRunConfig(resumeDir), configFlags(args)) : readConfig(args);
   // Fail fast, in this process, on a data problem: one clear error before any worker starts.
   const data = loadDataSource(config);
-  const runId = resumeDir ? resolve(resumeDir).split('/').pop() ?? 'run' : newRunId(config);
+  const runId = resumeDir ? (resolve(resumeDir).split('/').pop() ?? 'run') : newRunId(config);
   const runDir = resolve(resumeDir ?? args.flags.get('run-dir') ?? join('runs', runId));
   if (data instanceof TextDataSource) saveVocabulary(runDir, data.tokenizer);
   const view = new ProgressView(progressMode({ json: args.flags.has('json'), quiet: args.flags.has('quiet') }, process.stderr));
   view.setBatchSize(config.batchSize);
   // The terminal shows progress; the coordinator's structured log goes to the run directory.
   mkdirSync(runDir, { recursive: true });
-  const log = createLogger({ role: 'coordinator', pretty, destination: createWriteStream(join(runDir, 'coordinator.log'), { flags: 'a' }), context: { runId } });
-  process.stderr.write(`occam: training ${config.model} on ${config.dataset} with ${config.workers} worker(s), strategy ${config.strategy}; run directory ${runDir}\n`);
+  const log = createLogger({
+    role: 'coordinator',
+    pretty,
+    destination: createWriteStream(join(runDir, 'coordinator.log'), { flags: 'a' }),
+    context: { runId },
+  });
+  process.stderr.write(
+    `occam: training ${config.model} on ${config.dataset} with ${config.workers} worker(s), strategy ${config.strategy}; run directory ${runDir}\n`,
+  );
   const port = Number(args.flags.get('port') ?? 0);
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`--port must be a port number (got '${args.flags.get('port')}')`);
-  const onListening = (listening: number) => process.stderr.write(`occam: status page http://127.0.0.1:${listening}/ · metrics http://127.0.0.1:${listening}/metrics\n`);
+  if (!Number.isInteger(port) || port < 0 || port > 65535)
+    throw new UsageError(`--port must be a port number (got '${args.flags.get('port')}')`);
+  const onListening = (listening: number) =>
+    process.stderr.write(`occam: status page http://127.0.0.1:${listening}/ · metrics http://127.0.0.1:${listening}/metrics\n`);
   const summary = await trainLocally({ config, runDir, runId, log, port, onListening, onEvent: (e) => view.handle(e) });
-  if (args.flags.has('json')) process.stdout.write(JSON.stringify({ type: 'summary', summary }) + '\n');
+  if (args.flags.has('json')) process.stdout.write(`${JSON.stringify({ type: 'summary', summary })}\n`);
   else process.stdout.write(`\n${formatSummary(summary)}\n\nrun directory: ${runDir}\n`);
   return 0;
 }
@@ -125,17 +138,23 @@ async function runCoordinator(args: ParsedArgs, log: Logger): Promise<number> {
   }
   const runId = runDir.split('/').pop() ?? 'run';
   setLogContext(log, { runId });
-  const coordinator = new Coordinator(withObservability({
-    config,
-    runDir,
-    runId,
-    host: flag(args, 'host', 'OCCAM_HOST') ?? '0.0.0.0',
-    port: portFlag(args, 'port', 'OCCAM_PORT', 7070),
-    token: readToken(args),
-    log,
-    tls: readTlsOptions(flag(args, 'tls-cert', 'OCCAM_TLS_CERT'), flag(args, 'tls-key', 'OCCAM_TLS_KEY'), flag(args, 'tls-ca', 'OCCAM_TLS_CA')),
-    maxMessageBytes: maxMessageBytes(args),
-  }));
+  const coordinator = new Coordinator(
+    withObservability({
+      config,
+      runDir,
+      runId,
+      host: flag(args, 'host', 'OCCAM_HOST') ?? '0.0.0.0',
+      port: portFlag(args, 'port', 'OCCAM_PORT', 7070),
+      token: readToken(args),
+      log,
+      tls: readTlsOptions(
+        flag(args, 'tls-cert', 'OCCAM_TLS_CERT'),
+        flag(args, 'tls-key', 'OCCAM_TLS_KEY'),
+        flag(args, 'tls-ca', 'OCCAM_TLS_CA'),
+      ),
+      maxMessageBytes: maxMessageBytes(args),
+    }),
+  );
   await coordinator.listen();
   // SIGTERM (Kubernetes stopping the pod): finish the current segment, commit, and exit; the
   // workers keep reconnecting, to the restarted coordinator. A hung segment cannot hold the pod
@@ -168,7 +187,11 @@ async function runCoordinator(args: ParsedArgs, log: Logger): Promise<number> {
  * pod stays Running and its run directory can be copied out; workers are refused (410).
  */
 async function linger(coordinator: Coordinator, summary: RunSummary, args: ParsedArgs, log: Logger): Promise<void> {
-  const tls = readTlsOptions(flag(args, 'tls-cert', 'OCCAM_TLS_CERT'), flag(args, 'tls-key', 'OCCAM_TLS_KEY'), flag(args, 'tls-ca', 'OCCAM_TLS_CA'));
+  const tls = readTlsOptions(
+    flag(args, 'tls-cert', 'OCCAM_TLS_CERT'),
+    flag(args, 'tls-key', 'OCCAM_TLS_KEY'),
+    flag(args, 'tls-ca', 'OCCAM_TLS_CA'),
+  );
   const server = new AuthenticatedServer({
     name: 'linger',
     token: null,
@@ -191,21 +214,18 @@ async function linger(coordinator: Coordinator, summary: RunSummary, args: Parse
   await server.close();
 }
 
-/** How long a SIGTERM'd coordinator or worker may take to stop at a commit (OCCAM_STOP_GRACE_MS). */
-function stopGraceMs(): number {
-  const raw = process.env.OCCAM_STOP_GRACE_MS ?? '25000';
-  const ms = Number(raw);
-  if (raw.trim() === '' || !Number.isFinite(ms) || ms < 0) throw new UsageError(`OCCAM_STOP_GRACE_MS must be a number of milliseconds ≥ 0 (got '${raw}')`);
-  return ms;
-}
-
 async function runWorker(args: ParsedArgs, log: Logger): Promise<number> {
   const coordinatorUrl = flag(args, 'coordinator', 'OCCAM_COORDINATOR');
   if (!coordinatorUrl) throw new UsageError('worker needs --coordinator ws://HOST:PORT (or OCCAM_COORDINATOR)');
   const ringHost = flag(args, 'ring-host', 'OCCAM_RING_HOST') ?? hostname();
-  const tls = readTlsOptions(flag(args, 'tls-cert', 'OCCAM_TLS_CERT'), flag(args, 'tls-key', 'OCCAM_TLS_KEY'), flag(args, 'tls-ca', 'OCCAM_TLS_CA'));
+  const tls = readTlsOptions(
+    flag(args, 'tls-cert', 'OCCAM_TLS_CERT'),
+    flag(args, 'tls-key', 'OCCAM_TLS_KEY'),
+    flag(args, 'tls-ca', 'OCCAM_TLS_CA'),
+  );
   // With TLS the token must never cross the wire in clear text.
-  if (tls && !coordinatorUrl.startsWith('wss://')) throw new UsageError(`TLS is configured, so --coordinator must be a wss:// URL (got '${coordinatorUrl}')`);
+  if (tls && !coordinatorUrl.startsWith('wss://'))
+    throw new UsageError(`TLS is configured, so --coordinator must be a wss:// URL (got '${coordinatorUrl}')`);
   const backend = args.flags.get('backend') ?? process.env.OCCAM_BACKEND;
   const worker = new Worker({
     coordinatorUrl,
@@ -237,7 +257,8 @@ function report(args: ParsedArgs): number {
   const unknown = [...args.flags.keys()].find((name) => name !== 'out' && name !== 'pretty-logs');
   if (unknown) throw new UsageError(`report does not take --${unknown}`);
   const out = args.flags.get('out');
-  const path = runDirs.length === 1 && !out ? writeRunReport(runDirs[0]) : writeComparisonReport(runDirs, resolve(out ?? 'occam-report.html'));
+  const path =
+    runDirs.length === 1 && !out ? writeRunReport(runDirs[0]) : writeComparisonReport(runDirs, resolve(out ?? 'occam-report.html'));
   process.stdout.write(`${path}\n`);
   return 0;
 }
@@ -266,122 +287,14 @@ async function sample(args: ParsedArgs, log: Logger): Promise<number> {
   const backend = args.flags.get('backend');
   await selectBackend(backend ? (parseConfigValue('backend', backend) as OccamConfig['backend']) : 'auto', log);
   const gpt = loadTrainedGpt(runDir);
-  process.stdout.write(options.prompt + generate(gpt, options) + '\n');
+  process.stdout.write(`${options.prompt + generate(gpt, options)}\n`);
   return 0;
-}
-
-/** The config from defaults, --config FILE, OCCAM_* variables and flags, in rising precedence. */
-function readConfig(args: ParsedArgs): OccamConfig {
-  const file = args.flags.get('config');
-  let fromFile: Record<string, unknown> = {};
-  if (file) {
-    if (!existsSync(file)) throw new ConfigError('config', `config file ${file} not found`);
-    try {
-      fromFile = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
-    } catch {
-      throw new ConfigError('config', `config file ${file} is not valid JSON`);
-    }
-    if (typeof fromFile !== 'object' || fromFile === null || Array.isArray(fromFile)) throw new ConfigError('config', `config file ${file} must hold a JSON object`);
-  }
-  return resolveConfig(fromFile, configFromEnv(), configFlags(args));
-}
-
-function configFromEnv(): Record<string, unknown> {
-  const settings: Record<string, unknown> = {};
-  for (const key of CONFIG_KEYS) {
-    const value = process.env[`OCCAM_${key.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()}`];
-    if (value !== undefined) settings[key] = parseConfigValue(key, value);
-  }
-  return settings;
-}
-
-function configFlags(args: ParsedArgs): Record<string, unknown> {
-  const settings: Record<string, unknown> = {};
-  for (const [name, value] of args.flags) {
-    if (PROCESS_FLAGS.has(name)) continue;
-    if (name === 'text') {
-      // --text FILE: shorthand for --dataset text --data-path FILE.
-      settings.dataset = 'text';
-      settings.dataPath = value;
-      continue;
-    }
-    const key = name.replace(/-([a-z0-9])/g, (_, c: string) => c.toUpperCase());
-    if (!(CONFIG_KEYS as string[]).includes(key)) {
-      const flags = [...PROCESS_FLAGS, 'text', ...CONFIG_KEYS.map((k) => k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`))];
-      const near = didYouMean(name, flags);
-      throw new ConfigError(name, `unknown flag --${name}${near ? ` (did you mean --${near}?)` : ''}`);
-    }
-    settings[key] = parseConfigValue(key, value);
-  }
-  return settings;
-}
-
-function readToken(args: ParsedArgs): string {
-  const file = flag(args, 'token-file', 'OCCAM_TOKEN_FILE');
-  if (file) {
-    if (!existsSync(file)) throw new UsageError(`token file ${file} not found`);
-    const token = readFileSync(file, 'utf8').trim();
-    if (!token) throw new UsageError(`token file ${file} is empty`);
-    return token;
-  }
-  const token = process.env.OCCAM_TOKEN;
-  if (!token) throw new UsageError('no cluster token: set OCCAM_TOKEN or pass --token-file FILE');
-  return token;
-}
-
-function flag(args: ParsedArgs, name: string, env: string): string | undefined {
-  return args.flags.get(name) ?? process.env[env];
-}
-
-/** A numeric process flag (or its variable), checked: a typo must not become NaN, which `ws` reads as "no limit". */
-function numberFlag(args: ParsedArgs, name: string, env: string, fallback: number, valid: (n: number) => boolean, rule: string): number {
-  const text = flag(args, name, env);
-  if (text === undefined) return fallback;
-  const value = Number(text);
-  if (text.trim() === '' || !valid(value)) throw new UsageError(`--${name} (or ${env}) must be ${rule} (got '${text}')`);
-  return value;
-}
-
-function portFlag(args: ParsedArgs, name: string, env: string, fallback: number): number {
-  return numberFlag(args, name, env, fallback, (n) => Number.isInteger(n) && n >= 0 && n <= 65535, 'a port number in [0, 65535]');
-}
-
-/** The bound on one control message (state uploads are the largest), from --max-message-mb. */
-function maxMessageBytes(args: ParsedArgs): number {
-  const megabytes = numberFlag(args, 'max-message-mb', 'OCCAM_MAX_MESSAGE_MB', 1024, (n) => Number.isFinite(n) && n >= 1 && n <= 4096, 'a number of MiB in [1, 4096]');
-  return Math.floor(megabytes * 1024 * 1024);
-}
-
-function parseArgs(argv: string[]): ParsedArgs {
-  // `occam --help` (a flag where the command goes) prints the usage.
-  const [command = 'help', ...rest] = argv[0]?.startsWith('--') ? ['help', ...argv] : argv;
-  const flags = new Map<string, string>();
-  const positionals: string[] = [];
-  for (let i = 0; i < rest.length; i++) {
-    const arg = rest[i];
-    if (!arg.startsWith('--')) {
-      positionals.push(arg);
-      continue;
-    }
-    const [name, inline] = arg.slice(2).split(/=(.*)/s, 2);
-    if (name === 'token') throw new UsageError('--token would show the token in `ps`; use OCCAM_TOKEN or --token-file');
-    if (BOOLEAN_FLAGS.has(name)) {
-      flags.set(name, 'true');
-      continue;
-    }
-    const value = inline ?? rest[++i];
-    if (value === undefined) throw new UsageError(`--${name} needs a value`);
-    flags.set(name, value);
-  }
-  return { command, flags, positionals };
 }
 
 function newRunId(config: OccamConfig): string {
   const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\..*/, '').replace('T', '-');
   return `${stamp}-${config.dataset}-${config.model}-${config.strategy}`;
 }
-
-class UsageError extends Error {}
 
 main(process.argv.slice(2)).then(
   (code) => process.exit(code),

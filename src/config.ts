@@ -262,13 +262,22 @@ function checkCombinations(config: OccamConfig): void {
   }
   const textData = config.dataset === 'text' || config.dataset === 'moby-dick';
   if (textData !== (config.model === 'gpt')) {
-    throw new ConfigError('model', `'model' ${config.model} cannot train on dataset '${config.dataset}' (gpt goes with text and moby-dick)`);
+    throw new ConfigError(
+      'model',
+      `'model' ${config.model} cannot train on dataset '${config.dataset}' (gpt goes with text and moby-dick)`,
+    );
   }
   if (config.batchSize < config.workers) {
-    throw new ConfigError('batchSize', `'batchSize' (${config.batchSize}) must be ≥ 'workers' (${config.workers}): the global batch is split over the workers`);
+    throw new ConfigError(
+      'batchSize',
+      `'batchSize' (${config.batchSize}) must be ≥ 'workers' (${config.workers}): the global batch is split over the workers`,
+    );
   }
   if (config.peerTimeoutMs < 2 * config.heartbeatMs) {
-    throw new ConfigError('peerTimeoutMs', `'peerTimeoutMs' (${config.peerTimeoutMs}) must be ≥ 2 × 'heartbeatMs' (${config.heartbeatMs}), or healthy workers would be declared lost between heartbeats`);
+    throw new ConfigError(
+      'peerTimeoutMs',
+      `'peerTimeoutMs' (${config.peerTimeoutMs}) must be ≥ 2 × 'heartbeatMs' (${config.heartbeatMs}), or healthy workers would be declared lost between heartbeats`,
+    );
   }
   if (config.model === 'gpt' && config.width % config.heads !== 0) {
     throw new ConfigError('heads', `'heads' (${config.heads}) must divide 'width' (${config.width})`);
@@ -278,7 +287,10 @@ function checkCombinations(config: OccamConfig): void {
     if (end < config.beginRound) throw new ConfigError('endRound', `'endRound' (${end}) must be ≥ 'beginRound' (${config.beginRound})`);
     if (end >= config.rounds) throw new ConfigError('endRound', `'endRound' (${end}) must be < 'rounds' (${config.rounds})`);
     if (1 - config.targetDensity < config.initialSparsity) {
-      throw new ConfigError('targetDensity', `'targetDensity' (${config.targetDensity}) leaves less sparsity than 'initialSparsity' (${config.initialSparsity})`);
+      throw new ConfigError(
+        'targetDensity',
+        `'targetDensity' (${config.targetDensity}) leaves less sparsity than 'initialSparsity' (${config.initialSparsity})`,
+      );
     }
   }
 }
@@ -305,12 +317,13 @@ function editDistance(a: string, b: string): number {
   let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
   for (let i = 1; i <= a.length; i++) {
     const current = [i];
-    for (let j = 1; j <= b.length; j++) current[j] = Math.min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+    for (let j = 1; j <= b.length; j++)
+      current[j] = Math.min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
     previous = current;
   }
   return previous[b.length];
 }
 
 function describe(value: unknown): string {
-  return typeof value === 'string' ? `'${value}'` : JSON.stringify(value) ?? String(value);
+  return typeof value === 'string' ? `'${value}'` : (JSON.stringify(value) ?? String(value));
 }

@@ -35,11 +35,13 @@ const values = (shape: number[]) => Float32Array.from({ length: shape.reduce((a,
 async function onBoth(compute: () => tf.Tensor | tf.Tensor[]): Promise<{ cpu: Float32Array[]; blas: Float32Array[] }> {
   const run = async (backend: string) => {
     await tf.setBackend(backend);
-    return tf.tidy(() => [compute()].flat()).map((tensor) => {
-      const data = tensor.dataSync() as Float32Array;
-      tensor.dispose();
-      return data;
-    });
+    return tf
+      .tidy(() => [compute()].flat())
+      .map((tensor) => {
+        const data = tensor.dataSync() as Float32Array;
+        tensor.dispose();
+        return data;
+      });
   };
   return { cpu: await run('cpu'), blas: await run('blas') };
 }
@@ -59,7 +61,9 @@ function expectClose(actual: Float32Array, expected: Float32Array, dotLength: nu
     }
   }
   if (!(worst <= tolerance)) {
-    expect.fail(`${label}: |blas − cpu| = ${worst} at ${worstIndex} (blas ${actual[worstIndex]}, cpu ${expected[worstIndex]}) > ${tolerance}`);
+    expect.fail(
+      `${label}: |blas − cpu| = ${worst} at ${worstIndex} (blas ${actual[worstIndex]}, cpu ${expected[worstIndex]}) > ${tolerance}`,
+    );
   }
 }
 
@@ -87,12 +91,18 @@ describe.skipIf(!available)('blas backend kernels', () => {
     const batchShapes: [number[], number[]][] = [
       [[], []],
       [[3], [3]],
-      [[2, 3], [2, 3]],
+      [
+        [2, 3],
+        [2, 3],
+      ],
       [[4], []], // a stack against one matrix (folded into one tall product)
       [[], [4]],
       [[1], [5]],
       [[2, 1], [3]], // broadcast on both sides: out batch [2, 3]
-      [[3, 1, 2], [4, 1]],
+      [
+        [3, 1, 2],
+        [4, 1],
+      ],
     ];
     for (const [aBatch, bBatch] of batchShapes) {
       for (const transposeA of [false, true]) {
@@ -176,7 +186,12 @@ describe.skipIf(!available)('blas backend kernels', () => {
       'same',
       'valid',
       1,
-      [[0, 0], [integer(0, 2), integer(0, 2)], [integer(0, 2), integer(0, 2)], [0, 0]],
+      [
+        [0, 0],
+        [integer(0, 2), integer(0, 2)],
+        [integer(0, 2), integer(0, 2)],
+        [0, 0],
+      ],
     ] as const) as 'same' | 'valid' | number | tf.backend_util.ExplicitPadding;
     return {
       xShape: [integer(1, 3), height, width, integer(1, 5)] as [number, number, number, number],
@@ -191,7 +206,10 @@ describe.skipIf(!available)('blas backend kernels', () => {
 
   it('Conv2D: strides, same/valid/numeric/explicit padding, dilations, 1×1 filters', async () => {
     for (let trial = 0; trial < 40; trial++) {
-      const c = trial === 0 ? { ...randomConvolution(), filterHeight: 1, filterWidth: 1, strides: [1, 1] as [number, number], pad: 'valid' as const } : randomConvolution();
+      const c =
+        trial === 0
+          ? { ...randomConvolution(), filterHeight: 1, filterWidth: 1, strides: [1, 1] as [number, number], pad: 'valid' as const }
+          : randomConvolution();
       const filterShape = [c.filterHeight, c.filterWidth, c.xShape[3], c.outChannels] as [number, number, number, number];
       const [xValues, filterValues] = [values(c.xShape), values(filterShape)];
       await expectSameOnBoth(
@@ -219,10 +237,11 @@ describe.skipIf(!available)('blas backend kernels', () => {
     const filterShape: [number, number, number, number] = [5, 5, 32, 4];
     const [xValues, filterValues] = [values(xShape), values(filterShape)];
     await expectSameOnBoth(
-      () => tf.grads((x: tf.Tensor, f: tf.Tensor) => tf.sum(tf.square(tf.conv2d(x as tf.Tensor4D, f as tf.Tensor4D, 1, 'same'))))([
-        tf.tensor4d(xValues, xShape),
-        tf.tensor4d(filterValues, filterShape),
-      ]),
+      () =>
+        tf.grads((x: tf.Tensor, f: tf.Tensor) => tf.sum(tf.square(tf.conv2d(x as tf.Tensor4D, f as tf.Tensor4D, 1, 'same'))))([
+          tf.tensor4d(xValues, xShape),
+          tf.tensor4d(filterValues, filterShape),
+        ]),
       4 * 24 * 24 * 5 * 5 * 4,
       'chunked conv gradients',
     );
@@ -293,18 +312,29 @@ describe.skipIf(!available)('blas backend kernels', () => {
       const filterShape = [c.filterHeight, c.filterWidth, c.xShape[3], c.outChannels] as [number, number, number, number];
       const [xValues, filterValues, biasValues] = [values(c.xShape), values(filterShape), values([c.outChannels])];
       const fused = trial % 2 === 1;
-      await expectSameOnBoth(() => {
-        const x = tf.tensor4d(xValues, c.xShape);
-        const filter = tf.tensor4d(filterValues, filterShape);
-        const bias = tf.tensor1d(biasValues);
-        const f = (xi: tf.Tensor, fi: tf.Tensor, bi: tf.Tensor) => {
-          const y = fused
-            ? tf.fused.conv2d({ x: xi as tf.Tensor4D, filter: fi as tf.Tensor4D, strides: c.strides, pad: c.pad, bias: bi, activation: 'relu' })
-            : tf.relu(tf.add(tf.conv2d(xi as tf.Tensor4D, fi as tf.Tensor4D, c.strides, c.pad), bi));
-          return tf.sum(tf.mul(y, tf.sin(y)));
-        };
-        return tf.grads(f)([x, filter, bias]);
-      }, 4 * c.filterHeight * c.filterWidth * Math.max(c.xShape[3], c.outChannels) * c.xShape[0] * c.xShape[1] * c.xShape[2], `grads ${trial} fused ${fused}`);
+      await expectSameOnBoth(
+        () => {
+          const x = tf.tensor4d(xValues, c.xShape);
+          const filter = tf.tensor4d(filterValues, filterShape);
+          const bias = tf.tensor1d(biasValues);
+          const f = (xi: tf.Tensor, fi: tf.Tensor, bi: tf.Tensor) => {
+            const y = fused
+              ? tf.fused.conv2d({
+                  x: xi as tf.Tensor4D,
+                  filter: fi as tf.Tensor4D,
+                  strides: c.strides,
+                  pad: c.pad,
+                  bias: bi,
+                  activation: 'relu',
+                })
+              : tf.relu(tf.add(tf.conv2d(xi as tf.Tensor4D, fi as tf.Tensor4D, c.strides, c.pad), bi));
+            return tf.sum(tf.mul(y, tf.sin(y)));
+          };
+          return tf.grads(f)([x, filter, bias]);
+        },
+        4 * c.filterHeight * c.filterWidth * Math.max(c.xShape[3], c.outChannels) * c.xShape[0] * c.xShape[1] * c.xShape[2],
+        `grads ${trial} fused ${fused}`,
+      );
     }
   });
 
@@ -318,25 +348,29 @@ describe.skipIf(!available)('blas backend kernels', () => {
       values([5]),
       Int32Array.from({ length: 4 }, () => integer(0, 4)),
     ];
-    await expectSameOnBoth(() => {
-      const vars = [
-        tf.variable(tf.tensor4d(k1, [3, 3, 2, 4]), true, 'k1'),
-        tf.variable(tf.tensor1d(b1), true, 'b1'),
-        tf.variable(tf.tensor2d(k2, [64, 5]), true, 'k2'),
-        tf.variable(tf.tensor1d(b2), true, 'b2'),
-      ];
-      const x = tf.tensor4d(xValues, xShape);
-      const { grads, value } = tf.variableGrads(() => {
-        const conv = tf.fused.conv2d({ x, filter: vars[0] as tf.Tensor4D, strides: 1, pad: 'valid', bias: vars[1], activation: 'relu' });
-        const pooled = tf.maxPool(conv, 2, 2, 'valid');
-        const logits = tf.fused.matMul({ a: tf.reshape(pooled, [4, 64]), b: vars[2] as tf.Tensor2D, bias: vars[3] });
-        const oneHot = tf.oneHot(tf.tensor1d(labels, 'int32'), 5);
-        return tf.neg(tf.mean(tf.sum(tf.mul(tf.logSoftmax(logits), oneHot), 1))) as tf.Scalar;
-      }, vars);
-      const result = [value, ...vars.map((v) => grads[v.name])];
-      vars.forEach((v) => v.dispose());
-      return result;
-    }, 64, 'conv + dense variableGrads');
+    await expectSameOnBoth(
+      () => {
+        const vars = [
+          tf.variable(tf.tensor4d(k1, [3, 3, 2, 4]), true, 'k1'),
+          tf.variable(tf.tensor1d(b1), true, 'b1'),
+          tf.variable(tf.tensor2d(k2, [64, 5]), true, 'k2'),
+          tf.variable(tf.tensor1d(b2), true, 'b2'),
+        ];
+        const x = tf.tensor4d(xValues, xShape);
+        const { grads, value } = tf.variableGrads(() => {
+          const conv = tf.fused.conv2d({ x, filter: vars[0] as tf.Tensor4D, strides: 1, pad: 'valid', bias: vars[1], activation: 'relu' });
+          const pooled = tf.maxPool(conv, 2, 2, 'valid');
+          const logits = tf.fused.matMul({ a: tf.reshape(pooled, [4, 64]), b: vars[2] as tf.Tensor2D, bias: vars[3] });
+          const oneHot = tf.oneHot(tf.tensor1d(labels, 'int32'), 5);
+          return tf.neg(tf.mean(tf.sum(tf.mul(tf.logSoftmax(logits), oneHot), 1))) as tf.Scalar;
+        }, vars);
+        const result = [value, ...vars.map((v) => grads[v.name])];
+        vars.forEach((v) => v.dispose());
+        return result;
+      },
+      64,
+      'conv + dense variableGrads',
+    );
   });
 
   it('MaxPool and MaxPoolGrad: ties, NaN, padding and overlapping windows', async () => {
@@ -348,13 +382,15 @@ describe.skipIf(!available)('blas backend kernels', () => {
     ];
     for (const [shape, filterSize, strides, pad] of cases) {
       // Half the inputs are exactly 0 (as after a ReLU), so windows have ties; a few are NaN or -Infinity.
-      const x = values(shape).map((v, i) => (i % 17 === 3 ? NaN : i % 23 === 5 ? -Infinity : v < 0 ? 0 : v));
+      const x = values(shape).map((v, i) => (i % 17 === 3 ? NaN : i % 23 === 5 ? -Infinity : Math.max(v, 0)));
       const r = values(tf.backend_util.computePool2DInfo(shape as [number, number, number, number], filterSize, strides, 1, pad).outShape);
       const label = `maxPool ${shape} filter ${filterSize} strides ${strides} pad ${pad}`;
       const { cpu, blas } = await onBoth(() => {
         const input = tf.tensor4d(x, shape as [number, number, number, number]);
         const pooled = tf.maxPool(input, filterSize, strides, pad);
-        const grad = tf.grad((t: tf.Tensor) => tf.sum(tf.mul(tf.maxPool(t as tf.Tensor4D, filterSize, strides, pad), tf.tensor(r, pooled.shape))))(input);
+        const grad = tf.grad((t: tf.Tensor) =>
+          tf.sum(tf.mul(tf.maxPool(t as tf.Tensor4D, filterSize, strides, pad), tf.tensor(r, pooled.shape))),
+        )(input);
         return [pooled, grad];
       });
       expect(Array.from(blas[0]), label).toEqual(Array.from(cpu[0]));
@@ -364,15 +400,33 @@ describe.skipIf(!available)('blas backend kernels', () => {
 
   it('element-wise kernels: every broadcast pattern, exactly equal to cpu', async () => {
     const shapePairs: [number[], number[]][] = [
-      [[7, 9], [7, 9]], // same
+      [
+        [7, 9],
+        [7, 9],
+      ], // same
       [[7, 9], []], // scalar
       [[], [3, 5]],
       [[4, 6, 5], [5]], // tile (a bias row)
-      [[1, 5], [4, 3, 5]],
-      [[6, 1], [6, 8]], // row ([n, 1] against [n, k])
-      [[2, 3, 4], [2, 3, 1]],
-      [[6, 1], [1, 8]], // both broadcast: the cpu kernel's path
-      [[2, 1, 3], [2, 4, 3]], // middle broadcast: the cpu kernel's path
+      [
+        [1, 5],
+        [4, 3, 5],
+      ],
+      [
+        [6, 1],
+        [6, 8],
+      ], // row ([n, 1] against [n, k])
+      [
+        [2, 3, 4],
+        [2, 3, 1],
+      ],
+      [
+        [6, 1],
+        [1, 8],
+      ], // both broadcast: the cpu kernel's path
+      [
+        [2, 1, 3],
+        [2, 4, 3],
+      ], // middle broadcast: the cpu kernel's path
     ];
     const binaryOps: [string, (a: tf.Tensor, b: tf.Tensor) => tf.Tensor][] = [
       ['add', tf.add],
@@ -415,7 +469,10 @@ describe.skipIf(!available)('blas backend kernels', () => {
       expect(Array.from(blas[0]), name).toEqual(Array.from(cpu[0]));
     }
     const ints = Int32Array.from([1, -2, 3]);
-    const { cpu, blas } = await onBoth(() => [tf.add(tf.tensor1d(ints, 'int32'), tf.scalar(2, 'int32')), tf.abs(tf.tensor1d(ints, 'int32'))]);
+    const { cpu, blas } = await onBoth(() => [
+      tf.add(tf.tensor1d(ints, 'int32'), tf.scalar(2, 'int32')),
+      tf.abs(tf.tensor1d(ints, 'int32')),
+    ]);
     expect(blas.map((a) => Array.from(a))).toEqual(cpu.map((a) => Array.from(a)));
   });
 
@@ -424,8 +481,14 @@ describe.skipIf(!available)('blas backend kernels', () => {
     const x = values(shape);
     for (const axis of [0, [0, 1], 3, [2, 3], [1, 2, 3], [0, 1, 2, 3], 1, [0, 2], []] as (number | number[])[]) {
       for (const keepDims of [false, true]) {
-        const { cpu, blas } = await onBoth(() => [tf.sum(tf.tensor(x, shape), axis, keepDims), tf.mean(tf.tensor(x, shape), axis, keepDims)]);
-        expect(blas.map((a) => Array.from(a)), `axis ${axis} keepDims ${keepDims}`).toEqual(cpu.map((a) => Array.from(a)));
+        const { cpu, blas } = await onBoth(() => [
+          tf.sum(tf.tensor(x, shape), axis, keepDims),
+          tf.mean(tf.tensor(x, shape), axis, keepDims),
+        ]);
+        expect(
+          blas.map((a) => Array.from(a)),
+          `axis ${axis} keepDims ${keepDims}`,
+        ).toEqual(cpu.map((a) => Array.from(a)));
         await tf.setBackend('blas');
         const shapeOnBlas = tf.tidy(() => tf.sum(tf.tensor(x, shape), axis, keepDims).shape);
         await tf.setBackend('cpu');
@@ -439,19 +502,50 @@ describe.skipIf(!available)('blas backend kernels', () => {
     const shape = [4, 5, 6, 3];
     const x = values(shape);
     const regions: [number[], number[]][] = [
-      [[0, 1, 2, 0], [4, 3, 2, 3]],
-      [[1, 0, 0, 1], [2, -1, -1, 2]],
-      [[2, 0, 0, 0], [1, 5, 6, 3]], // contiguous: stays a view
-      [[0, 4, 5, 2], [4, 1, 1, 1]],
+      [
+        [0, 1, 2, 0],
+        [4, 3, 2, 3],
+      ],
+      [
+        [1, 0, 0, 1],
+        [2, -1, -1, 2],
+      ],
+      [
+        [2, 0, 0, 0],
+        [1, 5, 6, 3],
+      ], // contiguous: stays a view
+      [
+        [0, 4, 5, 2],
+        [4, 1, 1, 1],
+      ],
     ];
     for (const [begin, size] of regions) {
       const { cpu, blas } = await onBoth(() => [
         tf.slice(tf.tensor(x, shape), begin, size),
-        tf.slice(tf.tensor(x.map((v) => Math.round(v * 100)), shape, 'int32'), begin, size),
-        tf.slice(tf.tensor(x.map((v) => (v > 0 ? 1 : 0)), shape, 'bool'), begin, size),
+        tf.slice(
+          tf.tensor(
+            x.map((v) => Math.round(v * 100)),
+            shape,
+            'int32',
+          ),
+          begin,
+          size,
+        ),
+        tf.slice(
+          tf.tensor(
+            x.map((v) => (v > 0 ? 1 : 0)),
+            shape,
+            'bool',
+          ),
+          begin,
+          size,
+        ),
         tf.slice(tf.tensor2d(x.subarray(0, 120), [12, 10]), [1, 3], [10, 4]),
       ]);
-      expect(blas.map((a) => Array.from(a)), `slice ${begin} ${size}`).toEqual(cpu.map((a) => Array.from(a)));
+      expect(
+        blas.map((a) => Array.from(a)),
+        `slice ${begin} ${size}`,
+      ).toEqual(cpu.map((a) => Array.from(a)));
     }
   });
 

@@ -62,7 +62,13 @@ async function train(backend: string, network: Network, optimizerName: 'sgd' | '
   await tf.setBackend(backend);
   const inputSize = network.inputShape.reduce((a, b) => a * b, 1);
   const x = tf.tensor(seededValues(10, inputSize, 1), network.inputShape);
-  const labels = tf.oneHot(tf.tensor1d(Int32Array.from({ length: BATCH }, (_, i) => (i * 7) % CLASSES), 'int32'), CLASSES);
+  const labels = tf.oneHot(
+    tf.tensor1d(
+      Int32Array.from({ length: BATCH }, (_, i) => (i * 7) % CLASSES),
+      'int32',
+    ),
+    CLASSES,
+  );
   const params = Object.fromEntries(
     Object.entries(network.params).map(([name, [shape, init]]) => [name, tf.variable(tf.tensor(init, shape), true, `${backend}-${name}`)]),
   );
@@ -93,7 +99,10 @@ function expectNear(actual: ArrayLike<number>, expected: ArrayLike<number>, labe
 }
 
 describe.skipIf(!available)('training on blas matches cpu', () => {
-  for (const [networkName, network] of [['mlp', mlp], ['cnn', cnn]] as const) {
+  for (const [networkName, network] of [
+    ['mlp', mlp],
+    ['cnn', cnn],
+  ] as const) {
     for (const optimizerName of ['sgd', 'adam'] as const) {
       it(`${networkName} with ${optimizerName}`, async () => {
         registerBlasBackend({ threads: 0 });

@@ -12,7 +12,9 @@ function writeThree(root: string): string[] {
   const paths: string[] = [];
   for (let round = 0; round < 3; round++) {
     const state = encodeSafetensors([{ name: 'w', shape: [4], data: Float32Array.from([round, 1, 2, 3]) }]);
-    paths.push(writeCheckpoint(root, { round, step: round * 10, configHash: 'h', config, progress: { round } }, state, `digest-${round}`, 5));
+    paths.push(
+      writeCheckpoint(root, { round, step: round * 10, configHash: 'h', config, progress: { round } }, state, `digest-${round}`, 5),
+    );
   }
   return paths;
 }
@@ -33,12 +35,16 @@ describe('checkpoints', () => {
 
   const corruptions: [string, (path: string) => void, RegExp][] = [
     ['truncated state file', (p) => truncateSync(join(p, 'state.safetensors'), 20), /has 20 bytes, the manifest says \d+ \(truncated\?\)/],
-    ['flipped byte', (p) => {
-      const file = join(p, 'state.safetensors');
-      const bytes = readFileSync(file);
-      bytes[bytes.length - 3] ^= 0x40;
-      writeFileSync(file, bytes);
-    }, /does not match its checksum/],
+    [
+      'flipped byte',
+      (p) => {
+        const file = join(p, 'state.safetensors');
+        const bytes = readFileSync(file);
+        bytes[bytes.length - 3] ^= 0x40;
+        writeFileSync(file, bytes);
+      },
+      /does not match its checksum/,
+    ],
     ['missing manifest', (p) => rmSync(join(p, 'manifest.json')), /manifest.json is missing/],
     ['garbled manifest', (p) => writeFileSync(join(p, 'manifest.json'), '{"format": "occam-checkpoint", '), /not valid JSON/],
   ];

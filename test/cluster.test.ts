@@ -18,7 +18,9 @@ describe('a cluster of N workers trains the same model as one worker', () => {
         const s = single.metrics[round];
         expect(m.workers).toBe(workers);
         for (const key of ['trainLoss', 'holdbackLoss', 'testLoss'] as const) {
-          expect(Math.abs((m[key] as number) - (s[key] as number)) / (s[key] as number), `${key} round ${round}`).toBeLessThan(LOSS_RELATIVE);
+          expect(Math.abs((m[key] as number) - (s[key] as number)) / (s[key] as number), `${key} round ${round}`).toBeLessThan(
+            LOSS_RELATIVE,
+          );
         }
         expect(m.weightsKept).toBe(s.weightsKept);
         expect(m.p).toBe(s.p);

@@ -7,7 +7,16 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { CONFIG_KEYS, CONFIG_RULES, ConfigError, DEFAULT_CONFIG, parseConfigValue, resolveConfig, type OccamConfig, type Rule } from '../src/config.ts';
+import {
+  CONFIG_KEYS,
+  CONFIG_RULES,
+  ConfigError,
+  DEFAULT_CONFIG,
+  parseConfigValue,
+  resolveConfig,
+  type OccamConfig,
+  type Rule,
+} from '../src/config.ts';
 import { OCCAM_BIN } from '../src/coordinator/local-cluster.ts';
 
 /** The ConfigError resolveConfig throws for these settings (fails the test when there is none). */
@@ -23,8 +32,16 @@ function configError(settings: Record<string, unknown>): ConfigError {
 
 /** Values that break a rule, each with the message it must produce. */
 function badValues(rule: Rule): [unknown, RegExp][] {
-  if (rule.type === 'string') return [[5, /must be a string/], [null, /must be a string/]];
-  if (rule.type === 'enum') return [['bogus', /must be one of/], [1, /must be one of/]];
+  if (rule.type === 'string')
+    return [
+      [5, /must be a string/],
+      [null, /must be a string/],
+    ];
+  if (rule.type === 'enum')
+    return [
+      ['bogus', /must be one of/],
+      [1, /must be one of/],
+    ];
   const bad: [unknown, RegExp][] = [
     ['12', /must be a finite number/],
     [NaN, /must be a finite number/],
@@ -112,7 +129,10 @@ describe('values from flags and environment variables', () => {
 /** Runs the real `occam` command; resolves with its exit code and stderr. */
 function occam(args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; stderr: string }> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [OCCAM_BIN, ...args], { env: { ...process.env, OCCAM_TOKEN: 'test-token', ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = spawn(process.execPath, [OCCAM_BIN, ...args], {
+      env: { ...process.env, OCCAM_TOKEN: 'test-token', ...env },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
     let stderr = '';
     child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
     child.on('exit', (code) => resolve({ code, stderr }));
@@ -126,22 +146,62 @@ describe('the command line (each case runs `occam` and must fail before any trai
     return join(dir, name);
   };
   const cases: [string, string[], Record<string, string>, RegExp][] = [
-    ['--token on the command line', ['train', '--token', 'secret'], {}, /--token would show the token in `ps`; use OCCAM_TOKEN or --token-file/],
+    [
+      '--token on the command line',
+      ['train', '--token', 'secret'],
+      {},
+      /--token would show the token in `ps`; use OCCAM_TOKEN or --token-file/,
+    ],
     ['--token=… on the command line', ['worker', '--token=secret', '--coordinator', 'ws://x:1'], {}, /--token would show the token/],
     ['a --config file that does not exist', ['train', '--config', join(dir, 'missing.json')], {}, /config file .*missing.json not found/],
     ['a --config file that is not JSON', ['train', '--config', file('broken.json', '{"units": 3,')], {}, /is not valid JSON/],
     ['a --config file that is not an object', ['train', '--config', file('array.json', '[1, 2]')], {}, /must hold a JSON object/],
-    ['a --config file with a typo', ['train', '--config', file('typo.json', '{"learning_rate": 0.1}')], {}, /unknown key 'learning_rate' \(did you mean 'learningRate'\?\)/],
-    ['a --config file with an impossible value', ['train', '--config', file('range.json', '{"holdback": 1}')], {}, /'holdback' must be < 1/],
+    [
+      'a --config file with a typo',
+      ['train', '--config', file('typo.json', '{"learning_rate": 0.1}')],
+      {},
+      /unknown key 'learning_rate' \(did you mean 'learningRate'\?\)/,
+    ],
+    [
+      'a --config file with an impossible value',
+      ['train', '--config', file('range.json', '{"holdback": 1}')],
+      {},
+      /'holdback' must be < 1/,
+    ],
     ['a bad environment value', ['train'], { OCCAM_UNITS: 'lots' }, /'units' must be a number \(got 'lots'\)/],
     ['an environment value out of range', ['train'], { OCCAM_P0: '1.5' }, /'p0' must be < 1/],
     ['a bad flag value', ['train', '--rounds', '0'], {}, /'rounds' must be ≥ 1/],
     ['an unknown flag', ['train', '--batch-sise', '64'], {}, /unknown flag --batch-sise \(did you mean --batch-size\?\)/],
-    ['a port that is not one', ['worker', '--coordinator', 'ws://x:1', '--ring-port', '99999'], {}, /--ring-port \(or OCCAM_RING_PORT\) must be a port number/],
-    ['a message bound that is not a number', ['coordinator', '--run-dir', join(dir, 'run'), '--max-message-mb', 'big'], {}, /--max-message-mb \(or OCCAM_MAX_MESSAGE_MB\) must be a number of MiB/],
-    ['a CA without a certificate', ['worker', '--coordinator', 'wss://x:1', '--tls-ca', join(dir, 'ca.pem')], {}, /--tls-ca needs --tls-cert and --tls-key/],
-    ['TLS with a ws:// coordinator', ['worker', '--coordinator', 'ws://x:1', '--tls-cert', file('c.pem', 'x'), '--tls-key', file('k.pem', 'x')], {}, /--coordinator must be a wss:\/\/ URL/],
-    ['no token at all', ['coordinator', '--run-dir', join(dir, 'run')], { OCCAM_TOKEN: '' }, /no cluster token: set OCCAM_TOKEN or pass --token-file/],
+    [
+      'a port that is not one',
+      ['worker', '--coordinator', 'ws://x:1', '--ring-port', '99999'],
+      {},
+      /--ring-port \(or OCCAM_RING_PORT\) must be a port number/,
+    ],
+    [
+      'a message bound that is not a number',
+      ['coordinator', '--run-dir', join(dir, 'run'), '--max-message-mb', 'big'],
+      {},
+      /--max-message-mb \(or OCCAM_MAX_MESSAGE_MB\) must be a number of MiB/,
+    ],
+    [
+      'a CA without a certificate',
+      ['worker', '--coordinator', 'wss://x:1', '--tls-ca', join(dir, 'ca.pem')],
+      {},
+      /--tls-ca needs --tls-cert and --tls-key/,
+    ],
+    [
+      'TLS with a ws:// coordinator',
+      ['worker', '--coordinator', 'ws://x:1', '--tls-cert', file('c.pem', 'x'), '--tls-key', file('k.pem', 'x')],
+      {},
+      /--coordinator must be a wss:\/\/ URL/,
+    ],
+    [
+      'no token at all',
+      ['coordinator', '--run-dir', join(dir, 'run')],
+      { OCCAM_TOKEN: '' },
+      /no cluster token: set OCCAM_TOKEN or pass --token-file/,
+    ],
     ['an empty token file', ['worker', '--coordinator', 'ws://x:1', '--token-file', file('token', '\n')], {}, /token file .* is empty/],
   ];
 

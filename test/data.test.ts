@@ -26,8 +26,16 @@ function file(name: string, bytes: Buffer | string): string {
   return path;
 }
 
-const images = (n: number) => idx([n, 2, 2], Array.from({ length: n * 4 }, (_, i) => i % 256));
-const labels = (n: number) => idx([n], Array.from({ length: n }, (_, i) => i % 3));
+const images = (n: number) =>
+  idx(
+    [n, 2, 2],
+    Array.from({ length: n * 4 }, (_, i) => i % 256),
+  );
+const labels = (n: number) =>
+  idx(
+    [n],
+    Array.from({ length: n }, (_, i) => i % 3),
+  );
 
 describe('IDX loader', () => {
   it('reads plain and gzip files, pixels scaled to [0, 1]', () => {
@@ -45,11 +53,19 @@ describe('IDX loader', () => {
       ['missing', () => readIdx(join(dir, 'nope')), /nope: file not found/],
       ['bad magic', () => readIdx(file('magic', Buffer.from([1, 2, 3, 4, 5]))), /magic: not an IDX file/],
       ['element type', () => readIdx(file('type', idx([1], [1], 0x0d))), /type: unsupported IDX element type/],
-      ['truncated data', () => readIdx(file('trunc', images(5).subarray(0, 20))), /trunc: truncated: the header says 5×2×2 = 20 bytes of data, the file has 4/],
+      [
+        'truncated data',
+        () => readIdx(file('trunc', images(5).subarray(0, 20))),
+        /trunc: truncated: the header says 5×2×2 = 20 bytes of data, the file has 4/,
+      ],
       ['truncated header', () => readIdx(file('header', Buffer.from([0, 0, 8, 3, 0]))), /header: truncated IDX header/],
       ['trailing bytes', () => readIdx(file('trail', Buffer.concat([labels(3), Buffer.from([9])]))), /trail: has 1 bytes after/],
       ['corrupt gzip', () => readIdx(file('bad.gz', Buffer.concat([gzipSync(images(2)).subarray(0, 12)]))), /bad.gz: corrupt gzip data/],
-      ['label count', () => loadIdxPair(file('c-images', images(5)), file('c-labels', labels(4))), /c-labels: has 4 labels but .*c-images has 5 images/],
+      [
+        'label count',
+        () => loadIdxPair(file('c-images', images(5)), file('c-labels', labels(4))),
+        /c-labels: has 4 labels but .*c-images has 5 images/,
+      ],
       ['swapped files', () => loadIdxPair(file('d-labels', labels(5)), file('d-images', images(5))), /d-labels: expected an images file/],
       ['missing folder', () => loadIdxFolder(join(dir, 'none')), /none: folder not found/],
       ['missing file in folder', () => loadIdxFolder(dir), /train-images-idx3-ubyte: file not found/],

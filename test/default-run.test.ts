@@ -24,7 +24,15 @@ describe('occam train with no options', () => {
     expect(metrics).toHaveLength(12);
     expect(metrics.every((m) => m.workers === 2)).toBe(true);
     expect(metrics[11].weightsKept).toBeLessThan(0.5);
-    for (const file of ['config.json', 'summary.json', 'report.html', 'model/model.safetensors', 'model/model.json', 'worker-0.log', 'worker-1.log']) {
+    for (const file of [
+      'config.json',
+      'summary.json',
+      'report.html',
+      'model/model.safetensors',
+      'model/model.json',
+      'worker-0.log',
+      'worker-1.log',
+    ]) {
       expect(existsSync(join(runDir, file)), file).toBe(true);
     }
     expect(stdout).toMatch(/best round/);

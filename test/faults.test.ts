@@ -51,12 +51,18 @@ describe('coordinator restart and elastic membership (separate processes)', () =
     const configPath = join(runDir, '..', 'config.json');
     writeFileSync(configPath, JSON.stringify(cfg));
     const startCoordinator = () => {
-      const child = spawnOccam(['coordinator', '--run-dir', runDir, '--config', configPath, '--host', '127.0.0.1', '--port', String(port)], join(runDir, '..', 'coordinator.log'));
+      const child = spawnOccam(
+        ['coordinator', '--run-dir', runDir, '--config', configPath, '--host', '127.0.0.1', '--port', String(port)],
+        join(runDir, '..', 'coordinator.log'),
+      );
       children.push(child);
       return child;
     };
     const startWorker = (i: number) => {
-      const child = spawnOccam(['worker', '--coordinator', `ws://127.0.0.1:${port}`, '--worker-id', `w${i}`, '--ring-host', '127.0.0.1'], join(runDir, '..', `worker-${i}.log`));
+      const child = spawnOccam(
+        ['worker', '--coordinator', `ws://127.0.0.1:${port}`, '--worker-id', `w${i}`, '--ring-host', '127.0.0.1'],
+        join(runDir, '..', `worker-${i}.log`),
+      );
       children.push(child);
       return child;
     };

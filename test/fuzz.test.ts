@@ -8,7 +8,14 @@ import WebSocket from 'ws';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { decodeEnvelope, encodeEnvelope, type Envelope, type Messages } from '../src/wire/protocol.ts';
 import { RingAllReduce, RingError } from '../src/wire/ring.ts';
-import { commandProblem, joinProblem, replyProblem, unsolicitedProblem, type CoordinatorView, type SentCommand } from '../src/wire/validate.ts';
+import {
+  commandProblem,
+  joinProblem,
+  replyProblem,
+  unsolicitedProblem,
+  type CoordinatorView,
+  type SentCommand,
+} from '../src/wire/validate.ts';
 import { WorkerLink } from '../src/coordinator/worker-link.ts';
 import { controlFrame, ringFrame, ringPortFrame, validEnvelope } from './helpers/fuzz-frames.ts';
 import { LiveCluster } from './helpers/live-cluster.ts';
@@ -87,7 +94,15 @@ describe('in-process: decoding and validation never throw', () => {
     fc.assert(
       fc.property(fc.array(controlFrame, { minLength: 1, maxLength: 8 }), (frames) => {
         const socket = new FakeSocket();
-        const link = new WorkerLink('w0', '127.0.0.1', 7071, socket as unknown as WebSocket, quietLog, () => {}, () => VIEW);
+        const link = new WorkerLink(
+          'w0',
+          '127.0.0.1',
+          7071,
+          socket as unknown as WebSocket,
+          quietLog,
+          () => {},
+          () => VIEW,
+        );
         // A command in flight, as in a live run, so replies can match it.
         link.request('evaluate', { generation: 1 }).catch(() => {});
         for (const frame of frames) link.receiveFrame(Buffer.from(frame));
@@ -108,18 +123,22 @@ describe('in-process: decoding and validation never throw', () => {
 
   it('a ring all-reduce fed arbitrary frames never throws, and fails only with a RingError', async () => {
     await fc.assert(
-      fc.asyncProperty(fc.array(fc.oneof(ringFrame, validEnvelope), { minLength: 1, maxLength: 6 }), fc.integer({ min: 2, max: 4 }), async (frames, world) => {
-        const ring = new RingAllReduce(1, world, () => {}, { chunkFloats: 8, timeoutMs: 60000 });
-        const op = ring.allReduce(new Float32Array(40));
-        const outcome = op.then(
-          () => 'done',
-          (error: Error) => error,
-        );
-        for (const frame of frames) ring.receive(Buffer.from(frame));
-        ring.abort(new RingError('test over'));
-        const result = await outcome;
-        expect(result === 'done' || result instanceof RingError).toBe(true);
-      }),
+      fc.asyncProperty(
+        fc.array(fc.oneof(ringFrame, validEnvelope), { minLength: 1, maxLength: 6 }),
+        fc.integer({ min: 2, max: 4 }),
+        async (frames, world) => {
+          const ring = new RingAllReduce(1, world, () => {}, { chunkFloats: 8, timeoutMs: 60000 });
+          const op = ring.allReduce(new Float32Array(40));
+          const outcome = op.then(
+            () => 'done',
+            (error: Error) => error,
+          );
+          for (const frame of frames) ring.receive(Buffer.from(frame));
+          ring.abort(new RingError('test over'));
+          const result = await outcome;
+          expect(result === 'done' || result instanceof RingError).toBe(true);
+        },
+      ),
       { numRuns: 5000, seed: SEED },
     );
   });
@@ -170,7 +189,12 @@ describe('a live run under 10,000 hostile frames', () => {
           const results = await Promise.all(
             sessions.map(({ joinFirst, frames }) => {
               const join = encodeEnvelope('join', { workerId: `fuzz-${session++}`, ringHost: '127.0.0.1', ringPort: 9 });
-              return probe(cluster.url, { token: TEST_TOKEN, frames: joinFirst ? [join, ...frames] : frames, closeAfter: true, waitMs: 10000 });
+              return probe(cluster.url, {
+                token: TEST_TOKEN,
+                frames: joinFirst ? [join, ...frames] : frames,
+                closeAfter: true,
+                waitMs: 10000,
+              });
             }),
           );
           for (const result of results) coordinatorFrames += expectAnswered(result);
@@ -180,11 +204,21 @@ describe('a live run under 10,000 hostile frames', () => {
 
       // Each worker's ring port, at the same time: a hello (honest-looking or not) and whatever follows it.
       const workerIds = cluster.workers.map((w) => w.id);
-      const ringSession = fc.record({ target: fc.nat({ max: cluster.workers.length - 1 }), frames: fc.array(ringPortFrame(generation, workerIds), { minLength: 2, maxLength: 12 }) });
+      const ringSession = fc.record({
+        target: fc.nat({ max: cluster.workers.length - 1 }),
+        frames: fc.array(ringPortFrame(generation, workerIds), { minLength: 2, maxLength: 12 }),
+      });
       const atRingPorts = fc.assert(
         fc.asyncProperty(fc.array(ringSession, { minLength: PARALLEL, maxLength: PARALLEL }), async (sessions) => {
           const results = await Promise.all(
-            sessions.map(({ target, frames }) => probe(`ws://127.0.0.1:${cluster.workers[target].ringPort}/ring`, { token: TEST_TOKEN, frames, closeAfter: true, waitMs: 10000 })),
+            sessions.map(({ target, frames }) =>
+              probe(`ws://127.0.0.1:${cluster.workers[target].ringPort}/ring`, {
+                token: TEST_TOKEN,
+                frames,
+                closeAfter: true,
+                waitMs: 10000,
+              }),
+            ),
           );
           for (const result of results) ringFrames += expectAnswered(result);
         }),

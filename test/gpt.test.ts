@@ -120,7 +120,21 @@ describe('masked gpt training on a replica', () => {
 
 describe('gpt on a local cluster', () => {
   const config = (workers: number): OccamConfig =>
-    resolveConfig({ model: 'gpt', dataset: 'moby-dick', layers: 1, heads: 2, width: 16, blockSize: 16, batchSize: 16, roundSteps: 8, rounds: 3, evalLimit: 64, evalBatchSize: 32, backend: 'cpu', workers });
+    resolveConfig({
+      model: 'gpt',
+      dataset: 'moby-dick',
+      layers: 1,
+      heads: 2,
+      width: 16,
+      blockSize: 16,
+      batchSize: 16,
+      roundSteps: 8,
+      rounds: 3,
+      evalLimit: 64,
+      evalBatchSize: 32,
+      backend: 'cpu',
+      workers,
+    });
 
   it('2 workers train the model 1 worker trains, round by round; sampling from it is seeded', async () => {
     const single = await train(config(1));
@@ -136,7 +150,8 @@ describe('gpt on a local cluster', () => {
     }
     // Occam pruned after rounds 0 and 1 (p0 = 0.4 of the survivors each time; ties at a threshold are kept).
     expect(pair.metrics.map((m) => m.weightsKept)).toEqual([1, expect.closeTo(0.6, 2), expect.closeTo(0.36, 2)]);
-    const exported = (runDir: string) => new Map(decodeSafetensors(readFileSync(join(runDir, 'model', 'model.safetensors'))).tensors.map((t) => [t.name, t]));
+    const exported = (runDir: string) =>
+      new Map(decodeSafetensors(readFileSync(join(runDir, 'model', 'model.safetensors'))).tensors.map((t) => [t.name, t]));
     const a = exported(single.runDir);
     const b = exported(pair.runDir);
     expect([...b.keys()]).toEqual([...a.keys()]);
@@ -157,7 +172,27 @@ describe('gpt on a local cluster', () => {
     expect(() => generate(gpt, { ...options, prompt: '🐋' })).toThrow(/not in the vocabulary/);
 
     // The command prints the prompt and the same continuation.
-    const cli = spawnSync(process.execPath, [OCCAM_BIN, 'sample', pair.runDir, '--length', '40', '--temperature', '0.8', '--top-k', '10', '--seed', '9', '--prompt', 'Call me ', '--backend', 'cpu'], { encoding: 'utf8', timeout: 60_000 });
+    const cli = spawnSync(
+      process.execPath,
+      [
+        OCCAM_BIN,
+        'sample',
+        pair.runDir,
+        '--length',
+        '40',
+        '--temperature',
+        '0.8',
+        '--top-k',
+        '10',
+        '--seed',
+        '9',
+        '--prompt',
+        'Call me ',
+        '--backend',
+        'cpu',
+      ],
+      { encoding: 'utf8', timeout: 60_000 },
+    );
     expect(cli.status, cli.stderr).toBe(0);
     expect(cli.stdout).toBe(`Call me ${text}\n`);
   });

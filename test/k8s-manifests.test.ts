@@ -14,13 +14,13 @@ import { describe, expect, it } from 'vitest';
 import { containerEnv, expandReferences, imageConfig, quantity } from '../deploy/kubelet.ts';
 import { parseYamlDocuments, renderKustomization, type K8sObject } from '../deploy/render.ts';
 import { validateObject } from '../deploy/validate.ts';
+import { BOOLEAN_FLAGS, PROCESS_FLAGS } from '../src/cli/args.ts';
 import { CONFIG_KEYS, resolveConfig } from '../src/config.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const K8S = join(ROOT, 'deploy', 'k8s');
 const OVERLAYS = readdirSync(join(K8S, 'overlays')).sort();
 const README = readFileSync(join(ROOT, 'deploy', 'README.md'), 'utf8');
-const CLI = readFileSync(join(ROOT, 'src', 'cli.ts'), 'utf8');
 const SOURCES = sourceText(join(ROOT, 'src'));
 
 /** The Secret the operator creates (deploy/README.md) and the key holding the token. */
@@ -52,7 +52,12 @@ describe.each(OVERLAYS)('overlay %s', (overlay) => {
   const configMaps = objects.filter((o) => o.kind === 'ConfigMap');
   const coordinator = podOf(statefulSets, COORDINATOR);
   const workers = podOf(statefulSets, WORKERS);
-  const context = (podName: string) => ({ podName, namespace, configMaps, secrets: { [TOKEN_SECRET]: { [TOKEN_KEY]: 'not-the-real-token' } } });
+  const context = (podName: string) => ({
+    podName,
+    namespace,
+    configMaps,
+    secrets: { [TOKEN_SECRET]: { [TOKEN_KEY]: 'not-the-real-token' } },
+  });
   const coordinatorArgs = expandedArgs(coordinator.container, context(`${COORDINATOR}-0`));
   const workerArgs = expandedArgs(workers.container, context(`${WORKERS}-1`));
 
@@ -61,8 +66,17 @@ describe.each(OVERLAYS)('overlay %s', (overlay) => {
   });
 
   it('holds one namespace with both StatefulSets, their Services, the config, a PDB — and no Secret', () => {
-    expect(objects.map((o) => o.kind).sort()).toEqual(['ConfigMap', 'Namespace', 'PodDisruptionBudget', 'Service', 'Service', 'StatefulSet', 'StatefulSet']);
-    for (const object of objects.filter((o) => o.kind !== 'Namespace')) expect(object.metadata.namespace, `${object.kind}/${object.metadata.name}`).toBe(namespace);
+    expect(objects.map((o) => o.kind).sort()).toEqual([
+      'ConfigMap',
+      'Namespace',
+      'PodDisruptionBudget',
+      'Service',
+      'Service',
+      'StatefulSet',
+      'StatefulSet',
+    ]);
+    for (const object of objects.filter((o) => o.kind !== 'Namespace'))
+      expect(object.metadata.namespace, `${object.kind}/${object.metadata.name}`).toBe(namespace);
     expect(coordinator.statefulSet.spec?.replicas).toBe(1);
     // The run directory is a claim per coordinator pod: checkpoints outlive the pod.
     const claims = coordinator.statefulSet.spec?.volumeClaimTemplates ?? [];
@@ -77,12 +91,20 @@ describe.each(OVERLAYS)('overlay %s', (overlay) => {
       const governing = services.find((s) => s.metadata.name === statefulSet.spec?.serviceName);
       expect(governing, `serviceName of ${statefulSet.metadata?.name}`).toBeDefined();
       expect(selects(governing?.spec?.selector, labels)).toBe(true);
-      for (const port of governing?.spec?.ports ?? []) expect(containerPort(pod.containers, port.targetPort ?? port.port), `${governing?.metadata.name} port ${port.name}`).toBe(port.port);
+      for (const port of governing?.spec?.ports ?? [])
+        expect(containerPort(pod.containers, port.targetPort ?? port.port), `${governing?.metadata.name} port ${port.name}`).toBe(
+          port.port,
+        );
     }
     // Each Service selects exactly one of the two workloads.
     for (const service of services) {
-      const selected = [coordinator, workers].filter((w) => selects(service.spec?.selector, w.statefulSet.spec?.template.metadata?.labels ?? {}));
-      expect(selected.map((w) => w.statefulSet.metadata?.name), service.metadata.name).toHaveLength(1);
+      const selected = [coordinator, workers].filter((w) =>
+        selects(service.spec?.selector, w.statefulSet.spec?.template.metadata?.labels ?? {}),
+      );
+      expect(
+        selected.map((w) => w.statefulSet.metadata?.name),
+        service.metadata.name,
+      ).toHaveLength(1);
     }
     const workerService = services.find((s) => s.metadata.name === workers.statefulSet.spec?.serviceName);
     expect(workerService?.spec?.clusterIP).toBe('None');
@@ -97,10 +119,14 @@ describe.each(OVERLAYS)('overlay %s', (overlay) => {
 
   it('volumes and ConfigMap references resolve; the token comes from the documented Secret, never from args or env values', () => {
     for (const { statefulSet, pod, container } of [coordinator, workers]) {
-      const volumes = new Set([...(pod.volumes ?? []).map((v) => v.name), ...(statefulSet.spec?.volumeClaimTemplates ?? []).map((c) => c.metadata?.name)]);
+      const volumes = new Set([
+        ...(pod.volumes ?? []).map((v) => v.name),
+        ...(statefulSet.spec?.volumeClaimTemplates ?? []).map((c) => c.metadata?.name),
+      ]);
       const mounted = new Set((container.volumeMounts ?? []).map((m) => m.name));
       for (const name of mounted) expect(volumes.has(name), `mount ${name} of ${statefulSet.metadata?.name}`).toBe(true);
-      for (const name of volumes) expect(mounted.has(name as string), `volume ${name} of ${statefulSet.metadata?.name} is mounted`).toBe(true);
+      for (const name of volumes)
+        expect(mounted.has(name as string), `volume ${name} of ${statefulSet.metadata?.name} is mounted`).toBe(true);
       for (const volume of pod.volumes ?? []) {
         if (volume.configMap) expect(configMaps.map((c) => c.metadata.name)).toContain(volume.configMap.name);
         if (volume.secret) expect(volume.secret.secretName).toBe(TOKEN_SECRET);
@@ -127,8 +153,13 @@ describe.each(OVERLAYS)('overlay %s', (overlay) => {
     for (const path of paths.coordinator) expect(readFileSync(join(ROOT, 'src/coordinator/coordinator.ts'), 'utf8')).toContain(`'${path}'`);
     for (const path of paths.worker) expect(readFileSync(join(ROOT, 'src/worker/ring-links.ts'), 'utf8')).toContain(`'${path}'`);
     const listens = { coordinator: Number(flagValue(coordinatorArgs, '--port')), worker: Number(flagValue(workerArgs, '--ring-port')) };
-    for (const [role, { container }] of [['coordinator', coordinator], ['worker', workers]] as const) {
-      const probes = [container.readinessProbe, container.livenessProbe, container.startupProbe].filter((p): p is IProbe => p !== undefined);
+    for (const [role, { container }] of [
+      ['coordinator', coordinator],
+      ['worker', workers],
+    ] as const) {
+      const probes = [container.readinessProbe, container.livenessProbe, container.startupProbe].filter(
+        (p): p is IProbe => p !== undefined,
+      );
       expect(probes.length, `${role} has readiness and liveness probes`).toBeGreaterThanOrEqual(2);
       expect(container.readinessProbe && container.livenessProbe).toBeTruthy();
       for (const probe of probes) {
@@ -164,16 +195,19 @@ describe.each(OVERLAYS)('overlay %s', (overlay) => {
   });
 
   it('args and OCCAM_* variables are ones the CLI reads, and the config they carry is valid', () => {
-    const processFlags = stringSet(CLI, 'PROCESS_FLAGS');
-    const booleanFlags = stringSet(CLI, 'BOOLEAN_FLAGS');
+    const processFlags = PROCESS_FLAGS;
+    const booleanFlags = BOOLEAN_FLAGS;
     const configFlags = new Set(CONFIG_KEYS.map((k) => k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)));
     const configEnv = new Set(CONFIG_KEYS.map((k) => `OCCAM_${k.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()}`));
-    for (const [role, { container }, args] of [['coordinator', coordinator, coordinatorArgs], ['worker', workers, workerArgs]] as const) {
+    for (const [role, { container }, args] of [
+      ['coordinator', coordinator, coordinatorArgs],
+      ['worker', workers, workerArgs],
+    ] as const) {
       expect(args[0]).toBe(role);
       for (let i = 1; i < args.length; i++) {
         const name = args[i].replace(/^--/, '').split('=')[0];
         expect(args[i].startsWith('--'), `${role}: argument ${args[i]} is a flag`).toBe(true);
-        expect(processFlags.has(name) || configFlags.has(name), `${role}: --${name} is a flag of src/cli.ts`).toBe(true);
+        expect(processFlags.has(name) || configFlags.has(name), `${role}: --${name} is a flag of the CLI`).toBe(true);
         if (!booleanFlags.has(name) && !args[i].includes('=')) i++;
       }
       const raw = container.args ?? [];
@@ -198,13 +232,22 @@ describe.each(OVERLAYS)('overlay %s', (overlay) => {
     expect(config.checkpointEverySteps).toBeGreaterThan(0);
     // 0 defers to OCCAM_BLAS_THREADS, which the pod sets from its CPU limit.
     expect(config.blasThreads).toBe(0);
-    expect(containerEnv(workers.container, context('w-0')).OCCAM_BLAS_THREADS).toBe(String(Math.ceil(quantity(workers.container.resources?.limits?.cpu ?? 0))));
-    expect(flagValue(coordinatorArgs, '--run-dir')?.startsWith(`${coordinator.container.volumeMounts?.find((m) => m.name === 'run')?.mountPath}/`)).toBe(true);
+    expect(containerEnv(workers.container, context('w-0')).OCCAM_BLAS_THREADS).toBe(
+      String(Math.ceil(quantity(workers.container.resources?.limits?.cpu ?? 0))),
+    );
+    expect(
+      flagValue(coordinatorArgs, '--run-dir')?.startsWith(
+        `${coordinator.container.volumeMounts?.find((m) => m.name === 'run')?.mountPath}/`,
+      ),
+    ).toBe(true);
     expect(coordinatorArgs).toContain('--linger');
   });
 
   it('SIGTERM: the coordinator pod is given time to commit the segment in flight, a worker pod to be released at it', () => {
-    for (const [{ pod, container }, name] of [[coordinator, 'c-0'], [workers, 'w-0']] as const) {
+    for (const [{ pod, container }, name] of [
+      [coordinator, 'c-0'],
+      [workers, 'w-0'],
+    ] as const) {
       const graceMs = Number(containerEnv(container, context(name)).OCCAM_STOP_GRACE_MS);
       expect(graceMs).toBeGreaterThan(0);
       // The process's own deadline comes first, with room left for the checkpoint write and the exit.
@@ -251,7 +294,10 @@ describe('deploy/Dockerfile', () => {
       expect(scripts).toEqual([`${image.workdir}/bin/occam.mjs`, `${image.workdir}/deploy/healthcheck.mjs`]);
       for (const script of scripts) {
         const relative = script.slice(image.workdir.length + 1);
-        expect(image.copies.some((c) => c.stage === null && (relative === c.from || relative.startsWith(`${c.from}/`))), `${relative} is copied in`).toBe(true);
+        expect(
+          image.copies.some((c) => c.stage === null && (relative === c.from || relative.startsWith(`${c.from}/`))),
+          `${relative} is copied in`,
+        ).toBe(true);
         expect(existsSync(join(ROOT, relative))).toBe(true);
       }
       expect(image.declaredNames.filter((n) => /TOKEN|SECRET|PASSWORD|KEY/i.test(n))).toEqual([]);
@@ -294,14 +340,9 @@ function selects(selector: Record<string, string> | undefined, labels: Record<st
 /** The containerPort a Service or probe port (name or number) refers to, or undefined. */
 function containerPort(containers: IContainer[], port: string | number): number | undefined {
   const ports = containers.flatMap((c) => c.ports ?? []);
-  return typeof port === 'number' ? ports.find((p) => p.containerPort === port)?.containerPort : ports.find((p) => p.name === port)?.containerPort;
-}
-
-/** The string elements of `const NAME = new Set([...])` in a source file. */
-function stringSet(source: string, name: string): Set<string> {
-  const match = new RegExp(`const ${name} = new Set\\(\\[([^\\]]*)\\]\\)`).exec(source);
-  if (!match) throw new Error(`src/cli.ts has no ${name}`);
-  return new Set([...match[1].matchAll(/'([^']+)'/g)].map((m) => m[1]));
+  return typeof port === 'number'
+    ? ports.find((p) => p.containerPort === port)?.containerPort
+    : ports.find((p) => p.name === port)?.containerPort;
 }
 
 function sourceText(dir: string): string {
@@ -312,7 +353,10 @@ function sourceText(dir: string): string {
 }
 
 function findKustomize(): string[] | null {
-  for (const candidate of [['kustomize', 'build'], ['kubectl', 'kustomize']]) {
+  for (const candidate of [
+    ['kustomize', 'build'],
+    ['kubectl', 'kustomize'],
+  ]) {
     try {
       execFileSync(candidate[0], [...candidate.slice(1), join(K8S, 'base')], { stdio: 'ignore', timeout: 20000 });
       return candidate;

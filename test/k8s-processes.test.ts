@@ -156,18 +156,25 @@ class LoopbackCluster {
       const service = this.objects.find((o) => o.kind === 'Service' && o.metadata.name === labels[0]) as unknown as IService | undefined;
       const servicePort = service?.spec?.ports?.find((p) => p.port === Number(port));
       if (!servicePort) throw new Error(`Service ${labels[0]} has no port ${port}`);
-      const target = [COORDINATOR, WORKERS].find((s) => Object.entries(service?.spec?.selector ?? {}).every(([k, v]) => workload(this.objects, s).statefulSet.spec?.template.metadata?.labels?.[k] === v));
+      const target = [COORDINATOR, WORKERS].find((s) =>
+        Object.entries(service?.spec?.selector ?? {}).every(
+          ([k, v]) => workload(this.objects, s).statefulSet.spec?.template.metadata?.labels?.[k] === v,
+        ),
+      );
       if (!target) throw new Error(`Service ${labels[0]} selects no workload`);
       const { container } = workload(this.objects, target);
       const targetPort = servicePort.targetPort ?? servicePort.port;
-      const containerPort = typeof targetPort === 'number' ? targetPort : container.ports?.find((p) => p.name === targetPort)?.containerPort;
+      const containerPort =
+        typeof targetPort === 'number' ? targetPort : container.ports?.find((p) => p.name === targetPort)?.containerPort;
       return `127.0.0.1:${this.portOf(`${target}-0`, containerPort ?? -1)}`;
     });
   }
 
   /** Each volumeMount as [mountPath, folder], longest path first. */
   private mounts(pod: IPodSpec, container: IContainer, podName: string): [string, string][] {
-    const claims = new Set((workload(this.objects, podName.replace(/-\d+$/, '')).statefulSet.spec?.volumeClaimTemplates ?? []).map((c) => c.metadata?.name));
+    const claims = new Set(
+      (workload(this.objects, podName.replace(/-\d+$/, '')).statefulSet.spec?.volumeClaimTemplates ?? []).map((c) => c.metadata?.name),
+    );
     const out: [string, string][] = [];
     for (const mount of container.volumeMounts ?? []) {
       const volume = pod.volumes?.find((v) => v.name === mount.name);
@@ -176,13 +183,17 @@ class LoopbackCluster {
         dir = join(this.root, 'volumes', `${mount.name}-${podName}`); // a claim outlives the pod
       } else if (volume?.configMap) {
         dir = join(this.root, 'pods', podName, mount.name);
-        const data = this.objects.find((o) => o.kind === 'ConfigMap' && o.metadata.name === volume.configMap?.name)?.data as Record<string, string>;
+        const data = this.objects.find((o) => o.kind === 'ConfigMap' && o.metadata.name === volume.configMap?.name)?.data as Record<
+          string,
+          string
+        >;
         mkdirSync(dir, { recursive: true });
         for (const [key, value] of Object.entries(data)) writeFileSync(join(dir, key), key === 'config.json' ? this.shrink(value) : value);
       } else if (volume?.secret) {
         dir = join(this.root, 'pods', podName, mount.name);
         mkdirSync(dir, { recursive: true });
-        for (const [key, value] of Object.entries(this.secrets()[volume.secret.secretName ?? ''] ?? {})) writeFileSync(join(dir, key), value, { mode: 0o440 });
+        for (const [key, value] of Object.entries(this.secrets()[volume.secret.secretName ?? ''] ?? {}))
+          writeFileSync(join(dir, key), value, { mode: 0o440 });
       } else if (volume?.emptyDir) {
         dir = join(this.root, 'pods', podName, mount.name);
       } else {
@@ -213,7 +224,8 @@ afterEach(async () => {
 
 describe('the cpu-small pods, started as the manifests start them', () => {
   it('train a run to the end; probes answer on the ports the manifests name', async () => {
-    const k8s = (cluster = new LoopbackCluster({ ...TINY, rounds: 2 }));
+    cluster = new LoopbackCluster({ ...TINY, rounds: 2 });
+    const k8s = cluster;
     const workerCount = k8s.replicas(WORKERS);
     // Parallel pod management: the workers may well start before the coordinator.
     const workers = await Promise.all(Array.from({ length: workerCount }, (_, i) => k8s.start(WORKERS, i)));
@@ -234,7 +246,10 @@ describe('the cpu-small pods, started as the manifests start them', () => {
       expect(readySeen, 'every worker was Ready while it trained').toEqual(workers.map(() => true));
       // --linger: the finished coordinator stays up for the probes and the operator; workers are told to stop.
       await waitForStatus(k8s.probeUrl(COORDINATOR, 0, 'livenessProbe'), 200, 10000, coordinator);
-      const page = (await fetchJson(k8s.probeUrl(COORDINATOR, 0, 'livenessProbe').replace(/\/[^/]*$/, '/status.json'))) as { phase: string; summary: RunSummary };
+      const page = (await fetchJson(k8s.probeUrl(COORDINATOR, 0, 'livenessProbe').replace(/\/[^/]*$/, '/status.json'))) as {
+        phase: string;
+        summary: RunSummary;
+      };
       expect(page.phase).toBe('done');
       expect(page.summary.rounds).toBe(2);
       for (const worker of workers) expect(await exitOf(worker.child), tail(worker)).toBe(0);
@@ -254,12 +269,18 @@ describe('the cpu-small pods, started as the manifests start them', () => {
 
   it('SIGTERM mid-round commits the round so far; the restarted coordinator resumes from it and finishes', async () => {
     // One segment per round (no commit inside it): only the SIGTERM path can leave a mid-round checkpoint.
-    const k8s = (cluster = new LoopbackCluster({ ...TINY, rounds: 2, trainLimit: 3000, checkpointEverySteps: 1000 }));
+    cluster = new LoopbackCluster({ ...TINY, rounds: 2, trainLimit: 3000, checkpointEverySteps: 1000 });
+    const k8s = cluster;
     const workers = await Promise.all(Array.from({ length: k8s.replicas(WORKERS) }, (_, i) => k8s.start(WORKERS, i)));
     const first = await k8s.start(COORDINATOR, 0);
     const runDir = k8s.runDir();
     const statusUrl = k8s.probeUrl(COORDINATOR, 0, 'livenessProbe').replace(/\/[^/]*$/, '/status.json');
-    await waitForAsync(async () => ((await fetchJson(statusUrl).catch(() => null)) as { phase?: string } | null)?.phase === 'training', 90000, 'training', first);
+    await waitForAsync(
+      async () => ((await fetchJson(statusUrl).catch(() => null)) as { phase?: string } | null)?.phase === 'training',
+      90000,
+      'training',
+      first,
+    );
     first.child.kill('SIGTERM'); // what the kubelet sends when the pod is deleted, evicted or drained
     expect(await exitOf(first.child), tail(first)).toBe(0);
     const stopped = /"step":(\d+)[^\n]*stopped after a commit/.exec(readFileSync(first.log, 'utf8'));
@@ -287,13 +308,19 @@ describe('the cpu-small pods, started as the manifests start them', () => {
   });
 
   it('scaling the worker StatefulSet up and down re-forms the ring: elastic membership', async () => {
-    const k8s = (cluster = new LoopbackCluster({ ...TINY, rounds: 1000 })); // outlasts the test: it stops it
+    cluster = new LoopbackCluster({ ...TINY, rounds: 1000 });
+    const k8s = cluster; // outlasts the test: it stops it
     const initial = k8s.replicas(WORKERS);
     const workers = await Promise.all(Array.from({ length: initial }, (_, i) => k8s.start(WORKERS, i)));
     const coordinator = await k8s.start(COORDINATOR, 0);
     const statusUrl = k8s.probeUrl(COORDINATOR, 0, 'livenessProbe').replace(/\/[^/]*$/, '/status.json');
-    const page = async () => ((await fetchJson(statusUrl).catch(() => null)) ?? { phase: '', generation: 0, committedStep: null, workers: [] }) as StatusPage;
-    const ring = (p: StatusPage) => p.workers.filter((w) => w.inRing).map((w) => w.id).sort();
+    const page = async () =>
+      ((await fetchJson(statusUrl).catch(() => null)) ?? { phase: '', generation: 0, committedStep: null, workers: [] }) as StatusPage;
+    const ring = (p: StatusPage) =>
+      p.workers
+        .filter((w) => w.inRing)
+        .map((w) => w.id)
+        .sort();
     await waitForAsync(async () => (await page()).phase === 'training', 90000, 'training', coordinator);
 
     k8s.scale(WORKERS, initial + 1); // kubectl scale statefulset occam-worker --replicas=3
@@ -302,22 +329,44 @@ describe('the cpu-small pods, started as the manifests start them', () => {
     expect(ring(await page())).toContain(added.name);
     const joined = await page();
     // Training with it: a commit after the ring formed.
-    await waitForAsync(async () => ((await page()).committedStep ?? 0) > (joined.committedStep ?? 0), 90000, 'a commit with the new pod', coordinator);
+    await waitForAsync(
+      async () => ((await page()).committedStep ?? 0) > (joined.committedStep ?? 0),
+      90000,
+      'a commit with the new pod',
+      coordinator,
+    );
     const grown = await page();
 
     k8s.scale(WORKERS, initial); // back down: the StatefulSet stops the highest ordinal
     added.child.kill('SIGTERM');
     expect(await exitOf(added.child), tail(added)).toBe(0);
     // It asked to leave and was released at a commit, so the ring re-formed without redoing a step.
-    expect(readFileSync(added.log, 'utf8')).toMatch(/coordinator says shutdown[^\n]*leave granted|leave granted[^\n]*coordinator says shutdown/);
-    await waitForAsync(async () => new RegExp(`worker\\(s\\) ${added.name} left at step \\d+, a commit`).test(readFileSync(coordinator.log, 'utf8')), 30000, 'the release in the coordinator log', coordinator);
-    await waitForAsync(async () => {
-      const p = await page();
-      return p.generation > grown.generation && p.phase === 'training' && ring(p).length === initial;
-    }, 90000, 'the ring without it', coordinator);
+    expect(readFileSync(added.log, 'utf8')).toMatch(
+      /coordinator says shutdown[^\n]*leave granted|leave granted[^\n]*coordinator says shutdown/,
+    );
+    await waitForAsync(
+      async () => new RegExp(`worker\\(s\\) ${added.name} left at step \\d+, a commit`).test(readFileSync(coordinator.log, 'utf8')),
+      30000,
+      'the release in the coordinator log',
+      coordinator,
+    );
+    await waitForAsync(
+      async () => {
+        const p = await page();
+        return p.generation > grown.generation && p.phase === 'training' && ring(p).length === initial;
+      },
+      90000,
+      'the ring without it',
+      coordinator,
+    );
     const shrunk = await page();
     expect(ring(shrunk)).toEqual(workers.map((w) => w.name).sort());
-    await waitForAsync(async () => ((await page()).committedStep ?? 0) > (shrunk.committedStep ?? 0), 90000, 'training to go on', coordinator);
+    await waitForAsync(
+      async () => ((await page()).committedStep ?? 0) > (shrunk.committedStep ?? 0),
+      90000,
+      'training to go on',
+      coordinator,
+    );
 
     coordinator.child.kill('SIGTERM');
     expect(await exitOf(coordinator.child), tail(coordinator)).toBe(0);

@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import type { RunEvent } from '../src/observe/events.ts';
 import { CoordinatorMetrics } from '../src/observe/metrics.ts';
 import { createLogger, setLogContext } from '../src/observe/log.ts';
-import { parsePrometheusText, valueOf, type MetricFamily } from './helpers/prometheus.ts';
+import { parsePrometheusText, seriesValue, type MetricFamily } from './helpers/prometheus.ts';
 import { smallConfig, train } from './helpers/runs.ts';
 
 const ROUNDS = 5;
@@ -39,7 +39,12 @@ describe('a running coordinator observed from outside', () => {
         ),
       );
     };
-    const { summary, runDir } = await train(smallConfig({ rounds: ROUNDS, workers: 2 }), { log, runId: 'obs-run', onEvent, onListening: (port) => (base = `http://127.0.0.1:${port}`) });
+    const { summary, runDir } = await train(smallConfig({ rounds: ROUNDS, workers: 2 }), {
+      log,
+      runId: 'obs-run',
+      onEvent,
+      onListening: (port) => (base = `http://127.0.0.1:${port}`),
+    });
     expect(summary.rounds).toBe(ROUNDS);
 
     const done = (await Promise.all(scrapes)).filter((s) => s !== null);
@@ -52,23 +57,32 @@ describe('a running coordinator observed from outside', () => {
     const a = parsePrometheusText(first.text);
     const b = parsePrometheusText(last.text);
 
-    expect(valueOf(a, 'occam_phase', { phase: 'training' })).toBe(1);
-    expect(valueOf(a, 'occam_members')).toBe(2);
-    expect(valueOf(a, 'occam_rounds_planned')).toBe(ROUNDS);
-    expect(valueOf(b, 'occam_rounds_done')).toBeGreaterThan(valueOf(a, 'occam_rounds_done') as number);
-    expect(valueOf(b, 'occam_steps_done')).toBeGreaterThan(valueOf(a, 'occam_steps_done') as number);
-    for (const split of ['train', 'holdback', 'test']) expect(Number.isFinite(valueOf(b, 'occam_loss', { split }))).toBe(true);
-    expect(valueOf(b, 'occam_weights_kept_ratio')).toBeLessThan(1);
+    expect(seriesValue(a, 'occam_phase', { phase: 'training' })).toBe(1);
+    expect(seriesValue(a, 'occam_members')).toBe(2);
+    expect(seriesValue(a, 'occam_rounds_planned')).toBe(ROUNDS);
+    expect(seriesValue(b, 'occam_rounds_done')).toBeGreaterThan(seriesValue(a, 'occam_rounds_done') as number);
+    expect(seriesValue(b, 'occam_steps_done')).toBeGreaterThan(seriesValue(a, 'occam_steps_done') as number);
+    for (const split of ['train', 'holdback', 'test']) expect(Number.isFinite(seriesValue(b, 'occam_loss', { split }))).toBe(true);
+    expect(seriesValue(b, 'occam_weights_kept_ratio')).toBeLessThan(1);
     for (const worker of ['local-0', 'local-1']) {
-      expect(valueOf(b, 'occam_worker_steps_total', { worker })).toBeGreaterThan(valueOf(a, 'occam_worker_steps_total', { worker }) as number);
-      expect(valueOf(b, 'occam_bytes_sent_total', { worker })).toBeGreaterThan(valueOf(a, 'occam_bytes_sent_total', { worker }) as number);
-      expect(valueOf(b, 'occam_step_phase_seconds_total', { worker, phase: 'compute' })).toBeGreaterThan(valueOf(a, 'occam_step_phase_seconds_total', { worker, phase: 'compute' }) as number);
-      expect(valueOf(b, 'occam_bus_bandwidth_bytes_per_second', { worker })).toBeGreaterThan(0);
+      expect(seriesValue(b, 'occam_worker_steps_total', { worker })).toBeGreaterThan(
+        seriesValue(a, 'occam_worker_steps_total', { worker }) as number,
+      );
+      expect(seriesValue(b, 'occam_bytes_sent_total', { worker })).toBeGreaterThan(
+        seriesValue(a, 'occam_bytes_sent_total', { worker }) as number,
+      );
+      expect(seriesValue(b, 'occam_step_phase_seconds_total', { worker, phase: 'compute' })).toBeGreaterThan(
+        seriesValue(a, 'occam_step_phase_seconds_total', { worker, phase: 'compute' }) as number,
+      );
+      expect(seriesValue(b, 'occam_bus_bandwidth_bytes_per_second', { worker })).toBeGreaterThan(0);
     }
     // No counter ever goes down between scrapes.
-    const counters = (families: Map<string, MetricFamily>) => [...families.values()].filter((f) => f.type === 'counter').flatMap((f) => f.samples);
+    const counters = (families: Map<string, MetricFamily>) =>
+      [...families.values()].filter((f) => f.type === 'counter').flatMap((f) => f.samples);
     for (const sample of counters(a)) {
-      expect(valueOf(b, sample.name, sample.labels), `${sample.name} ${JSON.stringify(sample.labels)}`).toBeGreaterThanOrEqual(sample.value);
+      expect(seriesValue(b, sample.name, sample.labels), `${sample.name} ${JSON.stringify(sample.labels)}`).toBeGreaterThanOrEqual(
+        sample.value,
+      );
     }
 
     // Logs: the coordinator's lines carry role and run id; each worker's, once it has been
@@ -77,7 +91,10 @@ describe('a running coordinator observed from outside', () => {
     expect(coordinatorLines.length).toBeGreaterThan(0);
     for (const line of coordinatorLines) expect(line).toMatchObject({ role: 'coordinator', runId: 'obs-run' });
     for (const worker of [0, 1]) {
-      const lines = readFileSync(join(runDir, `worker-${worker}.log`), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+      const lines = readFileSync(join(runDir, `worker-${worker}.log`), 'utf8')
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as Record<string, unknown>);
       const ringAt = lines.findIndex((l) => l.msg === 'ring formed');
       expect(ringAt).toBeGreaterThan(0);
       for (const line of lines.slice(ringAt)) expect(line).toMatchObject({ role: 'worker', runId: 'obs-run', rank: worker });
@@ -88,23 +105,30 @@ describe('a running coordinator observed from outside', () => {
   it('counters add each worker’s progress once, across segments and a re-formed ring', async () => {
     const metrics = new CoordinatorMetrics({ runId: 'unit', config: smallConfig() });
     const times = (steps: number) => ({ steps, computeMs: 10 * steps, allreduceMs: 2 * steps, waitMs: steps, updateMs: steps });
-    const steps = (n: number, final: boolean): RunEvent => ({ type: 'steps', workerId: 'w', step: n, times: times(n), bytesSent: 100 * n, final });
+    const steps = (n: number, final: boolean): RunEvent => ({
+      type: 'steps',
+      workerId: 'w',
+      step: n,
+      times: times(n),
+      bytesSent: 100 * n,
+      final,
+    });
     const scrape = async () => parsePrometheusText(await metrics.render());
     // Segment 1: progress at 3 steps, done at 5; segment 2: progress at 2 (its own count from 0).
     for (const event of [steps(3, false), steps(5, true), steps(2, false)]) metrics.handle(event);
     let families = await scrape();
-    expect(valueOf(families, 'occam_worker_steps_total', { worker: 'w' })).toBe(7);
-    expect(valueOf(families, 'occam_bytes_sent_total', { worker: 'w' })).toBe(700);
-    expect(valueOf(families, 'occam_step_phase_seconds_total', { worker: 'w', phase: 'compute' })).toBeCloseTo(0.07, 9);
+    expect(seriesValue(families, 'occam_worker_steps_total', { worker: 'w' })).toBe(7);
+    expect(seriesValue(families, 'occam_bytes_sent_total', { worker: 'w' })).toBe(700);
+    expect(seriesValue(families, 'occam_step_phase_seconds_total', { worker: 'w', phase: 'compute' })).toBeCloseTo(0.07, 9);
     // The ring re-forms mid-segment: the next report counts from 0 again, without going negative.
     metrics.handle({ type: 'restart', reason: 'worker lost' });
     metrics.handle({ type: 'ring', generation: 2, workers: ['w'] });
     metrics.handle(steps(1, false));
     families = await scrape();
-    expect(valueOf(families, 'occam_worker_steps_total', { worker: 'w' })).toBe(8);
-    expect(valueOf(families, 'occam_restarts_total')).toBe(1);
-    expect(valueOf(families, 'occam_ring_generation')).toBe(2);
-    expect(valueOf(families, 'occam_bus_bandwidth_bytes_per_second', { worker: 'w' })).toBe(100 / 0.002);
+    expect(seriesValue(families, 'occam_worker_steps_total', { worker: 'w' })).toBe(8);
+    expect(seriesValue(families, 'occam_restarts_total')).toBe(1);
+    expect(seriesValue(families, 'occam_ring_generation')).toBe(2);
+    expect(seriesValue(families, 'occam_bus_bandwidth_bytes_per_second', { worker: 'w' })).toBe(100 / 0.002);
   });
 
   it('pretty logs show role, rank and run id on one readable line', () => {

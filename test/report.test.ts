@@ -37,7 +37,7 @@ function fakeRun(parent: string, name: string, config: Partial<OccamConfig>, rou
       restarts: 0,
     };
   });
-  writeFileSync(join(dir, 'metrics.jsonl'), lines.map((l) => JSON.stringify(l) + '\n').join(''));
+  writeFileSync(join(dir, 'metrics.jsonl'), lines.map((l) => `${JSON.stringify(l)}\n`).join(''));
   return dir;
 }
 

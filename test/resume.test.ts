@@ -10,7 +10,17 @@ const ROUNDS = 5;
 const cfg = smallConfig({ rounds: ROUNDS, workers: 2, checkpointEverySteps: 5 });
 
 /** The fields that must match exactly (all but wall-clock times and restart counts). */
-const result = (m: RoundMetrics) => [m.round, m.step, m.trainLoss, m.holdbackLoss, m.testLoss, m.testAccuracy, m.weightsKept, m.p, m.compute];
+const result = (m: RoundMetrics) => [
+  m.round,
+  m.step,
+  m.trainLoss,
+  m.holdbackLoss,
+  m.testLoss,
+  m.testAccuracy,
+  m.weightsKept,
+  m.p,
+  m.compute,
+];
 
 async function killAfterRounds(runDir: string, rounds: number): Promise<void> {
   const configPath = join(runDir, '..', 'config.json');

@@ -64,7 +64,10 @@ describe('the bf16 wire format: float32 sums, bf16 values in flight', () => {
   it('adds float32 values to bf16 ones in one pass, exactly as decode, add in float32, encode', () => {
     const addend = Float32Array.from({ length: 1000 }, (_, i) => Math.sin(i) * 10 ** ((i % 7) - 3));
     const values = new Uint16Array(1000);
-    encodeBf16(Float32Array.from(addend, (x) => Math.cos(x) * 3), values);
+    encodeBf16(
+      Float32Array.from(addend, (x) => Math.cos(x) * 3),
+      values,
+    );
     const sums = new Float32Array(1000);
     decodeBf16(values, sums);
     for (let i = 0; i < 1000; i++) sums[i] += addend[i];

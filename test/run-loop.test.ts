@@ -35,7 +35,14 @@ interface LocalRun {
 }
 
 function loopFor(runDir: string, config: OccamConfig, events: RunEvent[], policy?: RestartPolicy): RunLoop {
-  return new RunLoop({ config, runDir: new RunDir(runDir), runId: 'local', log: quietLog, emit: (e) => events.push(e), onCommit: () => policy?.committed() });
+  return new RunLoop({
+    config,
+    runDir: new RunDir(runDir),
+    runId: 'local',
+    log: quietLog,
+    emit: (e) => events.push(e),
+    onCommit: () => policy?.committed(),
+  });
 }
 
 /** A whole run over the groups `form` returns, generation after generation. */
@@ -66,7 +73,9 @@ function expectSameLosses(a: RoundMetrics[], b: RoundMetrics[], relative: number
   expect(a.length).toBe(b.length);
   a.forEach((m, i) => {
     for (const key of ['trainLoss', 'holdbackLoss', 'testLoss'] as const) {
-      expect(Math.abs((m[key] as number) - (b[i][key] as number)) / Math.abs(b[i][key] as number), `${key} of round ${i}`).toBeLessThan(relative);
+      expect(Math.abs((m[key] as number) - (b[i][key] as number)) / Math.abs(b[i][key] as number), `${key} of round ${i}`).toBeLessThan(
+        relative,
+      );
     }
     expect(m.weightsKept, `weights kept in round ${i}`).toBe(b[i].weightsKept);
   });
@@ -97,7 +106,9 @@ describe('the run loop on in-process replicas', () => {
   });
 
   it('resynchronises a replica whose mask was corrupted, and ends where an undisturbed run does', async () => {
-    const corrupted = await runLocal(() => group(2, { hooks: (rank) => faultHooks(rank === 1 ? 'corrupt-mask@prune round=0' : undefined) }));
+    const corrupted = await runLocal(() =>
+      group(2, { hooks: (rank) => faultHooks(rank === 1 ? 'corrupt-mask@prune round=0' : undefined) }),
+    );
     expect(corrupted.summary.resyncs).toBe(1);
     expect(corrupted.events.filter((e) => e.type === 'resync').map((e) => (e as { workerId: string }).workerId)).toEqual(['local-1']);
     expect(corrupted.digest).toBe(pair.digest);
@@ -128,7 +139,9 @@ describe('the run loop on in-process replicas', () => {
     let first: LocalGroup | null = null;
     const run = await runLocal((generation) => {
       if (generation > 0) return (first as LocalGroup).regroup([0]);
-      first = group(2, { hooks: (rank) => (rank === 1 ? { allreduce: ({ step }) => step === 12 && first?.lose(1, 'killed mid-all-reduce') } : {}) });
+      first = group(2, {
+        hooks: (rank) => (rank === 1 ? { allreduce: ({ step }) => step === 12 && first?.lose(1, 'killed mid-all-reduce') } : {}),
+      });
       return first;
     });
     expect(run.summary.restarts).toBe(1);
@@ -143,13 +156,17 @@ describe('the run loop on in-process replicas', () => {
       const g: LocalGroup = group(2, { hooks: (rank) => (rank === 1 ? { allreduce: () => g.lose(1, 'crashes on this state') } : {}) });
       return g;
     };
-    await expect(runLocal(failing)).rejects.toThrow(/cannot get past step 0: 9 failures since the last commit, the last: worker local-1 lost: crashes on this state/);
+    await expect(runLocal(failing)).rejects.toThrow(
+      /cannot get past step 0: 9 failures since the last commit, the last: worker local-1 lost: crashes on this state/,
+    );
   });
 
   it('stops a diverged run with a message that names the round and the remedy', async () => {
     const config = { ...CONFIG, learningRate: 1e30 };
     const runDir = tempRunDir('diverged');
-    await expect(runLocal(() => group(2, {}, config), config, runDir)).rejects.toThrow(/training diverged: the training loss of round 1 is (NaN|Infinity); lower learningRate/);
+    await expect(runLocal(() => group(2, {}, config), config, runDir)).rejects.toThrow(
+      /training diverged: the training loss of round 1 is (NaN|Infinity); lower learningRate/,
+    );
     expect(JSON.parse(readFileSync(join(runDir, 'config.json'), 'utf8')).learningRate).toBe(1e30);
   });
 });

@@ -1,6 +1,15 @@
 import { describe, expect, it } from 'vitest';
 import { resolveConfig } from '../src/config.ts';
-import { afterRound, eligibleForBest, initialSchedule, occamPruneFraction, polynomialSparsity, roundStartStep, roundStepCount, totalRounds } from '../src/training/schedule.ts';
+import {
+  afterRound,
+  eligibleForBest,
+  initialSchedule,
+  occamPruneFraction,
+  polynomialSparsity,
+  roundStartStep,
+  roundStepCount,
+  totalRounds,
+} from '../src/training/schedule.ts';
 
 const p0 = 0.4;
 
@@ -35,7 +44,13 @@ describe('occam pruning fraction (zeta / clip rule)', () => {
   });
 
   it('never returns NaN, even for NaN or infinite losses', () => {
-    for (const losses of [[1, NaN, 0.5], [NaN, NaN, NaN], [1, Infinity, 0.5], [Infinity, Infinity, 1], [1, 0.5, -Infinity]]) {
+    for (const losses of [
+      [1, NaN, 0.5],
+      [NaN, NaN, NaN],
+      [1, Infinity, 0.5],
+      [Infinity, Infinity, 1],
+      [1, 0.5, -Infinity],
+    ]) {
       for (const variant of ['standard', 'transformer'] as const) {
         const p = occamPruneFraction(0.3, p0, losses, variant);
         expect(Number.isFinite(p)).toBe(true);

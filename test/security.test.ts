@@ -15,11 +15,28 @@ import { configHash } from '../src/config.ts';
 import { loadDataSource } from '../src/training/data/load.ts';
 import { selectBackend } from '../src/training/engine.ts';
 import { createModel } from '../src/training/models/create.ts';
-import { PROTOCOL_VERSION, decodeEnvelope, encodeEnvelope, encodeRingHello, type Envelope, type LayerInfo, type MessageKind, type Messages } from '../src/wire/protocol.ts';
+import {
+  PROTOCOL_VERSION,
+  decodeEnvelope,
+  encodeEnvelope,
+  encodeRingHello,
+  type Envelope,
+  type LayerInfo,
+  type MessageKind,
+  type Messages,
+} from '../src/wire/protocol.ts';
 import { Replica } from '../src/training/replica.ts';
 import { RingAllReduce, RingError, RING_HEADER_BYTES } from '../src/wire/ring.ts';
 import { encodeSafetensors } from '../src/storage/safetensors.ts';
-import { checkState, closeReason, commandProblem, replyProblem, unsolicitedProblem, type CoordinatorView, type WorkerView } from '../src/wire/validate.ts';
+import {
+  checkState,
+  closeReason,
+  commandProblem,
+  replyProblem,
+  unsolicitedProblem,
+  type CoordinatorView,
+  type WorkerView,
+} from '../src/wire/validate.ts';
 import { LinkClosed, WorkerLink } from '../src/coordinator/worker-link.ts';
 import { Worker } from '../src/worker/worker.ts';
 import { certificateFolder, makeCa, makeNodeCertificate } from './helpers/certs.ts';
@@ -66,17 +83,24 @@ function stateBytes(options: { maskValue?: number; drop?: string } = {}): Buffer
 
 describe('the coordinator checks every reply against the command and the model', () => {
   const runSteps = command('runSteps', { generation: 1, fromStep: 0, toStep: 2 });
-  const stepsDone = (overrides: Partial<Messages['stepsDone']>) => envelope('stepsDone', { lossSum: 10, samples: 100, times: TIMES, bytesSent: 64, stateDigest: DIGEST, ...overrides });
+  const stepsDone = (overrides: Partial<Messages['stepsDone']>) =>
+    envelope('stepsDone', { lossSum: 10, samples: 100, times: TIMES, bytesSent: 64, stateDigest: DIGEST, ...overrides });
 
   it('accepts honest replies, including the NaN loss of a diverged model', () => {
     expect(replyProblem(runSteps, stepsDone({}), VIEW)).toBeNull();
     expect(replyProblem(runSteps, stepsDone({ lossSum: NaN }), VIEW)).toBeNull();
-    expect(replyProblem(command('welcome', { runId: 'r', configJson: '{}', configHash: DIGEST }), envelope('ready', READY), VIEW)).toBeNull();
+    expect(
+      replyProblem(command('welcome', { runId: 'r', configJson: '{}', configHash: DIGEST }), envelope('ready', READY), VIEW),
+    ).toBeNull();
     expect(replyProblem(runSteps, envelope('error', { code: 'aborted', message: 'ring re-formed' }), VIEW)).toBeNull();
   });
 
   it.each([
-    ['a reply of the wrong kind', envelope('evalResult', { holdback: { lossSum: 1, correct: 1, count: 1 }, test: { lossSum: 1, correct: 1, count: 1 } }), /replied 'evalResult' to 'runSteps'/],
+    [
+      'a reply of the wrong kind',
+      envelope('evalResult', { holdback: { lossSum: 1, correct: 1, count: 1 }, test: { lossSum: 1, correct: 1, count: 1 } }),
+      /replied 'evalResult' to 'runSteps'/,
+    ],
     ['a negative loss sum', stepsDone({ lossSum: -1 }), /loss sum -1 is negative/],
     ['more samples than the steps hold', stepsDone({ samples: 1e9 }), /samples in 2 steps/],
     ['a fractional sample count', stepsDone({ samples: 1.5 }), /not a count/],
@@ -101,18 +125,31 @@ describe('the coordinator checks every reply against the command and the model',
 
   it('refuses evaluation sums with huge counts or impossible accuracy', () => {
     const asked = command('evaluate', { generation: 1 });
-    const sums = (holdback: Messages['evalResult']['holdback']) => envelope('evalResult', { holdback, test: { lossSum: 1, correct: 2, count: 5 } });
+    const sums = (holdback: Messages['evalResult']['holdback']) =>
+      envelope('evalResult', { holdback, test: { lossSum: 1, correct: 2, count: 5 } });
     expect(replyProblem(asked, sums({ lossSum: 3, correct: 4, count: 10 }), VIEW)).toBeNull();
     expect(replyProblem(asked, sums({ lossSum: 3, correct: 4, count: 2 ** 40 }), VIEW)).toMatch(/holdback count .* exceeds the 10 samples/);
     expect(replyProblem(asked, sums({ lossSum: 3, correct: 11, count: 10 }), VIEW)).toMatch(/holdback correct 11 is outside/);
-    expect(replyProblem(asked, envelope('evalResult', { holdback: null as unknown as Messages['evalResult']['holdback'], test: { lossSum: 1, correct: 1, count: 1 } }), VIEW)).toMatch(/no holdback sums/);
+    expect(
+      replyProblem(
+        asked,
+        envelope('evalResult', {
+          holdback: null as unknown as Messages['evalResult']['holdback'],
+          test: { lossSum: 1, correct: 1, count: 1 },
+        }),
+        VIEW,
+      ),
+    ).toMatch(/no holdback sums/);
   });
 
   it('refuses a state report whose counts do not fit the model, or a step other than the one loaded', () => {
     const loaded = command('loadState', { generation: 1, step: 30, initialize: false, state: new Uint8Array(8) });
-    const report = (overrides: Partial<Messages['stateReport']>) => envelope('stateReport', { stateDigest: DIGEST, activePerLayer: [12, 6], activeParams: 21, step: 30, ...overrides });
+    const report = (overrides: Partial<Messages['stateReport']>) =>
+      envelope('stateReport', { stateDigest: DIGEST, activePerLayer: [12, 6], activeParams: 21, step: 30, ...overrides });
     expect(replyProblem(loaded, report({}), VIEW)).toBeNull();
-    expect(replyProblem(loaded, report({ activePerLayer: [13, 6], activeParams: 22 }), VIEW)).toMatch(/active count 13 of prunable layer 0/);
+    expect(replyProblem(loaded, report({ activePerLayer: [13, 6], activeParams: 22 }), VIEW)).toMatch(
+      /active count 13 of prunable layer 0/,
+    );
     expect(replyProblem(loaded, report({ activeParams: 5 }), VIEW)).toMatch(/do not match/);
     expect(replyProblem(loaded, report({ activePerLayer: [12] }), VIEW)).toMatch(/1 active counts for 2 prunable layers/);
     expect(replyProblem(loaded, report({ step: 31 }), VIEW)).toMatch(/reported step 31 after loading step 30/);
@@ -134,15 +171,29 @@ describe('the coordinator checks every reply against the command and the model',
     const welcome = command('welcome', { runId: 'r', configJson: '{}', configHash: DIGEST });
     const other = { ...READY, layers: [{ ...LAYERS[0], shape: [5, 3] }, ...LAYERS.slice(1)] };
     expect(replyProblem(welcome, envelope('ready', other), VIEW)).toMatch(/different model/);
-    expect(replyProblem(welcome, envelope('ready', { ...READY, data: null as unknown as Messages['ready']['data'] }), { ...VIEW, reference: null })).toMatch(/without data/);
-    expect(replyProblem(welcome, envelope('ready', { ...READY, layers: [{ name: 'x', shape: [0], prunable: true }] }), { ...VIEW, reference: null })).toMatch(/invalid shape/);
+    expect(
+      replyProblem(welcome, envelope('ready', { ...READY, data: null as unknown as Messages['ready']['data'] }), {
+        ...VIEW,
+        reference: null,
+      }),
+    ).toMatch(/without data/);
+    expect(
+      replyProblem(welcome, envelope('ready', { ...READY, layers: [{ name: 'x', shape: [0], prunable: true }] }), {
+        ...VIEW,
+        reference: null,
+      }),
+    ).toMatch(/invalid shape/);
   });
 
   it('allows only heartbeats, progress and errors unsolicited', () => {
     expect(unsolicitedProblem(envelope('heartbeat', { sentMs: 5 }, 0))).toBeNull();
     expect(unsolicitedProblem(envelope('stepProgress', { step: 3, loss: 0.5, times: TIMES, bytesSent: 4 }, 0))).toBeNull();
-    expect(unsolicitedProblem(envelope('stepProgress', { step: 3, loss: 0.5, times: null as unknown as typeof TIMES, bytesSent: 4 }, 0))).toMatch(/no step times/);
-    expect(unsolicitedProblem(envelope('stepsDone', { lossSum: 1, samples: 1, times: TIMES, bytesSent: 0, stateDigest: DIGEST }, 9))).toMatch(/unsolicited 'stepsDone'/);
+    expect(
+      unsolicitedProblem(envelope('stepProgress', { step: 3, loss: 0.5, times: null as unknown as typeof TIMES, bytesSent: 4 }, 0)),
+    ).toMatch(/no step times/);
+    expect(
+      unsolicitedProblem(envelope('stepsDone', { lossSum: 1, samples: 1, times: TIMES, bytesSent: 0, stateDigest: DIGEST }, 9)),
+    ).toMatch(/unsolicited 'stepsDone'/);
     expect(unsolicitedProblem(envelope('join', { workerId: 'w9', ringHost: 'h', ringPort: 1 }, 0))).toMatch(/second join/);
     expect(unsolicitedProblem(envelope('runSteps', { generation: 1, fromStep: 0, toStep: 1 }, 0))).toMatch(/unsolicited 'runSteps'/);
   });
@@ -171,7 +222,11 @@ describe('a worker checks every command against its state', () => {
     ['a rank that belongs to another worker', envelope('formRing', { generation: 4, rank: 0, members }), /belongs to w0/],
     ['a rank outside the ring', envelope('formRing', { generation: 4, rank: 2, members }), /outside a ring of 2/],
     ['a member twice', envelope('formRing', { generation: 4, rank: 1, members: [members[1], members[1]] }), /appears twice/],
-    ['a host that would rewrite the URL', envelope('formRing', { generation: 4, rank: 1, members: [{ ...members[0], host: 'evil.com/x?' }, members[1]] }), /invalid ring host/],
+    [
+      'a host that would rewrite the URL',
+      envelope('formRing', { generation: 4, rank: 1, members: [{ ...members[0], host: 'evil.com/x?' }, members[1]] }),
+      /invalid ring host/,
+    ],
     ['a command for another generation', envelope('evaluate', { generation: 2 }), /generation 2, this worker is in generation 3/],
     ['a reversed step range', envelope('runSteps', { generation: 3, fromStep: 30, toStep: 20 }), /reversed step range/],
     ['a step this replica is not at', envelope('runSteps', { generation: 3, fromStep: 10, toStep: 20 }), /at step 30/],
@@ -179,11 +234,23 @@ describe('a worker checks every command against its state', () => {
     ['a NaN pruning fraction', envelope('computeThresholds', { generation: 3, p: NaN, layers: [0] }), /outside \(0, 1\)/],
     ['a layer index out of range', envelope('computeThresholds', { generation: 3, p: 0.4, layers: [0, 5] }), /below 2/],
     ['a repeated layer index', envelope('computeThresholds', { generation: 3, p: 0.4, layers: [1, 1] }), /distinct/],
-    ['NaN thresholds (they would prune everything)', envelope('prune', { generation: 3, thresholds: [0.1, NaN] }), /threshold NaN of layer 1/],
+    [
+      'NaN thresholds (they would prune everything)',
+      envelope('prune', { generation: 3, thresholds: [0.1, NaN] }),
+      /threshold NaN of layer 1/,
+    ],
     ['negative thresholds', envelope('prune', { generation: 3, thresholds: [0.1, -1] }), /threshold -1/],
     ['too many thresholds', envelope('prune', { generation: 3, thresholds: [0.1, 0.2, 0.3] }), /3 thresholds for 2 prunable layers/],
-    ['a load that initialises and carries a state', envelope('loadState', { generation: 3, step: 0, initialize: true, state: new Uint8Array(4) }), /initialise and carries/],
-    ['a message only workers send', envelope('stepsDone', { lossSum: 1, samples: 1, times: TIMES, bytesSent: 0, stateDigest: DIGEST }), /only workers send/],
+    [
+      'a load that initialises and carries a state',
+      envelope('loadState', { generation: 3, step: 0, initialize: true, state: new Uint8Array(4) }),
+      /initialise and carries/,
+    ],
+    [
+      'a message only workers send',
+      envelope('stepsDone', { lossSum: 1, samples: 1, times: TIMES, bytesSent: 0, stateDigest: DIGEST }),
+      /only workers send/,
+    ],
   ])('refuses %s', (_, message, reason) => {
     expect(commandProblem(message, view)).toMatch(reason);
   });
@@ -221,9 +288,19 @@ describe('one invalid message closes one connection', () => {
     const lines: string[] = [];
     const log = pino({ level: 'warn' }, { write: (line: string) => lines.push(line) });
     const unsolicited: Envelope[] = [];
-    const link = new WorkerLink('w0', '127.0.0.1', 7071, socket as unknown as WebSocket, log, (_, e) => unsolicited.push(e), () => VIEW);
+    const link = new WorkerLink(
+      'w0',
+      '127.0.0.1',
+      7071,
+      socket as unknown as WebSocket,
+      log,
+      (_, e) => unsolicited.push(e),
+      () => VIEW,
+    );
     const reply = link.request('evaluate', { generation: 1 });
-    link.receiveFrame(Buffer.from(encodeEnvelope('stepsDone', { lossSum: 1, samples: 1, times: TIMES, bytesSent: 0, stateDigest: DIGEST }, 1)));
+    link.receiveFrame(
+      Buffer.from(encodeEnvelope('stepsDone', { lossSum: 1, samples: 1, times: TIMES, bytesSent: 0, stateDigest: DIGEST }, 1)),
+    );
     await expect(reply).rejects.toBeInstanceOf(LinkClosed);
     expect(socket.closedWith?.[0]).toBe(1008);
     expect(socket.closedWith?.[1]).toMatch(/replied 'stepsDone' to 'evaluate'/);
@@ -236,7 +313,15 @@ describe('one invalid message closes one connection', () => {
 
   it('bytes that do not decode close the link', () => {
     const socket = new FakeSocket();
-    const link = new WorkerLink('w0', '127.0.0.1', 7071, socket as unknown as WebSocket, quietLog, () => {}, () => VIEW);
+    const link = new WorkerLink(
+      'w0',
+      '127.0.0.1',
+      7071,
+      socket as unknown as WebSocket,
+      quietLog,
+      () => {},
+      () => VIEW,
+    );
     link.receiveFrame(Buffer.from([0xff, 0xff, 0xff]));
     expect(socket.closedWith?.[0]).toBe(1008);
   });
@@ -358,14 +443,27 @@ describe('a live run refuses bad connections and carries on unaffected', () => {
     expect(await probe(cluster.url, { token: `${TEST_TOKEN}x` })).toEqual({ kind: 'refused', status: 401 });
     const replay = await probe(cluster.url, { token: TEST_TOKEN, frames: [join('w0')] });
     expect(replay).toMatchObject({ kind: 'closed', code: 1008, reason: expect.stringMatching(/worker id w0 is already connected/) });
-    const version = await probe(cluster.url, { token: TEST_TOKEN, frames: [envelopeOfVersion(PROTOCOL_VERSION + 1, { join: { workerId: 'w9', ringHost: '127.0.0.1', ringPort: 9 } })] });
-    expect(version).toMatchObject({ kind: 'closed', code: 1008, reason: expect.stringMatching(new RegExp(`protocol version ${PROTOCOL_VERSION + 1}`)) });
+    const version = await probe(cluster.url, {
+      token: TEST_TOKEN,
+      frames: [envelopeOfVersion(PROTOCOL_VERSION + 1, { join: { workerId: 'w9', ringHost: '127.0.0.1', ringPort: 9 } })],
+    });
+    expect(version).toMatchObject({
+      kind: 'closed',
+      code: 1008,
+      reason: expect.stringMatching(new RegExp(`protocol version ${PROTOCOL_VERSION + 1}`)),
+    });
     const notJoin = await probe(cluster.url, { token: TEST_TOKEN, frames: [encodeEnvelope('heartbeat', { sentMs: 1 })] });
     expect(notJoin).toMatchObject({ kind: 'closed', code: 1008, reason: 'expected join' });
-    const badHost = await probe(cluster.url, { token: TEST_TOKEN, frames: [encodeEnvelope('join', { workerId: 'w9', ringHost: 'a/b@c', ringPort: 9 })] });
+    const badHost = await probe(cluster.url, {
+      token: TEST_TOKEN,
+      frames: [encodeEnvelope('join', { workerId: 'w9', ringHost: 'a/b@c', ringPort: 9 })],
+    });
     expect(badHost).toMatchObject({ kind: 'closed', code: 1008, reason: 'invalid ring host' });
     // A joined peer that misbehaves loses its own connection, nothing else.
-    const rude = await probe(cluster.url, { token: TEST_TOKEN, frames: [join('w9'), encodeEnvelope('runSteps', { generation: 1, fromStep: 0, toStep: 1 })] });
+    const rude = await probe(cluster.url, {
+      token: TEST_TOKEN,
+      frames: [join('w9'), encodeEnvelope('runSteps', { generation: 1, fromStep: 0, toStep: 1 })],
+    });
     expect(rude).toMatchObject({ kind: 'closed', code: 1008, reason: "unsolicited 'runSteps'" });
 
     // A worker's ring port.
@@ -375,7 +473,10 @@ describe('a live run refuses bad connections and carries on unaffected', () => {
     const garbage = await probe(ring, { token: TEST_TOKEN, frames: [Buffer.from('not a hello')] });
     expect(garbage).toMatchObject({ kind: 'closed', code: 1008, reason: 'malformed hello' });
     // w0 is rank 0 of 2: w1 is its next rank and already linked, so a second "w1" is refused.
-    const impostor = await probe(ring, { token: TEST_TOKEN, frames: [encodeRingHello({ generation: status.generation, rank: 1, workerId: w1.id })] });
+    const impostor = await probe(ring, {
+      token: TEST_TOKEN,
+      frames: [encodeRingHello({ generation: status.generation, rank: 1, workerId: w1.id })],
+    });
     expect(impostor).toMatchObject({ kind: 'closed', code: 1008, reason: `rank 1 of generation ${status.generation} is already linked` });
 
     // Health and status are open and read-only.
@@ -405,21 +506,47 @@ describe('a live run refuses bad connections and carries on unaffected', () => {
     clusters.push(cluster);
     // A worker holding a certificate of another CA (and the right token) tries to join.
     const rogueLog = join(cluster.runDir, '..', 'rogue-worker.log');
-    strays.push(spawnOccam(['worker', '--coordinator', cluster.url, '--worker-id', 'rogue', '--ring-host', '127.0.0.1', '--tls-cert', rogue.cert, '--tls-key', rogue.key, '--tls-ca', rogue.ca], rogueLog));
+    strays.push(
+      spawnOccam(
+        [
+          'worker',
+          '--coordinator',
+          cluster.url,
+          '--worker-id',
+          'rogue',
+          '--ring-host',
+          '127.0.0.1',
+          '--tls-cert',
+          rogue.cert,
+          '--tls-key',
+          rogue.key,
+          '--tls-ca',
+          rogue.ca,
+        ],
+        rogueLog,
+      ),
+    );
     await cluster.training();
 
     const read = (path: string) => readFileSync(path);
     const trusted = { ca: read(node.ca) };
     const ringUrl = `wss://127.0.0.1:${cluster.workers[0].ringPort}/ring`;
     // The cluster's certificate, token and CA: accepted (it then says nothing, and we leave).
-    expect(await probe(cluster.url, { token: TEST_TOKEN, waitMs: 200, tls: { ...trusted, cert: read(node.cert), key: read(node.key) } })).toMatchObject({ kind: 'open' });
+    expect(
+      await probe(cluster.url, { token: TEST_TOKEN, waitMs: 200, tls: { ...trusted, cert: read(node.cert), key: read(node.key) } }),
+    ).toMatchObject({ kind: 'open' });
     // Another CA's client certificate, or none: refused at the upgrade, whatever the token.
     for (const url of [cluster.url, ringUrl]) {
-      expect(await probe(url, { token: TEST_TOKEN, tls: { ...trusted, cert: read(rogue.cert), key: read(rogue.key) } })).toEqual({ kind: 'refused', status: 403 });
+      expect(await probe(url, { token: TEST_TOKEN, tls: { ...trusted, cert: read(rogue.cert), key: read(rogue.key) } })).toEqual({
+        kind: 'refused',
+        status: 403,
+      });
       expect(await probe(url, { token: TEST_TOKEN, tls: trusted })).toEqual({ kind: 'refused', status: 403 });
     }
     // A client trusting only the other CA refuses the cluster's servers itself.
-    expect(await probe(cluster.url, { token: TEST_TOKEN, tls: { ca: read(rogue.ca), cert: read(rogue.cert), key: read(rogue.key) } })).toMatchObject({ kind: 'error' });
+    expect(
+      await probe(cluster.url, { token: TEST_TOKEN, tls: { ca: read(rogue.ca), cert: read(rogue.cert), key: read(rogue.key) } }),
+    ).toMatchObject({ kind: 'error' });
     // Plain ws:// to a TLS port gets nowhere.
     expect((await probe(`ws://127.0.0.1:${cluster.port}`, { token: TEST_TOKEN })).kind).not.toBe('open');
     expect((await cluster.status()).phase, 'all of the above happened while the run trained').toBe('training');
@@ -438,7 +565,11 @@ describe('a live run refuses bad connections and carries on unaffected', () => {
 describe('a worker under a compromised coordinator', () => {
   it('refuses each invalid command by closing the connection with a reason, stays up, rejoins and still obeys valid ones', async () => {
     const config = smallConfig({ workers: 1 });
-    const server = new WebSocketServer({ host: '127.0.0.1', port: 0, verifyClient: ({ req }: { req: IncomingMessage }) => req.headers.authorization === `Bearer ${TEST_TOKEN}` });
+    const server = new WebSocketServer({
+      host: '127.0.0.1',
+      port: 0,
+      verifyClient: ({ req }: { req: IncomingMessage }) => req.headers.authorization === `Bearer ${TEST_TOKEN}`,
+    });
     await new Promise((resolve) => server.once('listening', resolve));
     const port = (server.address() as { port: number }).port;
     const log = join(tempRunDir('worker'), '..', 'worker.log');
@@ -463,7 +594,10 @@ describe('a worker under a compromised coordinator', () => {
     try {
       const hostile: [Uint8Array, RegExp][] = [
         [encodeEnvelope('computeThresholds', { generation: 0, p: NaN, layers: [0] }, 2), /pruning fraction NaN/],
-        [encodeEnvelope('formRing', { generation: 1, rank: 0, members: [{ workerId: 'someone-else', host: '127.0.0.1', port: 9 }] }, 2), /belongs to someone-else/],
+        [
+          encodeEnvelope('formRing', { generation: 1, rank: 0, members: [{ workerId: 'someone-else', host: '127.0.0.1', port: 9 }] }, 2),
+          /belongs to someone-else/,
+        ],
         [encodeEnvelope('runSteps', { generation: 0, fromStep: 5, toStep: 1 }, 2), /reversed step range/],
         [encodeEnvelope('loadState', { generation: 7, step: 0, initialize: false, state: new Uint8Array(0) }, 2), /generation 7/],
         [encodeEnvelope('stepsDone', { lossSum: 1, samples: 1, times: TIMES, bytesSent: 0, stateDigest: DIGEST }, 2), /only workers send/],
@@ -477,7 +611,10 @@ describe('a worker under a compromised coordinator', () => {
       }
       // Rejoined once more, it still does what a valid command asks.
       const { socket, ringPort } = await nextSession();
-      const ack = await answer(socket, encodeEnvelope('formRing', { generation: 1, rank: 0, members: [{ workerId: 'w0', host: '127.0.0.1', port: ringPort }] }, 2));
+      const ack = await answer(
+        socket,
+        encodeEnvelope('formRing', { generation: 1, rank: 0, members: [{ workerId: 'w0', host: '127.0.0.1', port: ringPort }] }, 2),
+      );
       expect(ack).toMatchObject({ reply: { kind: 'ack', requestId: 2 } });
       const upload = await answer(socket, encodeEnvelope('uploadState', { generation: 1 }, 3));
       expect(upload).toMatchObject({ reply: { kind: 'stateUpload', requestId: 3 } });
@@ -491,7 +628,11 @@ describe('a worker under a compromised coordinator', () => {
   it('a worker that the coordinator keeps refusing gives up, saying why', async () => {
     // An older coordinator: it refuses this worker's protocol version on every join.
     const server = new WebSocketServer({ host: '127.0.0.1', port: 0 });
-    server.on('connection', (socket) => socket.once('message', () => socket.close(1008, `peer speaks protocol version ${PROTOCOL_VERSION}, this process speaks ${PROTOCOL_VERSION - 1}`)));
+    server.on('connection', (socket) =>
+      socket.once('message', () =>
+        socket.close(1008, `peer speaks protocol version ${PROTOCOL_VERSION}, this process speaks ${PROTOCOL_VERSION - 1}`),
+      ),
+    );
     await new Promise((resolve) => server.once('listening', resolve));
     const port = (server.address() as { port: number }).port;
     const worker = new Worker({
@@ -506,7 +647,11 @@ describe('a worker under a compromised coordinator', () => {
       maxMessageBytes: 1 << 20,
     });
     try {
-      await expect(worker.run()).rejects.toThrow(new RegExp(`unreachable for 500 ms \\(last: refused: peer speaks protocol version ${PROTOCOL_VERSION}, this process speaks ${PROTOCOL_VERSION - 1}\\); giving up`));
+      await expect(worker.run()).rejects.toThrow(
+        new RegExp(
+          `unreachable for 500 ms \\(last: refused: peer speaks protocol version ${PROTOCOL_VERSION}, this process speaks ${PROTOCOL_VERSION - 1}\\); giving up`,
+        ),
+      );
     } finally {
       await new Promise((resolve) => server.close(resolve));
     }

@@ -8,7 +8,16 @@ import { smallConfig, tempRunDir, train } from './helpers/runs.ts';
 // Debian's Chromium (CI installs it in .ci/run; OCCAM_CHROMIUM names another); without it these
 // tests are skipped, not failed.
 const CHROMIUM = process.env.OCCAM_CHROMIUM ?? '/usr/bin/chromium';
-const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+const CHROMIUM_ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
 
 /** Points plotted in the chart of one page section (the charts count them in data-points). */
 async function plotted(page: Page, section: string): Promise<number> {

@@ -123,18 +123,25 @@ describe('bad text files get one DataError naming the file and the problem', () 
     const latin1 = tempFile('latin1.txt', new Uint8Array([0x63, 0x61, 0x66, 0xe9, 0x0a]));
     expectDataError(() => load(latin1), latin1, /not valid UTF-8/);
     const short = tempFile('short.txt', 'a short line of text\n'.repeat(3));
-    expectDataError(() => load(short, 32), short, /too short: 63 characters leave the holdback split 5, and block size 32 needs at least 33/);
+    expectDataError(
+      () => load(short, 32),
+      short,
+      /too short: 63 characters leave the holdback split 5, and block size 32 needs at least 33/,
+    );
   });
 
   it('a good file loads, and readTextFile drops a byte-order mark', () => {
-    const path = tempFile('good.txt', '\ufeff' + CORPUS);
+    const path = tempFile('good.txt', `\ufeff${CORPUS}`);
     expect(readTextFile(path)).toBe(CORPUS);
     expect(load(path).description).toBe(`text (${path})`);
   });
 
   it('occam train --text FILE reports the bad file in one line and exits 2', () => {
     const empty = tempFile('empty.txt', '');
-    const result = spawnSync(process.execPath, [OCCAM_BIN, 'train', '--model', 'gpt', '--text', empty], { encoding: 'utf8', timeout: 60_000 });
+    const result = spawnSync(process.execPath, [OCCAM_BIN, 'train', '--model', 'gpt', '--text', empty], {
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
     expect(result.stderr.trim()).toBe(`occam: ${empty}: is empty`);
     expect(result.status).toBe(2);
   });

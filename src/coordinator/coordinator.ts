@@ -54,7 +54,14 @@ export class Coordinator {
     this.log = options.log;
     this.runDir = new RunDir(options.runDir);
     const emit = (event: RunEvent) => options.onEvent?.(event);
-    this.loop = new RunLoop({ config: this.config, runDir: this.runDir, runId: options.runId, log: this.log, emit, onCommit: () => this.policy.committed() });
+    this.loop = new RunLoop({
+      config: this.config,
+      runDir: this.runDir,
+      runId: options.runId,
+      log: this.log,
+      emit,
+      onCommit: () => this.policy.committed(),
+    });
     this.members = new Membership({
       config: this.config,
       runId: options.runId,
@@ -138,12 +145,24 @@ export class Coordinator {
   }
 
   /** A snapshot for health checks and the status page. */
-  status(): { phase: string; generation: number; workers: { id: string; rank: number; inRing: boolean; ready: boolean }[]; progress: RunProgress | null; committedStep: number | null; config: OccamConfig } {
+  status(): {
+    phase: string;
+    generation: number;
+    workers: { id: string; rank: number; inRing: boolean; ready: boolean }[];
+    progress: RunProgress | null;
+    committedStep: number | null;
+    config: OccamConfig;
+  } {
     const ring = this.group?.memberIds ?? [];
     return {
       phase: this.phase,
       generation: this.generation,
-      workers: this.members.all.map((l) => ({ id: l.workerId, rank: ring.indexOf(l.workerId), inRing: this.group?.has(l) ?? false, ready: l.ready !== null })),
+      workers: this.members.all.map((l) => ({
+        id: l.workerId,
+        rank: ring.indexOf(l.workerId),
+        inRing: this.group?.has(l) ?? false,
+        ready: l.ready !== null,
+      })),
       progress: this.loop.current,
       committedStep: this.loop.committed?.progress.step ?? null,
       config: this.config,
@@ -173,7 +192,10 @@ export class Coordinator {
       link.leaving = true;
       // A ring member goes at the next commit (the group's boundary) or ring (formGroup); any other worker now.
       const inRing = this.group?.has(link) ?? false;
-      this.log.info({ worker: link.workerId, reason: (envelope.message as Messages['leave']).reason }, inRing ? 'worker asks to leave; releasing it at the next commit' : 'worker asks to leave');
+      this.log.info(
+        { worker: link.workerId, reason: (envelope.message as Messages['leave']).reason },
+        inRing ? 'worker asks to leave; releasing it at the next commit' : 'worker asks to leave',
+      );
       if (!inRing) this.members.release(link);
       return;
     }

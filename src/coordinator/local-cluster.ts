@@ -34,22 +34,26 @@ export async function trainLocally(options: LocalRunOptions): Promise<RunSummary
   mkdirSync(runDir, { recursive: true });
   const token = randomBytes(24).toString('hex');
   // withObservability: /metrics, the live status page at /, and report.html after every round.
-  const coordinator = new Coordinator(withObservability({
-    config,
-    runDir,
-    runId: options.runId,
-    host: '127.0.0.1',
-    port: options.port ?? 0,
-    token,
-    log,
-    maxMessageBytes: 1 << 30,
-    onEvent: options.onEvent,
-  }));
+  const coordinator = new Coordinator(
+    withObservability({
+      config,
+      runDir,
+      runId: options.runId,
+      host: '127.0.0.1',
+      port: options.port ?? 0,
+      token,
+      log,
+      maxMessageBytes: 1 << 30,
+      onEvent: options.onEvent,
+    }),
+  );
   const port = await coordinator.listen();
   options.onListening?.(port);
   // Each worker's BLAS gets an equal share of the cores, so workers do not fight over them.
   const threads = config.blasThreads || Math.max(1, Math.floor(availableParallelism() / config.workers));
-  const workers = Array.from({ length: config.workers }, (_, i) => spawnWorker(i, port, token, runDir, threads, options.workerEnv?.(i) ?? {}));
+  const workers = Array.from({ length: config.workers }, (_, i) =>
+    spawnWorker(i, port, token, runDir, threads, options.workerEnv?.(i) ?? {}),
+  );
   let allExited: (error: Error) => void = () => {};
   const workersGone = new Promise<never>((_, reject) => (allExited = reject));
   workersGone.catch(() => {});
@@ -58,7 +62,12 @@ export async function trainLocally(options: LocalRunOptions): Promise<RunSummary
     worker.on('exit', (code, signal) => {
       alive--;
       if (code !== 0) log.warn({ worker: i, code, signal }, 'worker process exited');
-      if (alive === 0) allExited(new Error(`all workers exited before the run finished; last lines of ${join(runDir, 'worker-0.log')}:\n${tail(join(runDir, 'worker-0.log'))}`));
+      if (alive === 0)
+        allExited(
+          new Error(
+            `all workers exited before the run finished; last lines of ${join(runDir, 'worker-0.log')}:\n${tail(join(runDir, 'worker-0.log'))}`,
+          ),
+        );
     });
   }
   try {
@@ -69,12 +78,32 @@ export async function trainLocally(options: LocalRunOptions): Promise<RunSummary
   }
 }
 
-function spawnWorker(index: number, port: number, token: string, runDir: string, threads: number, env: Record<string, string>): ChildProcess {
+function spawnWorker(
+  index: number,
+  port: number,
+  token: string,
+  runDir: string,
+  threads: number,
+  env: Record<string, string>,
+): ChildProcess {
   const logFile = openSync(join(runDir, `worker-${index}.log`), 'a');
   const child = spawn(
     process.execPath,
-    [OCCAM_BIN, 'worker', '--coordinator', `ws://127.0.0.1:${port}`, '--worker-id', `local-${index}`, '--ring-host', '127.0.0.1', '--exit-with-parent'],
-    { env: { ...process.env, OCCAM_TOKEN: token, OCCAM_BLAS_THREADS: String(threads), ...env }, stdio: ['ignore', logFile, logFile, 'ipc'] },
+    [
+      OCCAM_BIN,
+      'worker',
+      '--coordinator',
+      `ws://127.0.0.1:${port}`,
+      '--worker-id',
+      `local-${index}`,
+      '--ring-host',
+      '127.0.0.1',
+      '--exit-with-parent',
+    ],
+    {
+      env: { ...process.env, OCCAM_TOKEN: token, OCCAM_BLAS_THREADS: String(threads), ...env },
+      stdio: ['ignore', logFile, logFile, 'ipc'],
+    },
   );
   closeSync(logFile);
   return child;

@@ -34,7 +34,13 @@ export class LocalGroup implements ReplicaGroup {
     members.forEach((member, rank) => member.join(rank, n, this.rings[rank]));
     const replica = members[0].replica;
     this.facts = {
-      data: { description: replica.data.description, trainCount: replica.data.trainCount, holdbackCount: replica.data.holdbackCount, testCount: replica.data.testCount, stepsPerEpoch: replica.data.stepsPerEpoch(config.batchSize) },
+      data: {
+        description: replica.data.description,
+        trainCount: replica.data.trainCount,
+        holdbackCount: replica.data.holdbackCount,
+        testCount: replica.data.testCount,
+        stepsPerEpoch: replica.data.stepsPerEpoch(config.batchSize),
+      },
       layers: replica.params.map((p) => ({ name: p.name, shape: p.shape, prunable: p.prunable })),
       backend: 'in-process',
     };
@@ -44,7 +50,11 @@ export class LocalGroup implements ReplicaGroup {
 
   /** The same members (their replicas as they are) in a new generation of `ranks`. */
   regroup(ranks: number[], options: LocalGroupOptions = this.options): LocalGroup {
-    return new LocalGroup(ranks.map((r) => this.members[r]), this.config, options);
+    return new LocalGroup(
+      ranks.map((r) => this.members[r]),
+      this.config,
+      options,
+    );
   }
 
   /** A member is gone: every pending and later command fails with MembershipChanged. */

@@ -115,15 +115,20 @@ export class Membership {
     const { workerId, ringHost, ringPort } = join;
     const problem =
       joinProblem(join) ??
-      (this.links.get(workerId)?.isOpen ? `worker id ${workerId} is already connected (replayed join?)`
-      : this.closed ? 'coordinator is stopping'
-      : null);
+      (this.links.get(workerId)?.isOpen
+        ? `worker id ${workerId} is already connected (replayed join?)`
+        : this.closed
+          ? 'coordinator is stopping'
+          : null);
     if (problem) {
       log.warn({ remote, workerId: workerId.slice(0, 128), problem }, 'join refused');
       socket.close(1008, closeReason(problem));
       return;
     }
-    const link = new WorkerLink(workerId, ringHost, ringPort, socket, log, this.options.onUnsolicited, () => ({ config, reference: this.reference }));
+    const link = new WorkerLink(workerId, ringHost, ringPort, socket, log, this.options.onUnsolicited, () => ({
+      config,
+      reference: this.reference,
+    }));
     this.links.set(workerId, link);
     socket.on('message', (data: Buffer) => link.receiveFrame(data));
     link.onClose((reason) => {
@@ -155,7 +160,10 @@ export class Membership {
         log.error({ worker: workerId, err: error.message }, 'worker could not prepare the run');
         link.close(1011, error.message);
         // Once one worker could prepare, the problem is this worker's (or a misbehaving peer's) alone.
-        if (!this.reference) this.options.onPrepareFailed(new Error(`worker ${workerId} could not prepare the run: ${error.message.replace(/^worker \S+: /, '')}`));
+        if (!this.reference)
+          this.options.onPrepareFailed(
+            new Error(`worker ${workerId} could not prepare the run: ${error.message.replace(/^worker \S+: /, '')}`),
+          );
       });
   }
 }

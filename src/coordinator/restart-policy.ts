@@ -17,7 +17,8 @@ export const MAX_FAILURES_WITHOUT_PROGRESS = 8;
 const FIRST_BACKOFF_MS = 250;
 
 export function classify(error: unknown): Outcome {
-  const membership = error instanceof MembershipChanged || error instanceof LinkClosed || (error instanceof WorkerError && error.code === 'aborted');
+  const membership =
+    error instanceof MembershipChanged || error instanceof LinkClosed || (error instanceof WorkerError && error.code === 'aborted');
   return membership ? { kind: 'membership-changed', reason: (error as Error).message } : { kind: 'fatal', error: error as Error };
 }
 
@@ -38,7 +39,9 @@ export class RestartPolicy {
   decide(reason: string, step: number): Decision {
     this.failuresSinceCommit++;
     if (this.failuresSinceCommit > this.maxFailures) {
-      const error = new Error(`the run cannot get past step ${step}: ${this.failuresSinceCommit} failures since the last commit, the last: ${reason}`);
+      const error = new Error(
+        `the run cannot get past step ${step}: ${this.failuresSinceCommit} failures since the last commit, the last: ${reason}`,
+      );
       return { action: 'give-up', error };
     }
     return { action: 'reform', delayMs: this.firstBackoffMs * 2 ** (this.failuresSinceCommit - 1), attempt: this.failuresSinceCommit };

@@ -63,7 +63,15 @@ export async function endRound(context: RoundContext, progress: RunProgress): Pr
   };
   const improved = Number.isFinite(loss) && (progress.best === null || loss < progress.best.holdbackLoss);
   if (eligibleForBest(config, progress.round) && improved) {
-    progress.best = { round: progress.round, holdbackLoss: loss, testLoss: metrics.testLoss, testAccuracy: metrics.testAccuracy, weightsKept, activeParams: progress.activeParams, compute: progress.compute };
+    progress.best = {
+      round: progress.round,
+      holdbackLoss: loss,
+      testLoss: metrics.testLoss,
+      testAccuracy: metrics.testAccuracy,
+      weightsKept,
+      activeParams: progress.activeParams,
+      compute: progress.compute,
+    };
     await context.exportBest(progress);
   }
   if (pruneFraction > 0) await prune(context, progress, pruneFraction);
@@ -90,14 +98,22 @@ async function prune(context: RoundContext, progress: RunProgress, p: number): P
   for (const reply of replies) reply.layers.forEach((layer, i) => (thresholds[layer] = reply.values[i]));
   if (thresholds.some((t) => Number.isNaN(t))) throw new Error('threshold agreement is missing layers');
   const reports = await group.prune(thresholds);
-  const agreed = await context.reconcile(reports.map((r) => r.stateDigest), progress, 'after pruning');
+  const agreed = await context.reconcile(
+    reports.map((r) => r.stateDigest),
+    progress,
+    'after pruning',
+  );
   const report = reports[reports.findIndex((r) => r.stateDigest === agreed)];
   progress.activeParams = report.activeParams;
   progress.activePerLayer = report.activePerLayer;
 }
 
 function sumSplits(parts: EvalSums[]): EvalSums {
-  return parts.reduce((acc, s) => ({ lossSum: acc.lossSum + s.lossSum, correct: acc.correct + s.correct, count: acc.count + s.count }), { lossSum: 0, correct: 0, count: 0 });
+  return parts.reduce((acc, s) => ({ lossSum: acc.lossSum + s.lossSum, correct: acc.correct + s.correct, count: acc.count + s.count }), {
+    lossSum: 0,
+    correct: 0,
+    count: 0,
+  });
 }
 
 function mean(s: EvalSums): number | null {

@@ -6,7 +6,7 @@ import { configHash, type OccamConfig } from '../config.ts';
 import type { RunEvent } from '../observe/events.ts';
 import type { Logger } from '../observe/log.ts';
 import { readLatestCheckpoint, writeCheckpoint } from '../storage/checkpoint.ts';
-import { RunDir, type BestRound, type RoundMetrics, type RunSummary } from '../storage/run-dir.ts';
+import type { RunDir, BestRound, RoundMetrics, RunSummary } from '../storage/run-dir.ts';
 import { initialSchedule, roundStartStep, roundStepCount, totalRounds, type ScheduleState } from '../training/schedule.ts';
 import { noTimes, type StepTimes } from '../training/step-loop.ts';
 import { MembershipChanged, type ReplicaGroup, type StateReport } from './replica-group.ts';
@@ -140,13 +140,30 @@ export class RunLoop {
       Object.assign(progress, { roundLossSum: 0, roundSamples: 0, roundTimes: noTimes(), roundBytes: 0, roundMs: 0 });
       await this.commit(group, progress);
       this.options.runDir.appendMetrics(metrics);
-      this.options.log.info({ round: metrics.round, trainLoss: metrics.trainLoss, holdbackLoss: metrics.holdbackLoss, testLoss: metrics.testLoss, testAccuracy: metrics.testAccuracy, weightsKept: metrics.weightsKept, p: metrics.p }, 'round done');
+      this.options.log.info(
+        {
+          round: metrics.round,
+          trainLoss: metrics.trainLoss,
+          holdbackLoss: metrics.holdbackLoss,
+          testLoss: metrics.testLoss,
+          testAccuracy: metrics.testAccuracy,
+          weightsKept: metrics.weightsKept,
+          p: metrics.p,
+        },
+        'round done',
+      );
       this.options.emit({ type: 'round', metrics, rounds });
       if (this.stopRequested && progress.round < rounds) throw new RunStopped(progress.step);
     }
   }
 
-  private async trainSegment(group: ReplicaGroup, progress: RunProgress, segmentEnd: number, roundStart: number, roundEnd: number): Promise<void> {
+  private async trainSegment(
+    group: ReplicaGroup,
+    progress: RunProgress,
+    segmentEnd: number,
+    roundStart: number,
+    roundEnd: number,
+  ): Promise<void> {
     const startedMs = Date.now();
     const latestTimes = new Map<string, StepTimes>();
     const rounds = totalRounds(this.config);
@@ -155,13 +172,35 @@ export class RunLoop {
       latestTimes.set(workerId, report.times);
       this.options.emit({ type: 'steps', workerId, step: report.step, times: report.times, bytesSent: report.bytesSent, final: false });
       if (rank !== 0) return;
-      this.options.emit({ type: 'progress', round: progress.round, rounds, step: report.step, roundStart, roundEnd, loss: report.loss, weightsKept: this.weightsKept(group, progress), workers: latestTimes });
+      this.options.emit({
+        type: 'progress',
+        round: progress.round,
+        rounds,
+        step: report.step,
+        roundStart,
+        roundEnd,
+        loss: report.loss,
+        weightsKept: this.weightsKept(group, progress),
+        workers: latestTimes,
+      });
     });
     results.forEach((r, rank) => {
-      this.options.emit({ type: 'steps', workerId: group.memberIds[rank], step: segmentEnd, times: r.times, bytesSent: r.bytesSent, final: true });
+      this.options.emit({
+        type: 'steps',
+        workerId: group.memberIds[rank],
+        step: segmentEnd,
+        times: r.times,
+        bytesSent: r.bytesSent,
+        final: true,
+      });
       latestTimes.set(group.memberIds[rank], r.times);
     });
-    await this.reconcile(group, results.map((r) => r.stateDigest), progress, 'after training');
+    await this.reconcile(
+      group,
+      results.map((r) => r.stateDigest),
+      progress,
+      'after training',
+    );
     progress.step = segmentEnd;
     progress.roundLossSum += results[0].lossSum;
     progress.roundSamples += results[0].samples;
@@ -178,7 +217,17 @@ export class RunLoop {
       times.updateMs += r.times.updateMs / n;
     }
     const loss = progress.roundLossSum / Math.max(1, progress.roundSamples);
-    this.options.emit({ type: 'progress', round: progress.round, rounds, step: segmentEnd, roundStart, roundEnd, loss, weightsKept: this.weightsKept(group, progress), workers: latestTimes });
+    this.options.emit({
+      type: 'progress',
+      round: progress.round,
+      rounds,
+      step: segmentEnd,
+      roundStart,
+      roundEnd,
+      loss,
+      weightsKept: this.weightsKept(group, progress),
+      workers: latestTimes,
+    });
   }
 
   /** What the end of a round needs from the loop: the group, the best-model export and the agreement checks. */
@@ -229,7 +278,13 @@ export class RunLoop {
       throw new MembershipChanged(`rank 0 uploaded step ${upload.step}, expected ${progress.step}`);
     }
     const snapshot = structuredClone(progress);
-    const manifest = { round: progress.round, step: progress.step, configHash: configHash(this.config), config: this.config, progress: snapshot };
+    const manifest = {
+      round: progress.round,
+      step: progress.step,
+      configHash: configHash(this.config),
+      config: this.config,
+      progress: snapshot,
+    };
     const path = writeCheckpoint(this.options.runDir.checkpoints, manifest, upload.state, upload.stateDigest, this.config.keepCheckpoints);
     this.committed = { progress: snapshot, state: Uint8Array.from(upload.state), digest: upload.stateDigest };
     this.options.onCommit?.(progress.step);

@@ -4,11 +4,22 @@
 // before it reaches the coordinator: an invalid one closes this connection and nothing else.
 import WebSocket from 'ws';
 import type { Logger } from '../observe/log.ts';
-import { decodeEnvelope, encodeEnvelope, type Command, type Envelope, type MessageKind, type Messages, type ReplyOf } from '../wire/protocol.ts';
+import {
+  decodeEnvelope,
+  encodeEnvelope,
+  type Command,
+  type Envelope,
+  type MessageKind,
+  type Messages,
+  type ReplyOf,
+} from '../wire/protocol.ts';
 import { closeReason, replyProblem, unsolicitedProblem, type CoordinatorView, type SentCommand } from '../wire/validate.ts';
 
 export class LinkClosed extends Error {
-  constructor(readonly workerId: string, reason: string) {
+  constructor(
+    readonly workerId: string,
+    reason: string,
+  ) {
     super(`worker ${workerId}: ${reason}`);
     this.name = 'LinkClosed';
   }

@@ -6,7 +6,17 @@ import type { StepTimes } from '../training/step-loop.ts';
 export type RunEvent =
   | { type: 'waiting'; ready: number; needed: number }
   | { type: 'ring'; generation: number; workers: string[] }
-  | { type: 'progress'; round: number; rounds: number; step: number; roundStart: number; roundEnd: number; loss: number; weightsKept: number; workers: Map<string, StepTimes> }
+  | {
+      type: 'progress';
+      round: number;
+      rounds: number;
+      step: number;
+      roundStart: number;
+      roundEnd: number;
+      loss: number;
+      weightsKept: number;
+      workers: Map<string, StepTimes>;
+    }
   | { type: 'round'; metrics: RoundMetrics; rounds: number }
   /** One worker's work so far in its current segment of steps (cumulative; `final`: its reply), for metrics. */
   | { type: 'steps'; workerId: string; step: number; times: StepTimes; bytesSent: number; final: boolean }

@@ -23,34 +23,68 @@ export class CoordinatorMetrics {
   /** Each worker's cumulative report within its current runSteps command: counters add the difference. */
   private readonly inFlight = new Map<string, { times: StepTimes; bytesSent: number }>();
 
-  private readonly gauge = <L extends string>(name: string, help: string, labelNames: readonly L[] = []) => new Gauge<L>({ name, help, labelNames, registers: [this.registry] });
-  private readonly counter = <L extends string>(name: string, help: string, labelNames: readonly L[] = []) => new Counter<L>({ name, help, labelNames, registers: [this.registry] });
+  private readonly gauge = <L extends string>(name: string, help: string, labelNames: readonly L[] = []) =>
+    new Gauge<L>({ name, help, labelNames, registers: [this.registry] });
+  private readonly counter = <L extends string>(name: string, help: string, labelNames: readonly L[] = []) =>
+    new Counter<L>({ name, help, labelNames, registers: [this.registry] });
 
   private readonly runInfo = this.gauge('occam_run_info', 'Always 1; labels describe the run.', ['run_id', 'strategy', 'model', 'dataset']);
   private readonly phase = this.gauge('occam_phase', '1 for the coordinator phase it is in (waiting, training, done), else 0.', ['phase']);
-  private readonly workersReady = this.gauge('occam_workers_ready', 'Workers connected and ready: while waiting for enough of them, then the size of the ring formed.');
+  private readonly workersReady = this.gauge(
+    'occam_workers_ready',
+    'Workers connected and ready: while waiting for enough of them, then the size of the ring formed.',
+  );
   private readonly members = this.gauge('occam_members', 'Workers in the current ring.');
   private readonly generation = this.gauge('occam_ring_generation', 'Ring generation (rises each time the ring re-forms).');
   private readonly roundsPlanned = this.gauge('occam_rounds_planned', 'Rounds the run will train.');
   private readonly roundsDone = this.gauge('occam_rounds_done', 'Rounds finished and committed.');
   private readonly stepsDone = this.gauge('occam_steps_done', 'Global training step reached.');
-  private readonly stepLoss = this.gauge('occam_train_step_loss', 'Latest training loss reported by rank 0 (mean over the last global batch).');
+  private readonly stepLoss = this.gauge(
+    'occam_train_step_loss',
+    'Latest training loss reported by rank 0 (mean over the last global batch).',
+  );
   private readonly loss = this.gauge('occam_loss', 'Loss of the last finished round by split (train: mean over the round).', ['split']);
   private readonly accuracy = this.gauge('occam_accuracy', 'Accuracy of the last finished round by split.', ['split']);
   private readonly weightsKept = this.gauge('occam_weights_kept_ratio', 'Fraction of prunable weights kept (unmasked).');
   private readonly activeWeights = this.gauge('occam_active_weights', 'Active (unmasked) parameters of the model after the last round.');
   private readonly pruneFraction = this.gauge('occam_prune_fraction', 'Fraction p of surviving weights pruned after the last round.');
   private readonly compute = this.gauge('occam_compute_weight_samples', 'Compute so far: sum over rounds of active weights times samples.');
-  private readonly stepTime = this.gauge('occam_step_time_seconds', 'Mean seconds per step by phase in the last round, averaged over workers.', ['phase']);
-  private readonly roundDuration = this.gauge('occam_round_duration_seconds', 'Wall time of the last round (training, evaluation, pruning, commit).');
+  private readonly stepTime = this.gauge(
+    'occam_step_time_seconds',
+    'Mean seconds per step by phase in the last round, averaged over workers.',
+    ['phase'],
+  );
+  private readonly roundDuration = this.gauge(
+    'occam_round_duration_seconds',
+    'Wall time of the last round (training, evaluation, pruning, commit).',
+  );
   private readonly bytesPerStep = this.gauge('occam_bytes_per_step', 'All-reduce bytes rank 0 sent per step in the last round.');
-  private readonly workerStepTime = this.gauge('occam_worker_step_time_seconds', "Mean seconds per step by phase in the worker's current or last segment.", ['worker', 'phase']);
-  private readonly busBandwidth = this.gauge('occam_bus_bandwidth_bytes_per_second', "Bytes the worker sent over the ring per second of all-reduce transfer (its current or last segment): NCCL's bus bandwidth.", ['worker']);
-  private readonly workerSteps = this.counter('occam_worker_steps_total', 'Training steps the worker completed (steps redone after a failure count again).', ['worker']);
-  private readonly phaseSeconds = this.counter('occam_step_phase_seconds_total', 'Seconds the worker spent per step phase: compute, allreduce, wait, update.', ['worker', 'phase']);
+  private readonly workerStepTime = this.gauge(
+    'occam_worker_step_time_seconds',
+    "Mean seconds per step by phase in the worker's current or last segment.",
+    ['worker', 'phase'],
+  );
+  private readonly busBandwidth = this.gauge(
+    'occam_bus_bandwidth_bytes_per_second',
+    "Bytes the worker sent over the ring per second of all-reduce transfer (its current or last segment): NCCL's bus bandwidth.",
+    ['worker'],
+  );
+  private readonly workerSteps = this.counter(
+    'occam_worker_steps_total',
+    'Training steps the worker completed (steps redone after a failure count again).',
+    ['worker'],
+  );
+  private readonly phaseSeconds = this.counter(
+    'occam_step_phase_seconds_total',
+    'Seconds the worker spent per step phase: compute, allreduce, wait, update.',
+    ['worker', 'phase'],
+  );
   private readonly bytesSent = this.counter('occam_bytes_sent_total', 'Bytes the worker sent to its ring neighbour.', ['worker']);
   private readonly resyncs = this.counter('occam_resyncs_total', 'Replicas found to differ from the agreed state and resynchronised.');
-  private readonly restarts = this.counter('occam_restarts_total', 'Ring re-formations after a membership change (lost or joining worker).');
+  private readonly restarts = this.counter(
+    'occam_restarts_total',
+    'Ring re-formations after a membership change (lost or joining worker).',
+  );
 
   constructor(info: { runId: string; config: OccamConfig }) {
     const { config } = info;

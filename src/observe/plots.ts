@@ -70,10 +70,14 @@ export function lineChart(options: LineChartOptions): string {
   const parts: string[] = [grid(x, y, formatX, formatY), axisLabels(options.xLabel, options.yLabel)];
   if (options.marker) {
     const mx = x.map(options.marker.x).toFixed(1);
-    parts.push(`<line class="marker" x1="${mx}" x2="${mx}" y1="${MARGIN.top}" y2="${MARGIN.top + PLOT_H}" stroke="#888" stroke-dasharray="4 3"/>`);
+    parts.push(
+      `<line class="marker" x1="${mx}" x2="${mx}" y1="${MARGIN.top}" y2="${MARGIN.top + PLOT_H}" stroke="#888" stroke-dasharray="4 3"/>`,
+    );
     // Anchored so the label stays inside the chart when the marker sits near an edge.
     const anchor = Number(mx) > WIDTH - MARGIN.right - 60 ? 'end' : Number(mx) < MARGIN.left + 60 ? 'start' : 'middle';
-    parts.push(`<text x="${mx}" y="${MARGIN.top - 4}" text-anchor="${anchor}" font-size="11" fill="#555">${escapeXml(options.marker.label)}</text>`);
+    parts.push(
+      `<text x="${mx}" y="${MARGIN.top - 4}" text-anchor="${anchor}" font-size="11" fill="#555">${escapeXml(options.marker.label)}</text>`,
+    );
   }
   for (const s of series) {
     const measured = s.points.filter(isMeasured);
@@ -81,7 +85,9 @@ export function lineChart(options: LineChartOptions): string {
     if (d) parts.push(`<path d="${d}" fill="none" stroke="${s.color}" stroke-width="2"${s.dashed ? ' stroke-dasharray="6 4"' : ''}/>`);
     if (measured.length <= MAX_MARKERS) {
       for (const p of measured) {
-        parts.push(`<circle class="point" cx="${x.map(p.x).toFixed(1)}" cy="${y.map(p.y).toFixed(1)}" r="3" fill="${s.color}"><title>${escapeXml(`${s.name}: ${formatY(p.y)} at ${options.xLabel.toLowerCase()} ${formatX(p.x)}`)}</title></circle>`);
+        parts.push(
+          `<circle class="point" cx="${x.map(p.x).toFixed(1)}" cy="${y.map(p.y).toFixed(1)}" r="3" fill="${s.color}"><title>${escapeXml(`${s.name}: ${formatY(p.y)} at ${options.xLabel.toLowerCase()} ${formatX(p.x)}`)}</title></circle>`,
+        );
       }
     }
   }
@@ -94,7 +100,8 @@ export function stackedBarChart(options: BarChartOptions): string {
   const formatY = options.formatY ?? formatNumber;
   const totals = categories.map((_, i) => stacks.reduce((sum, s) => sum + Math.max(0, s.values[i] ?? 0), 0));
   const series = stacks.map((s) => ({ name: s.name, color: s.color, points: [] }));
-  if (categories.length === 0 || Math.max(...totals) <= 0) return frame(options.title, 0, `${axisLabels(options.xLabel, options.yLabel)}${noData()}${legend(series)}`);
+  if (categories.length === 0 || Math.max(...totals) <= 0)
+    return frame(options.title, 0, `${axisLabels(options.xLabel, options.yLabel)}${noData()}${legend(series)}`);
   const y = scale(0, Math.max(...totals), MARGIN.top + PLOT_H, MARGIN.top, true);
   const slot = PLOT_W / categories.length;
   const barWidth = Math.max(1, slot * 0.7);
@@ -109,14 +116,20 @@ export function stackedBarChart(options: BarChartOptions): string {
       if (value <= 0) continue;
       const top = y.map(base + value);
       const height = y.map(base) - top;
-      parts.push(`<rect class="bar" x="${left.toFixed(1)}" y="${top.toFixed(1)}" width="${barWidth.toFixed(1)}" height="${Math.max(0.5, height).toFixed(1)}" fill="${stack.color}"><title>${escapeXml(`${category} · ${stack.name}: ${formatY(value)}`)}</title></rect>`);
+      parts.push(
+        `<rect class="bar" x="${left.toFixed(1)}" y="${top.toFixed(1)}" width="${barWidth.toFixed(1)}" height="${Math.max(0.5, height).toFixed(1)}" fill="${stack.color}"><title>${escapeXml(`${category} · ${stack.name}: ${formatY(value)}`)}</title></rect>`,
+      );
       base += value;
     }
     if (i % every === 0) {
-      parts.push(`<text x="${(left + barWidth / 2).toFixed(1)}" y="${MARGIN.top + PLOT_H + 16}" text-anchor="middle" font-size="11" fill="#444">${escapeXml(truncate(category, Math.max(4, Math.floor((slot * every) / 7))))}</text>`);
+      parts.push(
+        `<text x="${(left + barWidth / 2).toFixed(1)}" y="${MARGIN.top + PLOT_H + 16}" text-anchor="middle" font-size="11" fill="#444">${escapeXml(truncate(category, Math.max(4, Math.floor((slot * every) / 7))))}</text>`,
+      );
     }
   });
-  parts.push(`<line x1="${MARGIN.left}" x2="${MARGIN.left + PLOT_W}" y1="${MARGIN.top + PLOT_H}" y2="${MARGIN.top + PLOT_H}" stroke="#444"/>`);
+  parts.push(
+    `<line x1="${MARGIN.left}" x2="${MARGIN.left + PLOT_W}" y1="${MARGIN.top + PLOT_H}" y2="${MARGIN.top + PLOT_H}" stroke="#444"/>`,
+  );
   parts.push(legend(series));
   return frame(options.title, categories.length, parts.join(''), 'bars');
 }
@@ -239,7 +252,9 @@ function legend(series: { name: string; color: string; dashed?: boolean }[]): st
       row++;
     }
     const top = HEIGHT - 28 + row * 16;
-    parts.push(`<line x1="${left}" x2="${left + 18}" y1="${top}" y2="${top}" stroke="${s.color}" stroke-width="${s.dashed ? 2 : 6}"${s.dashed ? ' stroke-dasharray="6 4"' : ''}/>`);
+    parts.push(
+      `<line x1="${left}" x2="${left + 18}" y1="${top}" y2="${top}" stroke="${s.color}" stroke-width="${s.dashed ? 2 : 6}"${s.dashed ? ' stroke-dasharray="6 4"' : ''}/>`,
+    );
     parts.push(`<text x="${left + 23}" y="${top}" dy="4" font-size="11" fill="#222">${escapeXml(s.name)}</text>`);
     left += width + 12;
   }

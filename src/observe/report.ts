@@ -73,7 +73,10 @@ export function renderReport(runs: RunRecord[], generatedAt = new Date()): strin
     `<header><h1>${escapeXml(title)}</h1><p class="muted">generated ${escapeXml(generatedAt.toISOString().replace('T', ' ').slice(0, 19))} UTC · ${runs.map((r) => escapeXml(configLine(r.config))).join('<br>')}</p></header>`,
     `<section><h2>Summary</h2>${summaryTable(runs)}</section>`,
     `<section><h2>Per round</h2><div class="charts">${charts.map((svg) => `<figure>${svg}</figure>`).join('')}</div></section>`,
-    ...runs.map((run) => `<section><details${single ? ' open' : ''}><summary>Rounds of ${escapeXml(run.name)}</summary>${roundTable(run.metrics)}</details></section>`),
+    ...runs.map(
+      (run) =>
+        `<section><details${single ? ' open' : ''}><summary>Rounds of ${escapeXml(run.name)}</summary>${roundTable(run.metrics)}</details></section>`,
+    ),
   ].join('\n');
   return pageShell(title, body);
 }
@@ -102,7 +105,13 @@ export function lossCharts(runs: RunRecord[]): string[] {
     ];
   }
   return splits.map((s) =>
-    lineChart({ title: `${capitalize(s.name)} loss per round`, xLabel: 'Round', yLabel: 'Cross-entropy loss', integerX: true, series: perRun(runs, (m) => m[s.key], `${s.name} loss`) }),
+    lineChart({
+      title: `${capitalize(s.name)} loss per round`,
+      xLabel: 'Round',
+      yLabel: 'Cross-entropy loss',
+      integerX: true,
+      series: perRun(runs, (m) => m[s.key], `${s.name} loss`),
+    }),
   );
 }
 
@@ -114,24 +123,57 @@ export function accuracyChart(runs: RunRecord[]): string {
           { name: 'test accuracy', color: PALETTE[2], points: perRound(runs[0], (m) => m.testAccuracy) },
         ]
       : perRun(runs, (m) => m.testAccuracy, 'test accuracy');
-  return lineChart({ title: runs.length === 1 ? 'Accuracy per round' : 'Test accuracy per round', xLabel: 'Round', yLabel: 'Accuracy', integerX: true, series, formatY: formatPercent });
+  return lineChart({
+    title: runs.length === 1 ? 'Accuracy per round' : 'Test accuracy per round',
+    xLabel: 'Round',
+    yLabel: 'Accuracy',
+    integerX: true,
+    series,
+    formatY: formatPercent,
+  });
 }
 
 export function weightsKeptChart(runs: RunRecord[]): string {
-  return lineChart({ title: 'Fraction of weights kept (while training the round)', xLabel: 'Round', yLabel: 'Weights kept', integerX: true, series: perRun(runs, (m) => m.weightsKept, 'weights kept'), yInclude: [0, 1], formatY: formatPercent });
+  return lineChart({
+    title: 'Fraction of weights kept (while training the round)',
+    xLabel: 'Round',
+    yLabel: 'Weights kept',
+    integerX: true,
+    series: perRun(runs, (m) => m.weightsKept, 'weights kept'),
+    yInclude: [0, 1],
+    formatY: formatPercent,
+  });
 }
 
 export function pruneFractionChart(runs: RunRecord[]): string {
-  return lineChart({ title: 'Pruning fraction p (after the round)', xLabel: 'Round', yLabel: 'p', integerX: true, series: perRun(runs, (m) => m.p, 'p'), yInclude: [0] });
+  return lineChart({
+    title: 'Pruning fraction p (after the round)',
+    xLabel: 'Round',
+    yLabel: 'p',
+    integerX: true,
+    series: perRun(runs, (m) => m.p, 'p'),
+    yInclude: [0],
+  });
 }
 
 export function computeChart(runs: RunRecord[]): string {
-  return lineChart({ title: 'Compute, cumulative (active weights × samples)', xLabel: 'Round', yLabel: 'Weight-samples', integerX: true, series: perRun(runs, (m) => m.compute, 'compute'), yInclude: [0] });
+  return lineChart({
+    title: 'Compute, cumulative (active weights × samples)',
+    xLabel: 'Round',
+    yLabel: 'Weight-samples',
+    integerX: true,
+    series: perRun(runs, (m) => m.compute, 'compute'),
+    yInclude: [0],
+  });
 }
 
 /** The paper's trade-off: what test loss a run reached for the compute it spent. */
 export function lossVsComputeChart(runs: RunRecord[]): string {
-  const series = runs.map((run, i) => ({ name: run.name, color: PALETTE[i % PALETTE.length], points: run.metrics.map((m) => ({ x: m.compute, y: m.testLoss ?? m.holdbackLoss })) }));
+  const series = runs.map((run, i) => ({
+    name: run.name,
+    color: PALETTE[i % PALETTE.length],
+    points: run.metrics.map((m) => ({ x: m.compute, y: m.testLoss ?? m.holdbackLoss })),
+  }));
   return lineChart({ title: 'Test loss against compute', xLabel: 'Compute (weight-samples)', yLabel: 'Test loss', series });
 }
 
@@ -158,7 +200,14 @@ export function stepTimeChart(runs: RunRecord[]): string {
 }
 
 export function bytesChart(runs: RunRecord[]): string {
-  return lineChart({ title: 'All-reduce bytes sent per step (rank 0)', xLabel: 'Round', yLabel: 'Bytes per step', integerX: true, series: perRun(runs, (m) => m.bytesPerStep, 'bytes per step'), yInclude: [0] });
+  return lineChart({
+    title: 'All-reduce bytes sent per step (rank 0)',
+    xLabel: 'Round',
+    yLabel: 'Bytes per step',
+    integerX: true,
+    series: perRun(runs, (m) => m.bytesPerStep, 'bytes per step'),
+    yInclude: [0],
+  });
 }
 
 /** Step-weighted mean of the per-round step times. */
@@ -179,7 +228,20 @@ export function meanStepMs(metrics: RoundMetrics[]): RoundMetrics['stepMs'] {
 // ─── tables and page ──────────────────────────────────────────────────────────────────────────
 
 function summaryTable(runs: RunRecord[]): string {
-  const header = ['run', 'strategy', 'rounds', 'best round', 'best holdback loss', 'test loss', 'test accuracy', 'weights kept', 'compute', 'wall time', 'workers', 'resyncs / restarts'];
+  const header = [
+    'run',
+    'strategy',
+    'rounds',
+    'best round',
+    'best holdback loss',
+    'test loss',
+    'test accuracy',
+    'weights kept',
+    'compute',
+    'wall time',
+    'workers',
+    'resyncs / restarts',
+  ];
   const rows = runs.map((run) => {
     const best = bestOf(run);
     const last = run.metrics[run.metrics.length - 1];
@@ -199,12 +261,25 @@ function summaryTable(runs: RunRecord[]): string {
       last ? `${last.resyncs} / ${last.restarts}` : '—',
     ];
   });
-  return table(header, rows) + '<p class="muted">Best round: the lowest holdback loss; test loss, accuracy, weights kept and compute are those of its model.</p>';
+  return `${table(header, rows)}<p class="muted">Best round: the lowest holdback loss; test loss, accuracy, weights kept and compute are those of its model.</p>`;
 }
 
 function roundTable(metrics: RoundMetrics[]): string {
   const fixed = (x: number | null, digits = 4) => (x === null ? '—' : x.toFixed(digits));
-  const header = ['round', 'step', 'train loss', 'holdback loss', 'test loss', 'test acc', 'kept', 'p', 'ms/step', 'compute / all-reduce / wait / update (ms)', 'bytes/step', 'round time'];
+  const header = [
+    'round',
+    'step',
+    'train loss',
+    'holdback loss',
+    'test loss',
+    'test acc',
+    'kept',
+    'p',
+    'ms/step',
+    'compute / all-reduce / wait / update (ms)',
+    'bytes/step',
+    'round time',
+  ];
   const rows = metrics.map((m) => [
     String(m.round + 1),
     String(m.step),
@@ -229,7 +304,15 @@ function bestOf(run: RunRecord): RunSummary['best'] {
   for (const m of run.metrics) {
     const loss = m.holdbackLoss ?? m.trainLoss;
     if (loss === null || !Number.isFinite(loss) || (best && loss >= best.holdbackLoss)) continue;
-    best = { round: m.round, holdbackLoss: loss, testLoss: m.testLoss, testAccuracy: m.testAccuracy, weightsKept: m.weightsKept, activeParams: m.activeParams, compute: m.compute };
+    best = {
+      round: m.round,
+      holdbackLoss: loss,
+      testLoss: m.testLoss,
+      testAccuracy: m.testAccuracy,
+      weightsKept: m.weightsKept,
+      activeParams: m.activeParams,
+      compute: m.compute,
+    };
   }
   return best;
 }
@@ -291,7 +374,11 @@ function perRound(run: RunRecord, pick: (m: RoundMetrics) => number | null): { x
 
 /** A series per run named after it; a single run's one series is named after what it shows. */
 function perRun(runs: RunRecord[], pick: (m: RoundMetrics) => number | null, singleName: string): Series[] {
-  return runs.map((run, i) => ({ name: runs.length === 1 ? singleName : run.name, color: PALETTE[i % PALETTE.length], points: perRound(run, pick) }));
+  return runs.map((run, i) => ({
+    name: runs.length === 1 ? singleName : run.name,
+    color: PALETTE[i % PALETTE.length],
+    points: perRound(run, pick),
+  }));
 }
 
 function capitalize(text: string): string {

@@ -6,7 +6,16 @@ import type { StepTimes } from '../wire/protocol.ts';
 import type { RunEvent } from './events.ts';
 import { escapeXml, formatNumber, formatPercent, lineChart, stackedBarChart, type Point } from './plots.ts';
 import { formatSeconds, runEtaSeconds, trainingStepRate } from './terminal.ts';
-import { configLine, lossCharts, pageShell, pruneFractionChart, STEP_PHASES, stepTimeChart, weightsKeptChart, type RunRecord } from './report.ts';
+import {
+  configLine,
+  lossCharts,
+  pageShell,
+  pruneFractionChart,
+  STEP_PHASES,
+  stepTimeChart,
+  weightsKeptChart,
+  type RunRecord,
+} from './report.ts';
 import { readMetrics, type RoundMetrics, type RunSummary } from '../storage/run-dir.ts';
 
 export interface LiveSnapshot {
@@ -80,14 +89,26 @@ export class LiveRun {
   }
 
   snapshot(): LiveSnapshot {
-    const record: RunRecord = { name: this.info.runId, runDir: this.info.runDir, config: this.info.config, metrics: this.history, summary: this.summary };
+    const record: RunRecord = {
+      name: this.info.runId,
+      runDir: this.info.runDir,
+      config: this.info.config,
+      metrics: this.history,
+      summary: this.summary,
+    };
     return {
       runId: this.info.runId,
       phase: this.phase,
       sections: {
         headline: this.headline(),
         loss: lossCharts([record])[0],
-        'step-loss': lineChart({ title: 'Training loss per step (live, rank 0)', xLabel: 'Step', yLabel: 'Cross-entropy loss', integerX: true, series: [{ name: 'train loss', points: this.stepLosses }] }),
+        'step-loss': lineChart({
+          title: 'Training loss per step (live, rank 0)',
+          xLabel: 'Step',
+          yLabel: 'Cross-entropy loss',
+          integerX: true,
+          series: [{ name: 'train loss', points: this.stepLosses }],
+        }),
         kept: weightsKeptChart([record]),
         p: pruneFractionChart([record]),
         workers: this.workerChart(),
@@ -102,7 +123,8 @@ export class LiveRun {
     // After a restart the run redoes steps from the last commit: the curve rewinds with it.
     while (this.stepLosses.length > 0 && this.stepLosses[this.stepLosses.length - 1].x >= event.step) this.stepLosses.pop();
     this.stepLosses.push({ x: event.step, y: event.loss });
-    if (this.stepLosses.length > MAX_STEP_POINTS) this.stepLosses = this.stepLosses.filter((_, i) => i % 2 === 0 || i === this.stepLosses.length - 1);
+    if (this.stepLosses.length > MAX_STEP_POINTS)
+      this.stepLosses = this.stepLosses.filter((_, i) => i % 2 === 0 || i === this.stepLosses.length - 1);
   }
 
   private headline(): string {
@@ -115,8 +137,18 @@ export class LiveRun {
     // The last progress report may belong to a round that has since finished: show the next one.
     const finished = p !== null && last !== undefined && last.round >= p.round;
     const roundLabel = !p || finished ? 'round' : `round (${p.step - p.roundStart}/${p.roundEnd - p.roundStart} steps)`;
-    const roundValue = !p ? (last ? `${last.round + 1} done` : '—') : `${Math.min(p.rounds, finished ? p.round + 2 : p.round + 1)} / ${p.rounds}`;
-    const roundDone = !p ? undefined : finished ? (p.round + 1 >= p.rounds ? 1 : 0) : (p.step - p.roundStart) / Math.max(1, p.roundEnd - p.roundStart);
+    const roundValue = !p
+      ? last
+        ? `${last.round + 1} done`
+        : '—'
+      : `${Math.min(p.rounds, finished ? p.round + 2 : p.round + 1)} / ${p.rounds}`;
+    const roundDone = !p
+      ? undefined
+      : finished
+        ? p.round + 1 >= p.rounds
+          ? 1
+          : 0
+        : (p.step - p.roundStart) / Math.max(1, p.roundEnd - p.roundStart);
     const phase = this.phase === 'waiting' ? `waiting (${this.waiting.ready}/${this.waiting.needed} ready)` : this.phase;
     const tiles: [string, string, number?][] = [
       ['phase', phase],
@@ -128,7 +160,10 @@ export class LiveRun {
       ['weights kept', p ? formatPercent(p.weightsKept) : last ? formatPercent(last.weightsKept) : '—'],
       ['p (last round)', last ? last.p.toFixed(3) : '—'],
       ['workers (ring generation)', this.members.length > 0 ? `${this.members.length} (${this.generation})` : '—'],
-      ['steps/s · samples/s', stepsPerSecond > 0 ? `${stepsPerSecond.toFixed(1)} · ${formatNumber(stepsPerSecond * this.info.config.batchSize)}` : '—'],
+      [
+        'steps/s · samples/s',
+        stepsPerSecond > 0 ? `${stepsPerSecond.toFixed(1)} · ${formatNumber(stepsPerSecond * this.info.config.batchSize)}` : '—',
+      ],
       ['elapsed · ETA', `${formatSeconds((Date.now() - this.startedMs) / 1000)} · ${eta === null ? '—' : formatSeconds(eta)}`],
       ['resyncs · restarts', `${this.counts.resyncs} · ${this.counts.restarts}`],
     ];

@@ -49,7 +49,7 @@ export class ProgressView {
       // Per-worker step reports are for metrics; 'progress' already carries what a script follows.
       if (event.type === 'steps') return;
       const { workers: _w, ...rest } = event as RunEvent & { workers?: unknown };
-      process.stdout.write(JSON.stringify(rest) + '\n');
+      process.stdout.write(`${JSON.stringify(rest)}\n`);
       return;
     }
     if (this.mode === 'quiet') return;
@@ -90,7 +90,7 @@ export class ProgressView {
     const text = `round ${event.round + 1}/${event.rounds} ${bar} ${done}/${total} · ETA ${formatSeconds(roundEta)} (run ${formatSeconds(runEta)}) · loss ${event.loss.toFixed(4)} · kept ${(100 * event.weightsKept).toFixed(1)}% · ${stepsPerSecond.toFixed(1)} steps/s · ${(stepsPerSecond * this.batchSize).toFixed(0)} samples/s`;
     // Never wrap (a wrapped line could not be redrawn in place): narrow terminals lose the tail.
     const columns = this.out.columns ?? 160;
-    this.out.write(`\r\x1b[2K${text.length > columns - 1 ? text.slice(0, columns - 2) + '…' : text}`);
+    this.out.write(`\r\x1b[2K${text.length > columns - 1 ? `${text.slice(0, columns - 2)}…` : text}`);
   }
 
   private round(m: RoundMetrics, rounds: number): void {
@@ -125,7 +125,15 @@ export function trainingStepRate(times: Iterable<StepTimes>): number {
  * Seconds left in the run: the rest of the current round at its step rate, then each later round at
  * the mean time of recent rounds (evaluation and pruning included), or at the step rate before any.
  */
-export function runEtaSeconds(p: { round: number; rounds: number; step: number; roundStart: number; roundEnd: number; stepsPerSecond: number; meanRoundSeconds: number | null }): number {
+export function runEtaSeconds(p: {
+  round: number;
+  rounds: number;
+  step: number;
+  roundStart: number;
+  roundEnd: number;
+  stepsPerSecond: number;
+  meanRoundSeconds: number | null;
+}): number {
   const roundLeft = p.stepsPerSecond > 0 ? (p.roundEnd - p.step) / p.stepsPerSecond : Infinity;
   const roundsAfter = Math.max(0, p.rounds - p.round - 1);
   if (roundsAfter === 0) return roundLeft;
@@ -145,7 +153,12 @@ export function formatSummary(summary: RunSummary): string {
     ['best holdback loss', best ? best.holdbackLoss.toFixed(4) : '—'],
     ['test loss', best?.testLoss != null ? best.testLoss.toFixed(4) : '—'],
     ['test accuracy', best?.testAccuracy != null ? best.testAccuracy.toFixed(4) : '—'],
-    ['weights kept', best ? `${(100 * best.weightsKept).toFixed(1)}%${final && final.round !== best.round ? ` (last round: ${(100 * final.weightsKept).toFixed(1)}%)` : ''}` : '—'],
+    [
+      'weights kept',
+      best
+        ? `${(100 * best.weightsKept).toFixed(1)}%${final && final.round !== best.round ? ` (last round: ${(100 * final.weightsKept).toFixed(1)}%)` : ''}`
+        : '—',
+    ],
     ['compute (active weights × samples)', best ? best.compute.toExponential(3) : '—'],
     ['wall time', `${(summary.wallMs / 1000).toFixed(1)} s`],
     ['resyncs / restarts', `${summary.resyncs} / ${summary.restarts}`],

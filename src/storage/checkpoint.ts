@@ -67,7 +67,10 @@ export function writeCheckpoint<Progress>(
  * verification is reported through `onCorrupt` and renamed `corrupt-…` so it is kept for
  * inspection and a later commit of the same round cannot overwrite it.
  */
-export function readLatestCheckpoint<Progress>(root: string, onCorrupt: (path: string, reason: string) => void): LoadedCheckpoint<Progress> | null {
+export function readLatestCheckpoint<Progress>(
+  root: string,
+  onCorrupt: (path: string, reason: string) => void,
+): LoadedCheckpoint<Progress> | null {
   if (!existsSync(root)) return null;
   for (const name of checkpointNames(root).reverse()) {
     const path = join(root, name);
@@ -91,12 +94,14 @@ export function readCheckpoint<Progress>(path: string): { manifest: CheckpointMa
   } catch {
     throw new Error('manifest.json is not valid JSON');
   }
-  if (manifest.format !== CHECKPOINT_FORMAT || manifest.version !== 1) throw new Error('manifest.json is not an Occam checkpoint manifest (version 1)');
+  if (manifest.format !== CHECKPOINT_FORMAT || manifest.version !== 1)
+    throw new Error('manifest.json is not an Occam checkpoint manifest (version 1)');
   if (!manifest.state || typeof manifest.state.sha256 !== 'string') throw new Error('manifest.json has no state checksum');
   const statePath = join(path, manifest.state.file);
   if (!existsSync(statePath)) throw new Error(`${manifest.state.file} is missing`);
   const state = readFileSync(statePath);
-  if (state.length !== manifest.state.bytes) throw new Error(`${manifest.state.file} has ${state.length} bytes, the manifest says ${manifest.state.bytes} (truncated?)`);
+  if (state.length !== manifest.state.bytes)
+    throw new Error(`${manifest.state.file} has ${state.length} bytes, the manifest says ${manifest.state.bytes} (truncated?)`);
   if (sha256(state) !== manifest.state.sha256) throw new Error(`${manifest.state.file} does not match its checksum (corrupted)`);
   decodeSafetensors(state);
   return { manifest, state };

@@ -4,6 +4,7 @@ import { appendFileSync, existsSync, mkdirSync, readFileSync, renameSync, writeF
 import { join } from 'node:path';
 import { configHash, type OccamConfig } from '../config.ts';
 import { decodeSafetensors, encodeSafetensors } from './safetensors.ts';
+import { isOptimizerTensor } from './state-format.ts';
 
 /** One line of metrics.jsonl: everything measured in one round. */
 export interface RoundMetrics {
@@ -78,16 +79,16 @@ export class RunDir {
         throw new Error(`${path} holds a different configuration (differs in: ${differing.join(', ')}); use a new run directory`);
       }
     }
-    writeAtomically(path, JSON.stringify(config, null, 2) + '\n');
+    writeAtomically(path, `${JSON.stringify(config, null, 2)}\n`);
   }
 
   appendMetrics(metrics: RoundMetrics): void {
-    appendFileSync(this.metricsPath, JSON.stringify(metrics) + '\n');
+    appendFileSync(this.metricsPath, `${JSON.stringify(metrics)}\n`);
   }
 
   /** Rewrites metrics.jsonl from a checkpoint's history (after a resume, rounds after it are redone). */
   rewriteMetrics(history: RoundMetrics[]): void {
-    writeAtomically(this.metricsPath, history.map((m) => JSON.stringify(m) + '\n').join(''));
+    writeAtomically(this.metricsPath, history.map((m) => `${JSON.stringify(m)}\n`).join(''));
   }
 
   /** Writes model/ from replica state bytes: weights and masks only (no optimizer state). */
@@ -95,14 +96,14 @@ export class RunDir {
     const dir = join(this.path, 'model');
     mkdirSync(dir, { recursive: true });
     const { tensors } = decodeSafetensors(state);
-    const model = tensors.filter((t) => !t.name.startsWith('adam.'));
+    const model = tensors.filter((t) => !isOptimizerTensor(t.name));
     writeAtomically(join(dir, 'model.safetensors'), encodeSafetensors(model, { format: 'occam-model', round: String(best.round) }));
     const manifest = { format: 'occam-model', config, best, tensors: model.map((t) => ({ name: t.name, shape: t.shape })) };
-    writeAtomically(join(dir, 'model.json'), JSON.stringify(manifest, null, 2) + '\n');
+    writeAtomically(join(dir, 'model.json'), `${JSON.stringify(manifest, null, 2)}\n`);
   }
 
   writeSummary(summary: RunSummary): void {
-    writeAtomically(join(this.path, 'summary.json'), JSON.stringify(summary, null, 2) + '\n');
+    writeAtomically(join(this.path, 'summary.json'), `${JSON.stringify(summary, null, 2)}\n`);
   }
 }
 

@@ -79,16 +79,19 @@ export function decodeSafetensors(bytes: Uint8Array): { tensors: NamedTensor[]; 
 function checkEntry(name: string, raw: unknown, dataLength: number): HeaderEntry {
   const entry = raw as Partial<HeaderEntry> | null;
   if (!entry || typeof entry !== 'object') throw new SafetensorsError(`tensor '${name}' has no header entry`);
-  if (typeof entry.dtype !== 'string' || !(entry.dtype in DTYPES)) throw new SafetensorsError(`tensor '${name}' has unsupported dtype ${String(entry.dtype)}`);
+  if (typeof entry.dtype !== 'string' || !(entry.dtype in DTYPES))
+    throw new SafetensorsError(`tensor '${name}' has unsupported dtype ${String(entry.dtype)}`);
   const shape = entry.shape;
-  if (!Array.isArray(shape) || !shape.every((d) => Number.isInteger(d) && d >= 0)) throw new SafetensorsError(`tensor '${name}' has an invalid shape`);
+  if (!Array.isArray(shape) || !shape.every((d) => Number.isInteger(d) && d >= 0))
+    throw new SafetensorsError(`tensor '${name}' has an invalid shape`);
   const offsets = entry.data_offsets;
   if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every((o) => Number.isInteger(o))) {
     throw new SafetensorsError(`tensor '${name}' has invalid data offsets`);
   }
   const [begin, end] = offsets;
   const size = shape.reduce((a, b) => a * b, 1) * DTYPES[entry.dtype].BYTES_PER_ELEMENT;
-  if (begin < 0 || end < begin || end > dataLength) throw new SafetensorsError(`tensor '${name}' lies outside the data (${begin}..${end} of ${dataLength} bytes)`);
+  if (begin < 0 || end < begin || end > dataLength)
+    throw new SafetensorsError(`tensor '${name}' lies outside the data (${begin}..${end} of ${dataLength} bytes)`);
   if (end - begin !== size) throw new SafetensorsError(`tensor '${name}' has ${end - begin} bytes, its shape [${shape}] needs ${size}`);
   return entry as HeaderEntry;
 }

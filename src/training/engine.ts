@@ -33,11 +33,7 @@ export interface EngineLog {
 }
 
 /** Selects and initialises a backend; with `auto`, the first one that works in BACKENDS order. */
-export async function selectBackend(
-  request: BackendRequest = 'auto',
-  log?: EngineLog,
-  options: EngineOptions = {},
-): Promise<EngineChoice> {
+export async function selectBackend(request: BackendRequest = 'auto', log?: EngineLog, options: EngineOptions = {}): Promise<EngineChoice> {
   const candidates: readonly BackendName[] = request === 'auto' ? BACKENDS : [request];
   const skipped: EngineChoice['skipped'] = [];
   for (const backend of candidates) {

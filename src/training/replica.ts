@@ -6,12 +6,12 @@ import * as tf from '@tensorflow/tfjs-core';
 import { adamUpdate, ADAM_DEFAULTS, type AdamMoments, type AdamSettings } from './adam.ts';
 import type { OccamConfig } from '../config.ts';
 import { shardRange } from '../common/shard.ts';
-import { digestArrays } from '../common/digest.ts';
 import { SEED_SALT, type DataSource, type EvalSplit } from './data/source.ts';
 import { activeIndices, applyThreshold, countActive, pruneThreshold } from './masks.ts';
 import { evaluateBatch, initialWeights, lossSum, type Model, type ParamSpec } from './models/model.ts';
 import { mixSeed } from './rng.ts';
-import { decodeSafetensors, encodeSafetensors, type NamedTensor } from '../storage/safetensors.ts';
+import type { NamedTensor } from '../storage/safetensors.ts';
+import { decodeState, encodeState, modelTensors, stateDigest, type ReplicaState } from '../storage/state-format.ts';
 
 /** Partial sums a worker reports for an evaluation split or a round's training loss. */
 export interface EvalSums {
@@ -60,12 +60,18 @@ export class Replica {
    * to the kept positions (written into `into`, gradientLength values), and that share's loss sum.
    * Summing these over all ranks gives the global batch's gradient and loss sum.
    */
-  shardGradient(step: number, rank: number, world: number, into = new Float32Array(this.gradientLength)): { gradient: Float32Array; lossSum: number; globalCount: number } {
+  shardGradient(
+    step: number,
+    rank: number,
+    world: number,
+    into = new Float32Array(this.gradientLength),
+  ): { gradient: Float32Array; lossSum: number; globalCount: number } {
     const ids = this.data.globalBatch(step, this.config.batchSize);
     const [start, end] = shardRange(ids.length, rank, world);
     const gradient = into.subarray(0, this.gradientLength);
     let shardLoss = 0;
-    if (end <= start) gradient.fill(0); // a rank with no samples this step adds nothing
+    if (end <= start)
+      gradient.fill(0); // a rank with no samples this step adds nothing
     else {
       const batch = this.data.trainExamples(ids.subarray(start, end));
       const noiseSeed = mixSeed(this.config.seed, SEED_SALT.dropout, step);
@@ -142,56 +148,34 @@ export class Replica {
 
   /** Digest of everything training depends on: weights, masks, Adam moments and step count. */
   stateDigest(): string {
-    return digestArrays([...this.weights, ...this.masks.filter((m): m is Uint8Array => m !== null), ...this.moments.flatMap((x) => [x.m, x.v]), new Float64Array([this.adamSteps])]);
+    return stateDigest(this.state());
   }
 
   /** Weights and masks as named tensors: the exported model. */
   modelTensors(): NamedTensor[] {
-    return this.params.flatMap((p, i) => {
-      const mask = this.masks[i];
-      const weights = { name: p.name, shape: p.shape, data: this.weights[i] };
-      return mask ? [weights, { name: `${p.name}.mask`, shape: p.shape, data: mask }] : [weights];
-    });
+    return modelTensors(this.params, this.state());
   }
 
   /** The full replica state (weights, masks, moments, Adam steps) in safetensors bytes. */
   encodeState(): Buffer {
-    const tensors: NamedTensor[] = this.params.flatMap((p, i) => [
-      { name: `adam.m.${p.name}`, shape: p.shape, data: this.moments[i].m },
-      { name: `adam.v.${p.name}`, shape: p.shape, data: this.moments[i].v },
-    ]);
-    return encodeSafetensors([...this.modelTensors(), ...tensors], { adamSteps: String(this.adamSteps) });
+    return encodeState(this.params, this.state());
   }
 
   /** Replaces the whole state with one from encodeState; checks every tensor against the model first. */
   loadState(bytes: Uint8Array): void {
-    const { tensors, metadata } = decodeSafetensors(bytes);
-    const byName = new Map(tensors.map((t) => [t.name, t]));
-    const take = (name: string, shape: number[], type: 'F32' | 'U8') => {
-      const t = byName.get(name);
-      if (!t) throw new Error(`state has no tensor '${name}'`);
-      const typeOk = type === 'F32' ? t.data instanceof Float32Array : t.data instanceof Uint8Array;
-      if (!typeOk || t.shape.join(',') !== shape.join(',')) throw new Error(`state tensor '${name}' has shape [${t.shape}], the model needs [${shape}]`);
-      return t.data;
-    };
-    const adamSteps = Number(metadata.adamSteps);
-    if (!Number.isInteger(adamSteps) || adamSteps < 0) throw new Error('state has no valid adamSteps');
-    // Validate everything before changing anything.
-    const loaded = this.params.map((p, i) => ({
-      weights: take(p.name, p.shape, 'F32'),
-      mask: this.masks[i] ? take(`${p.name}.mask`, p.shape, 'U8') : null,
-      m: take(`adam.m.${p.name}`, p.shape, 'F32'),
-      v: take(`adam.v.${p.name}`, p.shape, 'F32'),
-    }));
-    if (loaded.some((t) => t.mask?.some((x) => x > 1))) throw new Error('state has a mask with values other than 0 and 1');
-    loaded.forEach((t, i) => {
-      this.weights[i].set(t.weights);
-      if (t.mask) (this.masks[i] as Uint8Array).set(t.mask);
-      this.moments[i].m.set(t.m);
-      this.moments[i].v.set(t.v);
+    const loaded = decodeState(bytes, this.params); // validates everything before changing anything
+    loaded.weights.forEach((w, i) => {
+      this.weights[i].set(w);
+      this.masks[i]?.set(loaded.masks[i] as Uint8Array);
+      this.moments[i].m.set(loaded.moments[i].m);
+      this.moments[i].v.set(loaded.moments[i].v);
     });
-    this.adamSteps = adamSteps;
+    this.adamSteps = loaded.adamSteps;
     this.updateLayout();
+  }
+
+  private state(): ReplicaState {
+    return { weights: this.weights, masks: this.masks, moments: this.moments, adamSteps: this.adamSteps };
   }
 
   private weightTensors(): tf.Tensor[] {

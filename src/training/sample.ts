@@ -11,6 +11,7 @@ import { createGpt } from './models/gpt.ts';
 import type { Model } from './models/model.ts';
 import { Rng } from './rng.ts';
 import { decodeSafetensors } from '../storage/safetensors.ts';
+import { maskName } from '../storage/state-format.ts';
 
 /** Where a run keeps its vocabulary: beside the exported model, so model/ is self-contained. */
 export const VOCABULARY_FILE = join('model', 'vocab.json');
@@ -41,28 +42,36 @@ export interface TrainedGpt {
 /** Writes the vocabulary of a run (called when training starts; sampling reads it). */
 export function saveVocabulary(runDir: string, tokenizer: CharTokenizer): void {
   mkdirSync(join(runDir, 'model'), { recursive: true });
-  writeFileSync(join(runDir, VOCABULARY_FILE), JSON.stringify(tokenizer.vocabulary) + '\n');
+  writeFileSync(join(runDir, VOCABULARY_FILE), `${JSON.stringify(tokenizer.vocabulary)}\n`);
 }
 
 /** The run's exported GPT, ready to sample; one clear error when the run has none. */
 export function loadTrainedGpt(runDir: string): TrainedGpt {
   const manifestPath = join(runDir, 'model', 'model.json');
   const weightsPath = join(runDir, 'model', 'model.safetensors');
-  if (!existsSync(manifestPath) || !existsSync(weightsPath)) throw new Error(`${runDir} has no exported model (model/model.json and model/model.safetensors); has a round finished?`);
+  if (!existsSync(manifestPath) || !existsSync(weightsPath))
+    throw new Error(`${runDir} has no exported model (model/model.json and model/model.safetensors); has a round finished?`);
   const manifest = JSON.parse(readFileSync(manifestPath, 'utf8')) as { config: Partial<OccamConfig>; best?: { round?: number } };
   const config = resolveConfig(manifest.config);
   if (config.model !== 'gpt') throw new Error(`${runDir} holds a ${config.model} model; sampling needs a gpt`);
   const tokenizer = readVocabulary(runDir, config);
-  const model = createGpt({ vocabSize: tokenizer.size, blockSize: config.blockSize, layers: config.layers, heads: config.heads, width: config.width });
+  const model = createGpt({
+    vocabSize: tokenizer.size,
+    blockSize: config.blockSize,
+    layers: config.layers,
+    heads: config.heads,
+    width: config.width,
+  });
 
   const { tensors } = decodeSafetensors(readFileSync(weightsPath));
   const byName = new Map(tensors.map((t) => [t.name, t]));
   const weights = model.params.map((param) => {
     const stored = byName.get(param.name);
     if (!stored || !(stored.data instanceof Float32Array)) throw new Error(`${weightsPath} has no float32 tensor '${param.name}'`);
-    if (stored.shape.join(',') !== param.shape.join(',')) throw new Error(`${weightsPath}: '${param.name}' has shape [${stored.shape}], the model needs [${param.shape}]`);
+    if (stored.shape.join(',') !== param.shape.join(','))
+      throw new Error(`${weightsPath}: '${param.name}' has shape [${stored.shape}], the model needs [${param.shape}]`);
     // Pruned weights are stored as zeros already; applying the mask keeps that true for any file.
-    const mask = byName.get(`${param.name}.mask`)?.data;
+    const mask = byName.get(maskName(param.name))?.data;
     const values = Float32Array.from(stored.data, (v, i) => (mask && mask[i] === 0 ? 0 : v));
     return tf.tensor(values, param.shape, 'float32');
   });
@@ -109,7 +118,8 @@ function readVocabulary(runDir: string, config: OccamConfig): CharTokenizer {
   const path = join(runDir, VOCABULARY_FILE);
   if (existsSync(path)) {
     const vocabulary = JSON.parse(readFileSync(path, 'utf8')) as unknown;
-    if (!Array.isArray(vocabulary) || !vocabulary.every((c) => typeof c === 'string')) throw new Error(`${path} is not a list of characters`);
+    if (!Array.isArray(vocabulary) || !vocabulary.every((c) => typeof c === 'string'))
+      throw new Error(`${path} is not a list of characters`);
     return new CharTokenizer(vocabulary as string[]);
   }
   // The vocabulary is a function of the corpus alone, so rebuilding it gives the training one.
@@ -118,5 +128,5 @@ function readVocabulary(runDir: string, config: OccamConfig): CharTokenizer {
 
 function startToken(tokenizer: CharTokenizer): number {
   const newline = tokenizer.vocabulary.indexOf('\n');
-  return newline >= 0 ? newline : 0;
+  return Math.max(newline, 0);
 }

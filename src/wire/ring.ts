@@ -126,7 +126,8 @@ export class RingAllReduce implements Collective {
     if (!op || id !== op.id) {
       // Every frame of a finished op has arrived (each exactly once), so an older id is bogus. A
       // newer one is the previous rank running ahead (by several ops when some are empty): keep it.
-      if (id < (op?.id ?? this.nextOpId)) this.fail(new RingError(`ring frame for op ${id}, which is over (this rank is at op ${op?.id ?? this.nextOpId})`));
+      if (id < (op?.id ?? this.nextOpId))
+        this.fail(new RingError(`ring frame for op ${id}, which is over (this rank is at op ${op?.id ?? this.nextOpId})`));
       else if (this.early.length >= 4 * this.world * 1024) this.fail(new RingError('too many ring frames ahead of this rank'));
       else this.early.push(frame);
       return;
@@ -156,7 +157,8 @@ export class RingAllReduce implements Collective {
     }
     const [start, end] = this.chunkRange(op.buffer.length, segment, chunk);
     const count = (frame.length - RING_HEADER_BYTES) / this.valueBytes;
-    if (start >= end || count !== end - start) throw new RingError(`ring frame for chunk ${chunk} of segment ${segment} has ${count} values, expected ${end - start}`);
+    if (start >= end || count !== end - start)
+      throw new RingError(`ring frame for chunk ${chunk} of segment ${segment} has ${count} values, expected ${end - start}`);
     const key = `${phase}.${iteration}.${chunk}`;
     if (op.seen.has(key)) throw new RingError(`repeated ring frame (phase ${phase}, iteration ${iteration}, chunk ${chunk})`);
     op.seen.add(key);
@@ -167,7 +169,16 @@ export class RingAllReduce implements Collective {
     this.armTimer(op);
   }
 
-  private applyF32(op: Operation, frame: Buffer, phase: number, iteration: number, segment: number, chunk: number, start: number, count: number): void {
+  private applyF32(
+    op: Operation,
+    frame: Buffer,
+    phase: number,
+    iteration: number,
+    segment: number,
+    chunk: number,
+    start: number,
+    count: number,
+  ): void {
     const n = this.world;
     const target = op.buffer;
     const inPlace = (frame.byteOffset + RING_HEADER_BYTES) % 4 === 0;
@@ -177,7 +188,16 @@ export class RingAllReduce implements Collective {
       // this rank's segment, which it keeps and sends round as the first all-gather frame.
       for (let i = 0; i < count; i++) payload[i] += target[start + i];
       if (iteration === n - 2) target.set(payload, start);
-      this.forward(op, frame, payload, iteration < n - 2 ? REDUCE_SCATTER : ALL_GATHER, iteration < n - 2 ? iteration + 1 : 0, segment, chunk, inPlace);
+      this.forward(
+        op,
+        frame,
+        payload,
+        iteration < n - 2 ? REDUCE_SCATTER : ALL_GATHER,
+        iteration < n - 2 ? iteration + 1 : 0,
+        segment,
+        chunk,
+        inPlace,
+      );
     } else {
       target.set(payload, start);
       if (iteration < n - 2) this.forward(op, frame, payload, ALL_GATHER, iteration + 1, segment, chunk, inPlace);
@@ -205,7 +225,16 @@ export class RingAllReduce implements Collective {
   }
 
   /** Sends a received frame on with a new header: no allocation or copy when its payload was aligned. */
-  private forward(op: Operation, frame: Buffer, payload: Float32Array, phase: number, iteration: number, segment: number, chunk: number, inPlace: boolean): void {
+  private forward(
+    op: Operation,
+    frame: Buffer,
+    payload: Float32Array,
+    phase: number,
+    iteration: number,
+    segment: number,
+    chunk: number,
+    inPlace: boolean,
+  ): void {
     if (!inPlace) {
       frame = Buffer.allocUnsafe(RING_HEADER_BYTES + payload.byteLength);
       frame.writeUInt32LE(op.id, 0);

@@ -11,7 +11,11 @@ export interface TlsOptions {
   ca?: Buffer;
 }
 
-export function readTlsOptions(certPath: string | undefined, keyPath: string | undefined, caPath: string | undefined): TlsOptions | undefined {
+export function readTlsOptions(
+  certPath: string | undefined,
+  keyPath: string | undefined,
+  caPath: string | undefined,
+): TlsOptions | undefined {
   if (!certPath && !keyPath) {
     if (caPath) throw new Error('--tls-ca needs --tls-cert and --tls-key too: every process of a TLS cluster serves TLS');
     return undefined;
@@ -32,7 +36,13 @@ export function readTlsOptions(certPath: string | undefined, keyPath: string | u
  * handshake finish without one, so token-less health probes (kubelet) still get their answer;
  * WebSocket upgrades are then checked with peerCertificateProblem.
  */
-export function tlsServerOptions(tls: TlsOptions): { cert: Buffer; key: Buffer; ca?: Buffer; requestCert: boolean; rejectUnauthorized: boolean } {
+export function tlsServerOptions(tls: TlsOptions): {
+  cert: Buffer;
+  key: Buffer;
+  ca?: Buffer;
+  requestCert: boolean;
+  rejectUnauthorized: boolean;
+} {
   return { cert: tls.cert, key: tls.key, ca: tls.ca, requestCert: tls.ca !== undefined, rejectUnauthorized: false };
 }
 

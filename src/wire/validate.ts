@@ -1,10 +1,16 @@
-// Validation of every decoded control message against what its receiver knows: types and ranges,
-// counts and tensor shapes against the model, generation and step against the current state.
-// Each check returns null or the reason to close the sender's connection; nothing here throws.
-import { decodeSafetensors, type NamedTensor } from '../storage/safetensors.ts';
-import { digestArrays } from '../common/digest.ts';
+import { decodeState, stateDigest } from '../storage/state-format.ts';
 import type { OccamConfig } from '../config.ts';
-import { REPLY_KIND, type Command, type Envelope, type EvalSumsMessage, type LayerInfo, type MessageKind, type Messages, type Peer, type StepTimes } from './protocol.ts';
+import {
+  REPLY_KIND,
+  type Command,
+  type Envelope,
+  type EvalSumsMessage,
+  type LayerInfo,
+  type MessageKind,
+  type Messages,
+  type Peer,
+  type StepTimes,
+} from './protocol.ts';
 
 /** A reason to refuse a message, or null when it is valid. */
 export type Problem = string | null;
@@ -44,7 +50,6 @@ export interface SentCommand {
   message: Messages[MessageKind];
 }
 
-
 // ─── worker → coordinator ───────────────────────────────────────────────────────────────────
 
 /** A worker's first frame. */
@@ -69,7 +74,10 @@ export function replyProblem(command: SentCommand, reply: Envelope, view: Coordi
     case 'stateReport': {
       const report = reply.message as Messages['stateReport'];
       const loaded = command.kind === 'loadState' ? (command.message as Messages['loadState']).step : null;
-      return stateReportProblem(report, layers) ?? (loaded !== null && report.step !== loaded ? `reported step ${report.step} after loading step ${loaded}` : null);
+      return (
+        stateReportProblem(report, layers) ??
+        (loaded !== null && report.step !== loaded ? `reported step ${report.step} after loading step ${loaded}` : null)
+      );
     }
     case 'stepsDone':
       return stepsDoneProblem(reply.message as Messages['stepsDone'], command.message as Messages['runSteps'], view.config);
@@ -91,7 +99,12 @@ export function unsolicitedProblem(envelope: Envelope): Problem {
       return finite((envelope.message as Messages['heartbeat']).sentMs, 'heartbeat time');
     case 'stepProgress': {
       const progress = envelope.message as Messages['stepProgress'];
-      return count(progress.step, 'step') ?? loss(progress.loss, 'step loss') ?? timesProblem(progress.times) ?? count(progress.bytesSent, 'bytes sent');
+      return (
+        count(progress.step, 'step') ??
+        loss(progress.loss, 'step loss') ??
+        timesProblem(progress.times) ??
+        count(progress.bytesSent, 'bytes sent')
+      );
     }
     case 'error':
       return errorProblem(envelope.message as Messages['error']);
@@ -107,7 +120,8 @@ export function unsolicitedProblem(envelope: Envelope): Problem {
 /** Two workers that loaded different data or built different models could never agree. */
 export function readyMismatch(reference: Messages['ready'] | null, ready: Messages['ready']): Problem {
   if (!reference) return null;
-  const shape = (r: Messages['ready']) => JSON.stringify([r.data.trainCount, r.data.holdbackCount, r.data.testCount, r.data.stepsPerEpoch, r.layers]);
+  const shape = (r: Messages['ready']) =>
+    JSON.stringify([r.data.trainCount, r.data.holdbackCount, r.data.testCount, r.data.stepsPerEpoch, r.layers]);
   return shape(ready) === shape(reference) ? null : 'loaded different data or built a different model than the other workers';
 }
 
@@ -125,9 +139,11 @@ function readyProblem(ready: Messages['ready']): Problem {
   if (layers.length < 1 || layers.length > MAX_LAYERS) return `${layers.length} layers`;
   const names = new Set<string>();
   for (const layer of layers) {
-    if (!layer || typeof layer.name !== 'string' || layer.name === '' || layer.name.length > SHORT_TEXT || names.has(layer.name)) return 'invalid or repeated layer name';
+    if (!layer || typeof layer.name !== 'string' || layer.name === '' || layer.name.length > SHORT_TEXT || names.has(layer.name))
+      return 'invalid or repeated layer name';
     names.add(layer.name);
-    if (layer.shape.length < 1 || layer.shape.length > 8 || !layer.shape.every((d) => Number.isInteger(d) && d >= 1)) return `layer ${layer.name} has an invalid shape`;
+    if (layer.shape.length < 1 || layer.shape.length > 8 || !layer.shape.every((d) => Number.isInteger(d) && d >= 1))
+      return `layer ${layer.name} has an invalid shape`;
     if (!Number.isSafeInteger(size(layer))) return `layer ${layer.name} is too large`;
   }
   if (!layers.some((l) => l.prunable)) return 'the model has no prunable layer';
@@ -135,14 +151,15 @@ function readyProblem(ready: Messages['ready']): Problem {
 }
 
 function stateReportProblem(report: Messages['stateReport'], layers: LayerInfo[] | null): Problem {
-  const basic =
-    digest(report.stateDigest, 'state digest') ?? count(report.activeParams, 'active parameters') ?? count(report.step, 'step');
+  const basic = digest(report.stateDigest, 'state digest') ?? count(report.activeParams, 'active parameters') ?? count(report.step, 'step');
   if (basic || !layers) return basic;
   const prunable = layers.filter((l) => l.prunable);
-  if (report.activePerLayer.length !== prunable.length) return `${report.activePerLayer.length} active counts for ${prunable.length} prunable layers`;
+  if (report.activePerLayer.length !== prunable.length)
+    return `${report.activePerLayer.length} active counts for ${prunable.length} prunable layers`;
   let kept = 0;
   for (const [k, active] of report.activePerLayer.entries()) {
-    if (!Number.isSafeInteger(active) || active < 0 || active > size(prunable[k])) return `active count ${active} of prunable layer ${k} is out of range`;
+    if (!Number.isSafeInteger(active) || active < 0 || active > size(prunable[k]))
+      return `active count ${active} of prunable layer ${k} is out of range`;
     kept += active;
   }
   const unprunable = layers.filter((l) => !l.prunable).reduce((n, l) => n + size(l), 0);
@@ -152,7 +169,12 @@ function stateReportProblem(report: Messages['stateReport'], layers: LayerInfo[]
 
 function stepsDoneProblem(done: Messages['stepsDone'], command: Messages['runSteps'], config: OccamConfig): Problem {
   const steps = command.toStep - command.fromStep;
-  const basic = loss(done.lossSum, 'loss sum') ?? count(done.samples, 'samples') ?? timesProblem(done.times) ?? count(done.bytesSent, 'bytes sent') ?? digest(done.stateDigest, 'state digest');
+  const basic =
+    loss(done.lossSum, 'loss sum') ??
+    count(done.samples, 'samples') ??
+    timesProblem(done.times) ??
+    count(done.bytesSent, 'bytes sent') ??
+    digest(done.stateDigest, 'state digest');
   if (basic) return basic;
   if (done.samples > steps * config.batchSize) return `${done.samples} samples in ${steps} steps of at most ${config.batchSize}`;
   if (done.times.steps !== steps) return `reported ${done.times.steps} steps for ${steps}`;
@@ -160,7 +182,10 @@ function stepsDoneProblem(done: Messages['stepsDone'], command: Messages['runSte
 }
 
 function evalResultProblem(result: Messages['evalResult'], reference: Messages['ready'] | null): Problem {
-  return evalSumsProblem(result.holdback, 'holdback', reference?.data.holdbackCount) ?? evalSumsProblem(result.test, 'test', reference?.data.testCount);
+  return (
+    evalSumsProblem(result.holdback, 'holdback', reference?.data.holdbackCount) ??
+    evalSumsProblem(result.test, 'test', reference?.data.testCount)
+  );
 }
 
 function evalSumsProblem(sums: EvalSumsMessage | null, split: string, total: number | undefined): Problem {
@@ -173,7 +198,8 @@ function evalSumsProblem(sums: EvalSumsMessage | null, split: string, total: num
 }
 
 function thresholdsProblem(reply: Messages['thresholds'], asked: number[]): Problem {
-  if (reply.layers.length !== asked.length || reply.layers.some((layer, i) => layer !== asked[i])) return `thresholds for layers [${reply.layers.slice(0, 8)}], asked for [${asked.slice(0, 8)}]`;
+  if (reply.layers.length !== asked.length || reply.layers.some((layer, i) => layer !== asked[i]))
+    return `thresholds for layers [${reply.layers.slice(0, 8)}], asked for [${asked.slice(0, 8)}]`;
   if (reply.values.length !== asked.length) return `${reply.values.length} thresholds for ${asked.length} layers`;
   return thresholdValuesProblem(reply.values);
 }
@@ -192,37 +218,11 @@ function stateUploadProblem(upload: Messages['stateUpload'], layers: LayerInfo[]
  * or an object with the problem.
  */
 export function checkState(bytes: Uint8Array, layers: LayerInfo[]): string | { problem: string } {
-  let decoded: { tensors: NamedTensor[]; metadata: Record<string, string> };
   try {
-    decoded = decodeSafetensors(bytes);
+    return stateDigest(decodeState(bytes, layers));
   } catch (error) {
     return { problem: (error as Error).message };
   }
-  const byName = new Map(decoded.tensors.map((t) => [t.name, t]));
-  const take = (name: string, layer: LayerInfo, type: typeof Float32Array | typeof Uint8Array) => {
-    const tensor = byName.get(name);
-    if (!tensor || !(tensor.data instanceof type) || tensor.shape.join(',') !== layer.shape.join(',')) return null;
-    return tensor.data;
-  };
-  const weights: Float32Array[] = [];
-  const masks: Uint8Array[] = [];
-  const moments: Float32Array[] = [];
-  for (const layer of layers) {
-    const w = take(layer.name, layer, Float32Array) as Float32Array | null;
-    const m = take(`adam.m.${layer.name}`, layer, Float32Array) as Float32Array | null;
-    const v = take(`adam.v.${layer.name}`, layer, Float32Array) as Float32Array | null;
-    if (!w || !m || !v) return { problem: `state lacks a tensor of layer ${layer.name} or has the wrong shape` };
-    weights.push(w);
-    moments.push(m, v);
-    if (layer.prunable) {
-      const mask = take(`${layer.name}.mask`, layer, Uint8Array) as Uint8Array | null;
-      if (!mask || mask.some((x) => x > 1)) return { problem: `state has no valid 0/1 mask for layer ${layer.name}` };
-      masks.push(mask);
-    }
-  }
-  const adamSteps = Number(decoded.metadata.adamSteps);
-  if (!Number.isSafeInteger(adamSteps) || adamSteps < 0) return { problem: 'state has no valid adamSteps' };
-  return digestArrays([...weights, ...masks, ...moments, new Float64Array([adamSteps])]);
 }
 
 // ─── coordinator → worker ───────────────────────────────────────────────────────────────────
@@ -230,12 +230,18 @@ export function checkState(bytes: Uint8Array, layers: LayerInfo[]): string | { p
 /** A command from the coordinator, checked before the worker acts on it. */
 export function commandProblem(envelope: Envelope, view: WorkerView): Problem {
   const generation = (message: { generation: number }) =>
-    message.generation === view.generation ? null : `command for ring generation ${message.generation}, this worker is in generation ${view.generation}`;
+    message.generation === view.generation
+      ? null
+      : `command for ring generation ${message.generation}, this worker is in generation ${view.generation}`;
   const modelled = view.prunableLayers !== null ? null : `'${envelope.kind}' before a welcome`;
   switch (envelope.kind) {
     case 'welcome': {
       const welcome = envelope.message as Messages['welcome'];
-      return text(welcome.runId, SHORT_TEXT, 'run id') ?? text(welcome.configJson, MAX_CONFIG_JSON, 'config') ?? digest(welcome.configHash, 'config hash');
+      return (
+        text(welcome.runId, SHORT_TEXT, 'run id') ??
+        text(welcome.configJson, MAX_CONFIG_JSON, 'config') ??
+        digest(welcome.configHash, 'config hash')
+      );
     }
     case 'formRing':
       return modelled ?? formRingProblem(envelope.message as Messages['formRing'], view);
@@ -260,13 +266,15 @@ export function commandProblem(envelope: Envelope, view: WorkerView): Problem {
       if (modelled) return modelled;
       if (!(compute.p > 0 && compute.p < 1)) return `pruning fraction ${compute.p} is outside (0, 1)`;
       const layers = view.prunableLayers as number;
-      if (new Set(compute.layers).size !== compute.layers.length || compute.layers.some((k) => k >= layers)) return `layer indices must be distinct and below ${layers}`;
+      if (new Set(compute.layers).size !== compute.layers.length || compute.layers.some((k) => k >= layers))
+        return `layer indices must be distinct and below ${layers}`;
       return generation(compute);
     }
     case 'prune': {
       const prune = envelope.message as Messages['prune'];
       if (modelled) return modelled;
-      if (prune.thresholds.length !== view.prunableLayers) return `${prune.thresholds.length} thresholds for ${view.prunableLayers} prunable layers`;
+      if (prune.thresholds.length !== view.prunableLayers)
+        return `${prune.thresholds.length} thresholds for ${view.prunableLayers} prunable layers`;
       return thresholdValuesProblem(prune.thresholds) ?? generation(prune);
     }
     case 'shutdown':
@@ -282,7 +290,8 @@ export function commandProblem(envelope: Envelope, view: WorkerView): Problem {
 
 function formRingProblem(form: Messages['formRing'], view: WorkerView): Problem {
   const { generation, rank, members } = form;
-  if (!Number.isSafeInteger(generation) || generation <= view.generation) return `ring generation ${generation} is not newer than ${view.generation}`;
+  if (!Number.isSafeInteger(generation) || generation <= view.generation)
+    return `ring generation ${generation} is not newer than ${view.generation}`;
   if (members.length < 1 || members.length > MAX_MEMBERS) return `a ring of ${members.length} members`;
   if (rank >= members.length) return `rank ${rank} is outside a ring of ${members.length}`;
   const ids = new Set<string>();
@@ -318,7 +327,12 @@ function thresholdValuesProblem(values: number[]): Problem {
 function timesProblem(times: StepTimes | null): Problem {
   if (!times) return 'no step times';
   if (!Number.isSafeInteger(times.steps) || times.steps < 0) return `step count ${times.steps}`;
-  for (const [name, ms] of [['compute', times.computeMs], ['all-reduce', times.allreduceMs], ['update', times.updateMs], ['wait', times.waitMs]] as const) {
+  for (const [name, ms] of [
+    ['compute', times.computeMs],
+    ['all-reduce', times.allreduceMs],
+    ['update', times.updateMs],
+    ['wait', times.waitMs],
+  ] as const) {
     if (!(Number.isFinite(ms) && ms >= 0)) return `${name} time ${ms} ms`;
   }
   return null;

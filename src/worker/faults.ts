@@ -53,7 +53,8 @@ function parseFault(text: string): Fault {
   if (!ACTIONS.includes(action as FaultAction) || !(point in HOOK_FACTS)) {
     throw new Error(`OCCAM_FAULTS: cannot parse '${text}' (actions: ${ACTIONS.join(', ')}; points: ${Object.keys(HOOK_FACTS).join(', ')})`);
   }
-  if (action === 'corrupt-mask' && point !== 'prune') throw new Error(`OCCAM_FAULTS: corrupt-mask happens at prune, not ${point}, in '${text}'`);
+  if (action === 'corrupt-mask' && point !== 'prune')
+    throw new Error(`OCCAM_FAULTS: corrupt-mask happens at prune, not ${point}, in '${text}'`);
   const known: readonly string[] = HOOK_FACTS[point as HookPoint];
   const filters: Record<string, number> = {};
   for (const pair of pairs) {

@@ -9,7 +9,7 @@ import { loadDataSource } from '../training/data/load.ts';
 import { selectBackend, type BackendRequest } from '../training/engine.ts';
 import { setLogContext, type Logger } from '../observe/log.ts';
 import { createModel } from '../training/models/create.ts';
-import { decodeEnvelope, encodeEnvelope, ProtocolError, type Envelope, type Messages, type MessageKind, type StepTimes } from '../wire/protocol.ts';
+import { decodeEnvelope, encodeEnvelope, ProtocolError, type Envelope, type Messages, type MessageKind } from '../wire/protocol.ts';
 import { Member, type MemberHooks } from '../training/member.ts';
 import { Replica } from '../training/replica.ts';
 import { RingError, type RingAllReduce } from '../wire/ring.ts';
@@ -261,7 +261,10 @@ export class Worker {
     } catch (error) {
       const aborted = error instanceof Aborted || error instanceof RingError;
       const message = (error as Error).message;
-      this.options.log[aborted ? 'warn' : 'error']({ command: envelope.kind, err: message }, aborted ? 'command abandoned' : 'command failed');
+      this.options.log[aborted ? 'warn' : 'error'](
+        { command: envelope.kind, err: message },
+        aborted ? 'command abandoned' : 'command failed',
+      );
       reply('error', { code: aborted ? 'aborted' : 'failed', message });
     }
   }

@@ -48,7 +48,11 @@ export const validEnvelope: fc.Arbitrary<Uint8Array> = fc
   .chain((kind) => fc.tuple(fc.constant(kind), messages[kind] as fc.Arbitrary<Messages[MessageKind]>, fc.nat({ max: 4 })))
   .map(([kind, message, requestId]) => encodeEnvelope(kind, message, requestId));
 
-type Mutation = { op: 'set'; at: number; value: number } | { op: 'truncate'; at: number } | { op: 'insert'; at: number; bytes: Uint8Array } | { op: 'delete'; at: number; count: number };
+type Mutation =
+  | { op: 'set'; at: number; value: number }
+  | { op: 'truncate'; at: number }
+  | { op: 'insert'; at: number; bytes: Uint8Array }
+  | { op: 'delete'; at: number; count: number };
 
 const mutation: fc.Arbitrary<Mutation> = fc.oneof(
   fc.record({ op: fc.constant('set' as const), at: fc.nat(), value: fc.integer({ min: 0, max: 255 }) }),
@@ -77,7 +81,11 @@ export function mutated(base: fc.Arbitrary<Uint8Array>): fc.Arbitrary<Uint8Array
 export const randomBytes = fc.uint8Array({ maxLength: 512 });
 
 /** What a coordinator's control port receives: valid, mutated and random envelopes. */
-export const controlFrame: fc.Arbitrary<Uint8Array> = fc.oneof({ arbitrary: validEnvelope, weight: 3 }, { arbitrary: mutated(validEnvelope), weight: 4 }, { arbitrary: randomBytes, weight: 1 });
+export const controlFrame: fc.Arbitrary<Uint8Array> = fc.oneof(
+  { arbitrary: validEnvelope, weight: 3 },
+  { arbitrary: mutated(validEnvelope), weight: 4 },
+  { arbitrary: randomBytes, weight: 1 },
+);
 
 /** A ring frame: header (op id, phase, iteration, segment, chunk) and float payload, fields near the valid ones. */
 export const ringFrame: fc.Arbitrary<Uint8Array> = fc
@@ -107,11 +115,20 @@ export function ringHello(generation: number, workerIds: string[]): fc.Arbitrary
     rank: fc.oneof(fc.constantFrom(0, 1, 2), fc.integer()),
     workerId: fc.oneof(fc.constantFrom(...workerIds, ''), fc.string({ maxLength: 20 })),
   });
-  return fc.oneof(hello.map((h) => encodeRingHello(h)), fc.uint8Array({ maxLength: 64 }));
+  return fc.oneof(
+    hello.map((h) => encodeRingHello(h)),
+    fc.uint8Array({ maxLength: 64 }),
+  );
 }
 
 /** What a worker's ring port receives first and after: hellos, ring frames, their mutations, random bytes. */
 export function ringPortFrame(generation: number, workerIds: string[]): fc.Arbitrary<Uint8Array> {
   const hello = ringHello(generation, workerIds);
-  return fc.oneof({ arbitrary: hello, weight: 3 }, { arbitrary: mutated(hello), weight: 2 }, { arbitrary: ringFrame, weight: 3 }, { arbitrary: mutated(ringFrame), weight: 2 }, { arbitrary: randomBytes, weight: 1 });
+  return fc.oneof(
+    { arbitrary: hello, weight: 3 },
+    { arbitrary: mutated(hello), weight: 2 },
+    { arbitrary: ringFrame, weight: 3 },
+    { arbitrary: mutated(ringFrame), weight: 2 },
+    { arbitrary: randomBytes, weight: 1 },
+  );
 }

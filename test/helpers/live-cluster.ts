@@ -57,14 +57,20 @@ export class LiveCluster {
     const port = await freePort();
     const tlsArgs = tls ? ['--tls-cert', tls.cert, '--tls-key', tls.key, '--tls-ca', tls.ca] : [];
     const coordinatorLog = join(root, 'coordinator.log');
-    const coordinator = spawnOccam(['coordinator', '--run-dir', runDir, '--config', configPath, '--host', '127.0.0.1', '--port', String(port), ...tlsArgs], coordinatorLog);
+    const coordinator = spawnOccam(
+      ['coordinator', '--run-dir', runDir, '--config', configPath, '--host', '127.0.0.1', '--port', String(port), ...tlsArgs],
+      coordinatorLog,
+    );
     const workers: WorkerProcess[] = [];
     for (let i = 0; i < config.workers; i++) {
       const ringPort = await freePort();
       const id = `w${i}`;
       const log = join(root, `worker-${i}.log`);
       const url = `${tls ? 'wss' : 'ws'}://127.0.0.1:${port}`;
-      const child = spawnOccam(['worker', '--coordinator', url, '--worker-id', id, '--ring-host', '127.0.0.1', '--ring-port', String(ringPort), ...tlsArgs], log);
+      const child = spawnOccam(
+        ['worker', '--coordinator', url, '--worker-id', id, '--ring-host', '127.0.0.1', '--ring-port', String(ringPort), ...tlsArgs],
+        log,
+      );
       workers.push({ id, ringPort, child, log });
     }
     return new LiveCluster(runDir, port, coordinator, coordinatorLog, workers, tls);

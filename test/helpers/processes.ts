@@ -9,7 +9,10 @@ export const TEST_TOKEN = 'test-cluster-token-0123456789';
 
 export function spawnOccam(args: string[], logPath: string, env: Record<string, string> = {}): ChildProcess {
   const log = openSync(logPath, 'a');
-  return spawn(process.execPath, [OCCAM_BIN, ...args], { env: { ...process.env, OCCAM_TOKEN: TEST_TOKEN, ...env }, stdio: ['ignore', log, log] });
+  return spawn(process.execPath, [OCCAM_BIN, ...args], {
+    env: { ...process.env, OCCAM_TOKEN: TEST_TOKEN, ...env },
+    stdio: ['ignore', log, log],
+  });
 }
 
 export async function waitFor(condition: () => boolean, timeoutMs: number, what: string): Promise<void> {
@@ -26,7 +29,11 @@ export function exitOf(child: ChildProcess): Promise<number | null> {
 }
 
 export function lineCount(path: string): number {
-  return existsSync(path) ? readFileSync(path, 'utf8').split('\n').filter((l) => l.trim()).length : 0;
+  return existsSync(path)
+    ? readFileSync(path, 'utf8')
+        .split('\n')
+        .filter((l) => l.trim()).length
+    : 0;
 }
 
 export function freePort(): Promise<number> {

@@ -58,7 +58,10 @@ export function parsePrometheusText(text: string): Map<string, MetricFamily> {
     const sample = parseSample(line, where);
     const family = familyOf(families, sample.name);
     if (!family) throw new Error(`${where}: sample of ${sample.name} has no TYPE before it`);
-    const key = `${sample.name}{${Object.entries(sample.labels).sort().map(([k, v]) => `${k}=${v}`).join(',')}}`;
+    const key = `${sample.name}{${Object.entries(sample.labels)
+      .sort()
+      .map(([k, v]) => `${k}=${v}`)
+      .join(',')}}`;
     if (seriesSeen.has(key)) throw new Error(`${where}: duplicate series ${key}`);
     seriesSeen.add(key);
     if (family.type === 'counter' && !(sample.value >= 0)) throw new Error(`${where}: counter ${sample.name} is negative or NaN`);
@@ -68,9 +71,14 @@ export function parsePrometheusText(text: string): Map<string, MetricFamily> {
 }
 
 /** The value of one series, or undefined when it is absent. */
-export function valueOf(families: Map<string, MetricFamily>, name: string, labels: Record<string, string> = {}): number | undefined {
+export function seriesValue(families: Map<string, MetricFamily>, name: string, labels: Record<string, string> = {}): number | undefined {
   const family = familyOf(families, name);
-  const sample = family?.samples.find((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v) && Object.keys(s.labels).length === Object.keys(labels).length);
+  const sample = family?.samples.find(
+    (s) =>
+      s.name === name &&
+      Object.entries(labels).every(([k, v]) => s.labels[k] === v) &&
+      Object.keys(s.labels).length === Object.keys(labels).length,
+  );
   return sample?.value;
 }
 

@@ -10,7 +10,11 @@ export class RingCluster {
 
   static async start(world: number, env: Record<string, string> = {}): Promise<RingCluster> {
     const nodes = Array.from({ length: world }, (_, rank) =>
-      fork(NODE, [], { execArgv: ['--import', 'tsx'], env: { ...process.env, RING_RANK: String(rank), RING_WORLD: String(world), ...env }, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }),
+      fork(NODE, [], {
+        execArgv: ['--import', 'tsx'],
+        env: { ...process.env, RING_RANK: String(rank), RING_WORLD: String(world), ...env },
+        stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      }),
     );
     const cluster = new RingCluster(nodes);
     const ports = await Promise.all(nodes.map((node) => cluster.next(node, 'port')));

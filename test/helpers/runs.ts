@@ -23,7 +23,10 @@ export function tempRunDir(name: string): string {
   return join(mkdtempSync(join(tmpdir(), 'occam-test-')), name);
 }
 
-export async function train(config: OccamConfig, extra: Partial<LocalRunOptions> = {}): Promise<{ summary: RunSummary; metrics: RoundMetrics[]; runDir: string }> {
+export async function train(
+  config: OccamConfig,
+  extra: Partial<LocalRunOptions> = {},
+): Promise<{ summary: RunSummary; metrics: RoundMetrics[]; runDir: string }> {
   const runDir = extra.runDir ?? tempRunDir('run');
   const summary = await trainLocally({ config, runDir, runId: 'test', log: quietLog, ...extra });
   return { summary, metrics: readMetrics(runDir), runDir };
@@ -38,7 +41,10 @@ export function latestState(runDir: string): { tensors: Map<string, NamedTensor>
 }
 
 /** Largest absolute difference between two sets of float tensors, and the count of differing mask entries. */
-export function compareStates(a: Map<string, NamedTensor>, b: Map<string, NamedTensor>): { maxWeightDiff: number; maskDiffs: number; maskTotal: number } {
+export function compareStates(
+  a: Map<string, NamedTensor>,
+  b: Map<string, NamedTensor>,
+): { maxWeightDiff: number; maskDiffs: number; maskTotal: number } {
   let maxWeightDiff = 0;
   let maskDiffs = 0;
   let maskTotal = 0;
@@ -60,7 +66,10 @@ export function compareStates(a: Map<string, NamedTensor>, b: Map<string, NamedT
  * Per prunable layer of `replica`: how many positions are pruned, how many of those hold a
  * non-zero weight or Adam moment (must be none), and how many kept weights changed since `before`.
  */
-export function maskedState(replica: Replica, before: Float32Array[]): { layer: string; size: number; pruned: number; nonZeroPruned: number; moved: number }[] {
+export function maskedState(
+  replica: Replica,
+  before: Float32Array[],
+): { layer: string; size: number; pruned: number; nonZeroPruned: number; moved: number }[] {
   return replica.prunableLayers.map((i) => {
     const mask = replica.masks[i] as Uint8Array;
     const { m, v } = replica.moments[i];

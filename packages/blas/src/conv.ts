@@ -61,9 +61,7 @@ export function fusedConv2D(args: KernelArgs<ConvInputs & FusedConv2DInputs, Fus
 }
 
 /** dx = col2im(dy · Wᵀ): the gradient of a convolution with respect to its input. */
-export function conv2DBackpropInput(
-  args: KernelArgs<BackpropInputInputs, Conv2DBackpropInputAttrs>,
-): TensorInfo {
+export function conv2DBackpropInput(args: KernelArgs<BackpropInputInputs, Conv2DBackpropInputAttrs>): TensorInfo {
   const { inputs, backend, attrs } = args;
   const { dy, filter } = inputs;
   if (!isFloatNHWC(attrs.dataFormat, dy, filter)) {
@@ -92,9 +90,7 @@ export function conv2DBackpropInput(
 }
 
 /** dW = im2col(x)ᵀ · dy: the gradient of a convolution with respect to its filter. */
-export function conv2DBackpropFilter(
-  args: KernelArgs<BackpropFilterInputs, Conv2DBackpropFilterAttrs>,
-): TensorInfo {
+export function conv2DBackpropFilter(args: KernelArgs<BackpropFilterInputs, Conv2DBackpropFilterAttrs>): TensorInfo {
   const { inputs, backend, attrs } = args;
   const { x, dy } = inputs;
   if (!isFloatNHWC(attrs.dataFormat, x, dy)) return runCpuKernel('Conv2DBackpropFilter', backend, inputs, attrs);

@@ -103,10 +103,7 @@ function binaryKernel(kernelName: string, expression: string) {
   };
 }
 
-function choosePattern(
-  a: ReturnType<typeof patternOf>,
-  b: ReturnType<typeof patternOf>,
-): { pattern: BinaryPattern; inner: number } | null {
+function choosePattern(a: ReturnType<typeof patternOf>, b: ReturnType<typeof patternOf>): { pattern: BinaryPattern; inner: number } | null {
   if (a === null || b === null) return null;
   if (a.kind === 'same' && b.kind === 'same') return { pattern: 'same', inner: 0 };
   if (a.kind === 'same') {

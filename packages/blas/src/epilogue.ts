@@ -14,12 +14,7 @@ export interface Epilogue {
 }
 
 /** Wraps `values` (owned by the caller, not yet shared) as a tensor after adding bias and activation. */
-export function finishProduct(
-  backend: MathBackendCPU,
-  values: Float32Array,
-  shape: number[],
-  epilogue: Epilogue,
-): TensorInfo {
+export function finishProduct(backend: MathBackendCPU, values: Float32Array, shape: number[], epilogue: Epilogue): TensorInfo {
   const { bias, activation, preluActivationWeights, leakyreluAlpha } = epilogue;
   let result = backend.makeTensorInfo(shape, 'float32', values);
   let resultValues = values;

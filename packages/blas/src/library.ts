@@ -40,13 +40,7 @@ export interface BlasLibrary {
 }
 
 /** Library names tried in order when OCCAM_BLAS is not set. */
-export const BLAS_LIBRARY_NAMES = [
-  'libopenblas.so.0',
-  'libopenblas.so',
-  'libblas.so.3',
-  'libmkl_rt.so',
-  'libmkl_rt.so.2',
-] as const;
+export const BLAS_LIBRARY_NAMES = ['libopenblas.so.0', 'libopenblas.so', 'libblas.so.3', 'libmkl_rt.so', 'libmkl_rt.so.2'] as const;
 
 const SGEMM_SIGNATURE =
   'void cblas_sgemm(int order, int transA, int transB, int m, int n, int k, float alpha, ' +

@@ -56,7 +56,10 @@ class Float32Pool {
     }
     this.owned.set(values.buffer, 'free');
     let bucket = this.free.get(values.length);
-    if (bucket === undefined) this.free.set(values.length, (bucket = []));
+    if (bucket === undefined) {
+      bucket = [];
+      this.free.set(values.length, bucket);
+    }
     bucket.push(values);
     this.freeBytes += values.byteLength;
   }
@@ -92,13 +95,7 @@ export class BlasBackend extends MathBackendCPU {
     return super.write(values, shape, dtype);
   }
 
-  override move(
-    dataId: DataId,
-    values: backend_util.BackendValues,
-    shape: number[],
-    dtype: DataType,
-    refCount: number,
-  ): void {
+  override move(dataId: DataId, values: backend_util.BackendValues, shape: number[], dtype: DataType, refCount: number): void {
     this.pool.bind(values);
     super.move(dataId, values, shape, dtype, refCount);
   }

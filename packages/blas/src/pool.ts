@@ -12,7 +12,10 @@ export function maxPool(args: KernelArgs<{ x: TensorInfo }, MaxPoolAttrs>): Tens
   const { x } = inputs;
   if (x.dtype !== 'float32') return runCpuKernel('MaxPool', backend, inputs, attrs);
   const info = poolInfo(x.shape, attrs);
-  const out = allocateFloat32(backend, info.outShape.reduce((a, b) => a * b, 1));
+  const out = allocateFloat32(
+    backend,
+    info.outShape.reduce((a, b) => a * b, 1),
+  );
   const xValues = float32Values(backend, x);
   const argmax = windowMaxima(xValues, info, out.length);
   for (let i = 0; i < out.length; i++) out[i] = argmax[i] < 0 ? -Infinity : xValues[argmax[i]];
@@ -25,7 +28,11 @@ export function maxPoolGrad(args: KernelArgs<{ dy: TensorInfo; input: TensorInfo
   const { dy, input } = inputs;
   if (input.dtype !== 'float32' || dy.dtype !== 'float32') return runCpuKernel('MaxPoolGrad', backend, inputs, attrs);
   const info = poolInfo(input.shape, attrs);
-  const dx = allocateFloat32(backend, input.shape.reduce((a, b) => a * b, 1), true);
+  const dx = allocateFloat32(
+    backend,
+    input.shape.reduce((a, b) => a * b, 1),
+    true,
+  );
   const dyValues = float32Values(backend, dy);
   const argmax = windowMaxima(float32Values(backend, input), info, dyValues.length);
   for (let i = 0; i < dyValues.length; i++) if (argmax[i] >= 0) dx[argmax[i]] += dyValues[i];

@@ -17,8 +17,7 @@ export function slice(args: KernelArgs<{ x: TensorInfo }, SliceAttrs>): TensorIn
   }
 
   const values = storedValues(backend, x);
-  const out: TypedArray =
-    x.dtype === 'float32' ? allocateFloat32(backend, length) : util.getTypedArrayFromDType(x.dtype, length);
+  const out: TypedArray = x.dtype === 'float32' ? allocateFloat32(backend, length) : util.getTypedArrayFromDType(x.dtype, length);
   const rank = x.shape.length;
   const strides = util.computeStrides(x.shape); // per dimension but the last
   const runLength = size[rank - 1];

@@ -31,7 +31,10 @@ export function loadIdxPair(imagesPath: string, labelsPath: string): LabelledArr
   const images = readIdx(imagesPath);
   const labels = readIdx(labelsPath);
   if (images.dims.length < 2) {
-    throw new DataError(imagesPath, `expected an images file (3 dimensions), found ${images.dims.length} dimension(s): is it a labels file?`);
+    throw new DataError(
+      imagesPath,
+      `expected an images file (3 dimensions), found ${images.dims.length} dimension(s): is it a labels file?`,
+    );
   }
   if (labels.dims.length !== 1) {
     throw new DataError(labelsPath, `expected a labels file (1 dimension), found ${labels.dims.length}: is it an images file?`);

@@ -84,7 +84,6 @@ export class ArrayDataSource implements DataSource {
   private readonly train: LabelledArrays;
   private readonly holdback: LabelledArrays;
   private readonly test: LabelledArrays;
-  private readonly width: number;
   private cachedEpoch = -1;
   private cachedOrder: Uint32Array = new Uint32Array(0);
 
@@ -99,7 +98,6 @@ export class ArrayDataSource implements DataSource {
     this.test = test;
     this.inputShape = train.inputShape;
     this.classes = train.classes;
-    this.width = train.inputShape.reduce((a, b) => a * b, 1);
   }
 
   get trainCount(): number {

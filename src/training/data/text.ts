@@ -68,7 +68,10 @@ export class TextDataSource implements DataSource {
       const length = this.splits[split].end - this.splits[split].start;
       if (split === 'holdback' && options.holdback === 0) continue;
       if (length < needed) {
-        throw new DataError(source, `is too short: ${total} characters leave the ${split} split ${length}, and block size ${options.blockSize} needs at least ${needed}`);
+        throw new DataError(
+          source,
+          `is too short: ${total} characters leave the ${split} split ${length}, and block size ${options.blockSize} needs at least ${needed}`,
+        );
       }
     }
     const starts = trainEnd - options.blockSize;

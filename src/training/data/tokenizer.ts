@@ -31,7 +31,10 @@ export class CharTokenizer {
     let at = 0;
     for (const char of text) {
       const id = this.ids.get(char);
-      if (id === undefined) throw new Error(`character ${JSON.stringify(char)} (U+${(char.codePointAt(0) as number).toString(16).toUpperCase().padStart(4, '0')}) is not in the vocabulary`);
+      if (id === undefined)
+        throw new Error(
+          `character ${JSON.stringify(char)} (U+${(char.codePointAt(0) as number).toString(16).toUpperCase().padStart(4, '0')}) is not in the vocabulary`,
+        );
       tokens[at++] = id;
     }
     return tokens;

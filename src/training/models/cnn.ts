@@ -26,7 +26,12 @@ export function createCnn({ inputShape, units, classes }: CnnOptions): Model {
   const flat = side(height) * side(width) * 2 * units;
   const params: ParamSpec[] = [
     ...convs.flatMap((c): ParamSpec[] => [
-      { name: `${c.name}.kernel`, shape: [3, 3, c.inChannels, c.outChannels], prunable: true, init: { kind: 'glorot', fanIn: 9 * c.inChannels, fanOut: 9 * c.outChannels } },
+      {
+        name: `${c.name}.kernel`,
+        shape: [3, 3, c.inChannels, c.outChannels],
+        prunable: true,
+        init: { kind: 'glorot', fanIn: 9 * c.inChannels, fanOut: 9 * c.outChannels },
+      },
       { name: `${c.name}.bias`, shape: [c.outChannels], prunable: false, init: { kind: 'zeros' } },
     ]),
     { name: 'dense.kernel', shape: [flat, 2 * units], prunable: true, init: { kind: 'glorot', fanIn: flat, fanOut: 2 * units } },

@@ -12,10 +12,18 @@ export function createModel(config: OccamConfig, data: DataSource): Model {
     case 'mlp':
       return createMlp({ inputs, units: config.units, classes: data.classes, dropout: config.dropout });
     case 'cnn':
-      if (data.inputShape.length !== 3) throw new Error(`cnn needs image data (height, width, channels); ${data.description} has shape [${data.inputShape}]`);
+      if (data.inputShape.length !== 3)
+        throw new Error(`cnn needs image data (height, width, channels); ${data.description} has shape [${data.inputShape}]`);
       return createCnn({ inputShape: data.inputShape, units: config.units, classes: data.classes });
     case 'gpt':
-      if (data.inputType !== 'int32' || data.inputShape[0] !== config.blockSize) throw new Error(`gpt needs token windows of blockSize ${config.blockSize}; ${data.description} has shape [${data.inputShape}]`);
-      return createGpt({ vocabSize: data.classes, blockSize: config.blockSize, layers: config.layers, heads: config.heads, width: config.width });
+      if (data.inputType !== 'int32' || data.inputShape[0] !== config.blockSize)
+        throw new Error(`gpt needs token windows of blockSize ${config.blockSize}; ${data.description} has shape [${data.inputShape}]`);
+      return createGpt({
+        vocabSize: data.classes,
+        blockSize: config.blockSize,
+        layers: config.layers,
+        heads: config.heads,
+        width: config.width,
+      });
   }
 }

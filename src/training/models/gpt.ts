@@ -65,7 +65,8 @@ export function createGpt({ vocabSize, blockSize, layers, heads, width }: GptOpt
     if (!Number.isInteger(steps) || steps < 1 || steps > blockSize) {
       throw new Error(`gpt: a batch of ${count} sequences has ${batch.x.length} tokens; each needs 1 to ${blockSize}`);
     }
-    const dense = (x: tf.Tensor2D, name: string) => tf.fused.matMul({ a: x, b: w(`${name}.kernel`), bias: w(`${name}.bias`) }) as tf.Tensor2D;
+    const dense = (x: tf.Tensor2D, name: string) =>
+      tf.fused.matMul({ a: x, b: w(`${name}.kernel`), bias: w(`${name}.bias`) }) as tf.Tensor2D;
     const norm = (x: tf.Tensor2D, name: string) => layerNormalize(x, w(`${name}.gain`), w(`${name}.bias`));
     const mask = causalMask(steps);
 

@@ -1,0 +1,169 @@
+// The command line's words: flags (with their environment variables), the config they build
+// (defaults ← --config file ← OCCAM_* ← flags), the token, and the one error type for bad usage.
+// Every command in cli.ts reads its input through these.
+import { existsSync, readFileSync } from 'node:fs';
+import { CONFIG_KEYS, ConfigError, didYouMean, parseConfigValue, resolveConfig, type OccamConfig } from '../config.ts';
+
+export const PROCESS_FLAGS = new Set([
+  'config',
+  'run-dir',
+  'resume',
+  'json',
+  'quiet',
+  'pretty-logs',
+  'help',
+  'host',
+  'port',
+  'coordinator',
+  'worker-id',
+  'ring-host',
+  'ring-bind-host',
+  'ring-port',
+  'token-file',
+  'tls-cert',
+  'tls-key',
+  'tls-ca',
+  'exit-with-parent',
+  'max-message-mb',
+  'linger',
+]);
+export const BOOLEAN_FLAGS = new Set(['json', 'quiet', 'pretty-logs', 'help', 'exit-with-parent', 'linger']);
+
+export interface ParsedArgs {
+  command: string;
+  flags: Map<string, string>;
+  /** Arguments that are not flags: only `sample RUN_DIR` takes one. */
+  positionals: string[];
+}
+
+/** How long a SIGTERM'd coordinator or worker may take to stop at a commit (OCCAM_STOP_GRACE_MS). */
+export function stopGraceMs(): number {
+  const raw = process.env.OCCAM_STOP_GRACE_MS ?? '25000';
+  const ms = Number(raw);
+  if (raw.trim() === '' || !Number.isFinite(ms) || ms < 0)
+    throw new UsageError(`OCCAM_STOP_GRACE_MS must be a number of milliseconds ≥ 0 (got '${raw}')`);
+  return ms;
+}
+
+/** The config from defaults, --config FILE, OCCAM_* variables and flags, in rising precedence. */
+export function readConfig(args: ParsedArgs): OccamConfig {
+  const file = args.flags.get('config');
+  let fromFile: Record<string, unknown> = {};
+  if (file) {
+    if (!existsSync(file)) throw new ConfigError('config', `config file ${file} not found`);
+    try {
+      fromFile = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
+    } catch {
+      throw new ConfigError('config', `config file ${file} is not valid JSON`);
+    }
+    if (typeof fromFile !== 'object' || fromFile === null || Array.isArray(fromFile))
+      throw new ConfigError('config', `config file ${file} must hold a JSON object`);
+  }
+  return resolveConfig(fromFile, configFromEnv(), configFlags(args));
+}
+
+export function configFromEnv(): Record<string, unknown> {
+  const settings: Record<string, unknown> = {};
+  for (const key of CONFIG_KEYS) {
+    const value = process.env[`OCCAM_${key.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()}`];
+    if (value !== undefined) settings[key] = parseConfigValue(key, value);
+  }
+  return settings;
+}
+
+export function configFlags(args: ParsedArgs): Record<string, unknown> {
+  const settings: Record<string, unknown> = {};
+  for (const [name, value] of args.flags) {
+    if (PROCESS_FLAGS.has(name)) continue;
+    if (name === 'text') {
+      // --text FILE: shorthand for --dataset text --data-path FILE.
+      settings.dataset = 'text';
+      settings.dataPath = value;
+      continue;
+    }
+    const key = name.replace(/-([a-z0-9])/g, (_, c: string) => c.toUpperCase());
+    if (!(CONFIG_KEYS as string[]).includes(key)) {
+      const flags = [...PROCESS_FLAGS, 'text', ...CONFIG_KEYS.map((k) => k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`))];
+      const near = didYouMean(name, flags);
+      throw new ConfigError(name, `unknown flag --${name}${near ? ` (did you mean --${near}?)` : ''}`);
+    }
+    settings[key] = parseConfigValue(key, value);
+  }
+  return settings;
+}
+
+export function readToken(args: ParsedArgs): string {
+  const file = flag(args, 'token-file', 'OCCAM_TOKEN_FILE');
+  if (file) {
+    if (!existsSync(file)) throw new UsageError(`token file ${file} not found`);
+    const token = readFileSync(file, 'utf8').trim();
+    if (!token) throw new UsageError(`token file ${file} is empty`);
+    return token;
+  }
+  const token = process.env.OCCAM_TOKEN;
+  if (!token) throw new UsageError('no cluster token: set OCCAM_TOKEN or pass --token-file FILE');
+  return token;
+}
+
+export function flag(args: ParsedArgs, name: string, env: string): string | undefined {
+  return args.flags.get(name) ?? process.env[env];
+}
+
+/** A numeric process flag (or its variable), checked: a typo must not become NaN, which `ws` reads as "no limit". */
+export function numberFlag(
+  args: ParsedArgs,
+  name: string,
+  env: string,
+  fallback: number,
+  valid: (n: number) => boolean,
+  rule: string,
+): number {
+  const text = flag(args, name, env);
+  if (text === undefined) return fallback;
+  const value = Number(text);
+  if (text.trim() === '' || !valid(value)) throw new UsageError(`--${name} (or ${env}) must be ${rule} (got '${text}')`);
+  return value;
+}
+
+export function portFlag(args: ParsedArgs, name: string, env: string, fallback: number): number {
+  return numberFlag(args, name, env, fallback, (n) => Number.isInteger(n) && n >= 0 && n <= 65535, 'a port number in [0, 65535]');
+}
+
+/** The bound on one control message (state uploads are the largest), from --max-message-mb. */
+export function maxMessageBytes(args: ParsedArgs): number {
+  const megabytes = numberFlag(
+    args,
+    'max-message-mb',
+    'OCCAM_MAX_MESSAGE_MB',
+    1024,
+    (n) => Number.isFinite(n) && n >= 1 && n <= 4096,
+    'a number of MiB in [1, 4096]',
+  );
+  return Math.floor(megabytes * 1024 * 1024);
+}
+
+export function parseArgs(argv: string[]): ParsedArgs {
+  // `occam --help` (a flag where the command goes) prints the usage.
+  const [command = 'help', ...rest] = argv[0]?.startsWith('--') ? ['help', ...argv] : argv;
+  const flags = new Map<string, string>();
+  const positionals: string[] = [];
+  for (let i = 0; i < rest.length; i++) {
+    const arg = rest[i];
+    if (!arg.startsWith('--')) {
+      positionals.push(arg);
+      continue;
+    }
+    const [name, inline] = arg.slice(2).split(/=(.*)/s, 2);
+    if (name === 'token') throw new UsageError('--token would show the token in `ps`; use OCCAM_TOKEN or --token-file');
+    if (BOOLEAN_FLAGS.has(name)) {
+      flags.set(name, 'true');
+      continue;
+    }
+    const value = inline ?? rest[++i];
+    if (value === undefined) throw new UsageError(`--${name} needs a value`);
+    flags.set(name, value);
+  }
+  return { command, flags, positionals };
+}
+
+export class UsageError extends Error {}
