@@ -16,7 +16,7 @@ import { readTlsOptions } from './wire/tls.ts';
 import { Coordinator, RunStopped } from './coordinator/coordinator.ts';
 import { trainLocally } from './coordinator/local-cluster.ts';
 import { withObservability } from './observe/observability.ts';
-import { formatSummary, progressMode, ProgressView } from './observe/terminal.ts';
+import { formatSummary, terminalMode, TerminalView } from './observe/terminal.ts';
 import { writeComparisonReport, writeRunReport } from './observe/report.ts';
 import { readRunConfig, type RunSummary } from './storage/run-dir.ts';
 import { faultHooks } from './worker/faults.ts';
@@ -96,7 +96,7 @@ async function train(args: ParsedArgs, pretty: boolean | undefined): Promise<num
   const runId = resumeDir ? (resolve(resumeDir).split('/').pop() ?? 'run') : newRunId(config);
   const runDir = resolve(resumeDir ?? args.flags.get('run-dir') ?? join('runs', runId));
   if (data instanceof TextDataSource) saveVocabulary(runDir, data.tokenizer);
-  const view = new ProgressView(progressMode({ json: args.flags.has('json'), quiet: args.flags.has('quiet') }, process.stderr));
+  const view = new TerminalView(terminalMode({ json: args.flags.has('json'), quiet: args.flags.has('quiet') }, process.stderr));
   view.setBatchSize(config.batchSize);
   // The terminal shows progress; the coordinator's structured log goes to the run directory.
   mkdirSync(runDir, { recursive: true });

@@ -1,157 +1,197 @@
-// The training configuration: one flat record, its defaults, and its validation. Every setting
-// can come from a JSON file, an OCCAM_* environment variable or a --kebab-case flag; a bad
-// value gets one error that names the key.
+// The training configuration: one schema (TypeBox) declares every setting's type, range, default
+// and meaning; the OccamConfig type, the defaults, the checks, the flag and variable names and the
+// help derive from it. A bad value gets one error that names the key.
 import { createHash } from 'node:crypto';
+import { type Static, type TSchema, Type } from '@sinclair/typebox';
 
-export interface OccamConfig {
-  seed: number;
-  backend: 'auto' | 'tensorflow' | 'blas' | 'wasm' | 'cpu';
-  /** Threads for the BLAS backend per worker; 0 = cores divided by local workers. */
-  blasThreads: number;
-
-  dataset: 'mnist' | 'fashion-mnist' | 'idx' | 'csv' | 'iris' | 'text' | 'moby-dick';
-  /** IDX folder, CSV file or text file; empty for the embedded data sets. */
-  dataPath: string;
-  /** CSV: the column that holds the class label. */
-  labelColumn: string;
-  /** Fraction held out as the test split when the data set has none of its own. */
-  testFraction: number;
-  /** Train on a seeded random subset of this many samples (0 = all; text: the first window starts). */
-  trainLimit: number;
-  /** Fraction of the training data kept out of training to measure the holdback loss. */
-  holdback: number;
-
-  model: 'mlp' | 'cnn' | 'gpt';
-  /** MLP hidden width; CNN base width u (the layers have u, 2u, 2u channels, dense 2u). */
-  units: number;
-  dropout: number;
-  /** GPT: blocks, attention heads, embedding width and context length. */
-  layers: number;
-  heads: number;
-  width: number;
-  blockSize: number;
-
-  rounds: number;
-  /** Steps per round; 0 = one epoch over the training data (gpt: 0 = GPT_ROUND_STEPS). */
-  roundSteps: number;
-  /** Global batch: split over the workers, so each takes batchSize / workers samples. */
-  batchSize: number;
-  learningRate: number;
-  evalBatchSize: number;
-  /** Evaluate on at most this many holdback/test samples (0 = all). */
-  evalLimit: number;
-
-  strategy: 'occam' | 'none' | 'posttrain' | 'gradual';
-  p0: number;
-  /** Upper bound of p: `standard` p0, `transformer` min(1.5 p, p0); `auto` picks by model. */
-  bound: 'auto' | 'standard' | 'transformer';
-  /** posttrain and gradual: the fraction of prunable weights to keep in the end. */
-  targetDensity: number;
-  /** posttrain: rounds of training after the one-shot prune. */
-  fineTuneRounds: number;
-  /** gradual: sparsity at the start, and the rounds after which the schedule prunes. */
-  initialSparsity: number;
-  beginRound: number;
-  /** gradual: last pruning round; -1 = rounds - 3. */
-  endRound: number;
-
-  workers: number;
-  /** How gradients travel on the ring: float32, or bf16 with float32 sums (half the bytes). */
-  wireFormat: 'f32' | 'bf16';
-  /** Commit a checkpoint every this many steps inside a round too (0 = at round ends only). */
-  checkpointEverySteps: number;
-  keepCheckpoints: number;
-  heartbeatMs: number;
-  /** A worker or peer that says nothing for this long is declared lost. */
-  peerTimeoutMs: number;
+/** A string setting that takes one of `values`; the type is their union. */
+function oneOf<const T extends readonly string[]>(values: T, options: { default: T[number]; description: string }) {
+  return Type.Unsafe<T[number]>({ type: 'string', enum: values, ...options });
 }
 
-/** A GPT's round length when roundSteps is 0: transformers prune every fixed number of steps (DESIGN.md §1). */
-export const GPT_ROUND_STEPS = 200;
+const integer = (options: { default: number; description: string; minimum?: number; maximum?: number }) => Type.Integer(options);
+const number = (options: {
+  default: number;
+  description: string;
+  minimum?: number;
+  maximum?: number;
+  exclusiveMinimum?: number;
+  exclusiveMaximum?: number;
+}) => Type.Number(options);
+const text = (options: { default: string; description: string }) => Type.String(options);
 
-export const DEFAULT_CONFIG: Readonly<OccamConfig> = {
-  seed: 1,
-  backend: 'auto',
-  blasThreads: 0,
-  dataset: 'mnist',
-  dataPath: '',
-  labelColumn: 'label',
-  testFraction: 0.2,
-  trainLimit: 0,
-  holdback: 0.1,
-  model: 'mlp',
-  units: 1024,
-  dropout: 0.2,
-  layers: 2,
-  heads: 4,
-  width: 128,
-  blockSize: 64,
-  rounds: 12,
-  roundSteps: 0,
-  batchSize: 128,
-  learningRate: 0.001,
-  evalBatchSize: 1000,
-  evalLimit: 0,
-  strategy: 'occam',
-  p0: 0.4,
-  bound: 'auto',
-  targetDensity: 0.1,
-  fineTuneRounds: 0,
-  initialSparsity: 0,
-  beginRound: 0,
-  endRound: -1,
-  workers: 2,
-  wireFormat: 'f32',
-  checkpointEverySteps: 0,
-  keepCheckpoints: 3,
-  heartbeatMs: 1000,
-  peerTimeoutMs: 15000,
-};
+/** Every setting: its type, range, default and meaning, declared once. */
+export const CONFIG_SCHEMA = Type.Object({
+  seed: integer({
+    default: 1,
+    minimum: 0,
+    maximum: 4294967295,
+    description: 'Seed of every random stream: initial weights, data order, dropout, holdback split.',
+  }),
+  backend: oneOf(['auto', 'tensorflow', 'blas', 'wasm', 'cpu'], {
+    default: 'auto',
+    description: 'TensorFlow.js backend; auto tries tensorflow, blas, wasm, cpu in that order.',
+  }),
+  blasThreads: integer({
+    default: 0,
+    minimum: 0,
+    maximum: 1024,
+    description: 'Threads for the BLAS backend per worker; 0 = cores divided by local workers.',
+  }),
+
+  dataset: oneOf(['mnist', 'fashion-mnist', 'idx', 'csv', 'iris', 'text', 'moby-dick'], { default: 'mnist', description: 'The data set.' }),
+  dataPath: text({ default: '', description: 'IDX folder, CSV file or text file; empty for the embedded data sets.' }),
+  labelColumn: text({ default: 'label', description: 'CSV: the column that holds the class label.' }),
+  testFraction: number({
+    default: 0.2,
+    exclusiveMinimum: 0,
+    exclusiveMaximum: 1,
+    description: 'Fraction held out as the test split when the data set has none of its own.',
+  }),
+  trainLimit: integer({
+    default: 0,
+    minimum: 0,
+    description: 'Train on a seeded random subset of this many samples (0 = all; text: the first window starts).',
+  }),
+  holdback: number({
+    default: 0.1,
+    minimum: 0,
+    exclusiveMaximum: 1,
+    description: 'Fraction of the training data kept out of training to measure the holdback loss.',
+  }),
+
+  model: oneOf(['mlp', 'cnn', 'gpt'], { default: 'mlp', description: 'The network.' }),
+  units: integer({
+    default: 1024,
+    minimum: 1,
+    maximum: 65536,
+    description: 'MLP hidden width; CNN base width u (the layers have u, 2u, 2u channels, dense 2u).',
+  }),
+  dropout: number({ default: 0.2, minimum: 0, exclusiveMaximum: 1, description: 'Dropout rate (seeded per sample and step).' }),
+  layers: integer({ default: 2, minimum: 1, maximum: 128, description: 'GPT: transformer blocks.' }),
+  heads: integer({ default: 4, minimum: 1, maximum: 128, description: 'GPT: attention heads (must divide width).' }),
+  width: integer({ default: 128, minimum: 1, maximum: 65536, description: 'GPT: embedding width.' }),
+  blockSize: integer({ default: 64, minimum: 2, maximum: 65536, description: 'GPT: context length in tokens.' }),
+
+  rounds: integer({
+    default: 12,
+    minimum: 1,
+    maximum: 100000,
+    description: 'Rounds of training, each followed by evaluation and pruning.',
+  }),
+  roundSteps: integer({
+    default: 0,
+    minimum: 0,
+    description: 'Steps per round; 0 = one epoch over the training data (gpt: 0 = GPT_ROUND_STEPS).',
+  }),
+  batchSize: integer({
+    default: 128,
+    minimum: 1,
+    maximum: 1048576,
+    description: 'Global batch: split over the workers, so each takes batchSize / workers samples.',
+  }),
+  learningRate: number({ default: 0.001, exclusiveMinimum: 0, maximum: 10, description: 'Adam learning rate.' }),
+  evalBatchSize: integer({ default: 1000, minimum: 1, description: 'Samples (or text windows) per evaluation batch.' }),
+  evalLimit: integer({ default: 0, minimum: 0, description: 'Evaluate on at most this many holdback/test samples (0 = all).' }),
+
+  strategy: oneOf(['occam', 'none', 'posttrain', 'gradual'], {
+    default: 'occam',
+    description: 'Pruning: Occam, none (plain training), one-shot after training, or gradual (Zhu & Gupta).',
+  }),
+  p0: number({
+    default: 0.4,
+    exclusiveMinimum: 0,
+    exclusiveMaximum: 1,
+    description: 'Occam: the first pruning fraction, and the standard bound of p.',
+  }),
+  bound: oneOf(['auto', 'standard', 'transformer'], {
+    default: 'auto',
+    description: 'Upper bound of p: standard p0, transformer min(1.5 p, p0); auto picks by model.',
+  }),
+  targetDensity: number({
+    default: 0.1,
+    exclusiveMinimum: 0,
+    maximum: 1,
+    description: 'posttrain and gradual: the fraction of prunable weights to keep in the end.',
+  }),
+  fineTuneRounds: integer({ default: 0, minimum: 0, description: 'posttrain: rounds of training after the one-shot prune.' }),
+  initialSparsity: number({ default: 0, minimum: 0, exclusiveMaximum: 1, description: 'gradual: sparsity at the start.' }),
+  beginRound: integer({ default: 0, minimum: 0, description: 'gradual: the first round that prunes.' }),
+  endRound: integer({ default: -1, minimum: -1, description: 'gradual: the last round that prunes; -1 = rounds - 3.' }),
+
+  workers: integer({
+    default: 2,
+    minimum: 1,
+    maximum: 1024,
+    description: 'Workers in the ring (occam train starts this many; a coordinator waits for them).',
+  }),
+  wireFormat: oneOf(['f32', 'bf16'], {
+    default: 'f32',
+    description: 'How gradients travel on the ring: float32, or bf16 with float32 sums (half the bytes).',
+  }),
+  checkpointEverySteps: integer({
+    default: 0,
+    minimum: 0,
+    description: 'Commit a checkpoint every this many steps inside a round too (0 = at round ends only).',
+  }),
+  keepCheckpoints: integer({ default: 3, minimum: 1, maximum: 1000, description: 'Checkpoints kept in the run directory (the newest).' }),
+  heartbeatMs: integer({
+    default: 1000,
+    minimum: 10,
+    maximum: 600000,
+    description: 'Interval of heartbeats between the coordinator and its workers.',
+  }),
+  peerTimeoutMs: integer({
+    default: 15000,
+    minimum: 100,
+    maximum: 86400000,
+    description: 'A worker or peer that says nothing for this long is declared lost.',
+  }),
+});
+
+export type OccamConfig = Static<typeof CONFIG_SCHEMA>;
+
+/** A GPT's round length when roundSteps is 0: transformers prune every fixed number of steps (docs/ALGORITHM.md). */
+export const GPT_ROUND_STEPS = 200;
 
 export type Rule =
   | { type: 'integer' | 'number'; min?: number; max?: number; above?: number; below?: number }
   | { type: 'enum'; values: readonly string[] }
   | { type: 'string' };
 
-/** Every key's type and range; exported so tests can walk every error path. */
-export const CONFIG_RULES: { readonly [K in keyof OccamConfig]: Rule } = {
-  seed: { type: 'integer', min: 0, max: 4294967295 },
-  backend: { type: 'enum', values: ['auto', 'tensorflow', 'blas', 'wasm', 'cpu'] },
-  blasThreads: { type: 'integer', min: 0, max: 1024 },
-  dataset: { type: 'enum', values: ['mnist', 'fashion-mnist', 'idx', 'csv', 'iris', 'text', 'moby-dick'] },
-  dataPath: { type: 'string' },
-  labelColumn: { type: 'string' },
-  testFraction: { type: 'number', above: 0, below: 1 },
-  trainLimit: { type: 'integer', min: 0 },
-  holdback: { type: 'number', min: 0, below: 1 },
-  model: { type: 'enum', values: ['mlp', 'cnn', 'gpt'] },
-  units: { type: 'integer', min: 1, max: 65536 },
-  dropout: { type: 'number', min: 0, below: 1 },
-  layers: { type: 'integer', min: 1, max: 128 },
-  heads: { type: 'integer', min: 1, max: 128 },
-  width: { type: 'integer', min: 1, max: 65536 },
-  blockSize: { type: 'integer', min: 2, max: 65536 },
-  rounds: { type: 'integer', min: 1, max: 100000 },
-  roundSteps: { type: 'integer', min: 0 },
-  batchSize: { type: 'integer', min: 1, max: 1048576 },
-  learningRate: { type: 'number', above: 0, max: 10 },
-  evalBatchSize: { type: 'integer', min: 1 },
-  evalLimit: { type: 'integer', min: 0 },
-  strategy: { type: 'enum', values: ['occam', 'none', 'posttrain', 'gradual'] },
-  p0: { type: 'number', above: 0, below: 1 },
-  bound: { type: 'enum', values: ['auto', 'standard', 'transformer'] },
-  targetDensity: { type: 'number', above: 0, max: 1 },
-  fineTuneRounds: { type: 'integer', min: 0 },
-  initialSparsity: { type: 'number', min: 0, below: 1 },
-  beginRound: { type: 'integer', min: 0 },
-  endRound: { type: 'integer', min: -1 },
-  workers: { type: 'integer', min: 1, max: 1024 },
-  wireFormat: { type: 'enum', values: ['f32', 'bf16'] },
-  checkpointEverySteps: { type: 'integer', min: 0 },
-  keepCheckpoints: { type: 'integer', min: 1, max: 1000 },
-  heartbeatMs: { type: 'integer', min: 10, max: 600000 },
-  peerTimeoutMs: { type: 'integer', min: 100, max: 86400000 },
+/** A key's schema as the checks (and the tests that walk every error path) read it. */
+function ruleOf(schema: TSchema): Rule {
+  if (Array.isArray(schema.enum)) return { type: 'enum', values: schema.enum as string[] };
+  if (schema.type === 'string') return { type: 'string' };
+  const { minimum: min, maximum: max, exclusiveMinimum: above, exclusiveMaximum: below } = schema as Record<string, number | undefined>;
+  return { type: schema.type === 'integer' ? 'integer' : 'number', min, max, above, below };
+}
+
+const PROPERTIES = CONFIG_SCHEMA.properties as Record<keyof OccamConfig, TSchema>;
+
+/** Every key's type and range, from the schema; exported so tests can walk every error path. */
+export const CONFIG_RULES = Object.fromEntries(Object.entries(PROPERTIES).map(([key, schema]) => [key, ruleOf(schema)])) as {
+  readonly [K in keyof OccamConfig]: Rule;
 };
+
+export const DEFAULT_CONFIG: Readonly<OccamConfig> = Object.freeze(
+  Object.fromEntries(Object.entries(PROPERTIES).map(([key, schema]) => [key, schema.default])) as OccamConfig,
+);
+
+/** What a key means (the schema's description), for help texts and the README's settings table. */
+export function describeKey(key: keyof OccamConfig): string {
+  return PROPERTIES[key].description ?? '';
+}
+
+/** The --kebab-case flag that sets a key. */
+export function flagName(key: string): string {
+  return key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+}
+
+/** The OCCAM_SNAKE_CASE environment variable that sets a key. */
+export function envName(key: string): string {
+  return `OCCAM_${key.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()}`;
+}
 
 const RULES = CONFIG_RULES;
 

@@ -15,7 +15,7 @@ import { containerEnv, expandReferences, imageConfig, quantity } from '../deploy
 import { parseYamlDocuments, renderKustomization, type K8sObject } from '../deploy/render.ts';
 import { validateObject } from '../deploy/validate.ts';
 import { BOOLEAN_FLAGS, PROCESS_FLAGS } from '../src/cli/args.ts';
-import { CONFIG_KEYS, resolveConfig } from '../src/config.ts';
+import { CONFIG_KEYS, envName, flagName, resolveConfig } from '../src/config.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const K8S = join(ROOT, 'deploy', 'k8s');
@@ -197,8 +197,8 @@ describe.each(OVERLAYS)('overlay %s', (overlay) => {
   it('args and OCCAM_* variables are ones the CLI reads, and the config they carry is valid', () => {
     const processFlags = PROCESS_FLAGS;
     const booleanFlags = BOOLEAN_FLAGS;
-    const configFlags = new Set(CONFIG_KEYS.map((k) => k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)));
-    const configEnv = new Set(CONFIG_KEYS.map((k) => `OCCAM_${k.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()}`));
+    const configFlags = new Set(CONFIG_KEYS.map(flagName));
+    const configEnv = new Set(CONFIG_KEYS.map(envName));
     for (const [role, { container }, args] of [
       ['coordinator', coordinator, coordinatorArgs],
       ['worker', workers, workerArgs],

@@ -17,7 +17,7 @@ import { containerEnv, expandReferences, imageConfig, workload, type ImageConfig
 import { renderKustomization, type K8sObject } from '../deploy/render.ts';
 import { checkpointNames, readCheckpoint } from '../src/storage/checkpoint.ts';
 import type { OccamConfig } from '../src/config.ts';
-import type { RunProgress } from '../src/coordinator/run-loop.ts';
+import type { RunState } from '../src/coordinator/run-loop.ts';
 import { readMetrics, type RunSummary } from '../src/storage/run-dir.ts';
 import { exitOf, freePort, waitFor } from './helpers/processes.ts';
 
@@ -259,7 +259,7 @@ describe('the cpu-small pods, started as the manifests start them', () => {
       expect(readMetrics(runDir)).toHaveLength(2);
       expect(existsSync(join(runDir, 'model'))).toBe(true);
       const names = checkpointNames(join(runDir, 'checkpoints'));
-      const { manifest } = readCheckpoint<RunProgress>(join(runDir, 'checkpoints', names[names.length - 1]));
+      const { manifest } = readCheckpoint<RunState>(join(runDir, 'checkpoints', names[names.length - 1]));
       expect(manifest.round).toBe(2);
       expect(manifest.config.units).toBe(TINY.units);
     } finally {
@@ -287,7 +287,7 @@ describe('the cpu-small pods, started as the manifests start them', () => {
     expect(stopped, tail(first)).not.toBeNull();
 
     const names = checkpointNames(join(runDir, 'checkpoints'));
-    const { manifest } = readCheckpoint<RunProgress>(join(runDir, 'checkpoints', names[names.length - 1]));
+    const { manifest } = readCheckpoint<RunState>(join(runDir, 'checkpoints', names[names.length - 1]));
     expect(manifest.step).toBe(Number(stopped?.[1]));
     expect(manifest.round, 'the round was still going: its training is in the checkpoint, its evaluation is not').toBe(0);
     expect(manifest.step).toBeGreaterThan(0);

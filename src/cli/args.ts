@@ -2,7 +2,8 @@
 // (defaults ← --config file ← OCCAM_* ← flags), the token, and the one error type for bad usage.
 // Every command in cli.ts reads its input through these.
 import { existsSync, readFileSync } from 'node:fs';
-import { CONFIG_KEYS, ConfigError, didYouMean, parseConfigValue, resolveConfig, type OccamConfig } from '../config.ts';
+import { parseArgs as parseArgsOf } from 'node:util';
+import { CONFIG_KEYS, ConfigError, didYouMean, envName, flagName, parseConfigValue, resolveConfig, type OccamConfig } from '../config.ts';
 
 export const PROCESS_FLAGS = new Set([
   'config',
@@ -65,7 +66,7 @@ export function readConfig(args: ParsedArgs): OccamConfig {
 export function configFromEnv(): Record<string, unknown> {
   const settings: Record<string, unknown> = {};
   for (const key of CONFIG_KEYS) {
-    const value = process.env[`OCCAM_${key.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()}`];
+    const value = process.env[envName(key)];
     if (value !== undefined) settings[key] = parseConfigValue(key, value);
   }
   return settings;
@@ -81,12 +82,8 @@ export function configFlags(args: ParsedArgs): Record<string, unknown> {
       settings.dataPath = value;
       continue;
     }
-    const key = name.replace(/-([a-z0-9])/g, (_, c: string) => c.toUpperCase());
-    if (!(CONFIG_KEYS as string[]).includes(key)) {
-      const flags = [...PROCESS_FLAGS, 'text', ...CONFIG_KEYS.map((k) => k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`))];
-      const near = didYouMean(name, flags);
-      throw new ConfigError(name, `unknown flag --${name}${near ? ` (did you mean --${near}?)` : ''}`);
-    }
+    const key = CONFIG_KEYS.find((k) => flagName(k) === name);
+    if (!key) throw new UsageError(`--${name} is not a training setting`);
     settings[key] = parseConfigValue(key, value);
   }
   return settings;
@@ -142,26 +139,34 @@ export function maxMessageBytes(args: ParsedArgs): number {
   return Math.floor(megabytes * 1024 * 1024);
 }
 
+/** Flags of the commands that train nothing: `report` and `sample`. */
+const TOOL_FLAGS = ['out', 'length', 'temperature', 'top-k', 'prompt'];
+
+/** Every flag any command reads, with its type for node:util's parseArgs. */
+function flagOptions(): Record<string, { type: 'string' | 'boolean' }> {
+  const names = [...PROCESS_FLAGS, 'text', ...TOOL_FLAGS, ...CONFIG_KEYS.map(flagName)];
+  return Object.fromEntries(names.map((name) => [name, { type: BOOLEAN_FLAGS.has(name) ? 'boolean' : 'string' }]));
+}
+
 export function parseArgs(argv: string[]): ParsedArgs {
   // `occam --help` (a flag where the command goes) prints the usage.
   const [command = 'help', ...rest] = argv[0]?.startsWith('--') ? ['help', ...argv] : argv;
+  const options = flagOptions();
+  const { tokens } = parseArgsOf({ args: rest, options, strict: false, allowPositionals: true, tokens: true });
   const flags = new Map<string, string>();
   const positionals: string[] = [];
-  for (let i = 0; i < rest.length; i++) {
-    const arg = rest[i];
-    if (!arg.startsWith('--')) {
-      positionals.push(arg);
-      continue;
-    }
-    const [name, inline] = arg.slice(2).split(/=(.*)/s, 2);
+  for (const token of tokens) {
+    if (token.kind === 'positional') positionals.push(token.value);
+    if (token.kind !== 'option') continue;
+    const name = token.name;
     if (name === 'token') throw new UsageError('--token would show the token in `ps`; use OCCAM_TOKEN or --token-file');
-    if (BOOLEAN_FLAGS.has(name)) {
-      flags.set(name, 'true');
-      continue;
+    if (!Object.hasOwn(options, name)) {
+      const near = didYouMean(name, Object.keys(options));
+      throw new ConfigError(name, `unknown flag --${name}${near ? ` (did you mean --${near}?)` : ''}`);
     }
-    const value = inline ?? rest[++i];
-    if (value === undefined) throw new UsageError(`--${name} needs a value`);
-    flags.set(name, value);
+    if (BOOLEAN_FLAGS.has(name)) flags.set(name, 'true');
+    else if (token.value === undefined) throw new UsageError(`--${name} needs a value`);
+    else flags.set(name, token.value);
   }
   return { command, flags, positionals };
 }

@@ -14,10 +14,10 @@ import { Membership } from './membership.ts';
 import { RemoteGroup } from './remote-group.ts';
 import { MembershipChanged } from './replica-group.ts';
 import { RestartPolicy, runGenerations } from './restart-policy.ts';
-import { RunLoop, RunStopped, type RunProgress } from './run-loop.ts';
+import { RunLoop, RunStopped, type RunState } from './run-loop.ts';
 import type { WorkerLink } from './worker-link.ts';
 
-export { RunStopped, type RunEvent, type RunProgress };
+export { RunStopped, type RunEvent, type RunState };
 
 export interface CoordinatorOptions {
   config: OccamConfig;
@@ -149,7 +149,7 @@ export class Coordinator {
     phase: string;
     generation: number;
     workers: { id: string; rank: number; inRing: boolean; ready: boolean }[];
-    progress: RunProgress | null;
+    progress: RunState | null;
     committedStep: number | null;
     config: OccamConfig;
   } {

@@ -6,20 +6,20 @@ import type { RoundMetrics } from '../storage/run-dir.ts';
 import type { EvalSums } from '../training/replica.ts';
 import { afterRound, eligibleForBest } from '../training/schedule.ts';
 import type { ReplicaGroup } from './replica-group.ts';
-import type { RunProgress } from './run-loop.ts';
+import type { RunState } from './run-loop.ts';
 
 export interface RoundContext {
   config: OccamConfig;
   group: ReplicaGroup;
-  weightsKept(progress: RunProgress): number;
+  weightsKept(progress: RunState): number;
   /** Writes the model of the ring (rank 0's) as the best one so far: progress.best is set. */
-  exportBest(progress: RunProgress): Promise<void>;
+  exportBest(progress: RunState): Promise<void>;
   /** Checks every replica holds the agreed state; resynchronises the others. */
-  reconcile(digests: string[], progress: RunProgress, when: string): Promise<string>;
+  reconcile(digests: string[], progress: RunState, when: string): Promise<string>;
 }
 
 /** Evaluation, the schedule, the best model and pruning; updates `progress` and returns the metrics line. */
-export async function endRound(context: RoundContext, progress: RunProgress): Promise<RoundMetrics> {
+export async function endRound(context: RoundContext, progress: RunState): Promise<RoundMetrics> {
   const startedMs = Date.now();
   const { config, group } = context;
   const evals = await group.evaluate();
@@ -88,7 +88,7 @@ export async function endRound(context: RoundContext, progress: RunProgress): Pr
  * Threshold agreement: each prunable layer's threshold is computed once, by rank (layer mod n),
  * then every replica applies all of them and reports its digest; differing replicas are resynced.
  */
-async function prune(context: RoundContext, progress: RunProgress, p: number): Promise<void> {
+async function prune(context: RoundContext, progress: RunState, p: number): Promise<void> {
   const { group } = context;
   const layerCount = group.facts.layers.filter((l) => l.prunable).length;
   const n = group.memberIds.length;

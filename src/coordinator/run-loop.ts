@@ -13,7 +13,7 @@ import { MembershipChanged, type ReplicaGroup, type StateReport } from './replic
 import { endRound } from './round-end.ts';
 
 /** What a checkpoint carries besides the replica state: where the run is and what it has seen. */
-export interface RunProgress {
+export interface RunState {
   round: number;
   step: number;
   /** Training loss and samples of the current round so far. */
@@ -34,7 +34,7 @@ export interface RunProgress {
 }
 
 export interface Committed {
-  progress: RunProgress;
+  progress: RunState;
   state: Uint8Array;
   digest: string;
 }
@@ -61,7 +61,7 @@ export class RunLoop {
   /** The last commit: what a re-formed ring reloads. */
   committed: Committed | null = null;
   /** The progress of the ring in flight (for the status page). */
-  current: RunProgress | null = null;
+  current: RunState | null = null;
   stopRequested = false;
   readonly config: OccamConfig;
 
@@ -159,7 +159,7 @@ export class RunLoop {
 
   private async trainSegment(
     group: ReplicaGroup,
-    progress: RunProgress,
+    progress: RunState,
     segmentEnd: number,
     roundStart: number,
     roundEnd: number,
@@ -235,12 +235,12 @@ export class RunLoop {
     return {
       config: this.config,
       group,
-      weightsKept: (progress: RunProgress) => this.weightsKept(group, progress),
-      exportBest: async (progress: RunProgress) => {
+      weightsKept: (progress: RunState) => this.weightsKept(group, progress),
+      exportBest: async (progress: RunState) => {
         const upload = await group.upload(0);
         this.options.runDir.exportModel(upload.state, this.config, progress.best as BestRound);
       },
-      reconcile: (digests: string[], progress: RunProgress, when: string) => this.reconcile(group, digests, progress, when),
+      reconcile: (digests: string[], progress: RunState, when: string) => this.reconcile(group, digests, progress, when),
     };
   }
 
@@ -248,7 +248,7 @@ export class RunLoop {
    * Checks that every replica reports the same state digest. A replica that differs from the
    * majority is resynchronised from one that agrees, and counted; returns the agreed digest.
    */
-  private async reconcile(group: ReplicaGroup, digests: string[], progress: RunProgress, when: string): Promise<string> {
+  private async reconcile(group: ReplicaGroup, digests: string[], progress: RunState, when: string): Promise<string> {
     const counts = new Map<string, number>();
     for (const d of digests) counts.set(d, (counts.get(d) ?? 0) + 1);
     const agreed = [...counts.entries()].sort((a, b) => b[1] - a[1] || digests.indexOf(a[0]) - digests.indexOf(b[0]))[0][0];
@@ -271,7 +271,7 @@ export class RunLoop {
   }
 
   /** Commits the current state: rank 0 uploads it, its step must be the run's, then it is written. */
-  private async commit(group: ReplicaGroup, progress: RunProgress): Promise<void> {
+  private async commit(group: ReplicaGroup, progress: RunState): Promise<void> {
     const upload = await group.upload(0);
     if (upload.step !== progress.step) {
       group.exclude(0, `uploaded step ${upload.step}, expected ${progress.step}`);
@@ -291,12 +291,12 @@ export class RunLoop {
     this.options.log.debug({ path, step: progress.step }, 'checkpoint committed');
   }
 
-  private weightsKept(group: ReplicaGroup, progress: RunProgress): number {
+  private weightsKept(group: ReplicaGroup, progress: RunState): number {
     const total = group.facts.layers.filter((l) => l.prunable).reduce((n, l) => n + l.shape.reduce((a, b) => a * b, 1), 0);
     return progress.activePerLayer.reduce((a, b) => a + b, 0) / total;
   }
 
-  private initialProgress(report: StateReport): RunProgress {
+  private initialProgress(report: StateReport): RunState {
     return {
       round: 0,
       step: 0,
@@ -319,7 +319,7 @@ export class RunLoop {
 
   private loadCommitted(): Committed | null {
     const { runDir, log } = this.options;
-    const checkpoint = readLatestCheckpoint<RunProgress>(runDir.checkpoints, (path, reason) => {
+    const checkpoint = readLatestCheckpoint<RunState>(runDir.checkpoints, (path, reason) => {
       log.error({ path, reason }, 'checkpoint is corrupt; skipping it for the previous one');
     });
     if (!checkpoint) return null;

@@ -6,13 +6,24 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { CoordinatorOptions } from '../coordinator/coordinator.ts';
+import type { OccamConfig } from '../config.ts';
+import type { Logger } from './log.ts';
 import type { RunEvent } from './events.ts';
 import { CoordinatorMetrics } from './metrics.ts';
 import { REPORT_FILE, writeRunReport } from './report.ts';
 import { LiveRun, renderStatusPage } from './status-page.ts';
 
-export function withObservability(options: CoordinatorOptions): CoordinatorOptions {
+/** What the observability layer reads from, and adds to, a coordinator's options. */
+export interface ObservedOptions {
+  config: OccamConfig;
+  runDir: string;
+  runId: string;
+  log: Logger;
+  onEvent?: (event: RunEvent) => void;
+  httpHandler?: (request: IncomingMessage, response: ServerResponse) => boolean;
+}
+
+export function withObservability<T extends ObservedOptions>(options: T): T {
   const { config, runDir, runId, log } = options;
   const live = new LiveRun({ runId, runDir, config });
   const metrics = new CoordinatorMetrics({ runId, config });

@@ -10,7 +10,7 @@ import type { RoundMetrics, RunSummary } from '../storage/run-dir.ts';
 
 export type ProgressMode = 'tty' | 'plain' | 'json' | 'quiet';
 
-export function progressMode(flags: { json?: boolean; quiet?: boolean }, stream: NodeJS.WriteStream): ProgressMode {
+export function terminalMode(flags: { json?: boolean; quiet?: boolean }, stream: NodeJS.WriteStream): ProgressMode {
   if (flags.json) return 'json';
   if (flags.quiet) return 'quiet';
   return stream.isTTY ? 'tty' : 'plain';
@@ -29,7 +29,7 @@ const COLUMNS: [string, number, (m: RoundMetrics, rounds: number) => string][] =
   ['time', 8, (m) => formatSeconds(m.roundMs / 1000, 1)],
 ];
 
-export class ProgressView {
+export class TerminalView {
   private lastLineMs = 0;
   private batchSize = 1;
   private headerShown = false;

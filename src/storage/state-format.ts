@@ -62,22 +62,22 @@ export function decodeState(bytes: Uint8Array, layout: ParamLayout[]): ReplicaSt
     throw new StateFormatError((error as Error).message);
   }
   const byName = new Map(decoded.tensors.map((t) => [t.name, t]));
-  const take = <T extends Float32Array | Uint8Array>(name: string, shape: number[], type: { new (n: number): T; name: string }): T => {
+  const take = <T extends Float32Array | Uint8Array>(param: ParamLayout, name: string, type: { new (n: number): T; name: string }): T => {
     const tensor = byName.get(name);
-    if (!tensor) throw new StateFormatError(`state has no tensor '${name}'`);
+    if (!tensor) throw new StateFormatError(`state lacks a tensor of layer ${param.name} ('${name}')`);
     if (!(tensor.data instanceof type)) throw new StateFormatError(`state tensor '${name}' is not ${type.name}`);
-    if (tensor.shape.join(',') !== shape.join(','))
-      throw new StateFormatError(`state tensor '${name}' has shape [${tensor.shape}], the model needs [${shape}]`);
+    if (tensor.shape.join(',') !== param.shape.join(','))
+      throw new StateFormatError(`state tensor '${name}' has shape [${tensor.shape}], the model needs [${param.shape}]`);
     return tensor.data as T;
   };
   const state: ReplicaState = { weights: [], masks: [], moments: [], adamSteps: Number(decoded.metadata.adamSteps) };
   if (!Number.isSafeInteger(state.adamSteps) || state.adamSteps < 0) throw new StateFormatError('state has no valid adamSteps');
   for (const p of layout) {
-    state.weights.push(take(p.name, p.shape, Float32Array));
-    const mask = p.prunable ? take(maskName(p.name), p.shape, Uint8Array) : null;
-    if (mask?.some((x) => x > 1)) throw new StateFormatError(`state has a mask for ${p.name} with values other than 0 and 1`);
+    state.weights.push(take(p, p.name, Float32Array));
+    const mask = p.prunable ? take(p, maskName(p.name), Uint8Array) : null;
+    if (mask?.some((x) => x > 1)) throw new StateFormatError(`state has no valid 0/1 mask for layer ${p.name} (other values in it)`);
     state.masks.push(mask);
-    state.moments.push({ m: take(`adam.m.${p.name}`, p.shape, Float32Array), v: take(`adam.v.${p.name}`, p.shape, Float32Array) });
+    state.moments.push({ m: take(p, `adam.m.${p.name}`, Float32Array), v: take(p, `adam.v.${p.name}`, Float32Array) });
   }
   return state;
 }

@@ -36,8 +36,9 @@ export function adamUpdate(
   const gm = (1 - beta1) * scale;
   const gv = (1 - beta2) * scale * scale;
   const { m, v } = moments;
-  // Two loops rather than one with a branch per element: this is the hot path of every step,
-  // and it runs at close to memory bandwidth only when V8 sees a plain counted loop.
+  // Two loops rather than one with a branch per element: this is the hot path of every step, and
+  // V8 keeps it tight only as a plain counted loop. Measured, the scalar square root and division
+  // per weight bound it, not memory (the same loads and stores alone run about 3× faster).
   if (positions === null) {
     for (let i = 0; i < weights.length; i++) {
       const g = gradient[offset + i];

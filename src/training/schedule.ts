@@ -1,4 +1,4 @@
-// The pruning schedules. Occam's adaptive rule (DESIGN.md §1) and the baselines `none`,
+// The pruning schedules. Occam's adaptive rule (docs/ALGORITHM.md) and the baselines `none`,
 // `posttrain` and `gradual` all answer one question after each round — what fraction of each
 // layer's surviving weights to prune — so one training loop serves them all.
 import { boundVariant, gradualEndRound, type OccamConfig } from '../config.ts';

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import pino from 'pino';
 import { readLatestCheckpoint } from '../../src/storage/checkpoint.ts';
 import { resolveConfig, type OccamConfig } from '../../src/config.ts';
-import type { RunProgress } from '../../src/coordinator/run-loop.ts';
+import type { RunState } from '../../src/coordinator/run-loop.ts';
 import { trainLocally, type LocalRunOptions } from '../../src/coordinator/local-cluster.ts';
 import { readMetrics, type RoundMetrics, type RunSummary } from '../../src/storage/run-dir.ts';
 import type { Replica } from '../../src/training/replica.ts';
@@ -33,8 +33,8 @@ export async function train(
 }
 
 /** The newest checkpoint's tensors by name, and its progress. */
-export function latestState(runDir: string): { tensors: Map<string, NamedTensor>; progress: RunProgress; step: number } {
-  const checkpoint = readLatestCheckpoint<RunProgress>(join(runDir, 'checkpoints'), () => {});
+export function latestState(runDir: string): { tensors: Map<string, NamedTensor>; progress: RunState; step: number } {
+  const checkpoint = readLatestCheckpoint<RunState>(join(runDir, 'checkpoints'), () => {});
   if (!checkpoint) throw new Error(`no checkpoint in ${runDir}`);
   const { tensors } = decodeSafetensors(checkpoint.state);
   return { tensors: new Map(tensors.map((t) => [t.name, t])), progress: checkpoint.manifest.progress, step: checkpoint.manifest.step };

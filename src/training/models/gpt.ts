@@ -51,7 +51,7 @@ export function createGpt({ vocabSize, blockSize, layers, heads, width }: GptOpt
   }
   layerNorm('ln_f');
   // The LM head is its own matrix (not tied to wte, unlike nanoGPT) and carries no mask: it is the
-  // output layer, which DESIGN.md leaves dense like the embeddings. No bias, as in nanoGPT.
+  // output layer, which docs/ALGORITHM.md leaves dense like the embeddings. No bias, as in nanoGPT.
   add('lm_head.kernel', [width, vocabSize], false, normal);
 
   const indexOf = new Map(params.map((p, i) => [p.name, i]));
