@@ -7,6 +7,7 @@ const UNIT = [
   'blas-training',
   'checkpoint',
   'data',
+  'fault-hooks',
   'k8s-manifests',
   'masks',
   'protocol',

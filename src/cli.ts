@@ -10,7 +10,7 @@ import { loadDataSource } from './training/data/load.ts';
 import { TextDataSource } from './training/data/text.ts';
 import { selectBackend } from './training/engine.ts';
 import { generate, loadTrainedGpt, saveVocabulary, SAMPLE_DEFAULTS, type SampleOptions } from './training/sample.ts';
-import { createLogger, setLogContext, type Logger } from './observe/log.ts';
+import { createLogger, setLogContext, type Logger } from './common/log.ts';
 import { AuthenticatedServer, sendJson } from './wire/server.ts';
 import { readTlsOptions } from './wire/tls.ts';
 import { Coordinator, RunStopped } from './coordinator/coordinator.ts';

@@ -1,10 +1,4 @@
-// Property-based fuzzing (fast-check) of everything a peer can send: first in-process against the
-// decoder, the validators, a worker link and the ring all-reduce (nothing may throw), then
-// against a live run's coordinator and a worker's ring port from authenticated connections:
-// no process crashes, none hangs, and the run ends with the weights of an undisturbed run.
-import { EventEmitter } from 'node:events';
 import fc from 'fast-check';
-import WebSocket from 'ws';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { decodeEnvelope, encodeEnvelope, type Envelope, type Messages } from '../src/wire/protocol.ts';
 import { RingAllReduce, RingError } from '../src/wire/ring.ts';
@@ -16,12 +10,12 @@ import {
   type CoordinatorView,
   type SentCommand,
 } from '../src/wire/validate.ts';
-import { WorkerLink } from '../src/coordinator/worker-link.ts';
+import { fakeLink } from './helpers/fake-link.ts';
 import { controlFrame, ringFrame, ringPortFrame, validEnvelope } from './helpers/fuzz-frames.ts';
 import { LiveCluster } from './helpers/live-cluster.ts';
 import { TEST_TOKEN } from './helpers/processes.ts';
 import { probe } from './helpers/probes.ts';
-import { compareStates, latestState, quietLog, smallConfig, train } from './helpers/runs.ts';
+import { compareStates, latestState, smallConfig, train } from './helpers/runs.ts';
 
 /** Fixed seeds: a failure reproduces; fast-check prints the seed and the shrunk counterexample. */
 const SEED = 20240605;
@@ -78,31 +72,9 @@ describe('in-process: decoding and validation never throw', () => {
   });
 
   it('a worker link fed arbitrary frames never throws, and closes (1008) on one that does not decode', () => {
-    class FakeSocket extends EventEmitter {
-      readyState: number = WebSocket.OPEN;
-      closeCode = 0;
-      send(): void {}
-      close(code: number): void {
-        this.closeCode = code;
-        this.readyState = WebSocket.CLOSED;
-        this.emit('close', code, Buffer.alloc(0));
-      }
-      terminate(): void {
-        this.close(1006);
-      }
-    }
     fc.assert(
       fc.property(fc.array(controlFrame, { minLength: 1, maxLength: 8 }), (frames) => {
-        const socket = new FakeSocket();
-        const link = new WorkerLink(
-          'w0',
-          '127.0.0.1',
-          7071,
-          socket as unknown as WebSocket,
-          quietLog,
-          () => {},
-          () => VIEW,
-        );
+        const { socket, link } = fakeLink(VIEW);
         // A command in flight, as in a live run, so replies can match it.
         link.request('evaluate', { generation: 1 }).catch(() => {});
         for (const frame of frames) link.receiveFrame(Buffer.from(frame));
@@ -115,7 +87,7 @@ describe('in-process: decoding and validation never throw', () => {
           }
         });
         if (undecodable) expect(link.isOpen).toBe(false);
-        if (!link.isOpen) expect(socket.closeCode).toBe(1008);
+        if (!link.isOpen) expect(socket.closedWith?.[0]).toBe(1008);
       }),
       { numRuns: 3000, seed: SEED },
     );

@@ -17,7 +17,7 @@ import { containerEnv, expandReferences, imageConfig, workload, type ImageConfig
 import { renderKustomization, type K8sObject } from '../deploy/render.ts';
 import { checkpointNames, readCheckpoint } from '../src/storage/checkpoint.ts';
 import type { OccamConfig } from '../src/config.ts';
-import type { RunState } from '../src/coordinator/run-loop.ts';
+import type { RunState } from '../src/coordinator/run-state.ts';
 import { readMetrics, type RunSummary } from '../src/storage/run-dir.ts';
 import { exitOf, freePort, waitFor } from './helpers/processes.ts';
 

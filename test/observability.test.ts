@@ -4,7 +4,7 @@ import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import type { RunEvent } from '../src/observe/events.ts';
 import { CoordinatorMetrics } from '../src/observe/metrics.ts';
-import { createLogger, setLogContext } from '../src/observe/log.ts';
+import { createLogger, setLogContext } from '../src/common/log.ts';
 import { parsePrometheusText, seriesValue, type MetricFamily } from './helpers/prometheus.ts';
 import { smallConfig, train } from './helpers/runs.ts';
 

@@ -1,14 +1,11 @@
-// Security and bad input: who may connect (token, protocol version, one connection per worker id,
-// certificates), what a connected peer may send (every message validated, an invalid one closes
-// that connection only), and that a live run refusing all of it ends exactly as an undisturbed run.
-import { EventEmitter } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { get as httpGet, type IncomingMessage } from 'node:http';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import protobuf from 'protobufjs';
 import pino from 'pino';
-import WebSocket, { WebSocketServer } from 'ws';
+import type WebSocket from 'ws';
+import { WebSocketServer } from 'ws';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { tokensEqual } from '../src/wire/auth.ts';
 import { configHash } from '../src/config.ts';
@@ -37,8 +34,9 @@ import {
   type CoordinatorView,
   type WorkerView,
 } from '../src/wire/validate.ts';
-import { LinkClosed, WorkerLink } from '../src/coordinator/worker-link.ts';
+import { LinkClosed } from '../src/coordinator/worker-link.ts';
 import { Worker } from '../src/worker/worker.ts';
+import { fakeLink } from './helpers/fake-link.ts';
 import { certificateFolder, makeCa, makeNodeCertificate } from './helpers/certs.ts';
 import { LiveCluster } from './helpers/live-cluster.ts';
 import { spawnOccam, TEST_TOKEN } from './helpers/processes.ts';
@@ -268,35 +266,11 @@ describe('a worker checks every command against its state', () => {
 });
 
 describe('one invalid message closes one connection', () => {
-  /** Enough of a ws socket for a WorkerLink: records what it is told to do. */
-  class FakeSocket extends EventEmitter {
-    readyState: number = WebSocket.OPEN;
-    closedWith: [number, string] | null = null;
-    send(): void {}
-    close(code: number, reason: string): void {
-      this.closedWith = [code, reason];
-      this.readyState = WebSocket.CLOSED;
-      setImmediate(() => this.emit('close', code, Buffer.from(reason)));
-    }
-    terminate(): void {
-      this.close(1006, '');
-    }
-  }
-
   it('a reply of the wrong kind closes the link with a reason and a log line, and fails the request as a lost link', async () => {
-    const socket = new FakeSocket();
     const lines: string[] = [];
     const log = pino({ level: 'warn' }, { write: (line: string) => lines.push(line) });
     const unsolicited: Envelope[] = [];
-    const link = new WorkerLink(
-      'w0',
-      '127.0.0.1',
-      7071,
-      socket as unknown as WebSocket,
-      log,
-      (_, e) => unsolicited.push(e),
-      () => VIEW,
-    );
+    const { socket, link } = fakeLink(VIEW, { log, onUnsolicited: (e) => unsolicited.push(e) });
     const reply = link.request('evaluate', { generation: 1 });
     link.receiveFrame(
       Buffer.from(encodeEnvelope('stepsDone', { lossSum: 1, samples: 1, times: TIMES, bytesSent: 0, stateDigest: DIGEST }, 1)),
@@ -312,16 +286,7 @@ describe('one invalid message closes one connection', () => {
   });
 
   it('bytes that do not decode close the link', () => {
-    const socket = new FakeSocket();
-    const link = new WorkerLink(
-      'w0',
-      '127.0.0.1',
-      7071,
-      socket as unknown as WebSocket,
-      quietLog,
-      () => {},
-      () => VIEW,
-    );
+    const { socket, link } = fakeLink(VIEW);
     link.receiveFrame(Buffer.from([0xff, 0xff, 0xff]));
     expect(socket.closedWith?.[0]).toBe(1008);
   });

@@ -5,7 +5,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { OccamConfig } from '../config.ts';
 import type { RunEvent } from '../observe/events.ts';
-import type { Logger } from '../observe/log.ts';
+import type { Logger } from '../common/log.ts';
 import { RunDir, type RunSummary } from '../storage/run-dir.ts';
 import type { Envelope, Messages } from '../wire/protocol.ts';
 import { AuthenticatedServer } from '../wire/server.ts';
@@ -14,7 +14,8 @@ import { Membership } from './membership.ts';
 import { RemoteGroup } from './remote-group.ts';
 import { MembershipChanged } from './replica-group.ts';
 import { RestartPolicy, runGenerations } from './restart-policy.ts';
-import { RunLoop, RunStopped, type RunState } from './run-loop.ts';
+import { RunLoop, RunStopped } from './run-loop.ts';
+import type { RunState } from './run-state.ts';
 import type { WorkerLink } from './worker-link.ts';
 
 export { RunStopped, type RunEvent, type RunState };

@@ -8,7 +8,7 @@ import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { OccamConfig } from '../config.ts';
-import type { Logger } from '../observe/log.ts';
+import type { Logger } from '../common/log.ts';
 import { Coordinator, type RunEvent } from './coordinator.ts';
 import { withObservability } from '../observe/observability.ts';
 import type { RunSummary } from '../storage/run-dir.ts';

@@ -5,7 +5,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { WebSocket } from 'ws';
 import { configHash, type OccamConfig } from '../config.ts';
-import type { Logger } from '../observe/log.ts';
+import type { Logger } from '../common/log.ts';
 import { decodeEnvelope, type Envelope, type Messages } from '../wire/protocol.ts';
 import { closeReason, joinProblem, readyMismatch } from '../wire/validate.ts';
 import { LinkClosed, WorkerLink } from './worker-link.ts';

@@ -2,7 +2,7 @@
 // one request per member (by rank), raced against the loss of any member, so a lost worker turns
 // every pending command into MembershipChanged. Forming it links the ring neighbours.
 import type { OccamConfig } from '../config.ts';
-import type { Logger } from '../observe/log.ts';
+import type { Logger } from '../common/log.ts';
 import type { Messages } from '../wire/protocol.ts';
 import type { Membership } from './membership.ts';
 import { MembershipChanged, type GroupFacts, type ReplicaGroup, type StepProgress } from './replica-group.ts';

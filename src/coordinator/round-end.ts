@@ -6,7 +6,7 @@ import type { RoundMetrics } from '../storage/run-dir.ts';
 import type { EvalSums } from '../training/replica.ts';
 import { afterRound, eligibleForBest } from '../training/schedule.ts';
 import type { ReplicaGroup } from './replica-group.ts';
-import type { RunState } from './run-loop.ts';
+import type { RunState } from './run-state.ts';
 
 export interface RoundContext {
   config: OccamConfig;

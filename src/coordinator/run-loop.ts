@@ -4,40 +4,14 @@
 // it runs the same on worker processes and on in-process replicas; resume starts from a commit.
 import { configHash, type OccamConfig } from '../config.ts';
 import type { RunEvent } from '../observe/events.ts';
-import type { Logger } from '../observe/log.ts';
+import type { Logger } from '../common/log.ts';
 import { readLatestCheckpoint, writeCheckpoint } from '../storage/checkpoint.ts';
-import type { RunDir, BestRound, RoundMetrics, RunSummary } from '../storage/run-dir.ts';
-import { initialSchedule, roundStartStep, roundStepCount, totalRounds, type ScheduleState } from '../training/schedule.ts';
+import type { RunDir, BestRound, RunSummary } from '../storage/run-dir.ts';
+import { initialSchedule, roundStartStep, roundStepCount, totalRounds } from '../training/schedule.ts';
 import { noTimes, type StepTimes } from '../training/step-loop.ts';
 import { MembershipChanged, type ReplicaGroup, type StateReport } from './replica-group.ts';
 import { endRound } from './round-end.ts';
-
-/** What a checkpoint carries besides the replica state: where the run is and what it has seen. */
-export interface RunState {
-  round: number;
-  step: number;
-  /** Training loss and samples of the current round so far. */
-  roundLossSum: number;
-  roundSamples: number;
-  roundTimes: StepTimes;
-  roundBytes: number;
-  roundMs: number;
-  schedule: ScheduleState;
-  best: BestRound | null;
-  compute: number;
-  activeParams: number;
-  activePerLayer: number[];
-  history: RoundMetrics[];
-  elapsedMs: number;
-  resyncs: number;
-  restarts: number;
-}
-
-export interface Committed {
-  progress: RunState;
-  state: Uint8Array;
-  digest: string;
-}
+import type { Committed, RunState } from './run-state.ts';
 
 /** requestStop() was honoured: the run stopped right after a commit and can be resumed from it. */
 export class RunStopped extends Error {

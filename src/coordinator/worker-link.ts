@@ -3,7 +3,7 @@
 // fails every request still waiting for a reply. Every frame is validated (wire/validate.ts)
 // before it reaches the coordinator: an invalid one closes this connection and nothing else.
 import WebSocket from 'ws';
-import type { Logger } from '../observe/log.ts';
+import type { Logger } from '../common/log.ts';
 import {
   decodeEnvelope,
   encodeEnvelope,

@@ -7,7 +7,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { OccamConfig } from '../config.ts';
-import type { Logger } from './log.ts';
+import type { Logger } from '../common/log.ts';
 import type { RunEvent } from './events.ts';
 import { CoordinatorMetrics } from './metrics.ts';
 import { REPORT_FILE, writeRunReport } from './report.ts';

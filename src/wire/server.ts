@@ -6,7 +6,7 @@ import { createServer as createHttpServer, type IncomingMessage, type Server, ty
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
-import type { Logger } from '../observe/log.ts';
+import type { Logger } from '../common/log.ts';
 import { requestHasToken } from './auth.ts';
 import { peerCertificateProblem, tlsServerOptions, type TlsOptions } from './tls.ts';
 

@@ -7,7 +7,7 @@
 // certificate it signed), gets a link; every other connection is refused with a reason.
 import WebSocket from 'ws';
 import { authorizationHeader } from '../wire/auth.ts';
-import type { Logger } from '../observe/log.ts';
+import type { Logger } from '../common/log.ts';
 import { decodeRingHello, encodeRingHello, isRingAccepted, RING_ACCEPTED, type Peer } from '../wire/protocol.ts';
 import { RING_HEADER_BYTES, RingAllReduce, RingError, type WireFormat } from '../wire/ring.ts';
 import { AuthenticatedServer, type RouteAnswer } from '../wire/server.ts';

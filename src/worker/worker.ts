@@ -7,7 +7,7 @@ import { authorizationHeader } from '../wire/auth.ts';
 import { configHash, validateConfig, type OccamConfig } from '../config.ts';
 import { loadDataSource } from '../training/data/load.ts';
 import { selectBackend, type BackendRequest } from '../training/engine.ts';
-import { setLogContext, type Logger } from '../observe/log.ts';
+import { setLogContext, type Logger } from '../common/log.ts';
 import { createModel } from '../training/models/create.ts';
 import { decodeEnvelope, encodeEnvelope, ProtocolError, type Envelope, type Messages, type MessageKind } from '../wire/protocol.ts';
 import { Member, type MemberHooks } from '../training/member.ts';

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import pino from 'pino';
 import { readLatestCheckpoint } from '../../src/storage/checkpoint.ts';
 import { resolveConfig, type OccamConfig } from '../../src/config.ts';
-import type { RunState } from '../../src/coordinator/run-loop.ts';
+import type { RunState } from '../../src/coordinator/run-state.ts';
 import { trainLocally, type LocalRunOptions } from '../../src/coordinator/local-cluster.ts';
 import { readMetrics, type RoundMetrics, type RunSummary } from '../../src/storage/run-dir.ts';
 import type { Replica } from '../../src/training/replica.ts';
