@@ -75,7 +75,7 @@ say(summaryTable([none, occam]));
 const runDir = occam.summary.runDir;
 saveVocabulary(runDir, data.tokenizer);
 const prompt = 'Call me Ishmael.';
-const sample = generate(loadTrainedGpt(runDir), { length: 400, temperature: 0.8, topK: 0, seed: 1, prompt });
+const sample = await generate(loadTrainedGpt(runDir), { length: 400, temperature: 0.8, topK: 0, seed: 1, prompt });
 say(
   `\n## sample from Occam's best model\n\nnode bin/occam.mjs sample ${runDir} --length 400 --temperature 0.8 --seed 1 --prompt '${prompt}'\n`,
 );

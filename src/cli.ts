@@ -26,6 +26,7 @@ import {
   configFromEnv,
   flag,
   maxMessageBytes,
+  numberFlag,
   parseArgs,
   portFlag,
   readConfig,
@@ -57,7 +58,7 @@ training settings (flags, OCCAM_<NAME> variables, or keys of --config FILE.json)
 
 output: --run-dir DIR (default runs/<run id>)   --json (events as JSON lines)   --quiet   --pretty-logs
         --port P (train: the status page and /metrics on 127.0.0.1:P; default any free port)
-cluster: --host H --port P (coordinator)   --ring-host H --ring-port P --worker-id ID (worker)
+cluster: --host H --port P (coordinator)   --ring-host H --ring-port P --worker-id ID --gpu INDEX (worker)
          --linger (coordinator: after the run, keep serving status until SIGTERM, as a pod must)
          --token-file FILE   --tls-cert FILE --tls-key FILE --tls-ca FILE`;
 
@@ -235,6 +236,11 @@ async function runWorker(args: ParsedArgs, log: Logger): Promise<number> {
     ringAdvertiseHost: ringHost,
     ringPort: portFlag(args, 'ring-port', 'OCCAM_RING_PORT', 0),
     backend: backend ? (parseConfigValue('backend', backend) as OccamConfig['backend']) : undefined,
+    gpu:
+      flag(args, 'gpu', 'OCCAM_GPU') === undefined
+        ? undefined
+        : numberFlag(args, 'gpu', 'OCCAM_GPU', 0, (n) => Number.isInteger(n) && n >= 0 && n < 1024, 'a GPU index ≥ 0'),
+    localRank: numberFlag(args, 'local-rank', 'OCCAM_LOCAL_RANK', 0, (n) => Number.isInteger(n) && n >= 0, 'an integer ≥ 0'),
     log,
     tls,
     reconnectGiveUpMs: args.flags.has('exit-with-parent') ? 30000 : 0,
@@ -287,7 +293,7 @@ async function sample(args: ParsedArgs, log: Logger): Promise<number> {
   const backend = args.flags.get('backend');
   await selectBackend(backend ? (parseConfigValue('backend', backend) as OccamConfig['backend']) : 'auto', log);
   const gpt = loadTrainedGpt(runDir);
-  process.stdout.write(`${options.prompt + generate(gpt, options)}\n`);
+  process.stdout.write(`${options.prompt + (await generate(gpt, options))}\n`);
   return 0;
 }
 

@@ -28,9 +28,9 @@ export const CONFIG_SCHEMA = Type.Object({
     maximum: 4294967295,
     description: 'Seed of every random stream: initial weights, data order, dropout, holdback split.',
   }),
-  backend: oneOf(['auto', 'tensorflow', 'blas', 'wasm', 'cpu'], {
+  backend: oneOf(['auto', 'tensorflow', 'webgpu', 'blas', 'wasm', 'cpu'], {
     default: 'auto',
-    description: 'TensorFlow.js backend; auto tries tensorflow, blas, wasm, cpu in that order.',
+    description: 'TensorFlow.js backend; auto tries tensorflow, webgpu (a hardware GPU), blas, wasm, cpu in that order.',
   }),
   blasThreads: integer({
     default: 0,

@@ -86,23 +86,23 @@ describe('gpt model', () => {
 });
 
 describe('masked gpt training on a replica', () => {
-  it('pruned projection weights, their gradients and Adam moments stay exactly zero through real steps', () => {
+  it('pruned projection weights, their gradients and Adam moments stay exactly zero through real steps', async () => {
     const config = resolveConfig({ model: 'gpt', dataset: 'moby-dick', layers: 1, heads: 2, width: 16, blockSize: 16, batchSize: 8 });
     const text = 'Call me Ishmael. Some years ago, never mind how long precisely, I thought I would sail about.\n'.repeat(4);
     const data = new TextDataSource('test', 'test', text, { ...config, trainLimit: 0 });
     const replica = new Replica(createGpt({ vocabSize: data.classes, blockSize: 16, layers: 1, heads: 2, width: 16 }), data, config);
-    const step = (s: number) => {
-      const { gradient, lossSum, globalCount } = replica.shardGradient(s, 0, 1);
+    const step = async (s: number) => {
+      const { gradient, lossSum, globalCount } = await replica.shardGradient(s, 0, 1);
       replica.applyGradient(gradient, globalCount);
       return { gradient, lossSum };
     };
-    for (let s = 0; s < 3; s++) step(s);
+    for (let s = 0; s < 3; s++) await step(s);
     const layers = replica.prunableLayers;
     replica.applyThresholds(layers.map((i) => replica.threshold(i, 0.5)));
     const before = replica.weights.map((w) => Float32Array.from(w));
     const losses: number[] = [];
     for (let s = 3; s < 8; s++) {
-      const { gradient, lossSum } = step(s);
+      const { gradient, lossSum } = await step(s);
       losses.push(lossSum);
       // The all-reduced gradient holds only kept positions: a pruned weight has no gradient slot.
       const { prunableKept } = replica.activeCounts();
@@ -165,11 +165,11 @@ describe('gpt on a local cluster', () => {
     const gpt = loadTrainedGpt(pair.runDir);
     expect(gpt.round).toBe(pair.summary.best?.round);
     const options = { length: 40, temperature: 0.8, topK: 10, seed: 9, prompt: 'Call me ' };
-    const text = generate(gpt, options);
+    const text = await generate(gpt, options);
     expect([...text]).toHaveLength(40);
-    expect(generate(gpt, options)).toBe(text);
-    expect(generate(gpt, { ...options, seed: 10 })).not.toBe(text);
-    expect(() => generate(gpt, { ...options, prompt: '🐋' })).toThrow(/not in the vocabulary/);
+    expect(await generate(gpt, options)).toBe(text);
+    expect(await generate(gpt, { ...options, seed: 10 })).not.toBe(text);
+    await expect(generate(gpt, { ...options, prompt: '🐋' })).rejects.toThrow(/not in the vocabulary/);
 
     // The command prints the prompt and the same continuation.
     const cli = spawnSync(

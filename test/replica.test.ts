@@ -38,25 +38,25 @@ describe('masked training on a replica', () => {
     });
   }
 
-  it('the compacted gradient carries only kept positions (the loss beside it), and masked positions get no gradient', () => {
+  it('the compacted gradient carries only kept positions (the loss beside it), and masked positions get no gradient', async () => {
     const replica = replicaFor({});
     const counts = () => replica.activeCounts();
     expect(replica.gradientLength).toBe(counts().activeParams);
     replica.applyThresholds(replica.prunableLayers.map((i) => replica.threshold(i, 0.9)));
     expect(replica.gradientLength).toBe(counts().activeParams);
     expect(counts().prunableKept / counts().prunableTotal).toBeCloseTo(0.1, 2);
-    const { gradient, lossSum } = replica.shardGradient(0, 0, 1);
+    const { gradient, lossSum } = await replica.shardGradient(0, 0, 1);
     expect(gradient.length).toBe(counts().activeParams);
     expect(lossSum).toBeGreaterThan(0); // the batch's loss sum
   });
 
-  it('shards of a global batch sum to the whole batch (same gradient for any worker count)', () => {
+  it('shards of a global batch sum to the whole batch (same gradient for any worker count)', async () => {
     const replica = replicaFor({ dropout: 0.2 });
-    const whole = replica.shardGradient(5, 0, 1).gradient;
+    const whole = (await replica.shardGradient(5, 0, 1)).gradient;
     for (const world of [2, 3]) {
       const sum = new Float32Array(whole.length);
       for (let rank = 0; rank < world; rank++) {
-        const part = replica.shardGradient(5, rank, world).gradient;
+        const part = (await replica.shardGradient(5, rank, world)).gradient;
         for (let i = 0; i < sum.length; i++) sum[i] += part[i];
       }
       let maxError = 0;

@@ -201,7 +201,7 @@ describe('the coordinator checks every reply against the command and the model',
     const config = smallConfig({ trainLimit: 300 });
     const data = loadDataSource(config);
     const replica = new Replica(createModel(config, data), data, config);
-    const { gradient, globalCount } = replica.shardGradient(0, 0, 1);
+    const { gradient, globalCount } = await replica.shardGradient(0, 0, 1);
     replica.applyGradient(gradient, globalCount);
     const layers = replica.params.map((p) => ({ name: p.name, shape: p.shape, prunable: p.prunable }));
     expect(checkState(replica.encodeState(), layers)).toBe(replica.stateDigest());

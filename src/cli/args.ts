@@ -27,6 +27,7 @@ export const PROCESS_FLAGS = new Set([
   'exit-with-parent',
   'max-message-mb',
   'linger',
+  'gpu',
 ]);
 export const BOOLEAN_FLAGS = new Set(['json', 'quiet', 'pretty-logs', 'help', 'exit-with-parent', 'linger']);
 

@@ -101,7 +101,8 @@ function spawnWorker(
       '--exit-with-parent',
     ],
     {
-      env: { ...process.env, OCCAM_TOKEN: token, OCCAM_BLAS_THREADS: String(threads), ...env },
+      // OCCAM_LOCAL_RANK: on a machine with several GPUs, worker i takes the i-th (webgpu).
+      env: { ...process.env, OCCAM_TOKEN: token, OCCAM_BLAS_THREADS: String(threads), OCCAM_LOCAL_RANK: String(index), ...env },
       stdio: ['ignore', logFile, logFile, 'ipc'],
     },
   );

@@ -60,29 +60,30 @@ export class Replica {
    * to the kept positions (written into `into`, gradientLength values), and that share's loss sum.
    * Summing these over all ranks gives the global batch's gradient and loss sum.
    */
-  shardGradient(
+  async shardGradient(
     step: number,
     rank: number,
     world: number,
     into = new Float32Array(this.gradientLength),
-  ): { gradient: Float32Array; lossSum: number; globalCount: number } {
+  ): Promise<{ gradient: Float32Array; lossSum: number; globalCount: number }> {
     const ids = this.data.globalBatch(step, this.config.batchSize);
     const [start, end] = shardRange(ids.length, rank, world);
     const gradient = into.subarray(0, this.gradientLength);
-    let shardLoss = 0;
-    if (end <= start)
+    if (end <= start) {
       gradient.fill(0); // a rank with no samples this step adds nothing
-    else {
-      const batch = this.data.trainExamples(ids.subarray(start, end));
-      const noiseSeed = mixSeed(this.config.seed, SEED_SALT.dropout, step);
-      tf.tidy(() => {
-        const weights = this.weightTensors();
-        const { value, grads } = tf.valueAndGrads((...w: tf.Tensor[]) => lossSum(this.model, w, batch, noiseSeed))(weights);
-        grads.forEach((g, i) => this.compact(g.dataSync() as Float32Array, i, gradient));
-        shardLoss = value.dataSync()[0];
-      });
+      return { gradient, lossSum: 0, globalCount: ids.length };
     }
-    return { gradient, lossSum: shardLoss, globalCount: ids.length };
+    const batch = this.data.trainExamples(ids.subarray(start, end));
+    const noiseSeed = mixSeed(this.config.seed, SEED_SALT.dropout, step);
+    const { value, grads } = tf.tidy(() => {
+      const weights = this.weightTensors();
+      return tf.valueAndGrads((...w: tf.Tensor[]) => lossSum(this.model, w, batch, noiseSeed))(weights);
+    });
+    // Asynchronous reads: a GPU backend cannot read synchronously in Node (on cpu and blas they cost nothing more).
+    const [loss, ...dense] = await Promise.all([value.data(), ...grads.map((g) => g.data())]);
+    tf.dispose([value, ...grads]);
+    dense.forEach((values, i) => this.compact(values as Float32Array, i, gradient));
+    return { gradient, lossSum: loss[0], globalCount: ids.length };
   }
 
   /** Applies a summed gradient (as from shardGradient, summed over ranks) with Adam. */
@@ -108,7 +109,7 @@ export class Replica {
     for (let at = start; at < end; at += this.config.evalBatchSize) {
       const batch = this.data.evalExamples(split, at, Math.min(end, at + this.config.evalBatchSize));
       const weights = this.weightTensors();
-      const result = evaluateBatch(this.model, weights, batch);
+      const result = await evaluateBatch(this.model, weights, batch);
       tf.dispose(weights);
       sums.lossSum += result.lossSum;
       sums.correct += result.correct;

@@ -79,7 +79,7 @@ export function loadTrainedGpt(runDir: string): TrainedGpt {
 }
 
 /** Generates `length` tokens after the prompt; returns them as text (without the prompt). */
-export function generate(gpt: TrainedGpt, options: SampleOptions): string {
+export async function generate(gpt: TrainedGpt, options: SampleOptions): Promise<string> {
   const { model, weights, tokenizer, config } = gpt;
   const rng = new Rng(options.seed);
   const context = options.prompt ? Array.from(tokenizer.encode(options.prompt)) : [startToken(tokenizer)];
@@ -89,7 +89,7 @@ export function generate(gpt: TrainedGpt, options: SampleOptions): string {
     const window = Int32Array.from(context.slice(-config.blockSize));
     const batch = { x: window, y: new Int32Array(0), count: 1, ids: new Uint32Array(1) };
     const last = tf.tidy(() => tf.slice(model.forward(weights, batch, null), [window.length - 1, 0], [1, tokenizer.size]));
-    const logits = last.dataSync();
+    const logits = await last.data();
     last.dispose();
     const next = pickToken(logits, options.temperature, options.topK, rng);
     context.push(next);

@@ -49,7 +49,7 @@ export async function trainSteps(replica: Replica, options: StepLoopOptions): Pr
     const t0 = performance.now();
     const length = replica.gradientLength;
     const buffer = new Float32Array(length + 1);
-    const shard = replica.shardGradient(step, rank, world, buffer);
+    const shard = await replica.shardGradient(step, rank, world, buffer);
     buffer[length] = shard.lossSum;
     const t1 = performance.now();
     const reduced = collective.allReduce(buffer);

@@ -28,6 +28,10 @@ export interface WorkerOptions {
   ringPort: number;
   /** Overrides the config's backend for this worker. */
   backend?: BackendRequest;
+  /** webgpu: the GPU to use (--gpu); without, `localRank` picks one. */
+  gpu?: number;
+  /** This worker's index among the workers on its machine (`occam train` sets it). */
+  localRank?: number;
   log: Logger;
   tls?: TlsOptions;
   /** Give up when the coordinator has been unreachable this long (0 = never). */
@@ -284,7 +288,8 @@ export class Worker {
       const data = loadDataSource(config);
       const model = createModel(config, data);
       if (!this.backend) {
-        const options = { blasThreads: config.blasThreads, requiredKernels: model.requiredKernels };
+        const { gpu, localRank } = this.options;
+        const options = { blasThreads: config.blasThreads, requiredKernels: model.requiredKernels, gpu, localRank };
         this.backend = (await selectBackend(this.options.backend ?? config.backend, this.options.log, options)).backend;
       }
       this.member = new Member(new Replica(model, data, config), config, this.options.hooks);

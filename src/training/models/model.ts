@@ -38,17 +38,18 @@ export function lossSum(model: Model, weights: tf.Tensor[], batch: Examples, noi
 }
 
 /** Loss sum (as in lossSum) and the number of correct top-1 predictions, without dropout. */
-export function evaluateBatch(model: Model, weights: tf.Tensor[], batch: Examples): { lossSum: number; correct: number } {
-  const [loss, correct] = tf.tidy(() => {
+export async function evaluateBatch(model: Model, weights: tf.Tensor[], batch: Examples): Promise<{ lossSum: number; correct: number }> {
+  const sums = tf.tidy(() => {
     const logits = model.forward(weights, batch, null);
     const targetsPerSample = batch.y.length / batch.count;
     const labels = tf.tensor1d(batch.y, 'int32');
     const hits = tf.sum(tf.cast(tf.equal(tf.argMax(logits, 1), labels), 'float32'));
-    return [tf.div(crossEntropySum(logits, batch.y), targetsPerSample), tf.div(hits, targetsPerSample)];
+    return tf.stack([tf.div(crossEntropySum(logits, batch.y), targetsPerSample), tf.div(hits, targetsPerSample)]);
   });
-  const result = { lossSum: loss.dataSync()[0], correct: correct.dataSync()[0] };
-  tf.dispose([loss, correct]);
-  return result;
+  // One asynchronous read: a GPU backend cannot read synchronously in Node.
+  const [lossSum, correct] = await sums.data();
+  sums.dispose();
+  return { lossSum, correct };
 }
 
 /** Initial weights of every parameter, drawn from one seeded stream so all replicas agree. */
