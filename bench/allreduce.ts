@@ -187,7 +187,8 @@ async function main(): Promise<void> {
   let denseBytes = 0;
   for (const density of [1, 0.25, 0.1]) {
     const kept = replica.activeCounts().prunableKept / prunableTotal;
-    if (density < kept) replica.applyThresholds(replica.prunableLayers.map((i) => replica.threshold(i, 1 - density / kept)));
+    if (density < kept)
+      await replica.applyThresholds(await Promise.all(replica.prunableLayers.map((i) => replica.threshold(i, 1 - density / kept))));
     const floats = replica.gradientLength;
     const sent: number[] = [];
     for (const world of [2, 4]) {

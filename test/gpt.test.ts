@@ -15,7 +15,7 @@ import { Rng } from '../src/training/rng.ts';
 import { decodeSafetensors, type NamedTensor } from '../src/storage/safetensors.ts';
 import { generate, loadTrainedGpt, pickToken } from '../src/training/sample.ts';
 import { OCCAM_BIN } from '../src/coordinator/local-cluster.ts';
-import { maskedState, train } from './helpers/runs.ts';
+import { maskedState, prune, train, weightsNow } from './helpers/runs.ts';
 
 // N workers against 1 worker with the same global batch: the ring sums the shards' gradients in
 // another order than one process sums the whole batch, so the runs agree to float32 rounding.
@@ -97,19 +97,18 @@ describe('masked gpt training on a replica', () => {
       return { gradient, lossSum };
     };
     for (let s = 0; s < 3; s++) await step(s);
-    const layers = replica.prunableLayers;
-    replica.applyThresholds(layers.map((i) => replica.threshold(i, 0.5)));
-    const before = replica.weights.map((w) => Float32Array.from(w));
+    await prune(replica, 0.5);
+    const before = await weightsNow(replica);
     const losses: number[] = [];
     for (let s = 3; s < 8; s++) {
       const { gradient, lossSum } = await step(s);
       losses.push(lossSum);
       // The all-reduced gradient holds only kept positions: a pruned weight has no gradient slot.
       const { prunableKept } = replica.activeCounts();
-      const unprunable = replica.weights.reduce((n, w, i) => n + (replica.masks[i] ? 0 : w.length), 0);
+      const unprunable = replica.activeCounts().activeParams - prunableKept;
       expect(gradient.length).toBe(prunableKept + unprunable);
     }
-    for (const { layer, size, pruned, nonZeroPruned, moved } of maskedState(replica, before)) {
+    for (const { layer, size, pruned, nonZeroPruned, moved } of await maskedState(replica, before)) {
       expect(nonZeroPruned, layer).toBe(0);
       expect(pruned, layer).toBeGreaterThanOrEqual(Math.floor(0.5 * size));
       expect(moved, layer).toBeGreaterThan(0);

@@ -5,7 +5,7 @@ import { selectBackend } from '../src/training/engine.ts';
 import { createModel } from '../src/training/models/create.ts';
 import { Replica } from '../src/training/replica.ts';
 import { trainSteps } from '../src/training/step-loop.ts';
-import { maskedState } from './helpers/runs.ts';
+import { maskedState, prune, weightsNow } from './helpers/runs.ts';
 
 beforeAll(async () => {
   await selectBackend('cpu');
@@ -26,11 +26,10 @@ describe('masked training on a replica', () => {
     it(`${model}: pruned weights and their Adam moments stay exactly zero through real steps`, async () => {
       const replica = replicaFor({ model, units: model === 'cnn' ? 4 : 32 });
       await train(replica, 0, 3);
-      const layers = replica.prunableLayers;
-      replica.applyThresholds(layers.map((i) => replica.threshold(i, 0.5)));
-      const before = replica.weights.map((w) => Float32Array.from(w));
+      await prune(replica, 0.5);
+      const before = await weightsNow(replica);
       await train(replica, 3, 4);
-      for (const { layer, pruned, nonZeroPruned, moved } of maskedState(replica, before)) {
+      for (const { layer, pruned, nonZeroPruned, moved } of await maskedState(replica, before)) {
         expect(nonZeroPruned, layer).toBe(0);
         expect(pruned, layer).toBeGreaterThan(0);
         expect(moved, layer).toBeGreaterThan(0);
@@ -42,7 +41,7 @@ describe('masked training on a replica', () => {
     const replica = replicaFor({});
     const counts = () => replica.activeCounts();
     expect(replica.gradientLength).toBe(counts().activeParams);
-    replica.applyThresholds(replica.prunableLayers.map((i) => replica.threshold(i, 0.9)));
+    await prune(replica, 0.9);
     expect(replica.gradientLength).toBe(counts().activeParams);
     expect(counts().prunableKept / counts().prunableTotal).toBeCloseTo(0.1, 2);
     const { gradient, lossSum } = await replica.shardGradient(0, 0, 1);
@@ -68,16 +67,17 @@ describe('masked training on a replica', () => {
   it('state round-trips through safetensors bytes and a mismatched state is refused untouched', async () => {
     const a = replicaFor({});
     await train(a, 0, 2);
-    a.applyThresholds(a.prunableLayers.map((i) => a.threshold(i, 0.3)));
+    await prune(a, 0.3);
     const b = replicaFor({});
-    expect(b.stateDigest()).not.toBe(a.stateDigest());
-    b.loadState(a.encodeState());
-    expect(b.stateDigest()).toBe(a.stateDigest());
+    expect(await b.stateDigest()).not.toBe(await a.stateDigest());
+    b.loadState(await a.encodeState());
+    expect(await b.stateDigest()).toBe(await a.stateDigest());
     expect(b.masks).toEqual(a.masks);
     const other = replicaFor({ units: 16 });
-    const digest = other.stateDigest();
-    expect(() => other.loadState(a.encodeState())).toThrow(/shape/);
-    expect(other.stateDigest()).toBe(digest);
+    const digest = await other.stateDigest();
+    const state = await a.encodeState();
+    expect(() => other.loadState(state)).toThrow(/shape/);
+    expect(await other.stateDigest()).toBe(digest);
   });
 
   it('evaluation splits partial sums that add up over ranks', async () => {

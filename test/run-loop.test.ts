@@ -161,6 +161,16 @@ describe('the run loop on in-process replicas', () => {
     );
   });
 
+  it('stops, saying why, when replicas on different hardware keep disagreeing', async () => {
+    // Rank 1 stands for another GPU model: its state ends every segment different from the others'.
+    const drift = { allreduce: (_: unknown, replica: Replica) => void replica.adamSteps++ };
+    const hardware = (rank: number) => (rank === 1 ? 'webgpu on GPU B' : 'webgpu on GPU A');
+    const mixed = () => group(3, { hardware, hooks: (rank) => (rank === 1 ? drift : {}) });
+    await expect(runLocal(mixed)).rejects.toThrow(
+      /replicas on different hardware diverge after training: local-1 \(webgpu on GPU B\) against local-0 \(webgpu on GPU A\).*Run every worker on the same GPU model/,
+    );
+  });
+
   it('stops a diverged run with a message that names the round and the remedy', async () => {
     const config = { ...CONFIG, learningRate: 1e30 };
     const runDir = tempRunDir('diverged');

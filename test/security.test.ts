@@ -204,7 +204,7 @@ describe('the coordinator checks every reply against the command and the model',
     const { gradient, globalCount } = await replica.shardGradient(0, 0, 1);
     replica.applyGradient(gradient, globalCount);
     const layers = replica.params.map((p) => ({ name: p.name, shape: p.shape, prunable: p.prunable }));
-    expect(checkState(replica.encodeState(), layers)).toBe(replica.stateDigest());
+    expect(checkState(await replica.encodeState(), layers)).toBe(await replica.stateDigest());
   });
 });
 

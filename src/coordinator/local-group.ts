@@ -10,12 +10,15 @@ import { MembershipChanged, type GroupFacts, type ReplicaGroup, type StepProgres
 export interface LocalGroupOptions {
   /** Why the ring must re-form at a segment boundary, if it must (a test's membership change). */
   boundary?: (step: number) => string | null;
+  /** What the member of each rank computes on, as a worker reports it (tests of mixed hardware set it). */
+  hardware?: (rank: number) => string;
   /** Floats per ring frame (small values exercise the chunked pipeline). */
   chunkFloats?: number;
 }
 
 export class LocalGroup implements ReplicaGroup {
   readonly memberIds: readonly string[];
+  readonly hardware: readonly string[];
   readonly facts: GroupFacts;
   private readonly rings: RingAllReduce[];
   private lostReason: string | null = null;
@@ -29,6 +32,7 @@ export class LocalGroup implements ReplicaGroup {
   ) {
     const n = members.length;
     this.memberIds = members.map((_, rank) => `local-${rank}`);
+    this.hardware = members.map((_, rank) => options.hardware?.(rank) ?? 'in-process');
     const options_ = { chunkFloats: options.chunkFloats ?? 65536, timeoutMs: config.peerTimeoutMs, wireFormat: config.wireFormat };
     this.rings = members.map((_, rank) => new RingAllReduce(rank, n, (parts) => this.deliver(rank, Buffer.concat(parts)), options_));
     members.forEach((member, rank) => member.join(rank, n, this.rings[rank]));

@@ -10,6 +10,7 @@ import type { WorkerLink } from './worker-link.ts';
 
 export class RemoteGroup implements ReplicaGroup {
   readonly memberIds: readonly string[];
+  readonly hardware: readonly string[];
   private readonly lost: Promise<never>;
   private loseWith: (error: Error) => void = () => {};
   private progressListener: ((rank: number, progress: StepProgress) => void) | null = null;
@@ -23,6 +24,7 @@ export class RemoteGroup implements ReplicaGroup {
     private readonly log: Logger,
   ) {
     this.memberIds = links.map((l) => l.workerId);
+    this.hardware = links.map((l) => l.ready?.backend ?? 'unknown');
     this.lost = new Promise<never>((_, reject) => (this.loseWith = reject));
     this.lost.catch(() => {}); // observed through guard(); never an unhandled rejection
   }

@@ -38,6 +38,8 @@ export interface StepProgress {
 export interface ReplicaGroup {
   /** Worker ids in rank order. */
   readonly memberIds: readonly string[];
+  /** What each member computes on (backend, and GPU on webgpu), in rank order. */
+  readonly hardware: readonly string[];
   readonly facts: GroupFacts;
   /** Every member takes a committed state at `step`, or (state null) initialises from the seed. */
   load(step: number, state: Uint8Array | null): Promise<StateReport[]>;

@@ -38,6 +38,8 @@ export class RunLoop {
   current: RunState | null = null;
   stopRequested = false;
   readonly config: OccamConfig;
+  /** How often replicas on different hardware disagreed (checkHardware). */
+  private hardwareDivergences = 0;
 
   constructor(private readonly options: RunLoopOptions) {
     this.config = options.config;
@@ -228,6 +230,7 @@ export class RunLoop {
     const agreed = [...counts.entries()].sort((a, b) => b[1] - a[1] || digests.indexOf(a[0]) - digests.indexOf(b[0]))[0][0];
     const differing = digests.flatMap((d, rank) => (d === agreed ? [] : [rank]));
     if (differing.length === 0) return agreed;
+    this.checkHardware(group, digests.indexOf(agreed), differing, when);
     const upload = await group.upload(digests.indexOf(agreed));
     for (const rank of differing) {
       const workerId = group.memberIds[rank];
@@ -242,6 +245,25 @@ export class RunLoop {
       this.options.emit({ type: 'resync', workerId, reason });
     }
     return agreed;
+  }
+
+  /**
+   * Replicas on different hardware (GPU models, drivers, backends) need not sum floats alike, so
+   * their digests can differ with no fault at all. Once is resynchronised and said; twice stops
+   * the run with the reason, instead of resynchronising at every segment.
+   */
+  private checkHardware(group: ReplicaGroup, agreedRank: number, differing: number[], when: string): void {
+    const reference = group.hardware[agreedRank];
+    const foreign = differing.filter((rank) => group.hardware[rank] !== reference);
+    if (foreign.length === 0) return;
+    const who = foreign.map((rank) => `${group.memberIds[rank]} (${group.hardware[rank]})`).join(', ');
+    const message = `replicas on different hardware diverge ${when}: ${who} against ${group.memberIds[agreedRank]} (${reference}); floating-point results are not bit-identical across GPU models, drivers or backends`;
+    this.hardwareDivergences++;
+    if (this.hardwareDivergences > 1) throw new Error(`${message}. Run every worker on the same GPU model, driver and backend.`);
+    this.options.log.warn(
+      { workers: foreign.map((rank) => group.memberIds[rank]) },
+      `${message}; resynchronising, and stopping if it happens again`,
+    );
   }
 
   /** Commits the current state: rank 0 uploads it, its step must be the run's, then it is written. */

@@ -63,9 +63,12 @@ export class Member {
   }
 
   /** Takes a committed state (safetensors bytes), or initialises from the seed, at `step`. */
-  load(step: number, state: Uint8Array | null): StateReport {
+  load(step: number, state: Uint8Array | null): Promise<StateReport> {
     if (state) this.replica.loadState(state);
-    else this.replica = new Replica(this.replica.model, this.replica.data, this.config);
+    else {
+      this.replica.dispose(); // its variables hold device memory
+      this.replica = new Replica(this.replica.model, this.replica.data, this.config);
+    }
     this.step = step;
     return this.report();
   }
@@ -85,7 +88,7 @@ export class Member {
         options.onStep?.(this.step, loss, sofar);
       },
     });
-    return { ...result, stateDigest: this.replica.stateDigest() };
+    return { ...result, stateDigest: await this.replica.stateDigest() };
   }
 
   /** This rank's partial sums over the holdback and test splits. */
@@ -97,31 +100,32 @@ export class Member {
   }
 
   /** The pruning thresholds of the given prunable layers (indices into prunableLayers) for fraction p. */
-  thresholds(p: number, layers: number[]): { layers: number[]; values: number[] } {
+  async thresholds(p: number, layers: number[]): Promise<{ layers: number[]; values: number[] }> {
     this.hooks.thresholds?.({ round: this.rounds.thresholds++, rank: this.rank }, this.replica);
     const prunable = this.replica.prunableLayers;
-    const values = layers.map((layer) => {
-      if (layer >= prunable.length) throw new Error(`no prunable layer ${layer} (the model has ${prunable.length})`);
-      return this.replica.threshold(prunable[layer], p);
-    });
+    const unknown = layers.find((layer) => layer >= prunable.length);
+    if (unknown !== undefined) throw new Error(`no prunable layer ${unknown} (the model has ${prunable.length})`);
+    const values = await Promise.all(layers.map((layer) => this.replica.threshold(prunable[layer], p)));
     return { layers, values };
   }
 
-  prune(thresholds: number[]): StateReport {
-    this.replica.applyThresholds(thresholds);
+  async prune(thresholds: number[]): Promise<StateReport> {
+    await this.replica.applyThresholds(thresholds);
     this.hooks.prune?.({ round: this.rounds.prune++, rank: this.rank }, this.replica);
     return this.report();
   }
 
-  upload(): { state: Uint8Array; stateDigest: string; step: number } {
+  async upload(): Promise<{ state: Uint8Array; stateDigest: string; step: number }> {
     this.hooks.upload?.({ step: this.step, rank: this.rank }, this.replica);
-    return { state: this.replica.encodeState(), stateDigest: this.replica.stateDigest(), step: this.step };
+    const step = this.step;
+    const [state, stateDigest] = await Promise.all([this.replica.encodeState(), this.replica.stateDigest()]);
+    return { state, stateDigest, step };
   }
 
-  report(): StateReport {
+  async report(): Promise<StateReport> {
     const counts = this.replica.activeCounts();
     return {
-      stateDigest: this.replica.stateDigest(),
+      stateDigest: await this.replica.stateDigest(),
       activePerLayer: counts.perLayer,
       activeParams: counts.activeParams,
       step: this.step,

@@ -1,17 +1,20 @@
-// One replica of the model: its weights, masks and Adam moments on host arrays, and the three
-// things a worker does with them — compute the mask-compacted gradient of its shard of a global
-// batch, apply the all-reduced gradient, and prune with agreed thresholds. It knows nothing of
+// One replica of the model: its weights and Adam moments as variables on the backend's device
+// (device-state.ts), its masks, and the three things a worker does with them — compute the
+// mask-compacted gradient of its shard of a global batch, apply the all-reduced gradient, and prune
+// with agreed thresholds. Per step the only host↔device traffic is the compacted gradient going
+// down (one asynchronous read) and the summed one coming back (one upload). It knows nothing of
 // sockets: the step loop (step-loop.ts) moves the compacted gradient between replicas.
 import * as tf from '@tensorflow/tfjs-core';
-import { adamUpdate, ADAM_DEFAULTS, type AdamMoments, type AdamSettings } from './adam.ts';
-import type { OccamConfig } from '../config.ts';
 import { shardRange } from '../common/shard.ts';
-import { SEED_SALT, type DataSource, type EvalSplit } from './data/source.ts';
+import type { OccamConfig } from '../config.ts';
+import type { NamedTensor } from '../storage/safetensors.ts';
+import { decodeState, encodeState, modelTensors, type ReplicaState, stateDigest } from '../storage/state-format.ts';
+import { ADAM_DEFAULTS, type AdamSettings, adamUpdate } from './adam.ts';
+import { type DataSource, type EvalSplit, SEED_SALT } from './data/source.ts';
+import { DeviceState } from './device-state.ts';
 import { activeIndices, applyThreshold, countActive, pruneThreshold } from './masks.ts';
 import { evaluateBatch, initialWeights, lossSum, type Model, type ParamSpec } from './models/model.ts';
 import { mixSeed } from './rng.ts';
-import type { NamedTensor } from '../storage/safetensors.ts';
-import { decodeState, encodeState, modelTensors, stateDigest, type ReplicaState } from '../storage/state-format.ts';
 
 /** Partial sums a worker reports for an evaluation split or a round's training loss. */
 export interface EvalSums {
@@ -21,17 +24,18 @@ export interface EvalSums {
 }
 
 export class Replica {
-  readonly weights: Float32Array[];
-  /** One mask per parameter: 1 = kept; null for parameters that are never pruned. */
+  /** One mask per parameter: 1 = kept; null for parameters that are never pruned. Kept on the host: it changes only when pruning. */
   readonly masks: (Uint8Array | null)[];
-  readonly moments: AdamMoments[];
   /** Adam's step count (bias correction). */
   adamSteps = 0;
-  /** Positions each parameter contributes to a compacted gradient (null = all of them: unmasked, or nothing pruned yet). */
-  private positions: (Uint32Array | null)[] = [];
-  private offsets: number[] = [];
   /** Values in a compacted gradient: the kept positions of every parameter. */
   gradientLength = 0;
+  private readonly state: DeviceState;
+  /** Positions each parameter contributes to a compacted gradient (null = all of them: unmasked, or nothing pruned yet). */
+  private positions: (Uint32Array | null)[] = [];
+  /** The same positions on the device, for gathering and scattering there (device backends only). */
+  private devicePositions: (tf.Tensor1D | null)[] = [];
+  private offsets: number[] = [];
   private readonly adam: AdamSettings;
 
   constructor(
@@ -39,9 +43,8 @@ export class Replica {
     readonly data: DataSource,
     private readonly config: OccamConfig,
   ) {
-    this.weights = initialWeights(model.params, mixSeed(config.seed, SEED_SALT.init));
+    this.state = new DeviceState(model.params, initialWeights(model.params, mixSeed(config.seed, SEED_SALT.init)));
     this.masks = model.params.map((p) => (p.prunable ? new Uint8Array(size(p)).fill(1) : null));
-    this.moments = model.params.map((p) => ({ m: new Float32Array(size(p)), v: new Float32Array(size(p)) }));
     this.adam = { learningRate: config.learningRate, ...ADAM_DEFAULTS };
     this.updateLayout();
   }
@@ -75,15 +78,23 @@ export class Replica {
     }
     const batch = this.data.trainExamples(ids.subarray(start, end));
     const noiseSeed = mixSeed(this.config.seed, SEED_SALT.dropout, step);
-    const { value, grads } = tf.tidy(() => {
-      const weights = this.weightTensors();
-      return tf.valueAndGrads((...w: tf.Tensor[]) => lossSum(this.model, w, batch, noiseSeed))(weights);
-    });
-    // Asynchronous reads: a GPU backend cannot read synchronously in Node (on cpu and blas they cost nothing more).
-    const [loss, ...dense] = await Promise.all([value.data(), ...grads.map((g) => g.data())]);
+    const { value, grads } = tf.valueAndGrads((...w: tf.Tensor[]) => lossSum(this.model, w, batch, noiseSeed))(this.state.weights);
+    let shardLoss: number;
+    if (this.state.onHost) {
+      // The gradients are host arrays already: compact them straight into the ring's buffer.
+      const [loss, ...dense] = await Promise.all([value.data(), ...grads.map((g) => g.data())]);
+      dense.forEach((values, i) => this.compact(values as Float32Array, i, gradient));
+      shardLoss = loss[0];
+    } else {
+      // Compacted on the device, with the loss in one extra slot: a single read comes down.
+      const packed = tf.tidy(() => tf.concat([...grads.map((g, i) => this.compactOnDevice(g, i)), tf.reshape(value, [1])]));
+      const values = (await packed.data()) as Float32Array;
+      packed.dispose();
+      gradient.set(values.subarray(0, this.gradientLength));
+      shardLoss = values[this.gradientLength];
+    }
     tf.dispose([value, ...grads]);
-    dense.forEach((values, i) => this.compact(values as Float32Array, i, gradient));
-    return { gradient, lossSum: loss[0], globalCount: ids.length };
+    return { gradient, lossSum: shardLoss, globalCount: ids.length };
   }
 
   /** Applies a summed gradient (as from shardGradient, summed over ranks) with Adam. */
@@ -92,9 +103,21 @@ export class Replica {
       throw new Error(`gradient has ${summed.length} values, the model's active layout has ${this.gradientLength}`);
     }
     this.adamSteps++;
-    this.weights.forEach((w, i) => {
-      adamUpdate(w, this.moments[i], summed, this.offsets[i], this.positions[i], 1 / globalCount, this.adamSteps, this.adam);
+    if (this.state.onHost) {
+      const { weights, m, v } = this.state.hostArrays();
+      weights.forEach((w, i) => {
+        adamUpdate(w, { m: m[i], v: v[i] }, summed, this.offsets[i], this.positions[i], 1 / globalCount, this.adamSteps, this.adam);
+      });
+      return;
+    }
+    // One upload; each parameter's part is scattered to its kept positions on the device.
+    const all = tf.tensor1d(summed, 'float32');
+    this.params.forEach((p, i) => {
+      const dense = tf.tidy(() => this.scatterOnDevice(all, i, p));
+      this.state.adam(i, dense, 1 / globalCount, this.adamSteps, this.adam);
+      dense.dispose();
     });
+    all.dispose();
   }
 
   /**
@@ -108,9 +131,7 @@ export class Replica {
     const sums: EvalSums = { lossSum: 0, correct: 0, count: end - start };
     for (let at = start; at < end; at += this.config.evalBatchSize) {
       const batch = this.data.evalExamples(split, at, Math.min(end, at + this.config.evalBatchSize));
-      const weights = this.weightTensors();
-      const result = await evaluateBatch(this.model, weights, batch);
-      tf.dispose(weights);
+      const result = await evaluateBatch(this.model, this.state.weights, batch);
       sums.lossSum += result.lossSum;
       sums.correct += result.correct;
       await new Promise((resolve) => setImmediate(resolve));
@@ -119,21 +140,24 @@ export class Replica {
   }
 
   /** Occam's threshold for one prunable parameter: the p-quantile of its surviving |w|. */
-  threshold(param: number, p: number): number {
+  async threshold(param: number, p: number): Promise<number> {
     const mask = this.masks[param];
     if (!mask) throw new Error(`parameter ${this.params[param].name} is not prunable`);
-    return pruneThreshold(this.weights[param], mask, p);
+    const weights = this.state.onHost ? this.state.hostArrays().weights[param] : ((await this.state.weights[param].data()) as Float32Array);
+    return pruneThreshold(weights, mask, p);
   }
 
   /** Prunes every prunable parameter with its agreed threshold (same order as prunableLayers). */
-  applyThresholds(thresholds: number[]): number {
+  async applyThresholds(thresholds: number[]): Promise<number> {
     const layers = this.prunableLayers;
     if (thresholds.length !== layers.length) throw new Error(`got ${thresholds.length} thresholds for ${layers.length} prunable layers`);
+    const host = await this.state.read();
     let pruned = 0;
     layers.forEach((param, k) => {
-      const { m, v } = this.moments[param];
-      pruned += applyThreshold(thresholds[k], this.masks[param] as Uint8Array, [this.weights[param], m, v], this.weights[param]);
+      const weights = host.weights[param];
+      pruned += applyThreshold(thresholds[k], this.masks[param] as Uint8Array, [weights, host.m[param], host.v[param]], weights);
     });
+    if (!this.state.onHost) this.state.write(host);
     this.updateLayout();
     return pruned;
   }
@@ -142,45 +166,46 @@ export class Replica {
   activeCounts(): { perLayer: number[]; prunableKept: number; prunableTotal: number; activeParams: number } {
     const perLayer = this.prunableLayers.map((i) => countActive(this.masks[i] as Uint8Array));
     const prunableKept = perLayer.reduce((a, b) => a + b, 0);
-    const prunableTotal = this.prunableLayers.reduce((n, i) => n + this.weights[i].length, 0);
-    const unprunable = this.weights.reduce((n, w, i) => n + (this.masks[i] ? 0 : w.length), 0);
+    const sizes = this.params.map(size);
+    const prunableTotal = this.prunableLayers.reduce((n, i) => n + sizes[i], 0);
+    const unprunable = sizes.reduce((n, s, i) => n + (this.masks[i] ? 0 : s), 0);
     return { perLayer, prunableKept, prunableTotal, activeParams: prunableKept + unprunable };
   }
 
+  /** The whole state on the host (the device's own arrays on cpu and blas: treat as read-only). */
+  async hostState(): Promise<ReplicaState> {
+    const { weights, m, v } = await this.state.read();
+    return { weights, masks: this.masks, moments: weights.map((_, i) => ({ m: m[i], v: v[i] })), adamSteps: this.adamSteps };
+  }
+
   /** Digest of everything training depends on: weights, masks, Adam moments and step count. */
-  stateDigest(): string {
-    return stateDigest(this.state());
+  async stateDigest(): Promise<string> {
+    return stateDigest(await this.hostState());
   }
 
   /** Weights and masks as named tensors: the exported model. */
-  modelTensors(): NamedTensor[] {
-    return modelTensors(this.params, this.state());
+  async modelTensors(): Promise<NamedTensor[]> {
+    return modelTensors(this.params, await this.hostState());
   }
 
   /** The full replica state (weights, masks, moments, Adam steps) in safetensors bytes. */
-  encodeState(): Buffer {
-    return encodeState(this.params, this.state());
+  async encodeState(): Promise<Buffer> {
+    return encodeState(this.params, await this.hostState());
   }
 
   /** Replaces the whole state with one from encodeState; checks every tensor against the model first. */
   loadState(bytes: Uint8Array): void {
     const loaded = decodeState(bytes, this.params); // validates everything before changing anything
-    loaded.weights.forEach((w, i) => {
-      this.weights[i].set(w);
-      this.masks[i]?.set(loaded.masks[i] as Uint8Array);
-      this.moments[i].m.set(loaded.moments[i].m);
-      this.moments[i].v.set(loaded.moments[i].v);
-    });
+    this.state.write({ weights: loaded.weights, m: loaded.moments.map((x) => x.m), v: loaded.moments.map((x) => x.v) });
+    loaded.masks.forEach((mask, i) => this.masks[i]?.set(mask as Uint8Array));
     this.adamSteps = loaded.adamSteps;
     this.updateLayout();
   }
 
-  private state(): ReplicaState {
-    return { weights: this.weights, masks: this.masks, moments: this.moments, adamSteps: this.adamSteps };
-  }
-
-  private weightTensors(): tf.Tensor[] {
-    return this.params.map((p, i) => tf.tensor(this.weights[i], p.shape, 'float32'));
+  /** Frees the device memory; the replica is unusable after. */
+  dispose(): void {
+    this.state.dispose();
+    tf.dispose(this.devicePositions.filter((t): t is tf.Tensor1D => t !== null));
   }
 
   private compact(dense: Float32Array, param: number, into: Float32Array): void {
@@ -190,17 +215,35 @@ export class Replica {
     else for (let k = 0; k < positions.length; k++) into[offset + k] = dense[positions[k]];
   }
 
+  private compactOnDevice(gradient: tf.Tensor, param: number): tf.Tensor {
+    const flat = tf.reshape(gradient, [-1]);
+    const positions = this.devicePositions[param];
+    return positions ? tf.gather(flat, positions) : flat;
+  }
+
+  /** One parameter's dense gradient from the summed compacted one: zeros at pruned positions. */
+  private scatterOnDevice(summed: tf.Tensor1D, param: number, spec: ParamSpec): tf.Tensor {
+    const positions = this.devicePositions[param];
+    const count = this.positions[param]?.length ?? size(spec);
+    const part = tf.slice(summed, [this.offsets[param]], [count]);
+    const dense = positions ? tf.scatterND(tf.reshape(positions, [count, 1]), part, [size(spec)]) : part;
+    return tf.reshape(dense, spec.shape);
+  }
+
   private updateLayout(): void {
     let offset = 0;
     // A mask that keeps everything needs no index list: compaction is then a copy and Adam runs
     // its dense loop (same arithmetic, no indirection), which is the whole of the first round.
     this.positions = this.masks.map((mask) => (mask && countActive(mask) < mask.length ? activeIndices(mask) : null));
-    this.offsets = this.weights.map((w, i) => {
+    this.offsets = this.params.map((p, i) => {
       const start = offset;
-      offset += this.positions[i]?.length ?? w.length;
+      offset += this.positions[i]?.length ?? size(p);
       return start;
     });
     this.gradientLength = offset;
+    if (this.state.onHost) return;
+    tf.dispose(this.devicePositions.filter((t): t is tf.Tensor1D => t !== null));
+    this.devicePositions = this.positions.map((positions) => (positions ? tf.tensor1d(Int32Array.from(positions), 'int32') : null));
   }
 }
 

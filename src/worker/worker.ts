@@ -7,6 +7,7 @@ import { authorizationHeader } from '../wire/auth.ts';
 import { configHash, validateConfig, type OccamConfig } from '../config.ts';
 import { loadDataSource } from '../training/data/load.ts';
 import { selectBackend, type BackendRequest } from '../training/engine.ts';
+import { describeAdapter } from '../training/webgpu.ts';
 import { setLogContext, type Logger } from '../common/log.ts';
 import { createModel } from '../training/models/create.ts';
 import { decodeEnvelope, encodeEnvelope, ProtocolError, type Envelope, type Messages, type MessageKind } from '../wire/protocol.ts';
@@ -233,7 +234,7 @@ export class Worker {
           return reply('ack', {});
         case 'loadState': {
           const { step, initialize, state } = envelope.message as Messages['loadState'];
-          return reply('stateReport', this.requireMember().load(step, initialize ? null : state));
+          return reply('stateReport', await this.requireMember().load(step, initialize ? null : state));
         }
         case 'runSteps':
           return reply('stepsDone', await this.runSteps(envelope.message as Messages['runSteps']));
@@ -244,13 +245,13 @@ export class Worker {
         }
         case 'computeThresholds': {
           const { p, layers } = envelope.message as Messages['computeThresholds'];
-          return reply('thresholds', this.requireMember().thresholds(p, layers));
+          return reply('thresholds', await this.requireMember().thresholds(p, layers));
         }
         case 'prune':
-          return reply('stateReport', this.requireMember().prune((envelope.message as Messages['prune']).thresholds));
+          return reply('stateReport', await this.requireMember().prune((envelope.message as Messages['prune']).thresholds));
         case 'uploadState':
           this.currentRing((envelope.message as Messages['uploadState']).generation);
-          return reply('stateUpload', this.requireMember().upload());
+          return reply('stateUpload', await this.requireMember().upload());
         case 'shutdown':
           this.options.log.info({ reason: (envelope.message as Messages['shutdown']).reason }, 'coordinator says shutdown');
           return this.stop();
@@ -290,7 +291,9 @@ export class Worker {
       if (!this.backend) {
         const { gpu, localRank } = this.options;
         const options = { blasThreads: config.blasThreads, requiredKernels: model.requiredKernels, gpu, localRank };
-        this.backend = (await selectBackend(this.options.backend ?? config.backend, this.options.log, options)).backend;
+        const choice = await selectBackend(this.options.backend ?? config.backend, this.options.log, options);
+        // What the coordinator compares when replicas disagree: the backend and, on a GPU, which one.
+        this.backend = choice.adapter ? `${choice.backend} on ${describeAdapter(choice.adapter)}` : choice.backend;
       }
       this.member = new Member(new Replica(model, data, config), config, this.options.hooks);
       this.config = config;

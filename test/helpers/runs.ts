@@ -62,18 +62,29 @@ export function compareStates(
   return { maxWeightDiff, maskDiffs, maskTotal };
 }
 
+/** Prunes every prunable layer of `replica` by fraction p, as one round's threshold agreement would. */
+export async function prune(replica: Replica, p: number): Promise<void> {
+  await replica.applyThresholds(await Promise.all(replica.prunableLayers.map((i) => replica.threshold(i, p))));
+}
+
+/** A copy of the replica's weights now (its own arrays keep changing as it trains). */
+export async function weightsNow(replica: Replica): Promise<Float32Array[]> {
+  return (await replica.hostState()).weights.map((w) => Float32Array.from(w));
+}
+
 /**
  * Per prunable layer of `replica`: how many positions are pruned, how many of those hold a
  * non-zero weight or Adam moment (must be none), and how many kept weights changed since `before`.
  */
-export function maskedState(
+export async function maskedState(
   replica: Replica,
   before: Float32Array[],
-): { layer: string; size: number; pruned: number; nonZeroPruned: number; moved: number }[] {
+): Promise<{ layer: string; size: number; pruned: number; nonZeroPruned: number; moved: number }[]> {
+  const state = await replica.hostState();
   return replica.prunableLayers.map((i) => {
     const mask = replica.masks[i] as Uint8Array;
-    const { m, v } = replica.moments[i];
-    const weights = replica.weights[i];
+    const { m, v } = state.moments[i];
+    const weights = state.weights[i];
     let pruned = 0;
     let nonZeroPruned = 0;
     let moved = 0;

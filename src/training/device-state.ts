@@ -1,0 +1,94 @@
+// Where a replica's state lives: weights and Adam moments are variables on the backend's device
+// for the whole run. On backends that keep tensors in host arrays (cpu, blas) the "device" is host
+// memory, so the replica reads and updates the variables' own arrays in place, with no copy; on
+// the others (webgpu, tensorflow, wasm) compaction, scatter and Adam run as device ops, and the
+// host sees the state only through asynchronous reads (checkpoints, digests, thresholds).
+import { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
+import * as tf from '@tensorflow/tfjs-core';
+import type { AdamSettings } from './adam.ts';
+import type { ParamSpec } from './models/model.ts';
+
+/** The state as host arrays, in parameter order. */
+export interface HostArrays {
+  weights: Float32Array[];
+  m: Float32Array[];
+  v: Float32Array[];
+}
+
+export class DeviceState {
+  readonly weights: tf.Variable[];
+  readonly m: tf.Variable[];
+  readonly v: tf.Variable[];
+  /** The backend keeps tensors in host arrays, which the replica may use in place. */
+  readonly onHost: boolean;
+
+  constructor(
+    private readonly params: ParamSpec[],
+    initial: Float32Array[],
+  ) {
+    this.onHost = tf.backend() instanceof MathBackendCPU;
+    const variable = (values: Float32Array, p: ParamSpec) => tf.variable(tf.tensor(values, p.shape, 'float32'), true);
+    this.weights = params.map((p, i) => variable(initial[i], p));
+    this.m = params.map((p) => variable(new Float32Array(size(p)), p));
+    this.v = params.map((p) => variable(new Float32Array(size(p)), p));
+  }
+
+  /** The host arrays behind the variables (onHost backends only): writing them changes the state. */
+  hostArrays(): HostArrays {
+    if (!this.onHost) throw new Error('the state lives on a device: read() it');
+    return { weights: this.weights.map(hostArray), m: this.m.map(hostArray), v: this.v.map(hostArray) };
+  }
+
+  /** A host view of the state: the arrays themselves on host backends, asynchronous copies elsewhere. */
+  async read(): Promise<HostArrays> {
+    if (this.onHost) return this.hostArrays();
+    const all = async (tensors: tf.Variable[]) => Promise.all(tensors.map((t) => t.data() as Promise<Float32Array>));
+    const [weights, m, v] = await Promise.all([all(this.weights), all(this.m), all(this.v)]);
+    return { weights, m, v };
+  }
+
+  /** Replaces the whole state. */
+  write(state: HostArrays): void {
+    if (this.onHost) {
+      const arrays = this.hostArrays();
+      for (const key of ['weights', 'm', 'v'] as const) arrays[key].forEach((array, i) => array.set(state[key][i]));
+      return;
+    }
+    const assign = (variables: tf.Variable[], values: Float32Array[]) =>
+      variables.forEach((variable, i) => tf.tidy(() => variable.assign(tf.tensor(values[i], this.params[i].shape, 'float32'))));
+    assign(this.weights, state.weights);
+    assign(this.m, state.m);
+    assign(this.v, state.v);
+  }
+
+  /**
+   * Adam on the device for one parameter, with its summed dense gradient (zero at pruned
+   * positions, so their weight and moments stay exactly zero: 0·β + 0 = 0 and 0 / (0 + ε) = 0).
+   */
+  adam(param: number, gradient: tf.Tensor, scale: number, step: number, settings: AdamSettings): void {
+    const { beta1, beta2, epsilon, learningRate } = settings;
+    const stepSize = (learningRate * Math.sqrt(1 - beta2 ** step)) / (1 - beta1 ** step);
+    tf.tidy(() => {
+      const g = tf.mul(gradient, scale);
+      const m = tf.add(tf.mul(this.m[param], beta1), tf.mul(g, 1 - beta1));
+      const v = tf.add(tf.mul(this.v[param], beta2), tf.mul(tf.square(g), 1 - beta2));
+      this.m[param].assign(m);
+      this.v[param].assign(v);
+      this.weights[param].assign(tf.sub(this.weights[param], tf.div(tf.mul(m, stepSize), tf.add(tf.sqrt(v), epsilon))));
+    });
+  }
+
+  dispose(): void {
+    tf.dispose([...this.weights, ...this.m, ...this.v]);
+  }
+}
+
+/** The Float32Array a host backend keeps for a tensor. */
+function hostArray(tensor: tf.Tensor): Float32Array {
+  const backend = tf.backend() as MathBackendCPU;
+  return backend.data.get(tensor.dataId).values as Float32Array;
+}
+
+function size(param: ParamSpec): number {
+  return param.shape.reduce((a, b) => a * b, 1);
+}
