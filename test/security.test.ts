@@ -553,7 +553,14 @@ describe('a worker under a compromised coordinator', () => {
     const answer = (socket: WebSocket, frame: Uint8Array) =>
       new Promise<{ closed: [number, string] } | { reply: Envelope }>((resolve) => {
         socket.once('close', (code, reason) => resolve({ closed: [code, reason.toString()] }));
-        socket.once('message', (data: Buffer) => resolve({ reply: decodeEnvelope(data) }));
+        // The worker's own heartbeats may come first: the answer is the first other message.
+        const onMessage = (data: Buffer) => {
+          const envelope = decodeEnvelope(data);
+          if (envelope.kind === 'heartbeat') return;
+          socket.off('message', onMessage);
+          resolve({ reply: envelope });
+        };
+        socket.on('message', onMessage);
         socket.send(frame);
       });
     try {

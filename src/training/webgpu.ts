@@ -2,7 +2,8 @@
 // Vulkan) under TensorFlow.js's WebGPU backend. It picks the adapter (GPU) before the backend
 // registers, says which one it got, and tells a hardware GPU from a software rasteriser
 // (lavapipe/llvmpipe, SwiftShader), which `auto` must not pick.
-import koffi from 'koffi';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 
 export interface GpuAdapter {
   vendor: string;
@@ -61,11 +62,13 @@ export async function registerWebgpu(options: WebgpuOptions): Promise<GpuAdapter
   return found;
 }
 
+/** Where the dynamic linker looks for libvulkan.so.1 on Debian/Ubuntu/RHEL-style systems, after LD_LIBRARY_PATH. */
+const LIBRARY_DIRS = ['/usr/lib/x86_64-linux-gnu', '/lib/x86_64-linux-gnu', '/usr/lib64', '/lib64', '/usr/lib', '/usr/local/lib'];
+
 /** Dawn reaches GPUs through Vulkan: without its loader there is nothing to find (and Dawn would say so on stderr). */
 function requireVulkanLoader(): void {
-  try {
-    koffi.load('libvulkan.so.1');
-  } catch {
+  const dirs = [...(process.env.LD_LIBRARY_PATH ?? '').split(':').filter(Boolean), ...LIBRARY_DIRS];
+  if (!dirs.some((dir) => existsSync(join(dir, 'libvulkan.so.1')))) {
     throw new Error('libvulkan.so.1 not found (apt-get install libvulkan1, or set LD_LIBRARY_PATH)');
   }
 }
