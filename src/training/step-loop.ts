@@ -2,16 +2,11 @@
 // tests: for each global step, this rank's compacted gradient and its loss sum travel together
 // through one all-reduce (the loss in one extra slot), then every replica applies the same sum.
 import { SOLO, type Collective } from '../common/collective.ts';
+import type { StepTimes } from '../wire/messages.generated.ts';
 import type { Replica } from './replica.ts';
 
-/** Where the steps' time went, summed over the steps. */
-export interface StepTimes {
-  steps: number;
-  computeMs: number;
-  allreduceMs: number;
-  updateMs: number;
-  waitMs: number;
-}
+/** Where the steps' time went, summed over the steps: the same record a worker reports on the wire. */
+export type { StepTimes };
 
 export interface StepsResult {
   /** Global loss sum and sample count over the steps (identical on every rank). */
