@@ -61,19 +61,6 @@ export function fmt(value: number | null | undefined, digits = 4): string {
   return value === null || value === undefined ? '—' : value.toFixed(digits);
 }
 
-/** `--key value` pairs after the benchmark name, as config settings; a bare `--flag` reads as 'true'. */
-export function benchArgs(): Record<string, string> {
-  const args = process.argv.slice(2);
-  const out: Record<string, string> = {};
-  for (let i = 0; i < args.length; i++) {
-    const key = args[i].replace(/^--/, '');
-    const next = args[i + 1];
-    if (next === undefined || next.startsWith('--')) out[key] = 'true';
-    else out[key] = args[++i];
-  }
-  return out;
-}
-
 // ——— Shared by the paper-reproduction benchmarks (image-mlp, image-cnn, tabular) ———
 
 /** The best-round figures a results table reports for one run. */

@@ -11,8 +11,7 @@ import { loadDataSource } from '../src/training/data/load.ts';
 import { BACKENDS, selectBackend, type BackendName } from '../src/training/engine.ts';
 import { createModel } from '../src/training/models/create.ts';
 import { Replica } from '../src/training/replica.ts';
-import { trainSteps } from '../src/training/step-loop.ts';
-import { benchArgs } from './_experiment.ts';
+import { benchArgs, stepRate } from './_steps.ts';
 
 const args = benchArgs();
 const SECONDS = Number(args.seconds ?? 4);
@@ -22,29 +21,6 @@ const MODELS: { name: string; settings: Partial<OccamConfig> }[] = [
   { name: 'MLP 784-1024-10', settings: { model: 'mlp', units: 1024 } },
   { name: 'CNN u=32', settings: { model: 'cnn', units: 32 } },
 ];
-
-interface Measurement {
-  samplesPerSecond: number;
-  gradientMs: number;
-  updateMs: number;
-}
-
-/** Runs whole steps (the workers' step loop) for about SECONDS (at least 2) and returns the rate and the split. */
-async function measure(replica: Replica): Promise<Measurement> {
-  await trainSteps(replica, { fromStep: 0, toStep: 1 });
-  let steps = 0;
-  let gradientMs = 0;
-  let updateMs = 0;
-  const start = performance.now();
-  while (steps < 2 || performance.now() - start < SECONDS * 1000) {
-    const { times } = await trainSteps(replica, { fromStep: steps + 1, toStep: steps + 2 });
-    gradientMs += times.computeMs;
-    updateMs += times.updateMs;
-    steps++;
-  }
-  const seconds = (performance.now() - start) / 1000;
-  return { samplesPerSecond: (steps * BATCH) / seconds, gradientMs: gradientMs / steps, updateMs: updateMs / steps };
-}
 
 /** Debian's python3-torch lives under /usr/bin/python3, which a pyenv or venv python3 on PATH may hide. */
 function pythonWithTorch(): string | null {
@@ -78,7 +54,7 @@ for (const { name, settings } of MODELS) {
     }
     // cpu trains the CNN at seconds per step: one measured step says enough.
     const replica = new Replica(model, data, config);
-    const result = await measure(replica);
+    const result = await stepRate(replica, BATCH, SECONDS, 1, 2);
     rates.set(backend, result.samplesPerSecond);
     if (backend === 'blas')
       blasSplit.push(

@@ -15,17 +15,13 @@ import { describeAdapter } from '../src/training/webgpu.ts';
 import { selectBackend } from '../src/training/engine.ts';
 import { createModel } from '../src/training/models/create.ts';
 import { Replica } from '../src/training/replica.ts';
-import { trainSteps } from '../src/training/step-loop.ts';
 import { gradientParity } from './_parity.ts';
+import { benchArgs, stepRate } from './_steps.ts';
 import { syntheticSource } from './_synthetic.ts';
 
-const argv = process.argv.slice(2);
-const option = (name: string) => {
-  const i = argv.indexOf(`--${name}`);
-  return i >= 0 ? argv[i + 1] : undefined;
-};
-const QUICK = argv.includes('--quick');
-const SECONDS = Number(option('seconds') ?? (QUICK ? 2 : 5));
+const args = benchArgs();
+const QUICK = args.quick === 'true';
+const SECONDS = Number(args.seconds ?? (QUICK ? 2 : 5));
 const MODELS: { name: string; settings: Partial<OccamConfig> }[] = (
   QUICK
     ? [
@@ -51,7 +47,7 @@ for (const { name, settings } of MODELS) {
   const config = resolveConfig({ ...settings, backend: 'webgpu', dropout: 0.2 });
   const data = syntheticSource(config);
   const replica = new Replica(createModel(config, data), data, config);
-  steps[name] = await samplesPerSecond(replica, config.batchSize);
+  steps[name] = (await stepRate(replica, config.batchSize, SECONDS, 2, 3)).samplesPerSecond;
   replica.dispose();
   process.stderr.write(`  ${name}: ${steps[name].toFixed(0)} samples/s\n`);
 }
@@ -84,7 +80,7 @@ for (const n of MATMUL_SIZES) {
   );
 }
 if (!torch) console.log('\nPyTorch: no CUDA device seen by python3 (torch missing or no GPU)');
-const json = option('json');
+const json = args.json;
 if (json) writeFileSync(json, `${JSON.stringify({ adapter, quick: QUICK, parity, steps, matmul, torch }, null, 2)}\n`);
 process.exit(0);
 
@@ -92,18 +88,6 @@ function label(s: Partial<OccamConfig>): string {
   if (s.model === 'mlp') return `MLP 784-${s.units}-10, batch ${s.batchSize}`;
   if (s.model === 'cnn') return `CNN u=${s.units}, batch ${s.batchSize}`;
   return `GPT ${s.layers}×${s.width}, block ${s.blockSize}, batch ${s.batchSize}`;
-}
-
-/** Whole training steps for about SECONDS (at least 3 after 2 of warm-up, which compile the shaders). */
-async function samplesPerSecond(replica: Replica, batch: number): Promise<number> {
-  await trainSteps(replica, { fromStep: 0, toStep: 2 });
-  let done = 0;
-  const start = performance.now();
-  while (done < 3 || performance.now() - start < SECONDS * 1000) {
-    await trainSteps(replica, { fromStep: 2 + done, toStep: 3 + done });
-    done++;
-  }
-  return (done * batch) / ((performance.now() - start) / 1000);
 }
 
 /** fp32 n×n matrix products per second × 2n³, each timed to the end of its read. */

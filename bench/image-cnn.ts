@@ -7,7 +7,7 @@ import { existsSync } from 'node:fs';
 import type { OccamConfig } from '../src/config.ts';
 import { FASHION_MNIST_DIR } from '../src/training/data/idx.ts';
 import { baselinesNote, runComparison, seedList } from './_compare.ts';
-import { benchArgs } from './_experiment.ts';
+import { benchArgs } from './_steps.ts';
 
 const args = benchArgs();
 const quick = 'quick' in args;

@@ -10,7 +10,8 @@ import { loadDataSource } from '../src/training/data/load.ts';
 import type { TextDataSource } from '../src/training/data/text.ts';
 import { describeChoice, selectBackend } from '../src/training/engine.ts';
 import { generate, loadTrainedGpt, saveVocabulary } from '../src/training/sample.ts';
-import { benchArgs, fmt, machine, runExperiment, writeResults, type ExperimentRun } from './_experiment.ts';
+import { fmt, machine, runExperiment, writeResults, type ExperimentRun } from './_experiment.ts';
+import { benchArgs } from './_steps.ts';
 
 const args = benchArgs();
 const common: Partial<OccamConfig> = {

@@ -3,7 +3,8 @@
 // with plain training (`none`), Occam (`occam`), and post-training pruning to the density Occam
 // reached (`posttrain`). All three run through `occam train`'s code path with the same seed.
 // Options: --workers N (default 1), --seed S (default 1), --rounds R (default 12).
-import { benchArgs, bestRoundTable, runExperiment } from './_experiment.ts';
+import { bestRoundTable, runExperiment } from './_experiment.ts';
+import { benchArgs } from './_steps.ts';
 
 const args = benchArgs();
 const common = {

@@ -25,7 +25,8 @@ import {
   type Strategy,
   type SummaryRow,
 } from './_compare.ts';
-import { benchArgs, fmtStats, machine, stats, writeResults } from './_experiment.ts';
+import { fmtStats, machine, stats, writeResults } from './_experiment.ts';
+import { benchArgs } from './_steps.ts';
 
 const SKLEARN_DATA = '/usr/lib/python3/dist-packages/sklearn/datasets/data';
 /** Trees tried for the tuned forest (the package default is 50); chosen on the holdback split. */

@@ -1,6 +1,6 @@
 // The training configuration: one schema (TypeBox) declares every setting's type, range, default
-// and meaning; the OccamConfig type, the defaults, the checks, the flag and variable names and the
-// help derive from it. A bad value gets one error that names the key.
+// and meaning; the OccamConfig type, the defaults, the checks and the flag and variable names
+// derive from it. A bad value gets one error that names the key.
 import { createHash } from 'node:crypto';
 import { type Static, type TSchema, Type } from '@sinclair/typebox';
 
@@ -178,11 +178,6 @@ export const DEFAULT_CONFIG: Readonly<OccamConfig> = Object.freeze(
   Object.fromEntries(Object.entries(PROPERTIES).map(([key, schema]) => [key, schema.default])) as OccamConfig,
 );
 
-/** What a key means (the schema's description), for help texts and the README's settings table. */
-export function describeKey(key: keyof OccamConfig): string {
-  return PROPERTIES[key].description ?? '';
-}
-
 /** The --kebab-case flag that sets a key. */
 export function flagName(key: string): string {
   return key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
@@ -193,13 +188,11 @@ export function envName(key: string): string {
   return `OCCAM_${key.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()}`;
 }
 
-const RULES = CONFIG_RULES;
-
-export const CONFIG_KEYS = Object.keys(RULES) as (keyof OccamConfig)[];
+export const CONFIG_KEYS = Object.keys(CONFIG_RULES) as (keyof OccamConfig)[];
 
 /** Own keys only: 'toString' or '__proto__' in a config file are unknown keys, not inherited ones. */
 function isConfigKey(key: string): key is keyof OccamConfig {
-  return Object.hasOwn(RULES, key);
+  return Object.hasOwn(CONFIG_RULES, key);
 }
 
 export class ConfigError extends Error {
@@ -231,7 +224,7 @@ export function validateConfig(raw: Record<string, unknown>): OccamConfig {
   }
   for (const key of CONFIG_KEYS) {
     if (!Object.hasOwn(raw, key)) throw new ConfigError(key, `missing key '${key}'`);
-    checkRule(key, raw[key], RULES[key]);
+    checkRule(key, raw[key], CONFIG_RULES[key]);
   }
   const config = Object.fromEntries(CONFIG_KEYS.map((key) => [key, raw[key]])) as unknown as OccamConfig;
   checkCombinations(config);
@@ -243,7 +236,7 @@ export function validateConfig(raw: Record<string, unknown>): OccamConfig {
 /** Parses a string from a flag or environment variable into the type the key expects. */
 export function parseConfigValue(key: string, text: string): unknown {
   if (!isConfigKey(key)) throw new ConfigError(key, `unknown key '${key}'${suggest(key)}`);
-  const rule = RULES[key];
+  const rule = CONFIG_RULES[key];
   if (rule.type === 'integer' || rule.type === 'number') {
     const value = Number(text);
     if (text.trim() === '' || Number.isNaN(value)) {

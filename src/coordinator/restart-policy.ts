@@ -13,7 +13,7 @@ export type Outcome = { kind: 'membership-changed'; reason: string } | { kind: '
 export type Decision = { action: 'reform'; delayMs: number; attempt: number } | { action: 'give-up'; error: Error };
 
 /** Re-forming the ring this many times without a new commit means the run cannot progress. */
-export const MAX_FAILURES_WITHOUT_PROGRESS = 8;
+const MAX_FAILURES_WITHOUT_PROGRESS = 8;
 const FIRST_BACKOFF_MS = 250;
 
 export function classify(error: unknown): Outcome {

@@ -118,8 +118,8 @@ export class Member {
   async upload(): Promise<{ state: Uint8Array; stateDigest: string; step: number }> {
     this.hooks.upload?.({ step: this.step, rank: this.rank }, this.replica);
     const step = this.step;
-    const [state, stateDigest] = await Promise.all([this.replica.encodeState(), this.replica.stateDigest()]);
-    return { state, stateDigest, step };
+    const { state, digest } = await this.replica.snapshot();
+    return { state, stateDigest: digest, step };
   }
 
   async report(): Promise<StateReport> {

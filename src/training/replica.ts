@@ -190,7 +190,13 @@ export class Replica {
 
   /** The full replica state (weights, masks, moments, Adam steps) in safetensors bytes. */
   async encodeState(): Promise<Buffer> {
-    return encodeState(this.params, await this.hostState());
+    return (await this.snapshot()).state;
+  }
+
+  /** The state's bytes and their digest, from one read of the device. */
+  async snapshot(): Promise<{ state: Buffer; digest: string }> {
+    const state = await this.hostState();
+    return { state: encodeState(this.params, state), digest: stateDigest(state) };
   }
 
   /** Replaces the whole state with one from encodeState; checks every tensor against the model first. */

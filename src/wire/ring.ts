@@ -32,9 +32,6 @@ export interface RingOptions {
   wireFormat?: WireFormat;
 }
 
-/** What one all-reduce cost (the Collective contract the training step relies on). */
-export type AllReduceStats = CollectiveStats;
-
 interface Operation {
   id: number;
   buffer: Float32Array;
@@ -46,7 +43,7 @@ interface Operation {
   startMs: number;
   firstFrameMs: number;
   timer: NodeJS.Timeout | null;
-  resolve(stats: AllReduceStats): void;
+  resolve(stats: CollectiveStats): void;
   reject(error: Error): void;
 }
 
@@ -79,12 +76,12 @@ export class RingAllReduce implements Collective {
   }
 
   /** Sums `buffer` over all ranks, in place. Every rank must call it with equal lengths in the same order. */
-  allReduce(buffer: Float32Array): Promise<AllReduceStats> {
+  allReduce(buffer: Float32Array): Promise<CollectiveStats> {
     if (this.failure) return Promise.reject(this.failure);
     if (this.current) return Promise.reject(new RingError('an all-reduce is already in progress'));
     const id = this.nextOpId++;
     if (this.world === 1) return Promise.resolve({ bytesSent: 0, waitMs: 0, transferMs: 0 });
-    return new Promise<AllReduceStats>((resolve, reject) => {
+    return new Promise<CollectiveStats>((resolve, reject) => {
       const op: Operation = {
         id,
         buffer,
