@@ -7,6 +7,7 @@ const UNIT = [
   'blas-training',
   'checkpoint',
   'data',
+  'export',
   'fault-hooks',
   'k8s-manifests',
   'masks',
@@ -14,6 +15,7 @@ const UNIT = [
   'replica',
   'run-loop',
   'schedule',
+  'tensorboard',
 ].map((name) => `test/${name}.test.ts`);
 
 export default defineConfig({

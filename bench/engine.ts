@@ -12,6 +12,7 @@ import { BACKENDS, selectBackend, type BackendName } from '../src/training/engin
 import { createModel } from '../src/training/models/create.ts';
 import { Replica } from '../src/training/replica.ts';
 import { benchArgs, stepRate } from './_steps.ts';
+import { pythonWithTorch } from '../test/helpers/python.ts';
 
 const args = benchArgs();
 const SECONDS = Number(args.seconds ?? 4);
@@ -21,14 +22,6 @@ const MODELS: { name: string; settings: Partial<OccamConfig> }[] = [
   { name: 'MLP 784-1024-10', settings: { model: 'mlp', units: 1024 } },
   { name: 'CNN u=32', settings: { model: 'cnn', units: 32 } },
 ];
-
-/** Debian's python3-torch lives under /usr/bin/python3, which a pyenv or venv python3 on PATH may hide. */
-function pythonWithTorch(): string | null {
-  for (const python of ['/usr/bin/python3', 'python3']) {
-    if (spawnSync(python, ['-c', 'import torch'], { encoding: 'utf8' }).status === 0) return python;
-  }
-  return null;
-}
 
 function torchSamplesPerSecond(model: 'mlp' | 'cnn', units: number): number | string {
   const python = pythonWithTorch();

@@ -9,7 +9,8 @@ import { resolveConfig, type OccamConfig } from '../src/config.ts';
 import { loadDataSource } from '../src/training/data/load.ts';
 import type { TextDataSource } from '../src/training/data/text.ts';
 import { describeChoice, selectBackend } from '../src/training/engine.ts';
-import { generate, loadTrainedGpt, saveVocabulary } from '../src/training/sample.ts';
+import { generate, loadTrainedGpt } from '../src/training/sample.ts';
+import { saveModelInputs } from '../src/training/trained.ts';
 import { fmt, machine, runExperiment, writeResults, type ExperimentRun } from './_experiment.ts';
 import { benchArgs } from './_steps.ts';
 
@@ -74,7 +75,7 @@ say(summaryTable([none, occam]));
 
 // A sample from Occam's best model, as `occam sample` would print it.
 const runDir = occam.summary.runDir;
-saveVocabulary(runDir, data.tokenizer);
+saveModelInputs(runDir, data);
 const prompt = 'Call me Ishmael.';
 const sample = await generate(loadTrainedGpt(runDir), { length: 400, temperature: 0.8, topK: 0, seed: 1, prompt });
 say(

@@ -7,9 +7,11 @@ import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import { ConfigError, parseConfigValue, resolveConfig, type OccamConfig } from './config.ts';
 import { loadDataSource } from './training/data/load.ts';
-import { TextDataSource } from './training/data/text.ts';
 import { selectBackend } from './training/engine.ts';
-import { generate, loadTrainedGpt, saveVocabulary, SAMPLE_DEFAULTS, type SampleOptions } from './training/sample.ts';
+import { generate, loadTrainedGpt, SAMPLE_DEFAULTS, type SampleOptions } from './training/sample.ts';
+import { loadTrainedModel, saveModelInputs } from './training/trained.ts';
+import { accuracy, evaluateSplit, meanLoss } from './training/evaluate.ts';
+import { predict, readInputs } from './training/predict.ts';
 import { createLogger, setLogContext, type Logger } from './common/log.ts';
 import { AuthenticatedServer, sendJson } from './wire/server.ts';
 import { readTlsOptions } from './wire/tls.ts';
@@ -18,7 +20,8 @@ import { trainLocally } from './coordinator/local-cluster.ts';
 import { withObservability } from './observe/observability.ts';
 import { formatSummary, terminalMode, TerminalView } from './observe/terminal.ts';
 import { writeComparisonReport, writeRunReport } from './observe/report.ts';
-import { readRunConfig, type RunSummary } from './storage/run-dir.ts';
+import { readMetrics, readRunConfig, type RunSummary } from './storage/run-dir.ts';
+import { EXPORT_FORMATS, exportRun, type ExportFormat } from './export/export.ts';
 import { faultHooks } from './worker/faults.ts';
 import { Worker } from './worker/worker.ts';
 import {
@@ -47,6 +50,11 @@ usage:
                                         one run's report.html again, or several runs compared on the same axes
   occam sample RUN_DIR [--length N] [--temperature T] [--top-k K] [--seed S] [--prompt TEXT]
                                         generate text from a gpt run's best model
+  occam export RUN_DIR --format onnx|tfjs|safetensors-torch [--out DIR]
+                                        the best model for onnxruntime, TF.js or PyTorch (default RUN_DIR/export/FORMAT)
+  occam evaluate RUN_DIR [--dataset D --data-path P --label-column C --eval-limit N] [--json]
+                                        loss and accuracy of the best model (default: the run's own data)
+  occam predict RUN_DIR FILE [--json]   class probabilities for a CSV of rows or an IDX file of images, as CSV
 
 training settings (flags, OCCAM_<NAME> variables, or keys of --config FILE.json):
   --dataset mnist|fashion-mnist|idx|csv|iris|moby-dick|text   --data-path PATH   --label-column NAME
@@ -71,7 +79,7 @@ export async function main(argv: string[]): Promise<number> {
   }
   const pretty = args.flags.has('pretty-logs') || undefined;
   const log = createLogger({ role: args.command === 'worker' ? 'worker' : 'coordinator', pretty });
-  if (args.command !== 'sample' && args.command !== 'report' && args.positionals.length > 0)
+  if (!['sample', 'report', 'export', 'evaluate', 'predict'].includes(args.command) && args.positionals.length > 0)
     throw new UsageError(`unexpected argument '${args.positionals[0]}'`);
   switch (args.command) {
     case 'train':
@@ -81,9 +89,15 @@ export async function main(argv: string[]): Promise<number> {
     case 'worker':
       return runWorker(args, log);
     case 'sample':
-      return sample(args, log);
+      return sample(args);
     case 'report':
       return report(args);
+    case 'export':
+      return exportModel(args);
+    case 'evaluate':
+      return evaluate(args);
+    case 'predict':
+      return predictFile(args);
     default:
       throw new UsageError(`unknown command '${args.command}'`);
   }
@@ -96,7 +110,7 @@ async function train(args: ParsedArgs, pretty: boolean | undefined): Promise<num
   const data = loadDataSource(config);
   const runId = resumeDir ? (resolve(resumeDir).split('/').pop() ?? 'run') : newRunId(config);
   const runDir = resolve(resumeDir ?? args.flags.get('run-dir') ?? join('runs', runId));
-  if (data instanceof TextDataSource) saveVocabulary(runDir, data.tokenizer);
+  saveModelInputs(runDir, data);
   const view = new TerminalView(terminalMode({ json: args.flags.has('json'), quiet: args.flags.has('quiet') }, process.stderr));
   view.setBatchSize(config.batchSize);
   // The terminal shows progress; the coordinator's structured log goes to the run directory.
@@ -129,13 +143,12 @@ async function runCoordinator(args: ParsedArgs, log: Logger): Promise<number> {
   // Kubernetes ConfigMap on every start) must match it: RunDir refuses a different config by name.
   const explicit = args.flags.has('config') || Object.keys(configFromEnv()).length > 0 || Object.keys(configFlags(args)).length > 0;
   const config = existsSync(join(runDir, 'config.json')) && !explicit ? resolveConfig(readRunConfig(runDir)) : readConfig(args);
-  if (config.model === 'gpt') {
-    // Best effort: the workers hold the data; without vocab.json, `occam sample` rebuilds it from the corpus.
-    try {
-      saveVocabulary(runDir, (loadDataSource(config) as TextDataSource).tokenizer);
-    } catch (error) {
-      log.warn({ err: (error as Error).message }, 'could not write the vocabulary for `occam sample`');
-    }
+  // Best effort: the workers hold the data; without model/input.json and vocab.json, using the
+  // model later loads the data its config names to learn them.
+  try {
+    saveModelInputs(runDir, loadDataSource(config));
+  } catch (error) {
+    log.warn({ err: (error as Error).message }, 'could not record the model input layout (model/input.json)');
   }
   const runId = runDir.split('/').pop() ?? 'run';
   setLogContext(log, { runId });
@@ -260,8 +273,7 @@ async function runWorker(args: ParsedArgs, log: Logger): Promise<number> {
 function report(args: ParsedArgs): number {
   const runDirs = args.positionals;
   if (runDirs.length === 0) throw new UsageError('report needs at least one RUN_DIR');
-  const unknown = [...args.flags.keys()].find((name) => name !== 'out' && name !== 'pretty-logs');
-  if (unknown) throw new UsageError(`report does not take --${unknown}`);
+  onlyFlags(args, 'report', ['out']);
   const out = args.flags.get('out');
   const path =
     runDirs.length === 1 && !out ? writeRunReport(runDirs[0]) : writeComparisonReport(runDirs, resolve(out ?? 'occam-report.html'));
@@ -269,8 +281,105 @@ function report(args: ParsedArgs): number {
   return 0;
 }
 
+/** `occam export RUN_DIR --format F [--out DIR]`: writes the files and lists them. */
+function exportModel(args: ParsedArgs): number {
+  const [runDir, ...extra] = args.positionals;
+  if (!runDir || extra.length > 0) throw new UsageError('export needs exactly one RUN_DIR');
+  onlyFlags(args, 'export', ['format', 'out']);
+  const format = args.flags.get('format');
+  if (!format) throw new UsageError(`export needs --format ${EXPORT_FORMATS.join('|')}`);
+  if (!(EXPORT_FORMATS as readonly string[]).includes(format))
+    throw new UsageError(`--format must be one of ${EXPORT_FORMATS.join(', ')} (got '${format}')`);
+  const out = args.flags.get('out');
+  for (const path of exportRun(runDir, format as ExportFormat, out ? resolve(out) : undefined)) process.stdout.write(`${path}\n`);
+  return 0;
+}
+
+/** Flags of `occam evaluate`: the data to evaluate on, how much of it, and where. */
+const EVALUATE_FLAGS = ['dataset', 'data-path', 'label-column', 'text', 'eval-limit', 'eval-batch-size', 'backend', 'json'];
+
+/**
+ * `occam evaluate RUN_DIR`: the best model on the run's data (or other data of the same layout).
+ * Evaluated as the run's workers did it (the same shares, summed in rank order, on the same
+ * backend), so on the run's own data the figures equal the summary's best round exactly.
+ */
+async function evaluate(args: ParsedArgs): Promise<number> {
+  const [runDir, ...extra] = args.positionals;
+  if (!runDir || extra.length > 0) throw new UsageError('evaluate needs exactly one RUN_DIR');
+  onlyFlags(args, 'evaluate', EVALUATE_FLAGS);
+  const config = resolveConfig(
+    readRunConfig(runDir),
+    configFlags({ ...args, flags: new Map([...args.flags].filter(([name]) => name !== 'json')) }),
+  );
+  const engine = await selectBackend(config.backend, quietLog());
+  const trained = loadTrainedModel(runDir);
+  const data = loadDataSource(config);
+  const expected = `${trained.input.shape.join('×')} (${trained.input.classes} classes)`;
+  if (data.inputShape.join('×') !== trained.input.shape.join('×') || data.classes > trained.input.classes)
+    throw new UsageError(
+      `${data.description} has inputs ${data.inputShape.join('×')} (${data.classes} classes); the model takes ${expected}`,
+    );
+  const round = trained.manifest.best.round;
+  const world = readMetrics(runDir).find((m) => m.round === round)?.workers ?? config.workers;
+  const result: Record<string, { loss: number | null; accuracy: number | null; count: number }> = {};
+  for (const split of ['holdback', 'test'] as const) {
+    const sums = await evaluateSplit(trained.model, trained.weights, data, split, world, config);
+    result[split] = { loss: meanLoss(sums), accuracy: accuracy(sums), count: sums.count };
+  }
+  if (args.flags.has('json')) {
+    process.stdout.write(
+      `${JSON.stringify({ round: round + 1, data: data.description, workers: world, backend: engine.backend, ...result })}\n`,
+    );
+    return 0;
+  }
+  process.stdout.write(`best model of ${runDir} (round ${round + 1}) on ${data.description}, as ${world} worker(s) on ${engine.backend}\n`);
+  for (const [split, r] of Object.entries(result)) {
+    const loss = r.loss === null ? '–' : r.loss.toFixed(4);
+    const acc = r.accuracy === null ? '–' : `${(100 * r.accuracy).toFixed(2)}%`;
+    process.stdout.write(`  ${split.padEnd(9)} loss ${loss}  accuracy ${acc}  (${r.count} samples)\n`);
+  }
+  return 0;
+}
+
+/** `occam predict RUN_DIR FILE`: one CSV line (or JSON line) of class probabilities per input. */
+async function predictFile(args: ParsedArgs): Promise<number> {
+  const [runDir, file, ...extra] = args.positionals;
+  if (!runDir || !file || extra.length > 0) throw new UsageError('predict needs RUN_DIR and FILE');
+  onlyFlags(args, 'predict', ['json', 'backend']);
+  const backend = args.flags.get('backend');
+  await selectBackend(backend ? (parseConfigValue('backend', backend) as OccamConfig['backend']) : 'auto', quietLog());
+  const trained = loadTrainedModel(runDir);
+  const { x, count } = readInputs(trained, file);
+  const { classes, probabilities } = await predict(trained, x, count, trained.config.evalBatchSize);
+  const json = args.flags.has('json');
+  const csvCell = (text: string) => (/[",\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text);
+  if (!json) process.stdout.write(`${['row', 'prediction', ...classes].map(csvCell).join(',')}\n`);
+  probabilities.forEach((p, row) => {
+    let best = 0;
+    for (let c = 1; c < p.length; c++) if (p[c] > p[best]) best = c;
+    if (json) {
+      const named = Object.fromEntries(classes.map((name, c) => [name, p[c]]));
+      process.stdout.write(`${JSON.stringify({ row: row + 1, prediction: classes[best], probabilities: named })}\n`);
+    } else {
+      process.stdout.write(`${[String(row + 1), csvCell(classes[best]), ...Array.from(p, (v) => v.toFixed(6))].join(',')}\n`);
+    }
+  });
+  return 0;
+}
+
+/** Tools that print results on stdout keep stderr for warnings and errors only. */
+function quietLog(): Logger {
+  return createLogger({ role: 'coordinator', level: 'warn' });
+}
+
+/** Refuses a flag the command does not take. */
+function onlyFlags(args: ParsedArgs, command: string, known: string[]): void {
+  const unknown = [...args.flags.keys()].find((name) => !known.includes(name) && name !== 'pretty-logs');
+  if (unknown) throw new UsageError(`${command} does not take --${unknown}`);
+}
+
 /** `occam sample RUN_DIR`: text from the best model of a gpt run, on stdout. */
-async function sample(args: ParsedArgs, log: Logger): Promise<number> {
+async function sample(args: ParsedArgs): Promise<number> {
   const [runDir, ...extra] = args.positionals;
   if (!runDir || extra.length > 0) throw new UsageError('sample needs exactly one RUN_DIR');
   const number = (name: string, fallback: number, valid: (n: number) => boolean, rule: string) => {
@@ -280,9 +389,7 @@ async function sample(args: ParsedArgs, log: Logger): Promise<number> {
     if (text.trim() === '' || !valid(value)) throw new UsageError(`--${name} must be ${rule} (got '${text}')`);
     return value;
   };
-  const known = new Set(['length', 'temperature', 'top-k', 'seed', 'prompt', 'backend', 'pretty-logs']);
-  const unknown = [...args.flags.keys()].find((name) => !known.has(name));
-  if (unknown) throw new UsageError(`sample does not take --${unknown}`);
+  onlyFlags(args, 'sample', ['length', 'temperature', 'top-k', 'seed', 'prompt', 'backend']);
   const options: SampleOptions = {
     length: number('length', SAMPLE_DEFAULTS.length, (n) => Number.isInteger(n) && n >= 0, 'an integer ≥ 0'),
     temperature: number('temperature', SAMPLE_DEFAULTS.temperature, (n) => Number.isFinite(n) && n >= 0, 'a number ≥ 0'),
@@ -291,7 +398,7 @@ async function sample(args: ParsedArgs, log: Logger): Promise<number> {
     prompt: args.flags.get('prompt') ?? SAMPLE_DEFAULTS.prompt,
   };
   const backend = args.flags.get('backend');
-  await selectBackend(backend ? (parseConfigValue('backend', backend) as OccamConfig['backend']) : 'auto', log);
+  await selectBackend(backend ? (parseConfigValue('backend', backend) as OccamConfig['backend']) : 'auto', quietLog());
   const gpt = loadTrainedGpt(runDir);
   process.stdout.write(`${options.prompt + (await generate(gpt, options))}\n`);
   return 0;
@@ -305,7 +412,7 @@ function newRunId(config: OccamConfig): string {
 main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (error: Error) => {
-    const known = error instanceof UsageError || error instanceof ConfigError || error.name === 'DataError';
+    const known = error instanceof UsageError || error instanceof ConfigError || error.name === 'DataError' || error.name === 'RunDirError';
     process.stderr.write(`occam: ${error.message}\n${error instanceof UsageError ? "run 'occam --help' for usage\n" : ''}`);
     if (!known && process.env.OCCAM_DEBUG) process.stderr.write(`${error.stack}\n`);
     process.exit(known ? 2 : 1);

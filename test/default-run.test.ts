@@ -1,5 +1,5 @@
-import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -29,12 +29,24 @@ describe('occam train with no options', () => {
       'summary.json',
       'report.html',
       'model/model.safetensors',
-      'model/model.json',
+      'model/occam-model.json',
+      'model/model.sparse.safetensors',
+      'model/input.json',
       'worker-0.log',
       'worker-1.log',
     ]) {
       expect(existsSync(join(runDir, file)), file).toBe(true);
     }
     expect(stdout).toMatch(/best round/);
+    // The pruned model is small on disk: at the default run's density the sparse file is at most a quarter of the dense weights.
+    const summary = JSON.parse(readFileSync(join(runDir, 'summary.json'), 'utf8'));
+    expect(summary.modelSizes.sparseBytes / summary.modelSizes.denseBytes).toBeLessThanOrEqual(0.25);
+    expect(stdout).toMatch(/model size/);
+    // `occam evaluate` on the exported model gives the summary's test figures exactly.
+    const evaluated = spawnSync(process.execPath, [OCCAM_BIN, 'evaluate', runDir, '--json'], { encoding: 'utf8' });
+    expect(evaluated.status, evaluated.stderr).toBe(0);
+    const figures = JSON.parse(evaluated.stdout);
+    expect([figures.test.loss, figures.test.accuracy]).toEqual([summary.best.testLoss, summary.best.testAccuracy]);
+    expect(readdirSync(join(runDir, 'tensorboard')).some((name) => name.startsWith('events.out.tfevents.'))).toBe(true);
   });
 });

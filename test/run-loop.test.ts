@@ -4,22 +4,17 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import type { OccamConfig } from '../src/config.ts';
-import { LocalGroup, type LocalGroupOptions } from '../src/coordinator/local-group.ts';
+import type { LocalGroup, LocalGroupOptions } from '../src/coordinator/local-group.ts';
 import type { ReplicaGroup } from '../src/coordinator/replica-group.ts';
-import { RestartPolicy, runGenerations } from '../src/coordinator/restart-policy.ts';
-import { RunLoop, RunStopped } from '../src/coordinator/run-loop.ts';
+import { RunStopped } from '../src/coordinator/run-loop.ts';
 import type { RunEvent } from '../src/observe/events.ts';
-import { readMetrics, RunDir, type RoundMetrics, type RunSummary } from '../src/storage/run-dir.ts';
-import type { DataSource } from '../src/training/data/source.ts';
-import { loadDataSource } from '../src/training/data/load.ts';
+import { readMetrics, type RoundMetrics } from '../src/storage/run-dir.ts';
 import { selectBackend } from '../src/training/engine.ts';
-import { Member, type MemberHooks } from '../src/training/member.ts';
-import { createModel } from '../src/training/models/create.ts';
-import type { Model } from '../src/training/models/model.ts';
-import { Replica } from '../src/training/replica.ts';
+import type { MemberHooks } from '../src/training/member.ts';
+import type { Replica } from '../src/training/replica.ts';
 import { faultHooks } from '../src/worker/faults.ts';
-import { quietLog, smallConfig, tempRunDir } from './helpers/runs.ts';
+import { type LocalRun, localGroup, loopFor, runLocal as runLocalWith } from './helpers/local-runs.ts';
+import { smallConfig, tempRunDir } from './helpers/runs.ts';
 
 const CONFIG = smallConfig({ units: 16, trainLimit: 500, batchSize: 64, evalLimit: 100, rounds: 3 });
 
@@ -27,46 +22,12 @@ beforeAll(async () => {
   await selectBackend('cpu');
 });
 
-interface LocalRun {
-  summary: RunSummary;
-  metrics: RoundMetrics[];
-  events: RunEvent[];
-  digest: string;
-}
-
-function loopFor(runDir: string, config: OccamConfig, events: RunEvent[], policy?: RestartPolicy): RunLoop {
-  return new RunLoop({
-    config,
-    runDir: new RunDir(runDir),
-    runId: 'local',
-    log: quietLog,
-    emit: (e) => events.push(e),
-    onCommit: () => policy?.committed(),
-  });
-}
-
-/** A whole run over the groups `form` returns, generation after generation. */
-async function runLocal(form: (generation: number) => ReplicaGroup, config = CONFIG, runDir = tempRunDir('local')): Promise<LocalRun> {
-  const events: RunEvent[] = [];
-  const policy = new RestartPolicy(8, 1);
-  const loop = loopFor(runDir, config, events, policy);
-  loop.open();
-  let generation = 0;
-  await runGenerations(loop, policy, { form: async () => form(generation++) });
-  const summary = loop.finish();
-  return { summary, metrics: readMetrics(runDir), events, digest: loop.committed?.digest ?? '' };
-}
-
-/** The data and model of a config, loaded once and shared read-only by every member. */
-const built = new Map<OccamConfig, { data: DataSource; model: Model }>();
 function group(workers: number, options: LocalGroupOptions & { hooks?: (rank: number) => MemberHooks } = {}, config = CONFIG): LocalGroup {
-  if (!built.has(config)) {
-    const data = loadDataSource(config);
-    built.set(config, { data, model: createModel(config, data) });
-  }
-  const { data, model } = built.get(config) as { data: DataSource; model: Model };
-  const members = Array.from({ length: workers }, (_, rank) => new Member(new Replica(model, data, config), config, options.hooks?.(rank)));
-  return new LocalGroup(members, config, options);
+  return localGroup(config, workers, options);
+}
+
+function runLocal(form: (generation: number) => ReplicaGroup, config = CONFIG, runDir?: string): Promise<LocalRun> {
+  return runLocalWith(form, config, runDir);
 }
 
 function expectSameLosses(a: RoundMetrics[], b: RoundMetrics[], relative: number): void {

@@ -140,8 +140,8 @@ export function maxMessageBytes(args: ParsedArgs): number {
   return Math.floor(megabytes * 1024 * 1024);
 }
 
-/** Flags of the commands that train nothing: `report` and `sample`. */
-const TOOL_FLAGS = ['out', 'length', 'temperature', 'top-k', 'prompt'];
+/** Flags of the commands that train nothing: `report`, `sample`, `export`. */
+const TOOL_FLAGS = ['out', 'length', 'temperature', 'top-k', 'prompt', 'format'];
 
 /** Every flag any command reads, with its type for node:util's parseArgs. */
 function flagOptions(): Record<string, { type: 'string' | 'boolean' }> {

@@ -1,7 +1,7 @@
 // The seam between the training algorithm and the cluster: one ring generation seen as a
 // collective. The run loop (run-loop.ts) is written against this interface alone; RemoteGroup
 // drives worker processes over their control links, LocalGroup drives in-process replicas.
-import type { EvalSums } from '../training/replica.ts';
+import type { EvalSums } from '../training/evaluate.ts';
 import type { StateReport } from '../training/member.ts';
 import type { StepsResult } from '../training/step-loop.ts';
 

@@ -3,7 +3,7 @@
 // pruning thresholds and apply them, and return the round's metrics line.
 import type { OccamConfig } from '../config.ts';
 import type { RoundMetrics } from '../storage/run-dir.ts';
-import type { EvalSums } from '../training/replica.ts';
+import { accuracy, meanLoss, sumShares } from '../training/evaluate.ts';
 import { afterRound, eligibleForBest } from '../training/schedule.ts';
 import type { ReplicaGroup } from './replica-group.ts';
 import type { RunState } from './run-state.ts';
@@ -23,13 +23,13 @@ export async function endRound(context: RoundContext, progress: RunState): Promi
   const startedMs = Date.now();
   const { config, group } = context;
   const evals = await group.evaluate();
-  const holdback = sumSplits(evals.map((r) => r.holdback));
-  const test = sumSplits(evals.map((r) => r.test));
+  const holdback = sumShares(evals.map((r) => r.holdback));
+  const test = sumShares(evals.map((r) => r.test));
   const trainLoss = progress.roundSamples > 0 ? progress.roundLossSum / progress.roundSamples : null;
   if (trainLoss !== null && !Number.isFinite(trainLoss)) {
     throw new Error(`training diverged: the training loss of round ${progress.round + 1} is ${trainLoss}; lower learningRate`);
   }
-  const holdbackLoss = mean(holdback);
+  const holdbackLoss = meanLoss(holdback);
   const loss = holdbackLoss ?? trainLoss ?? NaN;
   const weightsKept = context.weightsKept(progress);
   const { state: schedule, pruneFraction } = afterRound(config, progress.schedule, progress.round, loss, weightsKept);
@@ -41,7 +41,7 @@ export async function endRound(context: RoundContext, progress: RunState): Promi
     trainLoss,
     holdbackLoss,
     holdbackAccuracy: accuracy(holdback),
-    testLoss: mean(test),
+    testLoss: meanLoss(test),
     testAccuracy: accuracy(test),
     weightsKept,
     activeParams: progress.activeParams,
@@ -106,20 +106,4 @@ async function prune(context: RoundContext, progress: RunState, p: number): Prom
   const report = reports[reports.findIndex((r) => r.stateDigest === agreed)];
   progress.activeParams = report.activeParams;
   progress.activePerLayer = report.activePerLayer;
-}
-
-function sumSplits(parts: EvalSums[]): EvalSums {
-  return parts.reduce((acc, s) => ({ lossSum: acc.lossSum + s.lossSum, correct: acc.correct + s.correct, count: acc.count + s.count }), {
-    lossSum: 0,
-    correct: 0,
-    count: 0,
-  });
-}
-
-function mean(s: EvalSums): number | null {
-  return s.count > 0 ? s.lossSum / s.count : null;
-}
-
-function accuracy(s: EvalSums): number | null {
-  return s.count > 0 ? s.correct / s.count : null;
 }

@@ -84,6 +84,7 @@ export class RunLoop {
       wallMs: progress.elapsedMs,
       resyncs: progress.resyncs,
       restarts: progress.restarts,
+      modelSizes: this.options.runDir.modelSizes(),
     };
     this.options.runDir.writeSummary(summary);
     this.options.emit({ type: 'done', summary });

@@ -1,6 +1,7 @@
 // Charts as inline SVG strings, rendered on the server: the run report needs no script and no
 // network to open, and the live status page swaps in the same SVG that the server re-renders.
 // Two kinds: line charts (series of x/y points, gaps allowed) and stacked bar charts.
+import type { ModelSizes } from '../storage/model-dir.ts';
 
 export interface Point {
   x: number;
@@ -156,6 +157,12 @@ export function formatNumber(value: number): string {
 
 export function formatPercent(value: number): string {
   return `${trimZeros((100 * value).toPrecision(3))}%`;
+}
+
+/** "142 kB / 3.2 MB (4.4%)": model/model.sparse.safetensors against the dense float32 weights. */
+export function formatModelSizes({ sparseBytes, denseBytes }: ModelSizes): string {
+  const size = (bytes: number) => (bytes >= 1e6 ? `${(bytes / 1e6).toFixed(1)} MB` : `${(bytes / 1e3).toFixed(1)} kB`);
+  return `${size(sparseBytes)} / ${size(denseBytes)} (${((100 * sparseBytes) / denseBytes).toFixed(1)}%)`;
 }
 
 export function escapeXml(text: string): string {

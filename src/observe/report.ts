@@ -1,10 +1,11 @@
 // report.html: a self-contained page (inline SVG, no script, no network) with the plots of one
 // run — losses, accuracy, weights kept, p, compute, step-time breakdown, bytes per step — or of
 // several runs on the same axes (`occam report A B`). The live status page reuses these charts.
-import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { writeAtomically } from '../storage/atomic-file.ts';
 import { basename, join, resolve } from 'node:path';
 import type { OccamConfig } from '../config.ts';
-import { escapeXml, formatNumber, formatPercent, lineChart, PALETTE, stackedBarChart, type Series } from './plots.ts';
+import { escapeXml, formatModelSizes, formatNumber, formatPercent, lineChart, PALETTE, stackedBarChart, type Series } from './plots.ts';
 import { readMetrics, readRunConfig, type RoundMetrics, type RunSummary } from '../storage/run-dir.ts';
 
 /** What a report needs of one run. */
@@ -238,6 +239,7 @@ function summaryTable(runs: RunRecord[]): string {
     'test accuracy',
     'weights kept',
     'compute',
+    'model size (sparse / dense)',
     'wall time',
     'workers',
     'resyncs / restarts',
@@ -256,6 +258,7 @@ function summaryTable(runs: RunRecord[]): string {
       best?.testAccuracy != null ? formatPercent(best.testAccuracy) : '—',
       best ? formatPercent(best.weightsKept) : '—',
       best ? formatNumber(best.compute) : '—',
+      run.summary?.modelSizes ? formatModelSizes(run.summary.modelSizes) : '—',
       wallMs !== undefined ? `${(wallMs / 1000).toFixed(1)} s` : '—',
       last ? String(last.workers) : '—',
       last ? `${last.resyncs} / ${last.restarts}` : '—',
@@ -383,10 +386,4 @@ function perRun(runs: RunRecord[], pick: (m: RoundMetrics) => number | null, sin
 
 function capitalize(text: string): string {
   return text.charAt(0).toUpperCase() + text.slice(1);
-}
-
-function writeAtomically(path: string, text: string): void {
-  const temporary = `${path}.tmp-${process.pid}`;
-  writeFileSync(temporary, text);
-  renameSync(temporary, path);
 }

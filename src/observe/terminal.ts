@@ -5,6 +5,7 @@
 import { join } from 'node:path';
 import type { StepTimes } from '../wire/protocol.ts';
 import type { RunEvent } from './events.ts';
+import { formatModelSizes } from './plots.ts';
 import { REPORT_FILE } from './report.ts';
 import type { RoundMetrics, RunSummary } from '../storage/run-dir.ts';
 
@@ -160,6 +161,7 @@ export function formatSummary(summary: RunSummary): string {
         : '—',
     ],
     ['compute (active weights × samples)', best ? best.compute.toExponential(3) : '—'],
+    ['model size (sparse / dense)', summary.modelSizes ? formatModelSizes(summary.modelSizes) : '—'],
     ['wall time', `${(summary.wallMs / 1000).toFixed(1)} s`],
     ['resyncs / restarts', `${summary.resyncs} / ${summary.restarts}`],
     ['report', join(summary.runDir, REPORT_FILE)],

@@ -1,10 +1,12 @@
 // The run directory a user reads and plots: config.json, metrics.jsonl (one line per round),
-// checkpoints/, model/ (the best round's weights and masks, safetensors + JSON), summary.json.
-import { appendFileSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+// checkpoints/, model/ (the best round's model: model-dir.ts), tensorboard/, summary.json.
+import { appendFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { configHash, type OccamConfig } from '../config.ts';
-import { decodeSafetensors, encodeSafetensors } from './safetensors.ts';
-import { isOptimizerTensor } from './state-format.ts';
+import { writeAtomically } from './atomic-file.ts';
+import { RunDirError } from './errors.ts';
+import { type ModelSizes, readModelSizes, writeModel } from './model-dir.ts';
+import { EventFileWriter, type ScalarPoint } from './tensorboard.ts';
 
 /** One line of metrics.jsonl: everything measured in one round. */
 export interface RoundMetrics {
@@ -55,10 +57,18 @@ export interface RunSummary {
   wallMs: number;
   resyncs: number;
   restarts: number;
+  /** Bytes of the best model: dense float32 weights against model/model.sparse.safetensors (null before any export). */
+  modelSizes: ModelSizes | null;
 }
 
 export class RunDir {
-  constructor(readonly path: string) {}
+  private readonly tensorboard: EventFileWriter;
+  /** Tokens per training sample, where a sample is a window of text (the gpt): for tokens/s. */
+  private tokensPerSample: number | null = null;
+
+  constructor(readonly path: string) {
+    this.tensorboard = new EventFileWriter(join(path, 'tensorboard'));
+  }
 
   get checkpoints(): string {
     return join(this.path, 'checkpoints');
@@ -80,26 +90,35 @@ export class RunDir {
       }
     }
     writeAtomically(path, `${JSON.stringify(config, null, 2)}\n`);
+    this.tokensPerSample = config.model === 'gpt' ? config.blockSize : null;
   }
 
+  /** One round's line in metrics.jsonl and its point in the TensorBoard log. */
   appendMetrics(metrics: RoundMetrics): void {
     appendFileSync(this.metricsPath, `${JSON.stringify(metrics)}\n`);
+    this.tensorboard.append(roundScalars(metrics, Date.now(), this.tokensPerSample));
   }
 
-  /** Rewrites metrics.jsonl from a checkpoint's history (after a resume, rounds after it are redone). */
+  /** Rewrites metrics.jsonl and the TensorBoard log from a checkpoint's history (after a resume, rounds after it are redone). */
   rewriteMetrics(history: RoundMetrics[]): void {
     writeAtomically(this.metricsPath, history.map((m) => `${JSON.stringify(m)}\n`).join(''));
+    // The history keeps times relative to the run: place them so the last round ends now.
+    const lastMs = history[history.length - 1]?.elapsedMs ?? 0;
+    this.tensorboard.rewrite(history.map((m) => roundScalars(m, Date.now() - (lastMs - m.elapsedMs), this.tokensPerSample)));
+  }
+
+  get modelDir(): string {
+    return join(this.path, 'model');
   }
 
   /** Writes model/ from replica state bytes: weights and masks only (no optimizer state). */
   exportModel(state: Uint8Array, config: OccamConfig, best: BestRound): void {
-    const dir = join(this.path, 'model');
-    mkdirSync(dir, { recursive: true });
-    const { tensors } = decodeSafetensors(state);
-    const model = tensors.filter((t) => !isOptimizerTensor(t.name));
-    writeAtomically(join(dir, 'model.safetensors'), encodeSafetensors(model, { format: 'occam-model', round: String(best.round) }));
-    const manifest = { format: 'occam-model', config, best, tensors: model.map((t) => ({ name: t.name, shape: t.shape })) };
-    writeAtomically(join(dir, 'model.json'), `${JSON.stringify(manifest, null, 2)}\n`);
+    writeModel(this.modelDir, state, config, best);
+  }
+
+  /** The exported model's sizes, for the summary. */
+  modelSizes(): ModelSizes | null {
+    return readModelSizes(this.modelDir);
   }
 
   writeSummary(summary: RunSummary): void {
@@ -107,14 +126,45 @@ export class RunDir {
   }
 }
 
+/** The TensorBoard scalars of one round, by tag (rounds are counted from 1, as on the terminal). */
+export function roundScalars(m: RoundMetrics, wallTimeMs: number, tokensPerSample: number | null): ScalarPoint {
+  const samplesPerSecond = m.roundMs > 0 ? m.samples / (m.roundMs / 1000) : null;
+  return {
+    step: m.step,
+    wallTimeMs,
+    scalars: {
+      'loss/train': m.trainLoss,
+      'loss/holdback': m.holdbackLoss,
+      'loss/test': m.testLoss,
+      'accuracy/holdback': m.holdbackAccuracy,
+      'accuracy/test': m.testAccuracy,
+      'pruning/weights_kept': m.weightsKept,
+      'pruning/active_params': m.activeParams,
+      'pruning/p': m.p,
+      'compute/active_weights_x_samples': m.compute,
+      'step_ms/compute': m.stepMs.compute,
+      'step_ms/allreduce': m.stepMs.allreduce,
+      'step_ms/wait': m.stepMs.wait,
+      'step_ms/update': m.stepMs.update,
+      'network/bytes_per_step': m.bytesPerStep,
+      'throughput/samples_per_s': samplesPerSecond,
+      'throughput/tokens_per_s': tokensPerSample !== null && samplesPerSecond !== null ? samplesPerSecond * tokensPerSample : null,
+      'run/round': m.round + 1,
+      'run/workers': m.workers,
+      'run/resyncs': m.resyncs,
+      'run/restarts': m.restarts,
+    },
+  };
+}
+
 /** Reads a run's config.json. */
 export function readRunConfig(runDir: string): OccamConfig {
   const path = join(runDir, 'config.json');
-  if (!existsSync(path)) throw new Error(`${runDir} is not a run directory (no config.json)`);
+  if (!existsSync(path)) throw new RunDirError(`${runDir} is not a run directory (no config.json)`);
   try {
     return JSON.parse(readFileSync(path, 'utf8')) as OccamConfig;
   } catch {
-    throw new Error(`${path} is not valid JSON`);
+    throw new RunDirError(`${path} is not valid JSON`);
   }
 }
 
@@ -132,10 +182,4 @@ export function readMetrics(runDir: string): RoundMetrics[] {
         return [];
       }
     });
-}
-
-function writeAtomically(path: string, data: string | Uint8Array): void {
-  const temporary = `${path}.tmp-${process.pid}`;
-  writeFileSync(temporary, data);
-  renameSync(temporary, path);
 }

@@ -4,7 +4,7 @@
 // Hooks let a test or a fault plan act at named points, each with the facts it declares.
 import { SOLO, type Collective } from '../common/collective.ts';
 import type { OccamConfig } from '../config.ts';
-import type { EvalSums } from './replica.ts';
+import type { EvalSums } from './evaluate.ts';
 import { Replica } from './replica.ts';
 import { trainSteps, type StepsResult } from './step-loop.ts';
 

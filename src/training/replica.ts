@@ -13,15 +13,9 @@ import { ADAM_DEFAULTS, type AdamSettings, adamUpdate } from './adam.ts';
 import { type DataSource, type EvalSplit, SEED_SALT } from './data/source.ts';
 import { DeviceState } from './device-state.ts';
 import { activeIndices, applyThreshold, countActive, pruneThreshold } from './masks.ts';
-import { evaluateBatch, initialWeights, lossSum, type Model, type ParamSpec } from './models/model.ts';
+import { type EvalSums, evaluateShare } from './evaluate.ts';
+import { initialWeights, lossSum, type Model, type ParamSpec } from './models/model.ts';
 import { mixSeed } from './rng.ts';
-
-/** Partial sums a worker reports for an evaluation split or a round's training loss. */
-export interface EvalSums {
-  lossSum: number;
-  correct: number;
-  count: number;
-}
 
 export class Replica {
   /** One mask per parameter: 1 = kept; null for parameters that are never pruned. Kept on the host: it changes only when pruning. */
@@ -120,23 +114,9 @@ export class Replica {
     all.dispose();
   }
 
-  /**
-   * Loss sum, correct predictions and count over this rank's share of an evaluation split.
-   * Yields to the event loop between batches so heartbeats keep flowing during long evaluations.
-   */
-  async evaluate(split: EvalSplit, rank: number, world: number): Promise<EvalSums> {
-    const total = split === 'holdback' ? this.data.holdbackCount : this.data.testCount;
-    const limit = this.config.evalLimit > 0 ? Math.min(total, this.config.evalLimit) : total;
-    const [start, end] = shardRange(limit, rank, world);
-    const sums: EvalSums = { lossSum: 0, correct: 0, count: end - start };
-    for (let at = start; at < end; at += this.config.evalBatchSize) {
-      const batch = this.data.evalExamples(split, at, Math.min(end, at + this.config.evalBatchSize));
-      const result = await evaluateBatch(this.model, this.state.weights, batch);
-      sums.lossSum += result.lossSum;
-      sums.correct += result.correct;
-      await new Promise((resolve) => setImmediate(resolve));
-    }
-    return sums;
+  /** Loss sum, correct predictions and count over this rank's share of an evaluation split. */
+  evaluate(split: EvalSplit, rank: number, world: number): Promise<EvalSums> {
+    return evaluateShare(this.model, this.state.weights, this.data, split, { rank, world }, this.config);
   }
 
   /** Occam's threshold for one prunable parameter: the p-quantile of its surviving |w|. */

@@ -1,20 +1,16 @@
 // Text from a trained GPT (`occam sample RUN_DIR`): loads the run's exported model (the best
-// round's weights and masks, model/model.safetensors + model.json) and its vocabulary, then draws
-// one token at a time with temperature and top-k from a seeded stream.
+// round's weights and masks, trained.ts) and its vocabulary, then draws one token at a time with
+// temperature and top-k from a seeded stream.
 import * as tf from '@tensorflow/tfjs-core';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { resolveConfig, type OccamConfig } from '../config.ts';
+import type { OccamConfig } from '../config.ts';
+import { MODEL_FILES } from '../storage/model-dir.ts';
 import { corpusText } from './data/text.ts';
 import { CharTokenizer } from './data/tokenizer.ts';
-import { createGpt } from './models/gpt.ts';
 import type { Model } from './models/model.ts';
 import { Rng } from './rng.ts';
-import { decodeSafetensors } from '../storage/safetensors.ts';
-import { maskName } from '../storage/state-format.ts';
-
-/** Where a run keeps its vocabulary: beside the exported model, so model/ is self-contained. */
-export const VOCABULARY_FILE = join('model', 'vocab.json');
+import { loadTrainedModel } from './trained.ts';
 
 export interface SampleOptions {
   /** Tokens to generate. */
@@ -39,43 +35,12 @@ export interface TrainedGpt {
   round: number;
 }
 
-/** Writes the vocabulary of a run (called when training starts; sampling reads it). */
-export function saveVocabulary(runDir: string, tokenizer: CharTokenizer): void {
-  mkdirSync(join(runDir, 'model'), { recursive: true });
-  writeFileSync(join(runDir, VOCABULARY_FILE), `${JSON.stringify(tokenizer.vocabulary)}\n`);
-}
-
 /** The run's exported GPT, ready to sample; one clear error when the run has none. */
 export function loadTrainedGpt(runDir: string): TrainedGpt {
-  const manifestPath = join(runDir, 'model', 'model.json');
-  const weightsPath = join(runDir, 'model', 'model.safetensors');
-  if (!existsSync(manifestPath) || !existsSync(weightsPath))
-    throw new Error(`${runDir} has no exported model (model/model.json and model/model.safetensors); has a round finished?`);
-  const manifest = JSON.parse(readFileSync(manifestPath, 'utf8')) as { config: Partial<OccamConfig>; best?: { round?: number } };
-  const config = resolveConfig(manifest.config);
-  if (config.model !== 'gpt') throw new Error(`${runDir} holds a ${config.model} model; sampling needs a gpt`);
-  const tokenizer = readVocabulary(runDir, config);
-  const model = createGpt({
-    vocabSize: tokenizer.size,
-    blockSize: config.blockSize,
-    layers: config.layers,
-    heads: config.heads,
-    width: config.width,
-  });
-
-  const { tensors } = decodeSafetensors(readFileSync(weightsPath));
-  const byName = new Map(tensors.map((t) => [t.name, t]));
-  const weights = model.params.map((param) => {
-    const stored = byName.get(param.name);
-    if (!stored || !(stored.data instanceof Float32Array)) throw new Error(`${weightsPath} has no float32 tensor '${param.name}'`);
-    if (stored.shape.join(',') !== param.shape.join(','))
-      throw new Error(`${weightsPath}: '${param.name}' has shape [${stored.shape}], the model needs [${param.shape}]`);
-    // Pruned weights are stored as zeros already; applying the mask keeps that true for any file.
-    const mask = byName.get(maskName(param.name))?.data;
-    const values = Float32Array.from(stored.data, (v, i) => (mask && mask[i] === 0 ? 0 : v));
-    return tf.tensor(values, param.shape, 'float32');
-  });
-  return { model, weights, tokenizer, config, round: manifest.best?.round ?? -1 };
+  const trained = loadTrainedModel(runDir);
+  if (trained.config.model !== 'gpt') throw new Error(`${runDir} holds a ${trained.config.model} model; sampling needs a gpt`);
+  const tokenizer = readVocabulary(runDir, trained.config);
+  return { model: trained.model, weights: trained.weights, tokenizer, config: trained.config, round: trained.manifest.best.round };
 }
 
 /** Generates `length` tokens after the prompt; returns them as text (without the prompt). */
@@ -115,7 +80,7 @@ export function pickToken(logits: ArrayLike<number>, temperature: number, topK: 
 
 /** A run's vocabulary: model/vocab.json, else rebuilt from the corpus its config names. */
 function readVocabulary(runDir: string, config: OccamConfig): CharTokenizer {
-  const path = join(runDir, VOCABULARY_FILE);
+  const path = join(runDir, 'model', MODEL_FILES.vocabulary);
   if (existsSync(path)) {
     const vocabulary = JSON.parse(readFileSync(path, 'utf8')) as unknown;
     if (!Array.isArray(vocabulary) || !vocabulary.every((c) => typeof c === 'string'))

@@ -19,6 +19,9 @@ export function loadIdxFolder(dir: string): [LabelledArrays, LabelledArrays] {
   if (!existsSync(dir)) throw new DataError(dir, 'folder not found');
   const train = loadIdxPair(findIdxFile(dir, 'train-images-idx3-ubyte'), findIdxFile(dir, 'train-labels-idx1-ubyte'));
   const test = loadIdxPair(findIdxFile(dir, 't10k-images-idx3-ubyte'), findIdxFile(dir, 't10k-labels-idx1-ubyte'));
+  if (train.inputShape.join('×') !== test.inputShape.join('×')) {
+    throw new DataError(dir, `its train images are ${train.inputShape.join('×')} but its test images are ${test.inputShape.join('×')}`);
+  }
   const classes = Math.max(train.classes, test.classes);
   return [
     { ...train, classes },
@@ -50,7 +53,7 @@ export function loadIdxPair(imagesPath: string, labelsPath: string): LabelledArr
   for (const label of y) classes = Math.max(classes, label + 1);
   const [rows, cols = 1] = images.dims.slice(1);
   const channels = images.dims.slice(3).reduce((a, b) => a * b, 1);
-  return { x, y, count, inputShape: [rows, cols, channels], classes };
+  return { x, y, count, inputShape: [rows, cols, channels], classes, preprocessing: { kind: 'pixels', divideBy: 255 } };
 }
 
 /** Parses one IDX file of unsigned bytes. */

@@ -9,6 +9,9 @@ import { ArrayDataSource, SEED_SALT, selectRows, type DataSource, type LabelledA
 import { loadIris, readCsv, tableSplits } from './tabular.ts';
 import { loadTextSource } from './text.ts';
 
+/** Fashion-MNIST's label names, in label order (its README). */
+const FASHION_CLASSES = ['T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot'];
+
 export function loadDataSource(config: OccamConfig): DataSource {
   if (config.dataset === 'text' || config.dataset === 'moby-dick') return loadTextSource(config);
   const [train, test, description] = loadSplits(config);
@@ -24,7 +27,8 @@ function loadSplits(config: OccamConfig): [LabelledArrays, LabelledArrays, strin
     case 'fashion-mnist': {
       const dir = config.dataPath || FASHION_MNIST_DIR;
       try {
-        return [...loadIdxFolder(dir), `Fashion-MNIST (${dir})`];
+        const [train, test] = loadIdxFolder(dir).map((split) => ({ ...split, classNames: FASHION_CLASSES }));
+        return [train, test, `Fashion-MNIST (${dir})`];
       } catch (error) {
         if (error instanceof DataError && !config.dataPath && error.problem.includes('not found')) {
           throw new DataError(dir, 'Fashion-MNIST is not installed; install it with `apt-get install dataset-fashion-mnist`');

@@ -34,8 +34,10 @@ export function loadMnistPackage(): LabelledArrays {
     y.fill(digit, row, row + data.length / PIXELS);
     row += data.length / PIXELS;
   });
-  return { x, y, count, inputShape: [28, 28, 1], classes: 10 };
+  return { x, y, count, inputShape: [28, 28, 1], classes: 10, classNames: DIGITS };
 }
+
+const DIGITS = ['0', '1', '2', '3', '4', '5', '6', '7', '8', '9'];
 
 /** The package's digits split into [train, test] with the run seed. */
 export function mnistSplits(seed: number): [LabelledArrays, LabelledArrays] {

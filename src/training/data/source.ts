@@ -1,6 +1,7 @@
 // What training needs from a data set: the global batch of any step, the examples behind sample
 // ids, and evaluation slices of the holdback and test splits. Batches are a pure function of
 // (seed, step), so any worker count, and any resumed run, sees the same global batches.
+import type { InputLayout, Preprocessing } from '../../storage/model-dir.ts';
 import { mixSeed, permutation } from '../rng.ts';
 
 /** A batch of samples, row-major. */
@@ -25,6 +26,8 @@ export interface DataSource {
   readonly classes: number;
   /** Targets per sample (1 for classification, blockSize for next-token prediction). */
   readonly targetsPerSample: number;
+  /** What a trained model needs to take new inputs: shape, class names, preprocessing (model/input.json). */
+  readonly layout: InputLayout;
   readonly trainCount: number;
   readonly holdbackCount: number;
   readonly testCount: number;
@@ -44,6 +47,9 @@ export interface LabelledArrays {
   count: number;
   inputShape: number[];
   classes: number;
+  classNames?: string[];
+  /** What was done to the raw values to give `x`. */
+  preprocessing?: Preprocessing;
 }
 
 /** The half-open range of `length` items that `rank` of `world` takes: contiguous, sizes differ by ≤ 1. */
@@ -98,6 +104,17 @@ export class ArrayDataSource implements DataSource {
     this.test = test;
     this.inputShape = train.inputShape;
     this.classes = train.classes;
+  }
+
+  get layout(): InputLayout {
+    const { inputShape, classes, classNames, preprocessing } = this.train;
+    return {
+      shape: inputShape,
+      type: 'float32',
+      classes,
+      classNames: classNames ?? null,
+      preprocessing: preprocessing ?? { kind: 'none' },
+    };
   }
 
   get trainCount(): number {

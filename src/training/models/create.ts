@@ -6,7 +6,10 @@ import { createGpt } from './gpt.ts';
 import { createMlp } from './mlp.ts';
 import type { Model } from './model.ts';
 
-export function createModel(config: OccamConfig, data: DataSource): Model {
+/** What sizes a model: the data it trains on, or a trained model's recorded input layout. */
+export type ModelInput = Pick<DataSource, 'description' | 'inputShape' | 'inputType' | 'classes'>;
+
+export function createModel(config: OccamConfig, data: ModelInput): Model {
   const inputs = data.inputShape.reduce((a, b) => a * b, 1);
   switch (config.model) {
     case 'mlp':
