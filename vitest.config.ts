@@ -12,6 +12,7 @@ const UNIT = [
   'k8s-manifests',
   'masks',
   'protocol',
+  'readme',
   'replica',
   'run-loop',
   'schedule',

@@ -2,16 +2,13 @@
 // `worker` (the processes of a real cluster). Every training setting is a --kebab-case flag, an
 // OCCAM_* environment variable or a key of a --config JSON file; the token never travels on the
 // command line, where `ps` would show it.
-import { createWriteStream, existsSync, mkdirSync } from 'node:fs';
+import { createWriteStream, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
-import { join, resolve } from 'node:path';
-import { ConfigError, parseConfigValue, resolveConfig, type OccamConfig } from './config.ts';
+import { createServer } from 'node:net';
+import { basename, join, resolve } from 'node:path';
+import { ConfigError, didYouMean, parseConfigValue, resolveConfig, type OccamConfig } from './config.ts';
 import { loadDataSource } from './training/data/load.ts';
-import { selectBackend } from './training/engine.ts';
-import { generate, loadTrainedGpt, SAMPLE_DEFAULTS, type SampleOptions } from './training/sample.ts';
-import { loadTrainedModel, saveModelInputs } from './training/trained.ts';
-import { accuracy, evaluateSplit, meanLoss } from './training/evaluate.ts';
-import { predict, readInputs } from './training/predict.ts';
+import { saveModelInputs } from './training/trained.ts';
 import { createLogger, setLogContext, type Logger } from './common/log.ts';
 import { AuthenticatedServer, sendJson } from './wire/server.ts';
 import { readTlsOptions } from './wire/tls.ts';
@@ -19,9 +16,9 @@ import { Coordinator, RunStopped } from './coordinator/coordinator.ts';
 import { trainLocally } from './coordinator/local-cluster.ts';
 import { withObservability } from './observe/observability.ts';
 import { formatSummary, terminalMode, TerminalView } from './observe/terminal.ts';
-import { writeComparisonReport, writeRunReport } from './observe/report.ts';
-import { readMetrics, readRunConfig, type RunSummary } from './storage/run-dir.ts';
-import { EXPORT_FORMATS, exportRun, type ExportFormat } from './export/export.ts';
+import { readRunConfig, RunDir, type RunSummary } from './storage/run-dir.ts';
+import { formatPlan, planRun } from './observe/plan.ts';
+import { writeRunReport } from './observe/report.ts';
 import { faultHooks } from './worker/faults.ts';
 import { Worker } from './worker/worker.ts';
 import {
@@ -36,52 +33,39 @@ import {
   readToken,
   stopGraceMs,
   UsageError,
+  warnUnknownVariables,
   type ParsedArgs,
 } from './cli/args.ts';
+import { type CommandName, COMMANDS, commandFlags, commandHelp, EXIT_CODES, OCCAM_VERSION, overview } from './cli/help.ts';
+import { evaluate, exportModel, predictFile, report, sample } from './cli/tools.ts';
 
-const USAGE = `occam — distributed sparse training with Occam Gradient Descent
-
-usage:
-  occam train [options]                 train with a local coordinator and --workers N worker processes
-  occam train --resume RUN_DIR          continue a run from its last valid checkpoint
-  occam coordinator [options]           run a cluster's coordinator (token: OCCAM_TOKEN or --token-file)
-  occam worker --coordinator URL        run one worker (token: OCCAM_TOKEN or --token-file)
-  occam report RUN_DIR [RUN_DIR…] [--out FILE]
-                                        one run's report.html again, or several runs compared on the same axes
-  occam sample RUN_DIR [--length N] [--temperature T] [--top-k K] [--seed S] [--prompt TEXT]
-                                        generate text from a gpt run's best model
-  occam export RUN_DIR --format onnx|tfjs|safetensors-torch [--out DIR]
-                                        the best model for onnxruntime, TF.js or PyTorch (default RUN_DIR/export/FORMAT)
-  occam evaluate RUN_DIR [--dataset D --data-path P --label-column C --eval-limit N] [--json]
-                                        loss and accuracy of the best model (default: the run's own data)
-  occam predict RUN_DIR FILE [--json]   class probabilities for a CSV of rows or an IDX file of images, as CSV
-
-training settings (flags, OCCAM_<NAME> variables, or keys of --config FILE.json):
-  --dataset mnist|fashion-mnist|idx|csv|iris|moby-dick|text   --data-path PATH   --label-column NAME
-  --model mlp|cnn|gpt   --units N   --rounds N   --batch-size N (global)   --learning-rate X
-  gpt: --layers N --heads N --width N --block-size N   --round-steps N (0 = 200 for gpt)
-       --text FILE (= --dataset text --data-path FILE; any UTF-8 file)
-  --strategy occam|none|posttrain|gradual   --p0 X   --target-density X   --holdback X
-  --workers N   --seed N   --backend auto|tensorflow|blas|wasm|cpu   (and every key of DEFAULT_CONFIG)
-
-output: --run-dir DIR (default runs/<run id>)   --json (events as JSON lines)   --quiet   --pretty-logs
-        --port P (train: the status page and /metrics on 127.0.0.1:P; default any free port)
-cluster: --host H --port P (coordinator)   --ring-host H --ring-port P --worker-id ID --gpu INDEX (worker)
-         --linger (coordinator: after the run, keep serving status until SIGTERM, as a pod must)
-         --token-file FILE   --tls-cert FILE --tls-key FILE --tls-ca FILE`;
-
-/** Flags that are not training settings. */
 export async function main(argv: string[]): Promise<number> {
   const args = parseArgs(argv);
-  if (args.flags.has('help') || args.command === 'help') {
-    process.stdout.write(`${USAGE}\n`);
-    return 0;
+  if (args.flags.has('version')) {
+    process.stdout.write(`occam ${OCCAM_VERSION}\n`);
+    return EXIT_CODES.done;
   }
+  // `occam help train` and `occam train --help` both give train's help; `occam --help` the overview.
+  const helpFor = args.command === 'help' ? args.positionals[0] : args.flags.has('help') ? args.command : undefined;
+  if (args.command === 'help' || args.flags.has('help')) {
+    if (helpFor !== undefined && !Object.hasOwn(COMMANDS, helpFor)) throw new UsageError(`unknown command '${helpFor}'`);
+    process.stdout.write(`${helpFor ? commandHelp(helpFor as CommandName) : overview()}\n`);
+    return EXIT_CODES.done;
+  }
+  if (!Object.hasOwn(COMMANDS, args.command)) {
+    const near = didYouMean(args.command, Object.keys(COMMANDS));
+    throw new UsageError(`unknown command '${args.command}'${near ? ` (did you mean '${near}'?)` : ''}`);
+  }
+  const command = args.command as CommandName;
+  const known = commandFlags(command);
+  const unknown = [...args.flags.keys()].find((name) => !known.has(name));
+  if (unknown) throw new UsageError(`${command} does not take --${unknown} (see occam ${command} --help)`);
+  warnUnknownVariables();
   const pretty = args.flags.has('pretty-logs') || undefined;
-  const log = createLogger({ role: args.command === 'worker' ? 'worker' : 'coordinator', pretty });
-  if (!['sample', 'report', 'export', 'evaluate', 'predict'].includes(args.command) && args.positionals.length > 0)
+  const log = createLogger({ role: command === 'worker' ? 'worker' : 'coordinator', pretty });
+  if (['train', 'coordinator', 'worker'].includes(command) && args.positionals.length > 0)
     throw new UsageError(`unexpected argument '${args.positionals[0]}'`);
-  switch (args.command) {
+  switch (command) {
     case 'train':
       return train(args, pretty);
     case 'coordinator':
@@ -98,20 +82,51 @@ export async function main(argv: string[]): Promise<number> {
       return evaluate(args);
     case 'predict':
       return predictFile(args);
-    default:
-      throw new UsageError(`unknown command '${args.command}'`);
   }
 }
 
 async function train(args: ParsedArgs, pretty: boolean | undefined): Promise<number> {
   const resumeDir = args.flags.get('resume');
+  if (resumeDir && args.flags.has('run-dir')) throw new UsageError('--resume names the run directory already; leave out --run-dir');
   const config = resumeDir ? resolveConfig(readRunConfig(resumeDir), configFlags(args)) : readConfig(args);
+  const port = portFlag(args, 'port', 'OCCAM_PORT', 0);
   // Fail fast, in this process, on a data problem: one clear error before any worker starts.
   const data = loadDataSource(config);
-  const runId = resumeDir ? (resolve(resumeDir).split('/').pop() ?? 'run') : newRunId(config);
-  const runDir = resolve(resumeDir ?? args.flags.get('run-dir') ?? join('runs', runId));
+  const plan = planRun(config, data);
+  const json = args.flags.has('json');
+  if (args.flags.has('print-config')) {
+    process.stdout.write(`${JSON.stringify(config, null, 2)}\n`);
+    return EXIT_CODES.done;
+  }
+  if (args.flags.has('dry-run')) {
+    process.stdout.write(
+      json
+        ? `${JSON.stringify({ type: 'plan', plan, config })}\n`
+        : `${formatPlan(config, data, plan)}\n\n${JSON.stringify(config, null, 2)}\n`,
+    );
+    return EXIT_CODES.done;
+  }
+  const runDir = resolve(resumeDir ?? args.flags.get('run-dir') ?? join('runs', newRunId(config)));
+  // One run id for the life of a run: its directory's name.
+  const runId = basename(runDir);
+  if (resumeDir) {
+    new RunDir(runDir).checkSameRun(config);
+    const finished = finishedRun(runDir);
+    if (finished && finished.rounds >= plan.rounds) {
+      process.stdout.write(
+        `occam: ${runDir} has finished all ${finished.rounds} rounds; nothing to do (--rounds N, N > ${finished.rounds}, extends it)\n`,
+      );
+      return EXIT_CODES.done;
+    }
+    if (finished?.stopReason && finished.patience === config.patience) {
+      process.stdout.write(`occam: ${runDir} ${finished.stopReason}; nothing to do (a larger --patience continues it)\n`);
+      return EXIT_CODES.done;
+    }
+  }
+  // Before anything is written: a busy --port would leave a run directory of a run that never started.
+  if (port !== 0) await checkPortFree(port);
   saveModelInputs(runDir, data);
-  const view = new TerminalView(terminalMode({ json: args.flags.has('json'), quiet: args.flags.has('quiet') }, process.stderr));
+  const view = new TerminalView(terminalMode({ json, quiet: args.flags.has('quiet') }, process.stderr));
   view.setBatchSize(config.batchSize);
   // The terminal shows progress; the coordinator's structured log goes to the run directory.
   mkdirSync(runDir, { recursive: true });
@@ -121,18 +136,59 @@ async function train(args: ParsedArgs, pretty: boolean | undefined): Promise<num
     destination: createWriteStream(join(runDir, 'coordinator.log'), { flags: 'a' }),
     context: { runId },
   });
-  process.stderr.write(
-    `occam: training ${config.model} on ${config.dataset} with ${config.workers} worker(s), strategy ${config.strategy}; run directory ${runDir}\n`,
-  );
-  const port = Number(args.flags.get('port') ?? 0);
-  if (!Number.isInteger(port) || port < 0 || port > 65535)
-    throw new UsageError(`--port must be a port number (got '${args.flags.get('port')}')`);
+  if (json) process.stdout.write(`${JSON.stringify({ type: 'plan', plan, runDir })}\n`);
+  else process.stderr.write(`occam: ${resumeDir ? 'resuming' : 'training'}; run directory ${runDir}\n${formatPlan(config, data, plan)}\n`);
+  // Ctrl-C: the last commit stands; say how to continue from it (exit 130, as shells expect).
+  process.once('SIGINT', () => {
+    process.stderr.write(`\noccam: interrupted; the last checkpoint stands. Resume with: occam train --resume ${runDir}\n`);
+    process.exit(EXIT_CODES.interrupted);
+  });
   const onListening = (listening: number) =>
     process.stderr.write(`occam: status page http://127.0.0.1:${listening}/ · metrics http://127.0.0.1:${listening}/metrics\n`);
-  const summary = await trainLocally({ config, runDir, runId, log, port, onListening, onEvent: (e) => view.handle(e) });
-  if (args.flags.has('json')) process.stdout.write(`${JSON.stringify({ type: 'summary', summary })}\n`);
+  let summary: RunSummary;
+  try {
+    summary = await trainLocally({ config, runDir, runId, log, port, onListening, onEvent: (e) => view.handle(e) });
+  } catch (error) {
+    // The run failed: summary.json and report.html say so and why.
+    new RunDir(runDir).writeFailure(runId, config, (error as Error).message);
+    writeRunReport(runDir);
+    throw error;
+  }
+  if (json) process.stdout.write(`${JSON.stringify({ type: 'summary', summary })}\n`);
   else process.stdout.write(`\n${formatSummary(summary)}\n\nrun directory: ${runDir}\n`);
-  return 0;
+  return EXIT_CODES.done;
+}
+
+/** An address a worker can never reach stops it at once, rather than after endless retries. */
+function checkCoordinatorUrl(text: string): void {
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    throw new UsageError(`--coordinator must be a URL like ws://HOST:7070 (got '${text}')`);
+  }
+  if (url.protocol !== 'ws:' && url.protocol !== 'wss:')
+    throw new UsageError(`--coordinator must be a ws:// or wss:// URL (got '${text}'; the coordinator speaks WebSocket)`);
+}
+
+/** What a finished run's summary.json says (null for a run that has not finished, or failed). */
+function finishedRun(runDir: string): { rounds: number; stopReason: string | null; patience: number } | null {
+  const path = join(runDir, 'summary.json');
+  if (!existsSync(path)) return null;
+  const summary = JSON.parse(readFileSync(path, 'utf8')) as Partial<RunSummary>;
+  if (summary.failure || typeof summary.rounds !== 'number') return null;
+  return { rounds: summary.rounds, stopReason: summary.stopReason ?? null, patience: readRunConfig(runDir).patience ?? 0 };
+}
+
+/** Refuses a --port another process holds, naming the flag (rather than a bare EADDRINUSE later). */
+function checkPortFree(port: number): Promise<void> {
+  return new Promise((resolvePort, reject) => {
+    const server = createServer();
+    server.once('error', (error: NodeJS.ErrnoException) =>
+      reject(new UsageError(`--port ${port} is not free (${error.code}); pick another or leave --port out for any free one`)),
+    );
+    server.listen(port, '127.0.0.1', () => server.close(() => resolvePort()));
+  });
 }
 
 async function runCoordinator(args: ParsedArgs, log: Logger): Promise<number> {
@@ -237,6 +293,7 @@ async function runWorker(args: ParsedArgs, log: Logger): Promise<number> {
     flag(args, 'tls-key', 'OCCAM_TLS_KEY'),
     flag(args, 'tls-ca', 'OCCAM_TLS_CA'),
   );
+  checkCoordinatorUrl(coordinatorUrl);
   // With TLS the token must never cross the wire in clear text.
   if (tls && !coordinatorUrl.startsWith('wss://'))
     throw new UsageError(`TLS is configured, so --coordinator must be a wss:// URL (got '${coordinatorUrl}')`);
@@ -269,141 +326,6 @@ async function runWorker(args: ParsedArgs, log: Logger): Promise<number> {
   return 0;
 }
 
-/** `occam report RUN_DIR…`: rewrites one run's report.html, or writes a comparison of several (default ./occam-report.html). */
-function report(args: ParsedArgs): number {
-  const runDirs = args.positionals;
-  if (runDirs.length === 0) throw new UsageError('report needs at least one RUN_DIR');
-  onlyFlags(args, 'report', ['out']);
-  const out = args.flags.get('out');
-  const path =
-    runDirs.length === 1 && !out ? writeRunReport(runDirs[0]) : writeComparisonReport(runDirs, resolve(out ?? 'occam-report.html'));
-  process.stdout.write(`${path}\n`);
-  return 0;
-}
-
-/** `occam export RUN_DIR --format F [--out DIR]`: writes the files and lists them. */
-function exportModel(args: ParsedArgs): number {
-  const [runDir, ...extra] = args.positionals;
-  if (!runDir || extra.length > 0) throw new UsageError('export needs exactly one RUN_DIR');
-  onlyFlags(args, 'export', ['format', 'out']);
-  const format = args.flags.get('format');
-  if (!format) throw new UsageError(`export needs --format ${EXPORT_FORMATS.join('|')}`);
-  if (!(EXPORT_FORMATS as readonly string[]).includes(format))
-    throw new UsageError(`--format must be one of ${EXPORT_FORMATS.join(', ')} (got '${format}')`);
-  const out = args.flags.get('out');
-  for (const path of exportRun(runDir, format as ExportFormat, out ? resolve(out) : undefined)) process.stdout.write(`${path}\n`);
-  return 0;
-}
-
-/** Flags of `occam evaluate`: the data to evaluate on, how much of it, and where. */
-const EVALUATE_FLAGS = ['dataset', 'data-path', 'label-column', 'text', 'eval-limit', 'eval-batch-size', 'backend', 'json'];
-
-/**
- * `occam evaluate RUN_DIR`: the best model on the run's data (or other data of the same layout).
- * Evaluated as the run's workers did it (the same shares, summed in rank order, on the same
- * backend), so on the run's own data the figures equal the summary's best round exactly.
- */
-async function evaluate(args: ParsedArgs): Promise<number> {
-  const [runDir, ...extra] = args.positionals;
-  if (!runDir || extra.length > 0) throw new UsageError('evaluate needs exactly one RUN_DIR');
-  onlyFlags(args, 'evaluate', EVALUATE_FLAGS);
-  const config = resolveConfig(
-    readRunConfig(runDir),
-    configFlags({ ...args, flags: new Map([...args.flags].filter(([name]) => name !== 'json')) }),
-  );
-  const engine = await selectBackend(config.backend, quietLog());
-  const trained = loadTrainedModel(runDir);
-  const data = loadDataSource(config);
-  const expected = `${trained.input.shape.join('×')} (${trained.input.classes} classes)`;
-  if (data.inputShape.join('×') !== trained.input.shape.join('×') || data.classes > trained.input.classes)
-    throw new UsageError(
-      `${data.description} has inputs ${data.inputShape.join('×')} (${data.classes} classes); the model takes ${expected}`,
-    );
-  const round = trained.manifest.best.round;
-  const world = readMetrics(runDir).find((m) => m.round === round)?.workers ?? config.workers;
-  const result: Record<string, { loss: number | null; accuracy: number | null; count: number }> = {};
-  for (const split of ['holdback', 'test'] as const) {
-    const sums = await evaluateSplit(trained.model, trained.weights, data, split, world, config);
-    result[split] = { loss: meanLoss(sums), accuracy: accuracy(sums), count: sums.count };
-  }
-  if (args.flags.has('json')) {
-    process.stdout.write(
-      `${JSON.stringify({ round: round + 1, data: data.description, workers: world, backend: engine.backend, ...result })}\n`,
-    );
-    return 0;
-  }
-  process.stdout.write(`best model of ${runDir} (round ${round + 1}) on ${data.description}, as ${world} worker(s) on ${engine.backend}\n`);
-  for (const [split, r] of Object.entries(result)) {
-    const loss = r.loss === null ? '–' : r.loss.toFixed(4);
-    const acc = r.accuracy === null ? '–' : `${(100 * r.accuracy).toFixed(2)}%`;
-    process.stdout.write(`  ${split.padEnd(9)} loss ${loss}  accuracy ${acc}  (${r.count} samples)\n`);
-  }
-  return 0;
-}
-
-/** `occam predict RUN_DIR FILE`: one CSV line (or JSON line) of class probabilities per input. */
-async function predictFile(args: ParsedArgs): Promise<number> {
-  const [runDir, file, ...extra] = args.positionals;
-  if (!runDir || !file || extra.length > 0) throw new UsageError('predict needs RUN_DIR and FILE');
-  onlyFlags(args, 'predict', ['json', 'backend']);
-  const backend = args.flags.get('backend');
-  await selectBackend(backend ? (parseConfigValue('backend', backend) as OccamConfig['backend']) : 'auto', quietLog());
-  const trained = loadTrainedModel(runDir);
-  const { x, count } = readInputs(trained, file);
-  const { classes, probabilities } = await predict(trained, x, count, trained.config.evalBatchSize);
-  const json = args.flags.has('json');
-  const csvCell = (text: string) => (/[",\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text);
-  if (!json) process.stdout.write(`${['row', 'prediction', ...classes].map(csvCell).join(',')}\n`);
-  probabilities.forEach((p, row) => {
-    let best = 0;
-    for (let c = 1; c < p.length; c++) if (p[c] > p[best]) best = c;
-    if (json) {
-      const named = Object.fromEntries(classes.map((name, c) => [name, p[c]]));
-      process.stdout.write(`${JSON.stringify({ row: row + 1, prediction: classes[best], probabilities: named })}\n`);
-    } else {
-      process.stdout.write(`${[String(row + 1), csvCell(classes[best]), ...Array.from(p, (v) => v.toFixed(6))].join(',')}\n`);
-    }
-  });
-  return 0;
-}
-
-/** Tools that print results on stdout keep stderr for warnings and errors only. */
-function quietLog(): Logger {
-  return createLogger({ role: 'coordinator', level: 'warn' });
-}
-
-/** Refuses a flag the command does not take. */
-function onlyFlags(args: ParsedArgs, command: string, known: string[]): void {
-  const unknown = [...args.flags.keys()].find((name) => !known.includes(name) && name !== 'pretty-logs');
-  if (unknown) throw new UsageError(`${command} does not take --${unknown}`);
-}
-
-/** `occam sample RUN_DIR`: text from the best model of a gpt run, on stdout. */
-async function sample(args: ParsedArgs): Promise<number> {
-  const [runDir, ...extra] = args.positionals;
-  if (!runDir || extra.length > 0) throw new UsageError('sample needs exactly one RUN_DIR');
-  const number = (name: string, fallback: number, valid: (n: number) => boolean, rule: string) => {
-    const text = args.flags.get(name);
-    if (text === undefined) return fallback;
-    const value = Number(text);
-    if (text.trim() === '' || !valid(value)) throw new UsageError(`--${name} must be ${rule} (got '${text}')`);
-    return value;
-  };
-  onlyFlags(args, 'sample', ['length', 'temperature', 'top-k', 'seed', 'prompt', 'backend']);
-  const options: SampleOptions = {
-    length: number('length', SAMPLE_DEFAULTS.length, (n) => Number.isInteger(n) && n >= 0, 'an integer ≥ 0'),
-    temperature: number('temperature', SAMPLE_DEFAULTS.temperature, (n) => Number.isFinite(n) && n >= 0, 'a number ≥ 0'),
-    topK: number('top-k', SAMPLE_DEFAULTS.topK, (n) => Number.isInteger(n) && n >= 0, 'an integer ≥ 0 (0 = all tokens)'),
-    seed: number('seed', SAMPLE_DEFAULTS.seed, (n) => Number.isInteger(n) && n >= 0 && n <= 4294967295, 'an integer in [0, 2^32)'),
-    prompt: args.flags.get('prompt') ?? SAMPLE_DEFAULTS.prompt,
-  };
-  const backend = args.flags.get('backend');
-  await selectBackend(backend ? (parseConfigValue('backend', backend) as OccamConfig['backend']) : 'auto', quietLog());
-  const gpt = loadTrainedGpt(runDir);
-  process.stdout.write(`${options.prompt + (await generate(gpt, options))}\n`);
-  return 0;
-}
-
 function newRunId(config: OccamConfig): string {
   const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\..*/, '').replace('T', '-');
   return `${stamp}-${config.dataset}-${config.model}-${config.strategy}`;
@@ -412,9 +334,11 @@ function newRunId(config: OccamConfig): string {
 main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (error: Error) => {
-    const known = error instanceof UsageError || error instanceof ConfigError || error.name === 'DataError' || error.name === 'RunDirError';
+    // Bad input (exit 2) is the user's to fix and needs no stack; anything else is a failed run (exit 1).
+    const badInput =
+      error instanceof UsageError || error instanceof ConfigError || ['DataError', 'RunDirError', 'WorkerRefused'].includes(error.name);
     process.stderr.write(`occam: ${error.message}\n${error instanceof UsageError ? "run 'occam --help' for usage\n" : ''}`);
-    if (!known && process.env.OCCAM_DEBUG) process.stderr.write(`${error.stack}\n`);
-    process.exit(known ? 2 : 1);
+    if (!badInput && process.env.OCCAM_DEBUG) process.stderr.write(`${error.stack}\n`);
+    process.exit(badInput ? EXIT_CODES.badInput : EXIT_CODES.failed);
   },
 );

@@ -20,6 +20,10 @@ const number = (options: {
 }) => Type.Number(options);
 const text = (options: { default: string; description: string }) => Type.String(options);
 
+/** evalBatchSize 0: batches of this many samples, or of text windows holding this many tokens (a GPT's cost is per token). */
+const EVAL_BATCH_SAMPLES = 1000;
+const EVAL_BATCH_TOKENS = 8192;
+
 /** Every setting: its type, range, default and meaning, declared once. */
 export const CONFIG_SCHEMA = Type.Object({
   seed: integer({
@@ -39,7 +43,11 @@ export const CONFIG_SCHEMA = Type.Object({
     description: 'Threads for the BLAS backend per worker; 0 = cores divided by local workers.',
   }),
 
-  dataset: oneOf(['mnist', 'fashion-mnist', 'idx', 'csv', 'iris', 'text', 'moby-dick'], { default: 'mnist', description: 'The data set.' }),
+  dataset: oneOf(['mnist', 'fashion-mnist', 'idx', 'csv', 'iris', 'text', 'moby-dick'], {
+    default: 'mnist',
+    description:
+      'The data set: mnist (10,000 digits, embedded), fashion-mnist (Debian dataset-fashion-mnist), idx (an MNIST-format folder at dataPath), csv (dataPath, labelColumn), iris, moby-dick (embedded), text (dataPath).',
+  }),
   dataPath: text({ default: '', description: 'IDX folder, CSV file or text file; empty for the embedded data sets.' }),
   labelColumn: text({ default: 'label', description: 'CSV: the column that holds the class label.' }),
   testFraction: number({
@@ -60,7 +68,11 @@ export const CONFIG_SCHEMA = Type.Object({
     description: 'Fraction of the training data kept out of training to measure the holdback loss.',
   }),
 
-  model: oneOf(['mlp', 'cnn', 'gpt'], { default: 'mlp', description: 'The network.' }),
+  model: oneOf(['mlp', 'cnn', 'gpt'], {
+    default: 'mlp',
+    description:
+      'The network: mlp (input → units ReLU + dropout → classes), cnn (conv u → pool → conv 2u → pool → conv 2u → dense 2u → classes), gpt (layers, heads, width, blockSize).',
+  }),
   units: integer({
     default: 1024,
     minimum: 1,
@@ -91,8 +103,17 @@ export const CONFIG_SCHEMA = Type.Object({
     description: 'Global batch: split over the workers, so each takes batchSize / workers samples.',
   }),
   learningRate: number({ default: 0.001, exclusiveMinimum: 0, maximum: 10, description: 'Adam learning rate.' }),
-  evalBatchSize: integer({ default: 1000, minimum: 1, description: 'Samples (or text windows) per evaluation batch.' }),
+  evalBatchSize: integer({
+    default: 0,
+    minimum: 0,
+    description: `Samples per evaluation batch; 0 = auto: ${EVAL_BATCH_SAMPLES} samples, or text windows of ${EVAL_BATCH_TOKENS} tokens in all.`,
+  }),
   evalLimit: integer({ default: 0, minimum: 0, description: 'Evaluate on at most this many holdback/test samples (0 = all).' }),
+  patience: integer({
+    default: 0,
+    minimum: 0,
+    description: 'Early stopping: end the run after this many rounds without a lower holdback loss (0 = never).',
+  }),
 
   strategy: oneOf(['occam', 'none', 'posttrain', 'gradual'], {
     default: 'occam',
@@ -254,6 +275,21 @@ export function configHash(config: OccamConfig): string {
   return createHash('sha256').update(JSON.stringify(ordered)).digest('hex').slice(0, 16);
 }
 
+/** Settings a resumed run may change: how long it runs, not what it trains. */
+export const EXTENSIBLE_KEYS = ['rounds', 'patience'] as const;
+
+/** The hash a run directory and its checkpoints keep: configHash without the extensible settings. */
+export function runHash(config: OccamConfig): string {
+  const { rounds: _r, patience: _p, ...fixed } = config;
+  return configHash({ ...DEFAULT_CONFIG, ...fixed });
+}
+
+/** Samples per evaluation batch after resolving evalBatchSize 0. */
+export function evalBatchSamples(config: Pick<OccamConfig, 'evalBatchSize' | 'model' | 'blockSize'>): number {
+  if (config.evalBatchSize > 0) return config.evalBatchSize;
+  return config.model === 'gpt' ? Math.max(1, Math.floor(EVAL_BATCH_TOKENS / config.blockSize)) : EVAL_BATCH_SAMPLES;
+}
+
 /** The schedule's upper-bound variant after resolving `auto`. */
 export function boundVariant(config: OccamConfig): 'standard' | 'transformer' {
   if (config.bound !== 'auto') return config.bound;
@@ -345,16 +381,16 @@ export function didYouMean(word: string, candidates: readonly string[]): string 
   return bestDistance <= Math.max(1, Math.floor(plain(word).length / 4)) ? best : undefined;
 }
 
-/** Levenshtein distance. */
+/** Edit distance counting a swap of neighbours as one edit ('trian' is one edit from 'train'). */
 function editDistance(a: string, b: string): number {
-  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
+  const d = Array.from({ length: a.length + 1 }, (_, i) => Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)));
   for (let i = 1; i <= a.length; i++) {
-    const current = [i];
-    for (let j = 1; j <= b.length; j++)
-      current[j] = Math.min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
-    previous = current;
+    for (let j = 1; j <= b.length; j++) {
+      d[i][j] = Math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) d[i][j] = Math.min(d[i][j], d[i - 2][j - 2] + 1);
+    }
   }
-  return previous[b.length];
+  return d[a.length][b.length];
 }
 
 function describe(value: unknown): string {

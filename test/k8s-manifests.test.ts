@@ -14,8 +14,8 @@ import { describe, expect, it } from 'vitest';
 import { containerEnv, expandReferences, imageConfig, quantity } from '../deploy/kubelet.ts';
 import { parseYamlDocuments, renderKustomization, type K8sObject } from '../deploy/render.ts';
 import { validateObject } from '../deploy/validate.ts';
-import { BOOLEAN_FLAGS, PROCESS_FLAGS } from '../src/cli/args.ts';
-import { CONFIG_KEYS, envName, flagName, resolveConfig } from '../src/config.ts';
+import { allFlags, commandFlags } from '../src/cli/help.ts';
+import { CONFIG_KEYS, envName, resolveConfig } from '../src/config.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const K8S = join(ROOT, 'deploy', 'k8s');
@@ -195,9 +195,7 @@ describe.each(OVERLAYS)('overlay %s', (overlay) => {
   });
 
   it('args and OCCAM_* variables are ones the CLI reads, and the config they carry is valid', () => {
-    const processFlags = PROCESS_FLAGS;
-    const booleanFlags = BOOLEAN_FLAGS;
-    const configFlags = new Set(CONFIG_KEYS.map(flagName));
+    const switches = allFlags();
     const configEnv = new Set(CONFIG_KEYS.map(envName));
     for (const [role, { container }, args] of [
       ['coordinator', coordinator, coordinatorArgs],
@@ -207,8 +205,8 @@ describe.each(OVERLAYS)('overlay %s', (overlay) => {
       for (let i = 1; i < args.length; i++) {
         const name = args[i].replace(/^--/, '').split('=')[0];
         expect(args[i].startsWith('--'), `${role}: argument ${args[i]} is a flag`).toBe(true);
-        expect(processFlags.has(name) || configFlags.has(name), `${role}: --${name} is a flag of the CLI`).toBe(true);
-        if (!booleanFlags.has(name) && !args[i].includes('=')) i++;
+        expect(commandFlags(role).has(name), `${role}: --${name} is a flag of occam ${role}`).toBe(true);
+        if (!switches.get(name) && !args[i].includes('=')) i++;
       }
       const raw = container.args ?? [];
       for (const variable of container.env ?? []) {

@@ -132,6 +132,17 @@ describe('the run loop on in-process replicas', () => {
     );
   });
 
+  it('stops early after `patience` rounds without a lower holdback loss, and says why', async () => {
+    // At this (high) learning rate the holdback loss of this run bottoms out in round 5.
+    const config = { ...CONFIG, learningRate: 0.05, rounds: 8, patience: 2 };
+    const run = await runLocal(() => group(1, {}, config), config);
+    const best = run.summary.best as NonNullable<typeof run.summary.best>;
+    expect(run.summary.rounds).toBeLessThan(8);
+    expect(run.summary.rounds - 1 - best.round).toBe(2);
+    expect(run.metrics.slice(best.round + 1).every((m) => (m.holdbackLoss as number) >= best.holdbackLoss)).toBe(true);
+    expect(run.summary.stopReason).toBe(`stopped early: no lower holdback loss in the 2 rounds after round ${best.round + 1} (patience 2)`);
+  });
+
   it('stops a diverged run with a message that names the round and the remedy', async () => {
     const config = { ...CONFIG, learningRate: 1e30 };
     const runDir = tempRunDir('diverged');

@@ -4,32 +4,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { parseArgs as parseArgsOf } from 'node:util';
 import { CONFIG_KEYS, ConfigError, didYouMean, envName, flagName, parseConfigValue, resolveConfig, type OccamConfig } from '../config.ts';
-
-export const PROCESS_FLAGS = new Set([
-  'config',
-  'run-dir',
-  'resume',
-  'json',
-  'quiet',
-  'pretty-logs',
-  'help',
-  'host',
-  'port',
-  'coordinator',
-  'worker-id',
-  'ring-host',
-  'ring-bind-host',
-  'ring-port',
-  'token-file',
-  'tls-cert',
-  'tls-key',
-  'tls-ca',
-  'exit-with-parent',
-  'max-message-mb',
-  'linger',
-  'gpu',
-]);
-export const BOOLEAN_FLAGS = new Set(['json', 'quiet', 'pretty-logs', 'help', 'exit-with-parent', 'linger']);
+import { allFlags } from './help.ts';
 
 export interface ParsedArgs {
   command: string;
@@ -73,19 +48,60 @@ export function configFromEnv(): Record<string, unknown> {
   return settings;
 }
 
+/**
+ * OCCAM_* variables the processes read besides the settings' own (OCCAM_<SETTING>). Kubernetes
+ * manifests also use OCCAM_RUN_NAME (in args) and OCCAM_HEALTH_URL (the health check).
+ */
+const PROCESS_VARIABLES = [
+  'TOKEN',
+  'TOKEN_FILE',
+  'COORDINATOR',
+  'WORKER_ID',
+  'RING_HOST',
+  'RING_BIND_HOST',
+  'RING_PORT',
+  'GPU',
+  'LOCAL_RANK',
+  'HOST',
+  'PORT',
+  'RUN_DIR',
+  'RUN_NAME',
+  'LINGER',
+  'TLS_CERT',
+  'TLS_KEY',
+  'TLS_CA',
+  'MAX_MESSAGE_MB',
+  'STOP_GRACE_MS',
+  'LOG_LEVEL',
+  'LOG_FORMAT',
+  'DEBUG',
+  'FAULTS',
+  'BLAS',
+  'HEALTH_URL',
+].map((name) => `OCCAM_${name}`);
+
+/** A mistyped variable (OCCAM_WORKER=3) would be ignored silently: say so on stderr. */
+export function warnUnknownVariables(env: NodeJS.ProcessEnv = process.env, write = (line: string) => process.stderr.write(line)): void {
+  const known = [...CONFIG_KEYS.map(envName), ...PROCESS_VARIABLES];
+  for (const name of Object.keys(env)) {
+    if (!name.startsWith('OCCAM_') || known.includes(name)) continue;
+    const near = didYouMean(name, known);
+    write(`occam: warning: ${name} is not a variable Occam reads${near ? ` (did you mean ${near}?)` : ''}; it is ignored\n`);
+  }
+}
+
+/** The training settings among the flags (other flags are the command's own). */
 export function configFlags(args: ParsedArgs): Record<string, unknown> {
   const settings: Record<string, unknown> = {};
   for (const [name, value] of args.flags) {
-    if (PROCESS_FLAGS.has(name)) continue;
     if (name === 'text') {
-      // --text FILE: shorthand for --dataset text --data-path FILE.
-      settings.dataset = 'text';
-      settings.dataPath = value;
+      // --text FILE: shorthand for --model gpt --dataset text --data-path FILE (a text trains the gpt).
+      Object.assign(settings, { dataset: 'text', dataPath: value });
+      if (!args.flags.has('model')) settings.model = 'gpt';
       continue;
     }
     const key = CONFIG_KEYS.find((k) => flagName(k) === name);
-    if (!key) throw new UsageError(`--${name} is not a training setting`);
-    settings[key] = parseConfigValue(key, value);
+    if (key) settings[key] = parseConfigValue(key, value);
   }
   return settings;
 }
@@ -140,19 +156,13 @@ export function maxMessageBytes(args: ParsedArgs): number {
   return Math.floor(megabytes * 1024 * 1024);
 }
 
-/** Flags of the commands that train nothing: `report`, `sample`, `export`. */
-const TOOL_FLAGS = ['out', 'length', 'temperature', 'top-k', 'prompt', 'format'];
-
-/** Every flag any command reads, with its type for node:util's parseArgs. */
-function flagOptions(): Record<string, { type: 'string' | 'boolean' }> {
-  const names = [...PROCESS_FLAGS, 'text', ...TOOL_FLAGS, ...CONFIG_KEYS.map(flagName)];
-  return Object.fromEntries(names.map((name) => [name, { type: BOOLEAN_FLAGS.has(name) ? 'boolean' : 'string' }]));
-}
-
 export function parseArgs(argv: string[]): ParsedArgs {
-  // `occam --help` (a flag where the command goes) prints the usage.
-  const [command = 'help', ...rest] = argv[0]?.startsWith('--') ? ['help', ...argv] : argv;
-  const options = flagOptions();
+  // `occam --help`, `occam -h`, `occam --version` (a flag where the command goes).
+  const [command = 'help', ...rest] = argv[0]?.startsWith('-') ? ['help', ...argv] : argv;
+  const switches = allFlags();
+  const options = Object.fromEntries(
+    [...switches].map(([name, isSwitch]) => [name, { type: isSwitch ? ('boolean' as const) : ('string' as const), ...SHORT[name] }]),
+  );
   const { tokens } = parseArgsOf({ args: rest, options, strict: false, allowPositionals: true, tokens: true });
   const flags = new Map<string, string>();
   const positionals: string[] = [];
@@ -165,11 +175,14 @@ export function parseArgs(argv: string[]): ParsedArgs {
       const near = didYouMean(name, Object.keys(options));
       throw new ConfigError(name, `unknown flag --${name}${near ? ` (did you mean --${near}?)` : ''}`);
     }
-    if (BOOLEAN_FLAGS.has(name)) flags.set(name, 'true');
+    if (switches.get(name)) flags.set(name, 'true');
     else if (token.value === undefined) throw new UsageError(`--${name} needs a value`);
     else flags.set(name, token.value);
   }
   return { command, flags, positionals };
 }
+
+/** The one-letter forms people type: -h for help, -v for the version. */
+const SHORT: Record<string, { short: string }> = { help: { short: 'h' }, version: { short: 'v' } };
 
 export class UsageError extends Error {}

@@ -2,7 +2,7 @@
 // run the pruning schedule (the single source of truth for p), agree on thresholds, check that
 // every replica holds the same state, and commit a checkpoint. It knows nothing of sockets, so
 // it runs the same on worker processes and on in-process replicas; resume starts from a commit.
-import { configHash, type OccamConfig } from '../config.ts';
+import { configHash, type OccamConfig, runHash } from '../config.ts';
 import type { RunEvent } from '../observe/events.ts';
 import type { Logger } from '../common/log.ts';
 import { readLatestCheckpoint, writeCheckpoint } from '../storage/checkpoint.ts';
@@ -38,6 +38,8 @@ export class RunLoop {
   current: RunState | null = null;
   stopRequested = false;
   readonly config: OccamConfig;
+  /** Why the run ended before its last round (early stopping), if it did. */
+  private stopReason: string | null = null;
   /** How often replicas on different hardware disagreed (checkHardware). */
   private hardwareDivergences = 0;
 
@@ -85,6 +87,8 @@ export class RunLoop {
       resyncs: progress.resyncs,
       restarts: progress.restarts,
       modelSizes: this.options.runDir.modelSizes(),
+      stopReason: this.stopReason,
+      failure: null,
     };
     this.options.runDir.writeSummary(summary);
     this.options.emit({ type: 'done', summary });
@@ -99,6 +103,8 @@ export class RunLoop {
     const progress = structuredClone((this.committed as Committed).progress);
     this.current = progress;
     while (progress.round < rounds) {
+      this.stopReason = earlyStopReason(config, progress);
+      if (this.stopReason) break;
       const roundStart = roundStartStep(config, progress.round, stepsPerEpoch);
       const roundEnd = roundStart + roundStepCount(config, progress.round, stepsPerEpoch);
       while (progress.step < roundEnd) {
@@ -278,7 +284,7 @@ export class RunLoop {
     const manifest = {
       round: progress.round,
       step: progress.step,
-      configHash: configHash(this.config),
+      configHash: runHash(this.config),
       config: this.config,
       progress: snapshot,
     };
@@ -321,7 +327,8 @@ export class RunLoop {
     });
     if (!checkpoint) return null;
     const { manifest, state, path } = checkpoint;
-    if (manifest.configHash !== configHash(this.config)) {
+    // runHash lets a resumed run change how long it runs (rounds, patience); older checkpoints kept the full configHash.
+    if (manifest.configHash !== runHash(this.config) && manifest.configHash !== configHash(this.config)) {
       throw new Error(`checkpoint ${path} belongs to a different configuration; use a new run directory`);
     }
     log.info({ path, round: manifest.round, step: manifest.step }, 'resuming from checkpoint');
@@ -331,4 +338,12 @@ export class RunLoop {
     progress.schedule.losses = progress.schedule.losses.map((loss) => loss ?? NaN);
     return { progress, state, digest: manifest.state.digest };
   }
+}
+
+/** Early stopping: `patience` rounds in a row without a lower holdback loss than the best round's. */
+function earlyStopReason(config: OccamConfig, progress: RunState): string | null {
+  if (config.patience === 0 || progress.best === null) return null;
+  const since = progress.round - 1 - progress.best.round;
+  if (since < config.patience) return null;
+  return `stopped early: no lower holdback loss in the ${since} rounds after round ${progress.best.round + 1} (patience ${config.patience})`;
 }

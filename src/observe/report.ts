@@ -72,6 +72,9 @@ export function renderReport(runs: RunRecord[], generatedAt = new Date()): strin
   charts.push(stepTimeChart(runs), bytesChart(runs));
   const body = [
     `<header><h1>${escapeXml(title)}</h1><p class="muted">generated ${escapeXml(generatedAt.toISOString().replace('T', ' ').slice(0, 19))} UTC · ${runs.map((r) => escapeXml(configLine(r.config))).join('<br>')}</p></header>`,
+    ...runs
+      .filter((r) => r.summary?.failure)
+      .map((r) => `<section class="failure"><h2>${escapeXml(r.name)} failed</h2><p>${escapeXml(r.summary?.failure ?? '')}</p></section>`),
     `<section><h2>Summary</h2>${summaryTable(runs)}</section>`,
     `<section><h2>Per round</h2><div class="charts">${charts.map((svg) => `<figure>${svg}</figure>`).join('')}</div></section>`,
     ...runs.map(
@@ -251,7 +254,7 @@ function summaryTable(runs: RunRecord[]): string {
     return [
       run.name,
       run.config.strategy,
-      `${run.metrics.length}${run.summary ? '' : ' (unfinished)'}`,
+      `${run.metrics.length}${run.summary?.failure ? ' (failed)' : run.summary ? '' : ' (unfinished)'}`,
       best ? String(best.round + 1) : '—',
       best ? best.holdbackLoss.toFixed(4) : '—',
       best?.testLoss != null ? best.testLoss.toFixed(4) : '—',
@@ -302,7 +305,7 @@ function roundTable(metrics: RoundMetrics[]): string {
 
 /** The summary's best round, or (for an unfinished run) the round with the lowest holdback loss so far. */
 function bestOf(run: RunRecord): RunSummary['best'] {
-  if (run.summary) return run.summary.best;
+  if (run.summary?.best) return run.summary.best;
   let best: RunSummary['best'] = null;
   for (const m of run.metrics) {
     const loss = m.holdbackLoss ?? m.trainLoss;

@@ -149,7 +149,7 @@ export function formatSummary(summary: RunSummary): string {
   const rows: [string, string][] = [
     ['run directory', summary.runDir],
     ['strategy', summary.strategy],
-    ['rounds', String(summary.rounds)],
+    ['rounds', summary.stopReason ? `${summary.rounds} (${summary.stopReason})` : String(summary.rounds)],
     ['best round', best ? String(best.round + 1) : '—'],
     ['best holdback loss', best ? best.holdbackLoss.toFixed(4) : '—'],
     ['test loss', best?.testLoss != null ? best.testLoss.toFixed(4) : '—'],

@@ -2,7 +2,7 @@
 // checkpoints/, model/ (the best round's model: model-dir.ts), tensorboard/, summary.json.
 import { appendFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { configHash, type OccamConfig } from '../config.ts';
+import { EXTENSIBLE_KEYS, type OccamConfig, resolveConfig, runHash } from '../config.ts';
 import { writeAtomically } from './atomic-file.ts';
 import { RunDirError } from './errors.ts';
 import { type ModelSizes, readModelSizes, writeModel } from './model-dir.ts';
@@ -59,6 +59,10 @@ export interface RunSummary {
   restarts: number;
   /** Bytes of the best model: dense float32 weights against model/model.sparse.safetensors (null before any export). */
   modelSizes: ModelSizes | null;
+  /** Why the run ended before its last round (early stopping); null when it ran them all. */
+  stopReason: string | null;
+  /** Why the run failed; null for a run that finished. */
+  failure: string | null;
 }
 
 export class RunDir {
@@ -78,16 +82,31 @@ export class RunDir {
     return join(this.path, 'metrics.jsonl');
   }
 
-  /** Creates the folder and config.json; an existing run must have the same config. */
+  /**
+   * Creates the folder and config.json. An existing run must have the same config, except how
+   * long it runs (EXTENSIBLE_KEYS: a finished run can be given more rounds).
+   */
   init(config: OccamConfig): void {
     mkdirSync(this.path, { recursive: true });
+    this.checkSameRun(config);
+    writeAtomically(join(this.path, 'config.json'), `${JSON.stringify(config, null, 2)}\n`);
+    this.tokensPerSample = config.model === 'gpt' ? config.blockSize : null;
+  }
+
+  /** Throws RunDirError when `config` is not this run's (a resumed run may change only EXTENSIBLE_KEYS). */
+  checkSameRun(config: OccamConfig): void {
     const path = join(this.path, 'config.json');
     if (existsSync(path)) {
-      const existing = readRunConfig(this.path);
-      if (configHash(existing) !== configHash(config)) {
-        const differing = (Object.keys(config) as (keyof OccamConfig)[]).filter((k) => existing[k] !== config[k]);
-        throw new Error(`${path} holds a different configuration (differs in: ${differing.join(', ')}); use a new run directory`);
+      const existing = resolveConfig(readRunConfig(this.path));
+      const differing = (Object.keys(config) as (keyof OccamConfig)[]).filter((k) => existing[k] !== config[k]);
+      if (runHash(existing) !== runHash(config)) {
+        const fixed = differing.filter((k) => !(EXTENSIBLE_KEYS as readonly string[]).includes(k));
+        throw new RunDirError(`${path} holds a different configuration (differs in: ${fixed.join(', ')}); use a new run directory`);
       }
+      if (existing.rounds !== config.rounds && (config.strategy === 'posttrain' || config.strategy === 'gradual'))
+        throw new RunDirError(
+          `a ${config.strategy} run plans its pruning from rounds, so its rounds cannot change (${existing.rounds} → ${config.rounds})`,
+        );
     }
     writeAtomically(path, `${JSON.stringify(config, null, 2)}\n`);
     this.tokensPerSample = config.model === 'gpt' ? config.blockSize : null;
@@ -119,6 +138,27 @@ export class RunDir {
   /** The exported model's sizes, for the summary. */
   modelSizes(): ModelSizes | null {
     return readModelSizes(this.modelDir);
+  }
+
+  /** summary.json of a run that failed: the rounds it finished and why it stopped. */
+  writeFailure(runId: string, config: OccamConfig, reason: string): void {
+    const metrics = readMetrics(this.path);
+    const final = metrics[metrics.length - 1] ?? null;
+    this.writeSummary({
+      runId,
+      runDir: this.path,
+      strategy: config.strategy,
+      rounds: metrics.length,
+      best: null,
+      final,
+      totalCompute: final?.compute ?? 0,
+      wallMs: final?.elapsedMs ?? 0,
+      resyncs: final?.resyncs ?? 0,
+      restarts: final?.restarts ?? 0,
+      modelSizes: this.modelSizes(),
+      stopReason: null,
+      failure: reason,
+    });
   }
 
   writeSummary(summary: RunSummary): void {

@@ -3,7 +3,7 @@
 // gives the figures the run recorded, to the last bit.
 import type * as tf from '@tensorflow/tfjs-core';
 import { shardRange } from '../common/shard.ts';
-import type { OccamConfig } from '../config.ts';
+import { evalBatchSamples, type OccamConfig } from '../config.ts';
 import type { DataSource, EvalSplit } from './data/source.ts';
 import { evaluateBatch, type Model } from './models/model.ts';
 
@@ -14,7 +14,7 @@ export interface EvalSums {
   count: number;
 }
 
-export type EvalSettings = Pick<OccamConfig, 'evalBatchSize' | 'evalLimit'>;
+export type EvalSettings = Pick<OccamConfig, 'evalBatchSize' | 'evalLimit' | 'model' | 'blockSize'>;
 
 /**
  * Loss sum, correct predictions and count over rank's share of an evaluation split.
@@ -32,8 +32,9 @@ export async function evaluateShare(
   const limit = settings.evalLimit > 0 ? Math.min(total, settings.evalLimit) : total;
   const [start, end] = shardRange(limit, share.rank, share.world);
   const sums: EvalSums = { lossSum: 0, correct: 0, count: end - start };
-  for (let at = start; at < end; at += settings.evalBatchSize) {
-    const batch = data.evalExamples(split, at, Math.min(end, at + settings.evalBatchSize));
+  const batchSize = evalBatchSamples(settings);
+  for (let at = start; at < end; at += batchSize) {
+    const batch = data.evalExamples(split, at, Math.min(end, at + batchSize));
     const result = await evaluateBatch(model, weights, batch);
     sums.lossSum += result.lossSum;
     sums.correct += result.correct;

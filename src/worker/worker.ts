@@ -89,6 +89,7 @@ export class Worker {
     try {
       while (!this.stopped) {
         const reached = await this.session(ringPort).catch((error: Error) => {
+          if (error instanceof WorkerRefused) throw error;
           log.warn({ err: error.message }, 'connection to the coordinator failed');
           this.lastProblem = error.message;
           return false;
@@ -176,7 +177,12 @@ export class Worker {
         void this.handle(envelope);
       });
       socket.on('unexpected-response', (_request, response) => {
-        reject(new Error(`coordinator refused the connection: HTTP ${response.statusCode} ${response.statusMessage ?? ''}`));
+        const status = response.statusCode ?? 0;
+        // A refused token or a finished run will not change by retrying: stop at once.
+        if (status === 401)
+          reject(new WorkerRefused(`the coordinator refused the cluster token (HTTP 401): check OCCAM_TOKEN or --token-file`));
+        else if (status === 410) reject(new WorkerRefused(`the coordinator's run is finished (HTTP 410)`));
+        else reject(new Error(`coordinator refused the connection: HTTP ${status} ${response.statusMessage ?? ''}`));
         socket.terminate();
       });
       socket.on('error', (error) => {
@@ -367,4 +373,12 @@ export class Worker {
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** The coordinator answered in a way retrying cannot change (a wrong token, a finished run). */
+export class WorkerRefused extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'WorkerRefused';
+  }
 }
