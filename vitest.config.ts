@@ -17,6 +17,7 @@ const UNIT = [
   'run-loop',
   'schedule',
   'tensorboard',
+  'terminal',
 ].map((name) => `test/${name}.test.ts`);
 
 export default defineConfig({

@@ -122,7 +122,7 @@ describe('a running coordinator observed from outside', () => {
     expect(seriesValue(families, 'occam_step_phase_seconds_total', { worker: 'w', phase: 'compute' })).toBeCloseTo(0.07, 9);
     // The ring re-forms mid-segment: the next report counts from 0 again, without going negative.
     metrics.handle({ type: 'restart', reason: 'worker lost' });
-    metrics.handle({ type: 'ring', generation: 2, workers: ['w'] });
+    metrics.handle({ type: 'ring', generation: 2, workers: ['w'], hardware: ['cpu'] });
     metrics.handle(steps(1, false));
     families = await scrape();
     expect(seriesValue(families, 'occam_worker_steps_total', { worker: 'w' })).toBe(8);

@@ -37,7 +37,7 @@ export function exportModel(args: ParsedArgs): number {
   if (!(EXPORT_FORMATS as readonly string[]).includes(format))
     throw new UsageError(`--format must be one of ${EXPORT_FORMATS.join(', ')} (got '${format}')`);
   const out = args.flags.get('out');
-  for (const path of exportRun(runDir, format as ExportFormat, out ? resolve(out) : undefined)) process.stdout.write(`${path}\n`);
+  for (const path of exportRun(resolve(runDir), format as ExportFormat, out ? resolve(out) : undefined)) process.stdout.write(`${path}\n`);
   return 0;
 }
 

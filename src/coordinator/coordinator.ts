@@ -180,7 +180,7 @@ export class Coordinator {
     if (!reference) throw new Error('no worker has reported its data yet');
     const group = new RemoteGroup(this.generation, links, reference, this.members, this.config, this.log);
     this.group = group;
-    this.options.onEvent?.({ type: 'ring', generation: this.generation, workers: [...group.memberIds] });
+    this.options.onEvent?.({ type: 'ring', generation: this.generation, workers: [...group.memberIds], hardware: [...group.hardware] });
     await group.form();
     return group;
   }

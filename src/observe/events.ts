@@ -5,7 +5,8 @@ import type { StepTimes } from '../training/step-loop.ts';
 
 export type RunEvent =
   | { type: 'waiting'; ready: number; needed: number }
-  | { type: 'ring'; generation: number; workers: string[] }
+  /** A ring formed: its members in rank order and what each computes on (its backend). */
+  | { type: 'ring'; generation: number; workers: string[]; hardware: string[] }
   | {
       type: 'progress';
       round: number;

@@ -1,7 +1,8 @@
 // What a user watches during `occam train`: on a terminal, a live bar for the current round (steps/s,
-// samples/s, loss, weights kept, round and run ETA) above a table that grows one row per round;
-// elsewhere (not a TTY) just the table rows; with --json every event as a JSON line on stdout;
-// with --quiet nothing until the summary.
+// samples/s, loss, weights kept, round and run ETA) above a table that grows one row per round,
+// both fitted to the terminal's width and redrawn when it is resized; elsewhere (not a TTY) the
+// table rows and a progress line every few seconds; with --json every event as a JSON line on
+// stdout; with --quiet nothing until the summary.
 import { join } from 'node:path';
 import type { StepTimes } from '../wire/protocol.ts';
 import type { RunEvent } from './events.ts';
@@ -30,16 +31,34 @@ const COLUMNS: [string, number, (m: RoundMetrics, rounds: number) => string][] =
   ['time', 8, (m) => formatSeconds(m.roundMs / 1000, 1)],
 ];
 
+/** What the view writes to: a terminal (columns, resize events) or any stream. */
+export interface ViewStream {
+  write(text: string): unknown;
+  columns?: number;
+  on?(event: 'resize', listener: () => void): unknown;
+}
+
+/** How often a progress line is printed inside a round when the output is not a terminal. */
+const PLAIN_PROGRESS_MS = 10_000;
+
 export class TerminalView {
   private lastLineMs = 0;
   private batchSize = 1;
-  private headerShown = false;
+  /** The table's columns, fitted to the terminal's width when the header is printed. */
+  private columns: typeof COLUMNS | null = null;
   private readonly roundSeconds: number[] = [];
+  /** The live progress line as last drawn (for redrawing it after a resize). */
+  private progressLine = '';
+  private progressParts: string[] = [];
+  private progressFraction = 0;
 
   constructor(
     private readonly mode: ProgressMode,
-    private readonly out: NodeJS.WriteStream = process.stderr,
-  ) {}
+    private readonly out: ViewStream = process.stderr,
+    private readonly plainProgressMs = PLAIN_PROGRESS_MS,
+  ) {
+    if (mode === 'tty') out.on?.('resize', () => this.redraw());
+  }
 
   setBatchSize(batchSize: number): void {
     this.batchSize = batchSize;
@@ -49,8 +68,8 @@ export class TerminalView {
     if (this.mode === 'json') {
       // Per-worker step reports are for metrics; 'progress' already carries what a script follows.
       if (event.type === 'steps') return;
-      const { workers: _w, ...rest } = event as RunEvent & { workers?: unknown };
-      process.stdout.write(`${JSON.stringify(rest)}\n`);
+      const json = event.type === 'progress' ? { ...event, workers: Object.fromEntries(event.workers) } : event;
+      process.stdout.write(`${JSON.stringify(json)}\n`);
       return;
     }
     if (this.mode === 'quiet') return;
@@ -58,7 +77,9 @@ export class TerminalView {
       case 'waiting':
         return this.line(`waiting for workers: ${event.ready}/${event.needed} ready`);
       case 'ring':
-        return this.line(`ring formed (generation ${event.generation}): ${event.workers.join(', ')}`);
+        return this.line(
+          `ring formed (generation ${event.generation}): ${event.workers.map((w, i) => `${w} (${event.hardware[i]})`).join(', ')}`,
+        );
       case 'restart':
         return this.line(`membership changed (${event.reason}); resuming from the last commit`);
       case 'resync':
@@ -74,9 +95,9 @@ export class TerminalView {
   }
 
   private progress(event: Extract<RunEvent, { type: 'progress' }>): void {
-    if (this.mode !== 'tty') return;
     const now = Date.now();
-    if (now - this.lastLineMs < 200 && event.step < event.roundEnd) return;
+    const plain = this.mode !== 'tty';
+    if (now - this.lastLineMs < (plain ? this.plainProgressMs : 200) && (plain || event.step < event.roundEnd)) return;
     this.lastLineMs = now;
     const total = Math.max(1, event.roundEnd - event.roundStart);
     const done = event.step - event.roundStart;
@@ -85,25 +106,66 @@ export class TerminalView {
     const recent = this.roundSeconds.slice(-5);
     const meanRoundSeconds = recent.length > 0 ? recent.reduce((a, b) => a + b, 0) / recent.length : null;
     const runEta = runEtaSeconds({ ...event, stepsPerSecond, meanRoundSeconds });
-    const width = 20;
-    const filled = Math.round((width * done) / total);
-    const bar = '█'.repeat(filled) + '░'.repeat(width - filled);
-    const text = `round ${event.round + 1}/${event.rounds} ${bar} ${done}/${total} · ETA ${formatSeconds(roundEta)} (run ${formatSeconds(runEta)}) · loss ${event.loss.toFixed(4)} · kept ${(100 * event.weightsKept).toFixed(1)}% · ${stepsPerSecond.toFixed(1)} steps/s · ${(stepsPerSecond * this.batchSize).toFixed(0)} samples/s`;
-    // Never wrap (a wrapped line could not be redrawn in place): narrow terminals lose the tail.
-    const columns = this.out.columns ?? 160;
-    this.out.write(`\r\x1b[2K${text.length > columns - 1 ? `${text.slice(0, columns - 2)}…` : text}`);
+    // In the order they are dropped from the end when the terminal is narrow; the bar goes first of all.
+    const parts = [
+      `round ${event.round + 1}/${event.rounds}`,
+      `${done}/${total}`,
+      `loss ${event.loss.toFixed(4)}`,
+      `kept ${(100 * event.weightsKept).toFixed(1)}%`,
+      `${stepsPerSecond.toFixed(1)} steps/s`,
+      `ETA ${formatSeconds(roundEta)} (run ${formatSeconds(runEta)})`,
+      `${(stepsPerSecond * this.batchSize).toFixed(0)} samples/s`,
+    ];
+    if (plain) return this.line(parts.join(' · '));
+    this.progressParts = parts;
+    this.progressFraction = done / total;
+    this.draw();
+  }
+
+  /** The progress line fitted to the width: never wider, so it never wraps and always redraws in place. */
+  private draw(): void {
+    const width = (this.out.columns ?? 160) - 1;
+    const [head, ...rest] = this.progressParts;
+    let text = head;
+    const barWidth = 20;
+    const filled = Math.round(barWidth * this.progressFraction);
+    const bar = `${'█'.repeat(filled)}${'░'.repeat(barWidth - filled)}`;
+    const withBar = rest.reduce((line, part) => `${line} · ${part}`, `${head} ${bar}`);
+    if (withBar.length <= width) text = withBar;
+    else for (const part of rest) if (`${text} · ${part}`.length <= width) text = `${text} · ${part}`;
+    this.progressLine = text.slice(0, width);
+    // \x1b7 saves the cursor at the line's start: a resize may rewrap the line over several rows.
+    this.out.write(`\r\x1b7\x1b[2K${this.progressLine}`);
+  }
+
+  /**
+   * After a resize: terminals that reflow may have wrapped the progress line over several rows
+   * (some wrap the cursor's line, some cut it). Back to its saved start (\x1b8; terminals move the
+   * saved position with the reflow), erase to the end of the screen, and draw it to fit.
+   */
+  private redraw(): void {
+    const width = this.out.columns ?? 160;
+    // A table wider than the terminal now: the next round prints a header of the columns that fit.
+    if (this.columns && this.columns.reduce((n, [, w]) => n + w + 1, 0) > width) this.columns = null;
+    if (!this.progressLine) return;
+    this.out.write('\x1b8\x1b[J');
+    this.draw();
   }
 
   private round(m: RoundMetrics, rounds: number): void {
     this.roundSeconds.push(m.roundMs / 1000);
-    if (!this.headerShown) {
-      this.headerShown = true;
-      this.line(COLUMNS.map(([name, width]) => name.padStart(width)).join(' '));
+    if (!this.columns) {
+      // As many columns as fit the terminal, from the left ('round' always).
+      const width = this.mode === 'tty' ? (this.out.columns ?? 160) : Infinity;
+      const ends = COLUMNS.map((_, i) => COLUMNS.slice(0, i + 1).reduce((n, [, w]) => n + w + 1, 0));
+      this.columns = COLUMNS.filter((_, i) => ends[i] <= width || i === 0);
+      this.line(this.columns.map(([name, w]) => name.padStart(w)).join(' '));
     }
-    this.line(COLUMNS.map(([, width, cell]) => cell(m, rounds).padStart(width)).join(' '));
+    this.line(this.columns.map(([, w, cell]) => cell(m, rounds).padStart(w)).join(' '));
   }
 
   private line(text: string): void {
+    this.progressLine = '';
     this.out.write(this.mode === 'tty' ? `\r\x1b[2K${text}\n` : `${text}\n`);
   }
 }
