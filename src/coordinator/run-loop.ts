@@ -150,11 +150,14 @@ export class RunLoop {
     const startedMs = Date.now();
     const latestTimes = new Map<string, StepTimes>();
     const rounds = totalRounds(this.config);
+    // The live loss is always one step's loss (never a mean over steps), so its chart has one kind of point.
+    let lastStepLoss: number | null = null;
     const results = await group.train(progress.step, segmentEnd, (rank, report) => {
       const workerId = group.memberIds[rank];
       latestTimes.set(workerId, report.times);
       this.options.emit({ type: 'steps', workerId, step: report.step, times: report.times, bytesSent: report.bytesSent, final: false });
       if (rank !== 0) return;
+      lastStepLoss = report.loss;
       this.options.emit({
         type: 'progress',
         round: progress.round,
@@ -199,7 +202,8 @@ export class RunLoop {
       times.waitMs += r.times.waitMs / n;
       times.updateMs += r.times.updateMs / n;
     }
-    const loss = progress.roundLossSum / Math.max(1, progress.roundSamples);
+    // No report in the segment (one step): its loss is that step's.
+    const loss = lastStepLoss ?? results[0].lossSum / Math.max(1, results[0].samples);
     this.options.emit({
       type: 'progress',
       round: progress.round,

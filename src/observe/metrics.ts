@@ -45,8 +45,14 @@ export class CoordinatorMetrics {
   );
   private readonly loss = this.gauge('occam_loss', 'Loss of the last finished round by split (train: mean over the round).', ['split']);
   private readonly accuracy = this.gauge('occam_accuracy', 'Accuracy of the last finished round by split.', ['split']);
-  private readonly weightsKept = this.gauge('occam_weights_kept_ratio', 'Fraction of prunable weights kept (unmasked).');
-  private readonly activeWeights = this.gauge('occam_active_weights', 'Active (unmasked) parameters of the model after the last round.');
+  private readonly weightsKept = this.gauge(
+    'occam_weights_kept_ratio',
+    'Fraction of prunable weights kept (unmasked) in the last finished round.',
+  );
+  private readonly activeWeights = this.gauge(
+    'occam_active_weights',
+    'Active (unmasked) parameters of the model in the last finished round.',
+  );
   private readonly pruneFraction = this.gauge('occam_prune_fraction', 'Fraction p of surviving weights pruned after the last round.');
   private readonly compute = this.gauge('occam_compute_weight_samples', 'Compute so far: sum over rounds of active weights times samples.');
   private readonly stepTime = this.gauge(
@@ -132,7 +138,6 @@ export class CoordinatorMetrics {
       case 'progress':
         this.stepsDone.set(event.step);
         if (Number.isFinite(event.loss)) this.stepLoss.set(event.loss);
-        this.weightsKept.set(event.weightsKept);
         return;
       case 'steps':
         return this.addWork(event);
