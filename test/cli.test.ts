@@ -204,7 +204,7 @@ describe('a run from start to finish', () => {
     expect(readdirSync(finishedDir).filter((name) => name.startsWith('worker-')).length, 'no worker started').toBe(1);
     const extended = occam(['train', '--resume', finishedDir, '--rounds', '3', '--quiet']);
     expect(extended.status, extended.stderr).toBe(0);
-    expect(readMetrics(finishedDir).map((m) => m.round)).toEqual([0, 1, 2]);
+    expect(readMetrics(finishedDir).map((m) => m.round)).toEqual([1, 2, 3]);
     expect(JSON.parse(readFileSync(join(finishedDir, 'config.json'), 'utf8')).rounds).toBe(3);
     expectOneLine(
       occam(['train', '--resume', finishedDir, '--units', '9']),

@@ -14,7 +14,7 @@ const config = (overrides = {}) => smallConfig({ rounds: ROUNDS, workers: 3, pee
 
 /** Every round once, in order: no committed round lost or repeated. */
 function expectCompleteHistory(metrics: RoundMetrics[], rounds = ROUNDS): void {
-  expect(metrics.map((m) => m.round)).toEqual(Array.from({ length: rounds }, (_, i) => i));
+  expect(metrics.map((m) => m.round)).toEqual(Array.from({ length: rounds }, (_, i) => i + 1));
   for (const m of metrics) expect(m.resyncs, `round ${m.round}: replicas disagreed`).toBe(0);
   expect(metrics[rounds - 1].step).toBe(rounds * 15);
 }

@@ -301,7 +301,7 @@ describe('the cpu-small pods, started as the manifests start them', () => {
     expect(readFileSync(second.log, 'utf8')).toMatch(new RegExp(`"step":${manifest.step}[^\\n]*resuming from checkpoint`));
     const summary = JSON.parse(readFileSync(join(runDir, 'summary.json'), 'utf8')) as RunSummary;
     expect(summary.rounds).toBe(2);
-    expect(readMetrics(runDir).map((m) => m.round)).toEqual([0, 1]);
+    expect(readMetrics(runDir).map((m) => m.round)).toEqual([1, 2]);
     second.child.kill('SIGTERM');
     expect(await exitOf(second.child), tail(second)).toBe(0);
     for (const worker of workers) expect(await exitOf(worker.child), tail(worker)).toBe(0);

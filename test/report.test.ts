@@ -16,7 +16,7 @@ function fakeRun(parent: string, name: string, config: Partial<OccamConfig>, rou
   const lines = Array.from({ length: rounds }, (_, round): RoundMetrics => {
     const kept = config.strategy === 'none' ? 1 : 0.6 ** round;
     return {
-      round,
+      round: round + 1,
       step: 10 * (round + 1),
       trainLoss: 1 / (round + 1),
       holdbackLoss: options.holdback === false ? null : 1.1 / (round + 1),

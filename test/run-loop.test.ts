@@ -53,12 +53,12 @@ describe('the run loop on in-process replicas', () => {
 
   it('runs every round once, in order, pruning as the schedule says, and 3 replicas match 1', async () => {
     expect(single.summary.rounds).toBe(3);
-    expect(single.metrics.map((m) => m.round)).toEqual([0, 1, 2]);
+    expect(single.metrics.map((m) => m.round)).toEqual([1, 2, 3]);
     const steps = single.metrics.map((m) => m.step);
     expect(steps).toEqual([...steps].sort((a, b) => a - b));
     expect(single.metrics[2].weightsKept).toBeLessThan(1);
     const rounds = single.events.filter((e) => e.type === 'round').map((e) => (e as { metrics: RoundMetrics }).metrics.round);
-    expect(rounds).toEqual([0, 1, 2]);
+    expect(rounds).toEqual([1, 2, 3]);
     const three = await runLocal(() => group(3, { chunkFloats: 512 }));
     expectSameLosses(pair.metrics, single.metrics, 1e-5);
     expectSameLosses(three.metrics, single.metrics, 1e-5);
@@ -81,7 +81,7 @@ describe('the run loop on in-process replicas', () => {
     const first = loopFor(runDir, CONFIG, events);
     first.open();
     events.push = (event: RunEvent) => {
-      if (event.type === 'round' && event.metrics.round === 0) first.stopRequested = true;
+      if (event.type === 'round' && event.metrics.round === 1) first.stopRequested = true;
       return Array.prototype.push.call(events, event);
     };
     await expect(first.run(group(2))).rejects.toBeInstanceOf(RunStopped);
@@ -107,7 +107,7 @@ describe('the run loop on in-process replicas', () => {
     });
     expect(run.summary.restarts).toBe(1);
     expect(run.events.filter((e) => e.type === 'resync')).toHaveLength(0);
-    expect(run.metrics.map((m) => m.round)).toEqual([0, 1, 2]);
+    expect(run.metrics.map((m) => m.round)).toEqual([1, 2, 3]);
     expect(run.metrics[run.metrics.length - 1].workers).toBe(1);
     expectSameLosses(run.metrics, single.metrics, 1e-5);
   });
@@ -138,9 +138,9 @@ describe('the run loop on in-process replicas', () => {
     const run = await runLocal(() => group(1, {}, config), config);
     const best = run.summary.best as NonNullable<typeof run.summary.best>;
     expect(run.summary.rounds).toBeLessThan(8);
-    expect(run.summary.rounds - 1 - best.round).toBe(2);
-    expect(run.metrics.slice(best.round + 1).every((m) => (m.holdbackLoss as number) >= best.holdbackLoss)).toBe(true);
-    expect(run.summary.stopReason).toBe(`stopped early: no lower holdback loss in the 2 rounds after round ${best.round + 1} (patience 2)`);
+    expect(run.summary.rounds - best.round).toBe(2);
+    expect(run.metrics.slice(best.round).every((m) => (m.holdbackLoss as number) >= best.holdbackLoss)).toBe(true);
+    expect(run.summary.stopReason).toBe(`stopped early: no lower holdback loss in the 2 rounds after round ${best.round} (patience 2)`);
   });
 
   it('stops a diverged run with a message that names the round and the remedy', async () => {

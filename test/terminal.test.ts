@@ -10,24 +10,25 @@ import type { StepTimes } from '../src/training/step-loop.ts';
 
 const times = (steps: number): StepTimes => ({ steps, computeMs: 10 * steps, allreduceMs: 2 * steps, waitMs: steps, updateMs: steps });
 
+/** Progress of round `round` (counted from 1) at global step `step`; 63 steps a round. */
 function progress(round: number, step: number): RunEvent {
   return {
     type: 'progress',
     round,
     rounds: 12,
     step,
-    roundStart: round * 63,
-    roundEnd: (round + 1) * 63,
+    roundStart: (round - 1) * 63,
+    roundEnd: round * 63,
     loss: 0.4321,
     weightsKept: 0.6,
-    workers: new Map([['w0', times(step - round * 63)]]),
+    workers: new Map([['w0', times(step - (round - 1) * 63)]]),
   };
 }
 
 function roundDone(round: number): RunEvent {
   const metrics: RoundMetrics = {
     round,
-    step: (round + 1) * 63,
+    step: round * 63,
     trainLoss: 0.5,
     holdbackLoss: 0.45,
     holdbackAccuracy: 0.9,
@@ -39,7 +40,7 @@ function roundDone(round: number): RunEvent {
     samples: 8000,
     compute: 8e6,
     roundMs: 4200,
-    elapsedMs: 4200 * (round + 1),
+    elapsedMs: 4200 * round,
     stepMs: { compute: 10, allreduce: 2, wait: 1, update: 1 },
     bytesPerStep: 1000,
     workers: 1,
@@ -70,9 +71,9 @@ describe('the terminal view in a narrow terminal', () => {
       await flush(term);
     };
     view.handle({ type: 'ring', generation: 1, workers: ['w0'], hardware: ['blas'] });
-    for (const step of [10, 30, 50]) await at(progress(0, step));
-    await at(roundDone(0));
-    await at(progress(1, 70));
+    for (const step of [10, 30, 50]) await at(progress(1, step));
+    await at(roundDone(1));
+    await at(progress(2, 70));
     const wide = screen(term);
     expect(wide[0]).toBe('ring formed (generation 1): w0 (blas)');
     const live = wide[wide.length - 1];
@@ -83,9 +84,9 @@ describe('the terminal view in a narrow terminal', () => {
     stream.columns = 40;
     onResize();
     await flush(term);
-    for (const step of [90, 110]) await at(progress(1, step));
-    await at(roundDone(1));
-    await at(progress(2, 140));
+    for (const step of [90, 110]) await at(progress(2, step));
+    await at(roundDone(2));
+    await at(progress(3, 140));
     const narrow = screen(term);
     // Exactly one progress line: the live one, last; nothing left of the earlier, wider ones.
     const progressRows = narrow.filter((row) => /loss 0\.4321|steps\/s|samples\/s|ETA|kept 60\.0%$/.test(row));
@@ -107,8 +108,8 @@ describe('the terminal view in a narrow terminal', () => {
   it('without a terminal it prints a progress line every few seconds inside a round', () => {
     const lines: string[] = [];
     const view = new TerminalView('plain', { write: (text) => lines.push(text) }, 0);
-    view.handle(progress(0, 10));
-    view.handle(progress(0, 20));
+    view.handle(progress(1, 10));
+    view.handle(progress(1, 20));
     expect(lines).toHaveLength(2);
     expect(lines[1]).toMatch(
       /^round 1\/12 · 20\/63 · loss 0\.4321 · kept 60\.0% · \d+\.\d steps\/s · ETA \S+ \(run \S+\) · \d+ samples\/s\n$/,
@@ -116,8 +117,8 @@ describe('the terminal view in a narrow terminal', () => {
     expect(lines.join('')).not.toContain('\u001b');
     const quiet: string[] = [];
     const seldom = new TerminalView('plain', { write: (text) => quiet.push(text) }, 60_000);
-    seldom.handle(progress(0, 10));
-    seldom.handle(progress(0, 20));
+    seldom.handle(progress(1, 10));
+    seldom.handle(progress(1, 20));
     expect(quiet, 'at most one line per interval').toHaveLength(1);
   });
 });

@@ -38,7 +38,7 @@ describe('a trained model from the command line', () => {
     const evaluated = JSON.parse(result.stdout);
     const summary = JSON.parse(readFileSync(join(runDir, 'summary.json'), 'utf8'));
     expect(evaluated.workers).toBe(2);
-    expect(evaluated.round).toBe(summary.best.round + 1);
+    expect(evaluated.round).toBe(summary.best.round);
     expect(evaluated.holdback.loss).toBe(summary.best.holdbackLoss);
     expect(evaluated.test.loss).toBe(summary.best.testLoss);
     expect(evaluated.test.accuracy).toBe(summary.best.testAccuracy);

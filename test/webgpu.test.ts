@@ -58,7 +58,7 @@ describe.skipIf(!env)('webgpu on lavapipe', () => {
       workerEnv: (i) => ({ ...(env as Record<string, string>), ...(i === 1 ? { OCCAM_FAULTS: 'kill@allreduce step=20' } : {}) }),
     });
     expect(summary.restarts).toBeGreaterThanOrEqual(1);
-    expect(metrics.map((m) => m.round)).toEqual([0, 1, 2]);
+    expect(metrics.map((m) => m.round)).toEqual([1, 2, 3]);
     expect(metrics.every((m) => m.resyncs === 0)).toBe(true);
     expect(metrics[2].workers).toBe(2);
   });

@@ -70,12 +70,10 @@ export async function evaluate(args: ParsedArgs): Promise<number> {
     result[split] = { loss: meanLoss(sums), accuracy: accuracy(sums), count: sums.count };
   }
   if (args.flags.has('json')) {
-    process.stdout.write(
-      `${JSON.stringify({ round: round + 1, data: data.description, workers: world, backend: engine.backend, ...result })}\n`,
-    );
+    process.stdout.write(`${JSON.stringify({ round, data: data.description, workers: world, backend: engine.backend, ...result })}\n`);
     return 0;
   }
-  process.stdout.write(`best model of ${runDir} (round ${round + 1}) on ${data.description}, as ${world} worker(s) on ${engine.backend}\n`);
+  process.stdout.write(`best model of ${runDir} (round ${round}) on ${data.description}, as ${world} worker(s) on ${engine.backend}\n`);
   for (const [split, r] of Object.entries(result)) {
     const loss = r.loss === null ? '–' : r.loss.toFixed(4);
     const acc = r.accuracy === null ? '–' : `${(100 * r.accuracy).toFixed(2)}%`;

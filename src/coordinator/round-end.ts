@@ -36,7 +36,7 @@ export async function endRound(context: RoundContext, progress: RunState): Promi
   progress.compute += progress.activeParams * progress.roundSamples;
   const steps = Math.max(1, progress.roundTimes.steps);
   const metrics: RoundMetrics = {
-    round: progress.round,
+    round: progress.round + 1,
     step: progress.step,
     trainLoss,
     holdbackLoss,
@@ -64,7 +64,7 @@ export async function endRound(context: RoundContext, progress: RunState): Promi
   const improved = Number.isFinite(loss) && (progress.best === null || loss < progress.best.holdbackLoss);
   if (eligibleForBest(config, progress.round) && improved) {
     progress.best = {
-      round: progress.round,
+      round: progress.round + 1,
       holdbackLoss: loss,
       testLoss: metrics.testLoss,
       testAccuracy: metrics.testAccuracy,

@@ -160,7 +160,7 @@ export class RunLoop {
       lastStepLoss = report.loss;
       this.options.emit({
         type: 'progress',
-        round: progress.round,
+        round: progress.round + 1,
         rounds,
         step: report.step,
         roundStart,
@@ -206,7 +206,7 @@ export class RunLoop {
     const loss = lastStepLoss ?? results[0].lossSum / Math.max(1, results[0].samples);
     this.options.emit({
       type: 'progress',
-      round: progress.round,
+      round: progress.round + 1,
       rounds,
       step: segmentEnd,
       roundStart,
@@ -347,7 +347,7 @@ export class RunLoop {
 /** Early stopping: `patience` rounds in a row without a lower holdback loss than the best round's. */
 function earlyStopReason(config: OccamConfig, progress: RunState): string | null {
   if (config.patience === 0 || progress.best === null) return null;
-  const since = progress.round - 1 - progress.best.round;
+  const since = progress.round - progress.best.round;
   if (since < config.patience) return null;
-  return `stopped early: no lower holdback loss in the ${since} rounds after round ${progress.best.round + 1} (patience ${config.patience})`;
+  return `stopped early: no lower holdback loss in the ${since} rounds after round ${progress.best.round} (patience ${config.patience})`;
 }

@@ -25,7 +25,7 @@ export function onnxModel(trained: TrainedModel, producerVersion: string): Uint8
     irVersion: IR_VERSION,
     producerName: 'occam',
     producerVersion,
-    docString: `Occam ${kind} trained with strategy ${trained.config.strategy}; logits of the best round (${trained.manifest.best.round + 1})`,
+    docString: `Occam ${kind} trained with strategy ${trained.config.strategy}; logits of the best round (${trained.manifest.best.round})`,
     opsetImport: [{ domain: '', version: OPSET }],
     graph: {
       name: `occam_${kind}`,

@@ -165,7 +165,7 @@ export class CoordinatorMetrics {
   }
 
   private setRound(m: RoundMetrics): void {
-    this.roundsDone.set(m.round + 1);
+    this.roundsDone.set(m.round);
     this.stepsDone.set(m.step);
     const splits = [
       ['train', m.trainLoss, null],

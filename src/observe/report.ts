@@ -104,7 +104,7 @@ export function lossCharts(runs: RunRecord[]): string[] {
         yLabel: 'Cross-entropy loss',
         integerX: true,
         series: splits.map((s, i) => ({ name: `${s.name} loss`, color: PALETTE[i], points: perRound(run, (m) => m[s.key]) })),
-        marker: best ? { x: best.round + 1, label: `best round ${best.round + 1}` } : undefined,
+        marker: best ? { x: best.round, label: `best round ${best.round}` } : undefined,
       }),
     ];
   }
@@ -189,7 +189,7 @@ export function stepTimeChart(runs: RunRecord[]): string {
       title: 'Step time breakdown per round',
       xLabel: 'Round',
       yLabel: 'ms per step',
-      categories: metrics.map((m) => String(m.round + 1)),
+      categories: metrics.map((m) => String(m.round)),
       stacks: STEP_PHASES.map((phase) => ({ name: phase.name, color: phase.color, values: metrics.map((m) => m.stepMs[phase.key]) })),
     });
   }
@@ -255,7 +255,7 @@ function summaryTable(runs: RunRecord[]): string {
       run.name,
       run.config.strategy,
       `${run.metrics.length}${run.summary?.failure ? ' (failed)' : run.summary ? '' : ' (unfinished)'}`,
-      best ? String(best.round + 1) : '—',
+      best ? String(best.round) : '—',
       best ? best.holdbackLoss.toFixed(4) : '—',
       best?.testLoss != null ? best.testLoss.toFixed(4) : '—',
       best?.testAccuracy != null ? formatPercent(best.testAccuracy) : '—',
@@ -287,7 +287,7 @@ function roundTable(metrics: RoundMetrics[]): string {
     'round time',
   ];
   const rows = metrics.map((m) => [
-    String(m.round + 1),
+    String(m.round),
     String(m.step),
     fixed(m.trainLoss),
     fixed(m.holdbackLoss),
@@ -375,7 +375,7 @@ ${script ? `<script>${script}</script>` : ''}
 // ─── helpers ──────────────────────────────────────────────────────────────────────────────────
 
 function perRound(run: RunRecord, pick: (m: RoundMetrics) => number | null): { x: number; y: number | null }[] {
-  return run.metrics.map((m) => ({ x: m.round + 1, y: pick(m) }));
+  return run.metrics.map((m) => ({ x: m.round, y: pick(m) }));
 }
 
 /** A series per run named after it; a single run's one series is named after what it shows. */

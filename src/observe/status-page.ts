@@ -137,15 +137,11 @@ export class LiveRun {
     // The last progress report may belong to a round that has since finished: show the next one.
     const finished = p !== null && last !== undefined && last.round >= p.round;
     const roundLabel = !p || finished ? 'round' : `round (${p.step - p.roundStart}/${p.roundEnd - p.roundStart} steps)`;
-    const roundValue = !p
-      ? last
-        ? `${last.round + 1} done`
-        : '—'
-      : `${Math.min(p.rounds, finished ? p.round + 2 : p.round + 1)} / ${p.rounds}`;
+    const roundValue = !p ? (last ? `${last.round} done` : '—') : `${Math.min(p.rounds, finished ? p.round + 1 : p.round)} / ${p.rounds}`;
     const roundDone = !p
       ? undefined
       : finished
-        ? p.round + 1 >= p.rounds
+        ? p.round >= p.rounds
           ? 1
           : 0
         : (p.step - p.roundStart) / Math.max(1, p.roundEnd - p.roundStart);

@@ -20,7 +20,7 @@ export function terminalMode(flags: { json?: boolean; quiet?: boolean }, stream:
 
 /** The round table's columns: header, width, and how a round fills it. */
 const COLUMNS: [string, number, (m: RoundMetrics, rounds: number) => string][] = [
-  ['round', 7, (m, rounds) => `${m.round + 1}/${rounds}`],
+  ['round', 7, (m, rounds) => `${m.round}/${rounds}`],
   ['train', 8, (m) => fixed(m.trainLoss)],
   ['holdback', 9, (m) => fixed(m.holdbackLoss)],
   ['test', 8, (m) => fixed(m.testLoss)],
@@ -108,7 +108,7 @@ export class TerminalView {
     const runEta = runEtaSeconds({ ...event, stepsPerSecond, meanRoundSeconds });
     // In the order they are dropped from the end when the terminal is narrow; the bar goes first of all.
     const parts = [
-      `round ${event.round + 1}/${event.rounds}`,
+      `round ${event.round}/${event.rounds}`,
       `${done}/${total}`,
       `loss ${event.loss.toFixed(4)}`,
       `kept ${(100 * event.weightsKept).toFixed(1)}%`,
@@ -198,7 +198,7 @@ export function runEtaSeconds(p: {
   meanRoundSeconds: number | null;
 }): number {
   const roundLeft = p.stepsPerSecond > 0 ? (p.roundEnd - p.step) / p.stepsPerSecond : Infinity;
-  const roundsAfter = Math.max(0, p.rounds - p.round - 1);
+  const roundsAfter = Math.max(0, p.rounds - p.round);
   if (roundsAfter === 0) return roundLeft;
   const perRound = p.meanRoundSeconds ?? (p.stepsPerSecond > 0 ? (p.roundEnd - p.roundStart) / p.stepsPerSecond : Infinity);
   return roundLeft + roundsAfter * perRound;
@@ -212,7 +212,7 @@ export function formatSummary(summary: RunSummary): string {
     ['run directory', summary.runDir],
     ['strategy', summary.strategy],
     ['rounds', summary.stopReason ? `${summary.rounds} (${summary.stopReason})` : String(summary.rounds)],
-    ['best round', best ? String(best.round + 1) : '—'],
+    ['best round', best ? String(best.round) : '—'],
     ['best holdback loss', best ? best.holdbackLoss.toFixed(4) : '—'],
     ['test loss', best?.testLoss != null ? best.testLoss.toFixed(4) : '—'],
     ['test accuracy', best?.testAccuracy != null ? best.testAccuracy.toFixed(4) : '—'],

@@ -10,6 +10,7 @@ import { EventFileWriter, type ScalarPoint } from './tensorboard.ts';
 
 /** One line of metrics.jsonl: everything measured in one round. */
 export interface RoundMetrics {
+  /** Counted from 1, as everywhere a user reads rounds (terminal, report, logs, files). */
   round: number;
   /** Global step at the end of the round. */
   step: number;
@@ -166,7 +167,7 @@ export class RunDir {
   }
 }
 
-/** The TensorBoard scalars of one round, by tag (rounds are counted from 1, as on the terminal). */
+/** The TensorBoard scalars of one round, by tag. */
 export function roundScalars(m: RoundMetrics, wallTimeMs: number, tokensPerSample: number | null): ScalarPoint {
   const samplesPerSecond = m.roundMs > 0 ? m.samples / (m.roundMs / 1000) : null;
   return {
@@ -189,7 +190,7 @@ export function roundScalars(m: RoundMetrics, wallTimeMs: number, tokensPerSampl
       'network/bytes_per_step': m.bytesPerStep,
       'throughput/samples_per_s': samplesPerSecond,
       'throughput/tokens_per_s': tokensPerSample !== null && samplesPerSecond !== null ? samplesPerSecond * tokensPerSample : null,
-      'run/round': m.round + 1,
+      'run/round': m.round,
       'run/workers': m.workers,
       'run/resyncs': m.resyncs,
       'run/restarts': m.restarts,
