@@ -11,8 +11,8 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { resolveConfig, type OccamConfig } from '../src/config.ts';
 import { exportRun } from '../src/export/export.ts';
 import { MODEL_FILES } from '../src/storage/model-dir.ts';
-import { decodeSafetensors } from '../src/storage/safetensors.ts';
-import { decodeSparseModel } from '../src/storage/sparse-model.ts';
+import { decodeSafetensors, encodeSafetensors } from '../src/storage/safetensors.ts';
+import { decodeSparseModel, encodeSparseModel, SPARSE_FORMAT } from '../src/storage/sparse-model.ts';
 import { loadDataSource } from '../src/training/data/load.ts';
 import type { Examples } from '../src/training/data/source.ts';
 import { selectBackend } from '../src/training/engine.ts';
@@ -85,6 +85,30 @@ describe('the sparse model file', () => {
     expect(kept).toBeLessThan(0.9);
     // Values (4 bytes per kept weight) plus a bitmask (1/8 byte per weight), and the dense biases.
     expect(summary.modelSizes.sparseBytes / summary.modelSizes.denseBytes).toBeLessThan(kept + 1 / 32 + 0.05);
+  });
+
+  it('refuses a damaged file with one error naming the problem', () => {
+    const tensors = [
+      { name: 'w', shape: [2, 8], data: Float32Array.from({ length: 16 }, (_, i) => (i % 3 === 0 ? i + 1 : 0)) },
+      { name: 'w.mask', shape: [2, 8], data: Uint8Array.from({ length: 16 }, (_, i) => (i % 3 === 0 ? 1 : 0)) },
+    ];
+    const good = encodeSparseModel(tensors);
+    expect(decodeSparseModel(good).tensors.map((t) => Array.from(t.data))).toEqual(tensors.map((t) => Array.from(t.data)));
+    expect(() => decodeSparseModel(good.subarray(0, good.length - 3))).toThrow(/safetensors: /);
+    expect(() => decodeSparseModel(encodeSafetensors(tensors))).toThrow(/not an Occam sparse model/);
+    const short = encodeSafetensors([{ name: 'w.values', shape: [6], data: new Float32Array(6) }], {
+      format: SPARSE_FORMAT,
+      shapes: '{"w":[2,8]}',
+    });
+    expect(() => decodeSparseModel(short)).toThrow(/'w' has neither indices nor a bitmask of 2 bytes/);
+    const indices = encodeSafetensors(
+      [
+        { name: 'w.values', shape: [1], data: new Float32Array(1) },
+        { name: 'w.indices', shape: [1], data: Int32Array.of(99) },
+      ],
+      { format: SPARSE_FORMAT, shapes: '{"w":[2,8]}' },
+    );
+    expect(() => decodeSparseModel(indices)).toThrow(/'w' has an index 99 outside its 16 weights/);
   });
 });
 
