@@ -2,7 +2,7 @@
 // `worker` (the processes of a real cluster). Every training setting is a --kebab-case flag, an
 // OCCAM_* environment variable or a key of a --config JSON file; the token never travels on the
 // command line, where `ps` would show it.
-import { createWriteStream, existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { createWriteStream, existsSync, mkdirSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { createServer } from 'node:net';
 import { basename, join, resolve } from 'node:path';
@@ -16,7 +16,7 @@ import { Coordinator, RunStopped } from './coordinator/coordinator.ts';
 import { trainLocally } from './coordinator/local-cluster.ts';
 import { withObservability } from './observe/observability.ts';
 import { formatSummary, terminalMode, TerminalView } from './observe/terminal.ts';
-import { readRunConfig, RunDir, type RunSummary } from './storage/run-dir.ts';
+import { readRunConfig, readSummary, RunDir, type RunSummary } from './storage/run-dir.ts';
 import { formatPlan, planRun } from './observe/plan.ts';
 import { writeRunReport } from './observe/report.ts';
 import { faultHooks } from './worker/faults.ts';
@@ -36,7 +36,8 @@ import {
   warnUnknownVariables,
   type ParsedArgs,
 } from './cli/args.ts';
-import { type CommandName, COMMANDS, commandFlags, commandHelp, EXIT_CODES, OCCAM_VERSION, overview } from './cli/help.ts';
+import { type CommandName, COMMANDS, commandFlags, commandHelp, EXIT_CODES, overview } from './cli/help.ts';
+import { OCCAM_VERSION } from './common/version.ts';
 import { evaluate, exportModel, predictFile, report, sample } from './cli/tools.ts';
 
 export async function main(argv: string[]): Promise<number> {
@@ -173,10 +174,8 @@ function checkCoordinatorUrl(text: string): void {
 
 /** What a finished run's summary.json says (null for a run that has not finished, or failed). */
 function finishedRun(runDir: string): { rounds: number; stopReason: string | null; patience: number } | null {
-  const path = join(runDir, 'summary.json');
-  if (!existsSync(path)) return null;
-  const summary = JSON.parse(readFileSync(path, 'utf8')) as Partial<RunSummary>;
-  if (summary.failure || typeof summary.rounds !== 'number') return null;
+  const summary = readSummary(runDir);
+  if (!summary || summary.failure || typeof summary.rounds !== 'number') return null;
   return { rounds: summary.rounds, stopReason: summary.stopReason ?? null, patience: readRunConfig(runDir).patience ?? 0 };
 }
 

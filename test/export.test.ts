@@ -8,7 +8,7 @@ import * as tfl from '@tensorflow/tfjs';
 import * as tf from '@tensorflow/tfjs-core';
 import * as ort from 'onnxruntime-node';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { resolveConfig, type OccamConfig } from '../src/config.ts';
+import type { OccamConfig } from '../src/config.ts';
 import { exportRun } from '../src/export/export.ts';
 import { MODEL_FILES } from '../src/storage/model-dir.ts';
 import { decodeSafetensors, encodeSafetensors } from '../src/storage/safetensors.ts';
@@ -19,24 +19,12 @@ import { selectBackend } from '../src/training/engine.ts';
 import { loadTrainedModel } from '../src/training/trained.ts';
 import { localGroup, runLocal } from './helpers/local-runs.ts';
 import { pythonWithTorch } from './helpers/python.ts';
-import { smallConfig } from './helpers/runs.ts';
+import { smallConfig, smallGptConfig } from './helpers/runs.ts';
 
 const RUNS: Record<'mlp' | 'cnn' | 'gpt', OccamConfig> = {
   mlp: smallConfig({ units: 24, trainLimit: 600, batchSize: 64, evalLimit: 64, rounds: 3 }),
   cnn: smallConfig({ model: 'cnn', units: 4, trainLimit: 300, batchSize: 50, evalLimit: 32, rounds: 2 }),
-  gpt: resolveConfig({
-    model: 'gpt',
-    dataset: 'moby-dick',
-    layers: 1,
-    heads: 2,
-    width: 16,
-    blockSize: 16,
-    batchSize: 16,
-    roundSteps: 4,
-    rounds: 2,
-    evalLimit: 8,
-    backend: 'cpu',
-  }),
+  gpt: smallGptConfig({ roundSteps: 4, rounds: 2, evalLimit: 8 }),
 };
 type Kind = keyof typeof RUNS;
 

@@ -15,7 +15,7 @@ import { Rng } from '../src/training/rng.ts';
 import { decodeSafetensors, type NamedTensor } from '../src/storage/safetensors.ts';
 import { generate, loadTrainedGpt, pickToken } from '../src/training/sample.ts';
 import { OCCAM_BIN } from '../src/coordinator/local-cluster.ts';
-import { maskedState, prune, train, weightsNow } from './helpers/runs.ts';
+import { maskedState, prune, smallGptConfig, train, weightsNow } from './helpers/runs.ts';
 
 // N workers against 1 worker with the same global batch: the ring sums the shards' gradients in
 // another order than one process sums the whole batch, so the runs agree to float32 rounding.
@@ -118,22 +118,7 @@ describe('masked gpt training on a replica', () => {
 });
 
 describe('gpt on a local cluster', () => {
-  const config = (workers: number): OccamConfig =>
-    resolveConfig({
-      model: 'gpt',
-      dataset: 'moby-dick',
-      layers: 1,
-      heads: 2,
-      width: 16,
-      blockSize: 16,
-      batchSize: 16,
-      roundSteps: 8,
-      rounds: 3,
-      evalLimit: 64,
-      evalBatchSize: 32,
-      backend: 'cpu',
-      workers,
-    });
+  const config = (workers: number): OccamConfig => smallGptConfig({ roundSteps: 8, rounds: 3, evalLimit: 64, evalBatchSize: 32, workers });
 
   it('2 workers train the model 1 worker trains, round by round; sampling from it is seeded', async () => {
     const single = await train(config(1));

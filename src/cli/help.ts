@@ -1,13 +1,8 @@
 // What `occam --help` and `occam <command> --help` print, and the one declaration of which flags
 // each command takes: the parser, the per-command checks and the help text all read COMMANDS.
 // Training settings are listed from the config schema, with their defaults, so help cannot drift.
-import { readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
+import { OCCAM_VERSION } from '../common/version.ts';
 import { CONFIG_KEYS, CONFIG_SCHEMA, DEFAULT_CONFIG, envName, flagName } from '../config.ts';
-
-export const OCCAM_VERSION = (
-  JSON.parse(readFileSync(fileURLToPath(new URL('../../package.json', import.meta.url)), 'utf8')) as { version: string }
-).version;
 
 interface Flag {
   name: string;

@@ -1,5 +1,6 @@
 // The commands that use a finished run rather than train: report, sample, export, evaluate and
-// predict. Each prints its result on stdout and keeps stderr for one line of error.
+// predict. Each prints its result on stdout and keeps stderr for one line of error; main() has
+// already refused any flag the command does not take (help.ts COMMANDS).
 import { resolve } from 'node:path';
 import { evalBatchSamples, parseConfigValue, resolveConfig, type OccamConfig } from '../config.ts';
 import { createLogger, type Logger } from '../common/log.ts';
@@ -13,13 +14,11 @@ import { predict, readInputs } from '../training/predict.ts';
 import { generate, loadTrainedGpt, SAMPLE_DEFAULTS, type SampleOptions } from '../training/sample.ts';
 import { loadTrainedModel } from '../training/trained.ts';
 import { configFlags, type ParsedArgs, UsageError } from './args.ts';
-import { commandFlags, type COMMANDS } from './help.ts';
 
 /** `occam report RUN_DIR…`: rewrites one run's report.html, or writes a comparison of several (default ./occam-report.html). */
 export function report(args: ParsedArgs): number {
   const runDirs = args.positionals;
   if (runDirs.length === 0) throw new UsageError('report needs at least one RUN_DIR');
-  onlyFlags(args, 'report');
   const out = args.flags.get('out');
   const path =
     runDirs.length === 1 && !out ? writeRunReport(runDirs[0]) : writeComparisonReport(runDirs, resolve(out ?? 'occam-report.html'));
@@ -31,7 +30,6 @@ export function report(args: ParsedArgs): number {
 export function exportModel(args: ParsedArgs): number {
   const [runDir, ...extra] = args.positionals;
   if (!runDir || extra.length > 0) throw new UsageError('export needs exactly one RUN_DIR');
-  onlyFlags(args, 'export');
   const format = args.flags.get('format');
   if (!format) throw new UsageError(`export needs --format ${EXPORT_FORMATS.join('|')}`);
   if (!(EXPORT_FORMATS as readonly string[]).includes(format))
@@ -49,11 +47,7 @@ export function exportModel(args: ParsedArgs): number {
 export async function evaluate(args: ParsedArgs): Promise<number> {
   const [runDir, ...extra] = args.positionals;
   if (!runDir || extra.length > 0) throw new UsageError('evaluate needs exactly one RUN_DIR');
-  onlyFlags(args, 'evaluate');
-  const config = resolveConfig(
-    readRunConfig(runDir),
-    configFlags({ ...args, flags: new Map([...args.flags].filter(([name]) => name !== 'json')) }),
-  );
+  const config = resolveConfig(readRunConfig(runDir), configFlags(args));
   const engine = await selectBackend(config.backend, quietLog());
   const trained = loadTrainedModel(runDir);
   const data = loadDataSource(config);
@@ -86,7 +80,6 @@ export async function evaluate(args: ParsedArgs): Promise<number> {
 export async function predictFile(args: ParsedArgs): Promise<number> {
   const [runDir, file, ...extra] = args.positionals;
   if (!runDir || !file || extra.length > 0) throw new UsageError('predict needs RUN_DIR and FILE');
-  onlyFlags(args, 'predict');
   const backend = args.flags.get('backend');
   await selectBackend(backend ? (parseConfigValue('backend', backend) as OccamConfig['backend']) : 'auto', quietLog());
   const trained = loadTrainedModel(runDir);
@@ -113,13 +106,6 @@ function quietLog(): Logger {
   return createLogger({ role: 'coordinator', level: 'warn' });
 }
 
-/** Refuses a flag the command does not take (its help lists the ones it does). */
-function onlyFlags(args: ParsedArgs, command: keyof typeof COMMANDS): void {
-  const known = commandFlags(command);
-  const unknown = [...args.flags.keys()].find((name) => !known.has(name));
-  if (unknown) throw new UsageError(`${command} does not take --${unknown} (see occam ${command} --help)`);
-}
-
 /** `occam sample RUN_DIR`: text from the best model of a gpt run, on stdout. */
 export async function sample(args: ParsedArgs): Promise<number> {
   const [runDir, ...extra] = args.positionals;
@@ -131,7 +117,6 @@ export async function sample(args: ParsedArgs): Promise<number> {
     if (text.trim() === '' || !valid(value)) throw new UsageError(`--${name} must be ${rule} (got '${text}')`);
     return value;
   };
-  onlyFlags(args, 'sample');
   const options: SampleOptions = {
     length: number('length', SAMPLE_DEFAULTS.length, (n) => Number.isInteger(n) && n >= 0, 'an integer ≥ 0'),
     temperature: number('temperature', SAMPLE_DEFAULTS.temperature, (n) => Number.isFinite(n) && n >= 0, 'a number ≥ 0'),

@@ -1,7 +1,8 @@
 // `occam export RUN_DIR --format onnx|tfjs|safetensors-torch [--out DIR]`: the best model of a run
 // in a format other tools load. Each format's file writer is its own module; this one reads the
 // run's model, writes the files (default RUN_DIR/export/<format>/) and lists them.
-import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
+import { OCCAM_VERSION } from '../common/version.ts';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadTrainedModel, type TrainedModel } from '../training/trained.ts';
@@ -11,11 +12,6 @@ import { torchSafetensors } from './torch.ts';
 
 export const EXPORT_FORMATS = ['onnx', 'tfjs', 'safetensors-torch'] as const;
 export type ExportFormat = (typeof EXPORT_FORMATS)[number];
-
-/** Occam's version, as exported files record it. */
-export const OCCAM_VERSION = (
-  JSON.parse(readFileSync(fileURLToPath(new URL('../../package.json', import.meta.url)), 'utf8')) as { version: string }
-).version;
 
 const TORCH_MODULE = fileURLToPath(new URL('../../docs/occam_torch.py', import.meta.url));
 

@@ -1,12 +1,8 @@
-// report.html: a self-contained page (inline SVG, no script, no network) with the plots of one
-// run — losses, accuracy, weights kept, p, compute, step-time breakdown, bytes per step — or of
-// several runs on the same axes (`occam report A B`). The live status page reuses these charts.
-import { existsSync, readFileSync } from 'node:fs';
 import { writeAtomically } from '../storage/atomic-file.ts';
 import { basename, join, resolve } from 'node:path';
 import type { OccamConfig } from '../config.ts';
 import { escapeXml, formatModelSizes, formatNumber, formatPercent, lineChart, PALETTE, stackedBarChart, type Series } from './plots.ts';
-import { readMetrics, readRunConfig, type RoundMetrics, type RunSummary } from '../storage/run-dir.ts';
+import { readMetrics, readRunConfig, readSummary, type RoundMetrics, type RunSummary } from '../storage/run-dir.ts';
 
 /** What a report needs of one run. */
 export interface RunRecord {
@@ -30,17 +26,7 @@ export const STEP_PHASES = [
 
 export function readRun(runDir: string): RunRecord {
   const dir = resolve(runDir);
-  const config = readRunConfig(dir);
-  const summaryPath = join(dir, 'summary.json');
-  let summary: RunSummary | null = null;
-  if (existsSync(summaryPath)) {
-    try {
-      summary = JSON.parse(readFileSync(summaryPath, 'utf8')) as RunSummary;
-    } catch {
-      summary = null; // a report of what there is beats no report
-    }
-  }
-  return { name: basename(dir), runDir: dir, config, metrics: readMetrics(dir), summary };
+  return { name: basename(dir), runDir: dir, config: readRunConfig(dir), metrics: readMetrics(dir), summary: readSummary(dir) };
 }
 
 /** Writes RUN_DIR/report.html and returns its path. */

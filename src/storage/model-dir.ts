@@ -7,9 +7,9 @@ import { join } from 'node:path';
 import type { OccamConfig } from '../config.ts';
 import { writeAtomically } from './atomic-file.ts';
 import { RunDirError } from './errors.ts';
-import { decodeSafetensors, encodeSafetensors, type NamedTensor } from './safetensors.ts';
+import { decodeSafetensors, encodeSafetensors, type NamedTensor, safetensorsBytes } from './safetensors.ts';
 import { encodeSparseModel } from './sparse-model.ts';
-import { isOptimizerTensor, maskName } from './state-format.ts';
+import { isOptimizerTensor, maskName, withoutMasks } from './state-format.ts';
 
 export const MODEL_FILES = {
   manifest: 'occam-model.json',
@@ -78,8 +78,7 @@ export function writeModel(dir: string, state: Uint8Array, config: OccamConfig, 
   const tensors = decodeSafetensors(state).tensors.filter((t) => !isOptimizerTensor(t.name));
   const metadata = { format: 'occam-model', round: String(best.round) };
   const sparse = encodeSparseModel(tensors, metadata);
-  const weightsOnly = tensors.filter((t) => !tensors.some((w) => maskName(w.name) === t.name));
-  const sizes = { denseBytes: encodeSafetensors(weightsOnly).length, sparseBytes: sparse.length };
+  const sizes = { denseBytes: safetensorsBytes(withoutMasks(tensors)), sparseBytes: sparse.length };
   writeAtomically(join(dir, MODEL_FILES.dense), encodeSafetensors(tensors, metadata));
   writeAtomically(join(dir, MODEL_FILES.sparse), sparse);
   const manifest: ModelManifest = {

@@ -209,6 +209,17 @@ export function readRunConfig(runDir: string): OccamConfig {
   }
 }
 
+/** Reads summary.json; null when the run has none (not finished) or it does not parse (a report of what there is beats none). */
+export function readSummary(runDir: string): RunSummary | null {
+  const path = join(runDir, 'summary.json');
+  if (!existsSync(path)) return null;
+  try {
+    return JSON.parse(readFileSync(path, 'utf8')) as RunSummary;
+  } catch {
+    return null;
+  }
+}
+
 /** Reads metrics.jsonl; a truncated last line (a crash mid-write) is skipped. */
 export function readMetrics(runDir: string): RoundMetrics[] {
   const path = join(runDir, 'metrics.jsonl');

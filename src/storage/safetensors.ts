@@ -27,6 +27,25 @@ export class SafetensorsError extends Error {
 }
 
 export function encodeSafetensors(tensors: NamedTensor[], metadata: Record<string, string> = {}): Buffer {
+  const { headerBytes, dataBytes } = encodeHeader(tensors, metadata);
+  const out = Buffer.allocUnsafe(8 + headerBytes.length + dataBytes);
+  out.writeBigUInt64LE(BigInt(headerBytes.length), 0);
+  headerBytes.copy(out, 8);
+  let at = 8 + headerBytes.length;
+  for (const t of tensors) {
+    out.set(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength), at);
+    at += t.data.byteLength;
+  }
+  return out;
+}
+
+/** The length of the file encodeSafetensors would write, without writing it. */
+export function safetensorsBytes(tensors: NamedTensor[], metadata: Record<string, string> = {}): number {
+  const { headerBytes, dataBytes } = encodeHeader(tensors, metadata);
+  return 8 + headerBytes.length + dataBytes;
+}
+
+function encodeHeader(tensors: NamedTensor[], metadata: Record<string, string>): { headerBytes: Buffer; dataBytes: number } {
   const header: Record<string, unknown> = { __metadata__: metadata };
   let offset = 0;
   for (const t of tensors) {
@@ -36,16 +55,7 @@ export function encodeSafetensors(tensors: NamedTensor[], metadata: Record<strin
   let json = JSON.stringify(header);
   // Pad so the data starts 8-byte aligned, as the reference implementation does.
   json += ' '.repeat((8 - ((8 + Buffer.byteLength(json)) % 8)) % 8);
-  const headerBytes = Buffer.from(json, 'utf8');
-  const out = Buffer.allocUnsafe(8 + headerBytes.length + offset);
-  out.writeBigUInt64LE(BigInt(headerBytes.length), 0);
-  headerBytes.copy(out, 8);
-  let at = 8 + headerBytes.length;
-  for (const t of tensors) {
-    out.set(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength), at);
-    at += t.data.byteLength;
-  }
-  return out;
+  return { headerBytes: Buffer.from(json, 'utf8'), dataBytes: offset };
 }
 
 export function decodeSafetensors(bytes: Uint8Array): { tensors: NamedTensor[]; metadata: Record<string, string> } {

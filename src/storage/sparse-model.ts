@@ -3,7 +3,7 @@
 // whichever is smaller at that density; unpruned tensors are stored whole. Still safetensors, so
 // any safetensors reader opens it; decodeSparseModel gives back the weights and masks exactly.
 import { decodeSafetensors, encodeSafetensors, type NamedTensor } from './safetensors.ts';
-import { maskName } from './state-format.ts';
+import { maskName, withoutMasks } from './state-format.ts';
 
 export const SPARSE_FORMAT = 'occam-sparse-model';
 
@@ -12,8 +12,7 @@ export function encodeSparseModel(tensors: NamedTensor[], metadata: Record<strin
   const byName = new Map(tensors.map((t) => [t.name, t]));
   const shapes: Record<string, number[]> = {};
   const out: NamedTensor[] = [];
-  for (const tensor of tensors) {
-    if (tensor.name.endsWith('.mask') && byName.has(tensor.name.slice(0, -'.mask'.length))) continue;
+  for (const tensor of withoutMasks(tensors)) {
     const mask = byName.get(maskName(tensor.name))?.data;
     if (!mask) {
       out.push(tensor);

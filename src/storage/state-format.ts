@@ -31,6 +31,12 @@ export function maskName(param: string): string {
   return `${param}.mask`;
 }
 
+/** Model tensors without the masks of those among them that carry one. */
+export function withoutMasks<T extends { name: string }>(tensors: T[]): T[] {
+  const masks = new Set(tensors.map((t) => maskName(t.name)));
+  return tensors.filter((t) => !masks.has(t.name));
+}
+
 /** Whether a state tensor is optimizer state (left out of exported models). */
 export function isOptimizerTensor(name: string): boolean {
   return name.startsWith('adam.');

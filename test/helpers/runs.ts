@@ -19,6 +19,21 @@ export function smallConfig(overrides: Partial<OccamConfig> = {}): OccamConfig {
   return resolveConfig({ units: 32, trainLimit: 1500, rounds: 3, batchSize: 96, evalLimit: 500, backend: 'cpu', ...overrides });
 }
 
+/** A tiny char-level GPT on Moby Dick (1 layer, 2 heads, 16 wide, 16-token context), on cpu. */
+export function smallGptConfig(overrides: Partial<OccamConfig> = {}): OccamConfig {
+  return resolveConfig({
+    model: 'gpt',
+    dataset: 'moby-dick',
+    layers: 1,
+    heads: 2,
+    width: 16,
+    blockSize: 16,
+    batchSize: 16,
+    backend: 'cpu',
+    ...overrides,
+  });
+}
+
 export function tempRunDir(name: string): string {
   return join(mkdtempSync(join(tmpdir(), 'occam-test-')), name);
 }
