@@ -11,6 +11,7 @@ const UNIT = [
   'fault-hooks',
   'k8s-manifests',
   'masks',
+  'optimizer',
   'protocol',
   'readme',
   'replica',

@@ -54,19 +54,29 @@ class OccamCNN(nn.Module):
         return self.output(F.relu(self.dense(x)))
 
 
+class LayerNorm(nn.Module):
+    """nanoGPT's LayerNorm with an optional bias (torch.nn.LayerNorm takes bias= only from PyTorch 2.1)."""
+
+    def __init__(self, width, bias):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(width))
+        self.bias = nn.Parameter(torch.zeros(width)) if bias else None
+
+    def forward(self, x):
+        return F.layer_norm(x, self.weight.shape, self.weight, self.bias, 1e-5)
+
+
 class Attention(nn.Module):
-    def __init__(self, width, heads):
+    def __init__(self, width, heads, bias):
         super().__init__()
         self.heads = heads
-        self.query = nn.Linear(width, width)
-        self.key = nn.Linear(width, width)
-        self.value = nn.Linear(width, width)
-        self.output = nn.Linear(width, width)
+        self.qkv = nn.Linear(width, 3 * width, bias=bias)  # query, key, value side by side
+        self.output = nn.Linear(width, width, bias=bias)
 
     def forward(self, x):
         n, t, c = x.shape
         split = lambda y: y.view(n, t, self.heads, c // self.heads).transpose(1, 2)  # noqa: E731
-        q, k, v = split(self.query(x)), split(self.key(x)), split(self.value(x))
+        q, k, v = (split(y) for y in self.qkv(x).split(c, dim=2))
         scores = q @ k.transpose(-2, -1) / math.sqrt(c // self.heads)
         causal = torch.ones(t, t, dtype=torch.bool, device=x.device).tril()
         scores = scores.masked_fill(~causal, float("-inf"))
@@ -75,22 +85,22 @@ class Attention(nn.Module):
 
 
 class Mlp(nn.Module):
-    def __init__(self, width):
+    def __init__(self, width, bias):
         super().__init__()
-        self.fc = nn.Linear(width, 4 * width)
-        self.proj = nn.Linear(4 * width, width)
+        self.fc = nn.Linear(width, 4 * width, bias=bias)
+        self.proj = nn.Linear(4 * width, width, bias=bias)
 
     def forward(self, x):
         return self.proj(F.gelu(self.fc(x), approximate="tanh"))
 
 
 class Block(nn.Module):
-    def __init__(self, width, heads):
+    def __init__(self, width, heads, bias):
         super().__init__()
-        self.ln_1 = nn.LayerNorm(width)
-        self.attn = Attention(width, heads)
-        self.ln_2 = nn.LayerNorm(width)
-        self.mlp = Mlp(width)
+        self.ln_1 = LayerNorm(width, bias)
+        self.attn = Attention(width, heads, bias)
+        self.ln_2 = LayerNorm(width, bias)
+        self.mlp = Mlp(width, bias)
 
     def forward(self, x):
         x = x + self.attn(self.ln_1(x))
@@ -100,20 +110,23 @@ class Block(nn.Module):
 class OccamGPT(nn.Module):
     """nanoGPT's layout: token + position embeddings, pre-norm blocks, final LayerNorm, LM head."""
 
-    def __init__(self, vocab_size, block_size, layers, heads, width):
+    def __init__(self, vocab_size, block_size, layers, heads, width, bias=True, tie_embeddings=False):
         super().__init__()
         self.wte = nn.Embedding(vocab_size, width)
         self.wpe = nn.Embedding(block_size, width)
-        self.h = nn.ModuleList([Block(width, heads) for _ in range(layers)])
-        self.ln_f = nn.LayerNorm(width)
-        self.lm_head = nn.Linear(width, vocab_size, bias=False)
+        self.h = nn.ModuleList([Block(width, heads, bias) for _ in range(layers)])
+        self.ln_f = LayerNorm(width, bias)
+        self.tie_embeddings = tie_embeddings
+        if not tie_embeddings:
+            self.lm_head = nn.Linear(width, vocab_size, bias=False)
 
     def forward(self, tokens):
         positions = torch.arange(tokens.shape[1], device=tokens.device)
         x = self.wte(tokens) + self.wpe(positions)
         for block in self.h:
             x = block(x)
-        return self.lm_head(self.ln_f(x))
+        x = self.ln_f(x)
+        return x @ self.wte.weight.T if self.tie_embeddings else self.lm_head(x)
 
 
 def build(config):
@@ -124,7 +137,15 @@ def build(config):
     if kind == "cnn":
         return OccamCNN(config["input_shape"], config["units"], config["classes"])
     if kind == "gpt":
-        return OccamGPT(config["vocab_size"], config["block_size"], config["layers"], config["heads"], config["width"])
+        return OccamGPT(
+            config["vocab_size"],
+            config["block_size"],
+            config["layers"],
+            config["heads"],
+            config["width"],
+            config.get("bias", True),
+            config.get("tie_embeddings", False),
+        )
     raise ValueError(f"unknown Occam model kind {kind!r}")
 
 

@@ -38,7 +38,7 @@ import {
 } from './cli/args.ts';
 import { type CommandName, COMMANDS, commandFlags, commandHelp, EXIT_CODES, overview } from './cli/help.ts';
 import { OCCAM_VERSION } from './common/version.ts';
-import { evaluate, exportModel, predictFile, report, sample } from './cli/tools.ts';
+import { evaluate, exportModel, predictFile, prepare, report, sample } from './cli/tools.ts';
 
 export async function main(argv: string[]): Promise<number> {
   const args = parseArgs(argv);
@@ -75,6 +75,8 @@ export async function main(argv: string[]): Promise<number> {
       return runWorker(args, log);
     case 'sample':
       return sample(args);
+    case 'prepare':
+      return prepare(args);
     case 'report':
       return report(args);
     case 'export':

@@ -3,6 +3,10 @@
 // derive from it. A bad value gets one error that names the key.
 import { createHash } from 'node:crypto';
 import { type Static, type TSchema, Type } from '@sinclair/typebox';
+import { didYouMean } from './common/did-you-mean.ts';
+import { checkRule, ConfigError, type Rule, ruleOf } from './config-rules.ts';
+
+export { ConfigError, didYouMean, type Rule };
 
 /** A string setting that takes one of `values`; the type is their union. */
 function oneOf<const T extends readonly string[]>(values: T, options: { default: T[number]; description: string }) {
@@ -19,6 +23,7 @@ const number = (options: {
   exclusiveMaximum?: number;
 }) => Type.Number(options);
 const text = (options: { default: string; description: string }) => Type.String(options);
+const flag = (options: { default: boolean; description: string }) => Type.Boolean(options);
 
 /** evalBatchSize 0: batches of this many samples, or of text windows holding this many tokens (a GPT's cost is per token). */
 const EVAL_BATCH_SAMPLES = 1000;
@@ -43,12 +48,15 @@ export const CONFIG_SCHEMA = Type.Object({
     description: 'Threads for the BLAS backend per worker; 0 = cores divided by local workers.',
   }),
 
-  dataset: oneOf(['mnist', 'fashion-mnist', 'idx', 'csv', 'iris', 'text', 'moby-dick'], {
+  dataset: oneOf(['mnist', 'fashion-mnist', 'idx', 'csv', 'iris', 'text', 'moby-dick', 'tokens'], {
     default: 'mnist',
     description:
-      'The data set: mnist (10,000 digits, embedded), fashion-mnist (Debian dataset-fashion-mnist), idx (an MNIST-format folder at dataPath), csv (dataPath, labelColumn), iris, moby-dick (embedded), text (dataPath).',
+      'The data set: mnist (10,000 digits, embedded), fashion-mnist (Debian dataset-fashion-mnist), idx (an MNIST-format folder at dataPath), csv (dataPath, labelColumn), iris, moby-dick (embedded), text (dataPath), tokens (a folder from `occam prepare` at dataPath).',
   }),
-  dataPath: text({ default: '', description: 'IDX folder, CSV file or text file; empty for the embedded data sets.' }),
+  dataPath: text({
+    default: '',
+    description: 'IDX folder, CSV file, text file or token folder (train.bin, val.bin, meta.json); empty for the embedded data sets.',
+  }),
   labelColumn: text({ default: 'label', description: 'CSV: the column that holds the class label.' }),
   testFraction: number({
     default: 0.2,
@@ -79,11 +87,18 @@ export const CONFIG_SCHEMA = Type.Object({
     maximum: 65536,
     description: 'MLP hidden width; CNN base width u (the layers have u, 2u, 2u channels, dense 2u).',
   }),
-  dropout: number({ default: 0.2, minimum: 0, exclusiveMaximum: 1, description: 'Dropout rate (seeded per sample and step).' }),
+  dropout: number({
+    default: 0.2,
+    minimum: 0,
+    exclusiveMaximum: 1,
+    description: 'Dropout rate, seeded per sample and step (gpt: after the embeddings, on attention weights, on both residual branches).',
+  }),
   layers: integer({ default: 2, minimum: 1, maximum: 128, description: 'GPT: transformer blocks.' }),
   heads: integer({ default: 4, minimum: 1, maximum: 128, description: 'GPT: attention heads (must divide width).' }),
   width: integer({ default: 128, minimum: 1, maximum: 65536, description: 'GPT: embedding width.' }),
   blockSize: integer({ default: 64, minimum: 2, maximum: 65536, description: 'GPT: context length in tokens.' }),
+  bias: flag({ default: true, description: 'GPT: biases in the linear layers and LayerNorms (false as in nanoGPT’s recipe).' }),
+  tieEmbeddings: flag({ default: false, description: 'GPT: the LM head is the token embedding transposed (weight tying).' }),
 
   rounds: integer({
     default: 12,
@@ -102,7 +117,34 @@ export const CONFIG_SCHEMA = Type.Object({
     maximum: 1048576,
     description: 'Global batch: split over the workers, so each takes batchSize / workers samples.',
   }),
-  learningRate: number({ default: 0.001, exclusiveMinimum: 0, maximum: 10, description: 'Adam learning rate.' }),
+  accumulateSteps: integer({
+    default: 1,
+    minimum: 1,
+    maximum: 65536,
+    description: 'Micro-batches per step: each worker sums this many gradients before the one all-reduce of the step.',
+  }),
+  learningRate: number({ default: 0.001, exclusiveMinimum: 0, maximum: 10, description: 'Adam(W) peak learning rate.' }),
+  weightDecay: number({
+    default: 0,
+    minimum: 0,
+    maximum: 10,
+    description: 'AdamW decoupled weight decay, on weight matrices only (not biases, norms, embeddings); 0 = Adam.',
+  }),
+  beta1: number({ default: 0.9, minimum: 0, exclusiveMaximum: 1, description: 'Adam(W) β1: decay of the first moment.' }),
+  beta2: number({ default: 0.999, minimum: 0, exclusiveMaximum: 1, description: 'Adam(W) β2: decay of the second moment.' }),
+  epsilon: number({ default: 1e-7, exclusiveMinimum: 0, maximum: 1, description: 'Adam(W) ε (Keras’s default 1e-7; PyTorch’s is 1e-8).' }),
+  gradClip: number({
+    default: 0,
+    minimum: 0,
+    description: 'Clip the all-reduced gradient to this global L2 norm (0 = no clipping).',
+  }),
+  warmupSteps: integer({ default: 0, minimum: 0, description: 'Learning rate: linear warmup over this many steps.' }),
+  lrDecaySteps: integer({
+    default: 0,
+    minimum: 0,
+    description: 'Learning rate: cosine decay to minLearningRate, ending at this step (0 = constant after warmup).',
+  }),
+  minLearningRate: number({ default: 0, minimum: 0, description: 'Learning rate: the floor of the cosine decay.' }),
   evalBatchSize: integer({
     default: 0,
     minimum: 0,
@@ -175,19 +217,6 @@ export type OccamConfig = Static<typeof CONFIG_SCHEMA>;
 /** A GPT's round length when roundSteps is 0: transformers prune every fixed number of steps (docs/ALGORITHM.md). */
 export const GPT_ROUND_STEPS = 200;
 
-export type Rule =
-  | { type: 'integer' | 'number'; min?: number; max?: number; above?: number; below?: number }
-  | { type: 'enum'; values: readonly string[] }
-  | { type: 'string' };
-
-/** A key's schema as the checks (and the tests that walk every error path) read it. */
-function ruleOf(schema: TSchema): Rule {
-  if (Array.isArray(schema.enum)) return { type: 'enum', values: schema.enum as string[] };
-  if (schema.type === 'string') return { type: 'string' };
-  const { minimum: min, maximum: max, exclusiveMinimum: above, exclusiveMaximum: below } = schema as Record<string, number | undefined>;
-  return { type: schema.type === 'integer' ? 'integer' : 'number', min, max, above, below };
-}
-
 const PROPERTIES = CONFIG_SCHEMA.properties as Record<keyof OccamConfig, TSchema>;
 
 /** Every key's type and range, from the schema; exported so tests can walk every error path. */
@@ -214,16 +243,6 @@ export const CONFIG_KEYS = Object.keys(CONFIG_RULES) as (keyof OccamConfig)[];
 /** Own keys only: 'toString' or '__proto__' in a config file are unknown keys, not inherited ones. */
 function isConfigKey(key: string): key is keyof OccamConfig {
   return Object.hasOwn(CONFIG_RULES, key);
-}
-
-export class ConfigError extends Error {
-  constructor(
-    readonly key: string,
-    message: string,
-  ) {
-    super(`config: ${message}`);
-    this.name = 'ConfigError';
-  }
 }
 
 /** Merges partial settings over the defaults and validates the result; throws ConfigError. */
@@ -265,6 +284,10 @@ export function parseConfigValue(key: string, text: string): unknown {
     }
     return value;
   }
+  if (rule.type === 'boolean') {
+    if (text === 'true' || text === 'false') return text === 'true';
+    throw new ConfigError(key, `'${key}' must be true or false (got '${text}')`);
+  }
   return text;
 }
 
@@ -284,6 +307,11 @@ export function runHash(config: OccamConfig): string {
   return configHash({ ...DEFAULT_CONFIG, ...fixed });
 }
 
+/** The data sets a GPT trains on: token streams. */
+export function isTextDataset(dataset: OccamConfig['dataset']): boolean {
+  return dataset === 'text' || dataset === 'moby-dick' || dataset === 'tokens';
+}
+
 /** Samples per evaluation batch after resolving evalBatchSize 0. */
 export function evalBatchSamples(config: Pick<OccamConfig, 'evalBatchSize' | 'model' | 'blockSize'>): number {
   if (config.evalBatchSize > 0) return config.evalBatchSize;
@@ -301,45 +329,36 @@ export function gradualEndRound(config: OccamConfig): number {
   return config.endRound >= 0 ? config.endRound : Math.max(config.beginRound, config.rounds - 3);
 }
 
-function checkRule(key: string, value: unknown, rule: Rule): void {
-  if (rule.type === 'string') {
-    if (typeof value !== 'string') throw new ConfigError(key, `'${key}' must be a string (got ${describe(value)})`);
-    return;
-  }
-  if (rule.type === 'enum') {
-    if (typeof value !== 'string' || !rule.values.includes(value)) {
-      throw new ConfigError(key, `'${key}' must be one of ${rule.values.join(', ')} (got ${describe(value)})`);
-    }
-    return;
-  }
-  if (typeof value !== 'number' || !Number.isFinite(value)) {
-    throw new ConfigError(key, `'${key}' must be a finite number (got ${describe(value)})`);
-  }
-  if (rule.type === 'integer' && !Number.isSafeInteger(value)) {
-    throw new ConfigError(key, `'${key}' must be an integer below 2^53 (got ${value})`);
-  }
-  if (rule.min !== undefined && value < rule.min) throw new ConfigError(key, `'${key}' must be ≥ ${rule.min} (got ${value})`);
-  if (rule.max !== undefined && value > rule.max) throw new ConfigError(key, `'${key}' must be ≤ ${rule.max} (got ${value})`);
-  if (rule.above !== undefined && value <= rule.above) throw new ConfigError(key, `'${key}' must be > ${rule.above} (got ${value})`);
-  if (rule.below !== undefined && value >= rule.below) throw new ConfigError(key, `'${key}' must be < ${rule.below} (got ${value})`);
-}
-
 function checkCombinations(config: OccamConfig): void {
-  const needsPath = config.dataset === 'idx' || config.dataset === 'csv' || config.dataset === 'text';
+  const needsPath = ['idx', 'csv', 'text', 'tokens'].includes(config.dataset);
   if (needsPath && config.dataPath === '') {
     throw new ConfigError('dataPath', `'dataPath' is required for dataset '${config.dataset}'`);
   }
-  const textData = config.dataset === 'text' || config.dataset === 'moby-dick';
-  if (textData !== (config.model === 'gpt')) {
+  if (isTextDataset(config.dataset) !== (config.model === 'gpt')) {
     throw new ConfigError(
       'model',
-      `'model' ${config.model} cannot train on dataset '${config.dataset}' (gpt goes with text and moby-dick)`,
+      `'model' ${config.model} cannot train on dataset '${config.dataset}' (gpt goes with text, tokens and moby-dick)`,
+    );
+  }
+  if (config.lrDecaySteps > 0 && config.lrDecaySteps < config.warmupSteps) {
+    throw new ConfigError('lrDecaySteps', `'lrDecaySteps' (${config.lrDecaySteps}) must be ≥ 'warmupSteps' (${config.warmupSteps}), or 0`);
+  }
+  if (config.minLearningRate > config.learningRate) {
+    throw new ConfigError(
+      'minLearningRate',
+      `'minLearningRate' (${config.minLearningRate}) must be ≤ 'learningRate' (${config.learningRate})`,
     );
   }
   if (config.batchSize < config.workers) {
     throw new ConfigError(
       'batchSize',
       `'batchSize' (${config.batchSize}) must be ≥ 'workers' (${config.workers}): the global batch is split over the workers`,
+    );
+  }
+  if (config.batchSize < config.workers * config.accumulateSteps) {
+    throw new ConfigError(
+      'accumulateSteps',
+      `'batchSize' (${config.batchSize}) must be ≥ 'workers' × 'accumulateSteps' (${config.workers} × ${config.accumulateSteps}): each micro-batch needs a sample`,
     );
   }
   if (config.peerTimeoutMs < 2 * config.heartbeatMs) {
@@ -367,32 +386,4 @@ function checkCombinations(config: OccamConfig): void {
 function suggest(key: string): string {
   const match = didYouMean(key, CONFIG_KEYS);
   return match ? ` (did you mean '${match}'?)` : '';
-}
-
-/** The candidate nearest to a mistyped name (case, dashes and underscores ignored), if one is close enough to be meant. */
-export function didYouMean(word: string, candidates: readonly string[]): string | undefined {
-  const plain = (s: string) => s.toLowerCase().replace(/[-_]/g, '');
-  let best: string | undefined;
-  let bestDistance = Infinity;
-  for (const candidate of candidates) {
-    const distance = editDistance(plain(word), plain(candidate));
-    if (distance < bestDistance) [best, bestDistance] = [candidate, distance];
-  }
-  return bestDistance <= Math.max(1, Math.floor(plain(word).length / 4)) ? best : undefined;
-}
-
-/** Edit distance counting a swap of neighbours as one edit ('trian' is one edit from 'train'). */
-function editDistance(a: string, b: string): number {
-  const d = Array.from({ length: a.length + 1 }, (_, i) => Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)));
-  for (let i = 1; i <= a.length; i++) {
-    for (let j = 1; j <= b.length; j++) {
-      d[i][j] = Math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
-      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) d[i][j] = Math.min(d[i][j], d[i - 2][j - 2] + 1);
-    }
-  }
-  return d[a.length][b.length];
-}
-
-function describe(value: unknown): string {
-  return typeof value === 'string' ? `'${value}'` : (JSON.stringify(value) ?? String(value));
 }

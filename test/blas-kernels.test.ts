@@ -549,6 +549,45 @@ describe.skipIf(!available)('blas backend kernels', () => {
     }
   });
 
+  it('Transpose: every permutation of rank 2 to 4, float32 and int32; GatherV2 rows, exactly equal to cpu', async () => {
+    const permutations = (n: number): number[][] =>
+      n === 1
+        ? [[0]]
+        : permutations(n - 1).flatMap((p) => Array.from({ length: n }, (_, at) => [...p.slice(0, at), n - 1, ...p.slice(at)]));
+    for (const shape of [
+      [3, 5],
+      [2, 3, 4],
+      [2, 3, 1, 5],
+      [4, 1, 3, 2],
+    ]) {
+      const x = values(shape);
+      for (const perm of permutations(shape.length)) {
+        const { cpu, blas } = await onBoth(() => [
+          tf.transpose(tf.tensor(x, shape), perm),
+          tf.transpose(
+            tf.tensor(
+              x.map((v) => Math.round(v * 100)),
+              shape,
+              'int32',
+            ),
+            perm,
+          ),
+        ]);
+        expect(
+          blas.map((a) => Array.from(a)),
+          `transpose [${shape}] by [${perm}]`,
+        ).toEqual(cpu.map((a) => Array.from(a)));
+      }
+    }
+    const table = values([7, 3, 2]);
+    const { cpu, blas } = await onBoth(() => [
+      tf.gather(tf.tensor(table, [7, 3, 2]), tf.tensor1d([6, 0, 0, 3], 'int32')),
+      tf.gather(tf.tensor(table, [7, 6]), tf.tensor2d([1, 2, 5, 4], [2, 2], 'int32')),
+      tf.gather(tf.tensor(table, [7, 6]), tf.tensor1d([5, 1], 'int32'), 1),
+    ]);
+    expect(blas.map((a) => Array.from(a))).toEqual(cpu.map((a) => Array.from(a)));
+  });
+
   it('recycles output arrays without ever changing data a caller has read', async () => {
     await tf.setBackend('blas');
     const a = tf.tensor1d(values([10000]));

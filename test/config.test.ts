@@ -42,6 +42,11 @@ function badValues(rule: Rule): [unknown, RegExp][] {
       ['bogus', /must be one of/],
       [1, /must be one of/],
     ];
+  if (rule.type === 'boolean')
+    return [
+      ['true', /must be true or false/],
+      [1, /must be true or false/],
+    ];
   const bad: [unknown, RegExp][] = [
     ['12', /must be a finite number/],
     [NaN, /must be a finite number/],

@@ -21,10 +21,12 @@ import { localGroup, runLocal } from './helpers/local-runs.ts';
 import { pythonWithTorch } from './helpers/python.ts';
 import { smallConfig, smallGptConfig } from './helpers/runs.ts';
 
-const RUNS: Record<'mlp' | 'cnn' | 'gpt', OccamConfig> = {
+const RUNS: Record<'mlp' | 'cnn' | 'gpt' | 'gpt-lean', OccamConfig> = {
   mlp: smallConfig({ units: 24, trainLimit: 600, batchSize: 64, evalLimit: 64, rounds: 3 }),
   cnn: smallConfig({ model: 'cnn', units: 4, trainLimit: 300, batchSize: 50, evalLimit: 32, rounds: 2 }),
   gpt: smallGptConfig({ roundSteps: 4, rounds: 2, evalLimit: 8 }),
+  // nanoGPT's options: no biases, the LM head tied to the token embedding.
+  'gpt-lean': smallGptConfig({ roundSteps: 4, rounds: 2, evalLimit: 8, bias: false, tieEmbeddings: true }),
 };
 type Kind = keyof typeof RUNS;
 
@@ -101,18 +103,17 @@ describe('the sparse model file', () => {
 });
 
 describe('ONNX export', () => {
-  it.each(['mlp', 'cnn', 'gpt'] as Kind[])('onnxruntime runs the %s to Occam logits', async (kind) => {
+  it.each(['mlp', 'cnn', 'gpt', 'gpt-lean'] as Kind[])('onnxruntime runs the %s to Occam logits', async (kind) => {
     const { runDir, batch, logits } = runs.get(kind) as Exported;
     const [path] = exportRun(runDir, 'onnx');
     const session = await ort.InferenceSession.create(path);
-    const input =
-      kind === 'gpt'
-        ? new ort.Tensor(
-            'int64',
-            BigInt64Array.from(batch.x, (v) => BigInt(v)),
-            [batch.count, batch.x.length / batch.count],
-          )
-        : new ort.Tensor('float32', Float32Array.from(batch.x), [batch.count, ...(loadTrainedModel(runDir).input.shape as number[])]);
+    const input = kind.startsWith('gpt')
+      ? new ort.Tensor(
+          'int64',
+          BigInt64Array.from(batch.x, (v) => BigInt(v)),
+          [batch.count, batch.x.length / batch.count],
+        )
+      : new ort.Tensor('float32', Float32Array.from(batch.x), [batch.count, ...(loadTrainedModel(runDir).input.shape as number[])]);
     const result = await session.run({ input });
     const output = result[session.outputNames[0]].data as Float32Array;
     expect(maxDifference(output, logits)).toBeLessThan(1e-5);
@@ -144,13 +145,15 @@ describe('TF.js LayersModel export', () => {
 const python = pythonWithTorch();
 
 describe('PyTorch export', () => {
-  it.skipIf(python === null).each(['mlp', 'cnn', 'gpt'] as Kind[])(
+  it.skipIf(python === null).each(['mlp', 'cnn', 'gpt', 'gpt-lean'] as Kind[])(
     'docs/occam_torch.py loads the %s and gives Occam logits (python3-torch)',
     (kind) => {
       const { runDir, batch, logits } = runs.get(kind) as Exported;
       const [weights] = exportRun(runDir, 'safetensors-torch');
       const dir = join(weights, '..');
-      const shape = kind === 'gpt' ? [batch.count, batch.x.length / batch.count] : [batch.count, ...loadTrainedModel(runDir).input.shape];
+      const shape = kind.startsWith('gpt')
+        ? [batch.count, batch.x.length / batch.count]
+        : [batch.count, ...loadTrainedModel(runDir).input.shape];
       writeFileSync(join(dir, 'input.bin'), Buffer.from(Float32Array.from(batch.x).buffer));
       const script = `
 import sys, torch
@@ -158,7 +161,7 @@ sys.path.insert(0, ${JSON.stringify(dir)})
 import occam_torch
 model = occam_torch.load(${JSON.stringify(dir)}, prune_masks=True)
 x = torch.frombuffer(bytearray(open(${JSON.stringify(join(dir, 'input.bin'))}, 'rb').read()), dtype=torch.float32).reshape(${JSON.stringify(shape)})
-if ${kind === 'gpt' ? 'True' : 'False'}: x = x.long()
+if ${kind.startsWith('gpt') ? 'True' : 'False'}: x = x.long()
 with torch.no_grad(): sys.stdout.buffer.write(model(x).contiguous().numpy().tobytes())
 `;
       const run = spawnSync(python as string, ['-c', script], { maxBuffer: 1 << 26 });

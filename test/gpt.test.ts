@@ -8,6 +8,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { resolveConfig, type OccamConfig } from '../src/config.ts';
 import { TextDataSource } from '../src/training/data/text.ts';
 import { selectBackend } from '../src/training/engine.ts';
+import { crossEntropySum, gelu, layerNorm, softmax } from '../src/training/models/fused.ts';
 import { createGpt } from '../src/training/models/gpt.ts';
 import { initialWeights, type Model } from '../src/training/models/model.ts';
 import { Replica } from '../src/training/replica.ts';
@@ -22,7 +23,7 @@ import { maskedState, prune, smallGptConfig, train, weightsNow } from './helpers
 const LOSS_RELATIVE = 1e-5;
 const WEIGHT_ABSOLUTE = 1e-5;
 
-const TINY = { vocabSize: 11, blockSize: 8, layers: 2, heads: 2, width: 16 };
+const TINY = { vocabSize: 11, blockSize: 8, layers: 2, heads: 2, width: 16, dropout: 0.2, bias: true, tieEmbeddings: false };
 
 beforeAll(async () => {
   await selectBackend('cpu');
@@ -37,23 +38,92 @@ function logits(model: Model, weights: Float32Array[], x: Int32Array, count: num
   });
 }
 
+/**
+ * The GPT's logits computed the plain way, for comparison: per sequence and per head, with the
+ * fused projection's query, key and value columns sliced out and softmax written out.
+ */
+function perHeadLogits(options: typeof TINY, model: Model, weights: Float32Array[], x: Int32Array, count: number): Float32Array {
+  const { width, heads, layers, vocabSize } = options;
+  const steps = x.length / count;
+  const headSize = width / heads;
+  return tf.tidy(() => {
+    const w = (name: string) =>
+      tf.tensor(weights[model.params.findIndex((p) => p.name === name)], model.params.find((p) => p.name === name)?.shape);
+    const has = (name: string) => model.params.some((p) => p.name === name);
+    const linear = (v: tf.Tensor2D, name: string) => {
+      const y = tf.matMul(v, w(`${name}.kernel`) as tf.Tensor2D);
+      return has(`${name}.bias`) ? tf.add(y, w(`${name}.bias`)) : y;
+    };
+    const norm = (v: tf.Tensor2D, name: string) => {
+      const { mean, variance } = tf.moments(v, -1, true);
+      const y = tf.mul(tf.div(tf.sub(v, mean), tf.sqrt(tf.add(variance, 1e-5))), w(`${name}.gain`));
+      return (has(`${name}.bias`) ? tf.add(y, w(`${name}.bias`)) : y) as tf.Tensor2D;
+    };
+    const gelu = (v: tf.Tensor) =>
+      tf.mul(tf.mul(v, 0.5), tf.add(tf.tanh(tf.mul(tf.add(v, tf.mul(tf.pow(v, 3), 0.044715)), Math.sqrt(2 / Math.PI))), 1));
+    const causal = tf.linalg.bandPart(tf.ones([steps, steps]), -1, 0);
+    const rows: tf.Tensor[] = [];
+    for (let s = 0; s < count; s++) {
+      const tokens = tf.tensor1d(x.subarray(s * steps, (s + 1) * steps), 'int32');
+      let h = tf.add(tf.gather(w('wte'), tokens), tf.slice(w('wpe'), [0, 0], [steps, width])) as tf.Tensor2D;
+      for (let l = 0; l < layers; l++) {
+        const qkv = linear(norm(h, `h.${l}.ln_1`), `h.${l}.attn.qkv`);
+        const mixed: tf.Tensor[] = [];
+        for (let head = 0; head < heads; head++) {
+          const part = (which: number) => tf.slice(qkv, [0, which * width + head * headSize], [steps, headSize]);
+          const scores = tf.div(tf.matMul(part(0), part(1), false, true), Math.sqrt(headSize));
+          const masked = tf.where(tf.equal(causal, 1), scores, tf.fill([steps, steps], -Infinity));
+          mixed.push(tf.matMul(tf.softmax(masked), part(2)));
+        }
+        h = tf.add(h, linear(tf.concat(mixed, 1) as tf.Tensor2D, `h.${l}.attn.output`));
+        h = tf.add(h, linear(gelu(linear(norm(h, `h.${l}.ln_2`), `h.${l}.mlp.fc`)) as tf.Tensor2D, `h.${l}.mlp.proj`));
+      }
+      const final = norm(h, 'ln_f');
+      rows.push(
+        has('lm_head.kernel')
+          ? tf.matMul(final, w('lm_head.kernel') as tf.Tensor2D)
+          : tf.matMul(final, w('wte') as tf.Tensor2D, false, true),
+      );
+    }
+    expect(rows[0].shape[1]).toBe(vocabSize);
+    return tf.concat(rows, 0).dataSync() as Float32Array;
+  });
+}
+
 describe('gpt model', () => {
   it('masks exactly the attention and MLP projections, and initialises like nanoGPT', () => {
     const model = createGpt(TINY);
     const prunable = model.params.filter((p) => p.prunable).map((p) => p.name);
-    const projections = ['attn.query', 'attn.key', 'attn.value', 'attn.output', 'mlp.fc', 'mlp.proj'];
+    const projections = ['attn.qkv', 'attn.output', 'mlp.fc', 'mlp.proj'];
     expect(prunable).toEqual([0, 1].flatMap((l) => projections.map((p) => `h.${l}.${p}.kernel`)));
     const byName = new Map(model.params.map((p) => [p.name, p]));
+    expect(byName.get('h.0.attn.qkv.kernel')?.shape).toEqual([16, 48]);
     expect(byName.get('h.0.mlp.fc.kernel')?.shape).toEqual([16, 64]);
     expect(byName.get('lm_head.kernel')?.prunable).toBe(false);
     expect(byName.get('h.1.attn.output.kernel')?.init).toEqual({ kind: 'normal', std: 0.02 / Math.sqrt(4) });
     expect(byName.get('wte')?.init).toEqual({ kind: 'normal', std: 0.02 });
     expect(byName.get('ln_f.gain')?.init).toEqual({ kind: 'ones' });
-    expect(byName.get('h.0.attn.query.bias')?.init).toEqual({ kind: 'zeros' });
+    expect(byName.get('h.0.attn.qkv.bias')?.init).toEqual({ kind: 'zeros' });
+    // nanoGPT's options: no biases anywhere; the LM head tied to the token embedding.
+    const lean = createGpt({ ...TINY, bias: false, tieEmbeddings: true }).params.map((p) => p.name);
+    expect(lean.filter((name) => name.endsWith('.bias'))).toEqual([]);
+    expect(lean).not.toContain('lm_head.kernel');
+    expect(lean.filter((name) => name.endsWith('.kernel'))).toEqual(prunable);
+  });
+
+  it('attends with all heads at once exactly as one head at a time does', () => {
+    for (const options of [TINY, { ...TINY, heads: 4, bias: false, tieEmbeddings: true }]) {
+      const model = createGpt(options);
+      const weights = initialWeights(model.params, 8).map((w, i) => (model.params[i].init.kind === 'normal' ? w.map((v) => v * 25) : w));
+      const x = Int32Array.from({ length: 3 * 8 }, (_, i) => (i * 5 + 3) % 11);
+      const batched = logits(model, weights, x, 3);
+      const reference = perHeadLogits(options, model, weights, x, 3);
+      batched.forEach((v, i) => expect(Math.abs(v - reference[i]), `logit ${i}, ${options.heads} heads`).toBeLessThan(1e-4));
+    }
   });
 
   it('is causal: changing the token at position t never changes the logits before t', () => {
-    const model = createGpt(TINY);
+    const model = createGpt({ ...TINY, heads: 4, bias: false, tieEmbeddings: true });
     // Larger weights than the 0.02 init, so attention is far from uniform and every path matters.
     const weights = initialWeights(model.params, 3).map((w, i) => (model.params[i].init.kind === 'normal' ? w.map((v) => v * 25) : w));
     const rng = new Rng(5);
@@ -85,12 +155,68 @@ describe('gpt model', () => {
   });
 });
 
+describe('fused GELU, LayerNorm, softmax and cross-entropy (host loops on cpu and blas)', () => {
+  it('give the values and gradients of the same formulas built op by op', () => {
+    const rng = new Rng(12);
+    const values = Float32Array.from({ length: 6 * 10 }, () => 4 * rng.normal());
+    values[3] = -1e9; // a masked score
+    const x = tf.tensor2d(values, [6, 10]);
+    const gain = tf.tensor1d(Float32Array.from({ length: 10 }, () => 1 + rng.normal() * 0.3));
+    const bias = tf.tensor1d(Float32Array.from({ length: 10 }, () => rng.normal()));
+    const upstream = tf.tensor2d(
+      Float32Array.from({ length: 60 }, () => rng.normal()),
+      [6, 10],
+    );
+    const plainNorm = (v: tf.Tensor2D, g: tf.Tensor1D) => {
+      const { mean, variance } = tf.moments(v, -1, true);
+      return tf.add(tf.mul(tf.div(tf.sub(v, mean), tf.sqrt(tf.add(variance, 1e-5))), g), bias) as tf.Tensor2D;
+    };
+    const plainGelu = (v: tf.Tensor2D) =>
+      tf.mul(tf.mul(v, 0.5), tf.add(tf.tanh(tf.mul(tf.add(v, tf.mul(tf.pow(v, 3), 0.044715)), Math.sqrt(2 / Math.PI))), 1)) as tf.Tensor2D;
+    const pairs: [string, (v: tf.Tensor2D, g: tf.Tensor1D) => tf.Tensor2D, (v: tf.Tensor2D, g: tf.Tensor1D) => tf.Tensor2D][] = [
+      ['gelu', (v) => gelu(v), (v) => plainGelu(v)],
+      ['layerNorm', (v, g) => layerNorm(v, g, bias, 1e-5), plainNorm],
+      ['softmax', (v) => softmax(v), (v) => tf.softmax(v)],
+    ];
+    for (const [name, fused, plain] of pairs) {
+      const input = name === 'softmax' ? x : tf.clipByValue(x, -8, 8);
+      const inputs = name === 'layerNorm' ? [input, gain] : [input];
+      const weigh =
+        (f: typeof fused) =>
+        (...v: tf.Tensor[]) =>
+          tf.sum(tf.mul(f(v[0] as tf.Tensor2D, (v[1] ?? gain) as tf.Tensor1D), upstream));
+      const [fx, fg] = tf.grads(weigh(fused))(inputs);
+      const [px, pg] = tf.grads(weigh(plain))(inputs);
+      const close = (a: tf.Tensor, b: tf.Tensor, what: string) => {
+        const [u, v] = [a.dataSync(), b.dataSync()];
+        u.forEach((value, i) => expect(Math.abs(value - v[i]), `${name} ${what} ${i}`).toBeLessThan(2e-5 * Math.max(1, Math.abs(v[i]))));
+      };
+      close(fused(input, gain), plain(input, gain), 'value');
+      close(fx, px, 'gradient of x');
+      if (name === 'layerNorm') close(fg, pg, 'gradient of gain');
+    }
+    const labels = Int32Array.from([3, 0, 9, 9, 5, 1]);
+    const logits = tf.clipByValue(x, -8, 8);
+    const plainLoss = (v: tf.Tensor) =>
+      tf.neg(tf.sum(tf.mul(tf.logSoftmax(v as tf.Tensor2D), tf.oneHot(tf.tensor1d(labels, 'int32'), 10))));
+    const fusedLoss = (v: tf.Tensor) => tf.mul(crossEntropySum(v as tf.Tensor2D, labels), 1.5);
+    expect(crossEntropySum(logits, labels).dataSync()[0]).toBeCloseTo(plainLoss(logits).dataSync()[0], 4);
+    const [fusedGrad, plainGrad] = [
+      tf.grad(fusedLoss)(logits).dataSync(),
+      tf
+        .grad((v) => tf.mul(plainLoss(v), 1.5))(logits)
+        .dataSync(),
+    ];
+    fusedGrad.forEach((v, i) => expect(Math.abs(v - plainGrad[i]), `cross-entropy gradient ${i}`).toBeLessThan(2e-6));
+  });
+});
+
 describe('masked gpt training on a replica', () => {
   it('pruned projection weights, their gradients and Adam moments stay exactly zero through real steps', async () => {
     const config = resolveConfig({ model: 'gpt', dataset: 'moby-dick', layers: 1, heads: 2, width: 16, blockSize: 16, batchSize: 8 });
     const text = 'Call me Ishmael. Some years ago, never mind how long precisely, I thought I would sail about.\n'.repeat(4);
     const data = new TextDataSource('test', 'test', text, { ...config, trainLimit: 0 });
-    const replica = new Replica(createGpt({ vocabSize: data.classes, blockSize: 16, layers: 1, heads: 2, width: 16 }), data, config);
+    const replica = new Replica(createGpt({ ...TINY, vocabSize: data.classes, blockSize: 16, layers: 1 }), data, config);
     const step = async (s: number) => {
       const { gradient, lossSum, globalCount } = await replica.shardGradient(s, 0, 1);
       replica.applyGradient(gradient, globalCount);

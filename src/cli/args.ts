@@ -1,7 +1,7 @@
 // The command line's words: flags (with their environment variables), the config they build
 // (defaults ← --config file ← OCCAM_* ← flags), the token, and the one error type for bad usage.
 // Every command in cli.ts reads its input through these.
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { parseArgs as parseArgsOf } from 'node:util';
 import { CONFIG_KEYS, ConfigError, didYouMean, envName, flagName, parseConfigValue, resolveConfig, type OccamConfig } from '../config.ts';
 import { allFlags } from './help.ts';
@@ -36,7 +36,19 @@ export function readConfig(args: ParsedArgs): OccamConfig {
     if (typeof fromFile !== 'object' || fromFile === null || Array.isArray(fromFile))
       throw new ConfigError('config', `config file ${file} must hold a JSON object`);
   }
-  return resolveConfig(fromFile, configFromEnv(), configFlags(args));
+  const layers = [fromFile, configFromEnv(), configFlags(args)];
+  return resolveConfig(...layers, impliedDataset(layers));
+}
+
+/**
+ * A gpt given a data path but no dataset trains on what the path is: a token folder from
+ * `occam prepare` (--dataset tokens) or a text file (--dataset text).
+ */
+function impliedDataset(layers: Record<string, unknown>[]): Record<string, unknown> {
+  const merged = Object.assign({}, ...layers) as Record<string, unknown>;
+  const path = merged.dataPath;
+  if (merged.dataset !== undefined || merged.model !== 'gpt' || typeof path !== 'string' || path === '') return {};
+  return { dataset: existsSync(path) && statSync(path).isDirectory() ? 'tokens' : 'text' };
 }
 
 export function configFromEnv(): Record<string, unknown> {

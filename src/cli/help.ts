@@ -95,6 +95,20 @@ export const COMMANDS = {
       BACKEND,
     ],
   },
+  prepare: {
+    usage: 'occam prepare INPUT --out DIR [--tokenizer char|gpt2] [--val-fraction F]',
+    summary: 'tokenize a text file or a folder of them into train.bin, val.bin and meta.json (nanoGPT’s layout) for --dataset tokens',
+    settings: false,
+    flags: [
+      { name: 'out', value: 'DIR', text: 'the token folder to write' },
+      {
+        name: 'tokenizer',
+        value: 'T',
+        text: 'char (one token per character) or gpt2 (GPT-2’s byte-level BPE, 50,257 tokens); default char',
+      },
+      { name: 'val-fraction', value: 'F', text: 'fraction of the tokens (the end) in val.bin, the test split (default 0.1)' },
+    ],
+  },
   report: {
     usage: 'occam report RUN_DIR [RUN_DIR…] [--out FILE]',
     summary: "one run's report.html again, or several runs compared on the same axes",

@@ -1,6 +1,7 @@
-// The commands that use a finished run rather than train: report, sample, export, evaluate and
-// predict. Each prints its result on stdout and keeps stderr for one line of error; main() has
-// already refused any flag the command does not take (help.ts COMMANDS).
+// The commands that do not train: prepare (a corpus into a token folder) and those that use a
+// finished run — report, sample, export, evaluate and predict. Each prints its result on stdout and
+// keeps stderr for progress and one line of error; main() has already refused any flag the command
+// does not take (help.ts COMMANDS).
 import { resolve } from 'node:path';
 import { evalBatchSamples, parseConfigValue, resolveConfig, type OccamConfig } from '../config.ts';
 import { createLogger, type Logger } from '../common/log.ts';
@@ -8,6 +9,7 @@ import { EXPORT_FORMATS, exportRun, type ExportFormat } from '../export/export.t
 import { writeComparisonReport, writeRunReport } from '../observe/report.ts';
 import { readMetrics, readRunConfig } from '../storage/run-dir.ts';
 import { loadDataSource } from '../training/data/load.ts';
+import { prepareTokens } from '../training/data/prepare.ts';
 import { selectBackend } from '../training/engine.ts';
 import { accuracy, evaluateSplit, meanLoss } from '../training/evaluate.ts';
 import { predict, readInputs } from '../training/predict.ts';
@@ -110,13 +112,8 @@ function quietLog(): Logger {
 export async function sample(args: ParsedArgs): Promise<number> {
   const [runDir, ...extra] = args.positionals;
   if (!runDir || extra.length > 0) throw new UsageError('sample needs exactly one RUN_DIR');
-  const number = (name: string, fallback: number, valid: (n: number) => boolean, rule: string) => {
-    const text = args.flags.get(name);
-    if (text === undefined) return fallback;
-    const value = Number(text);
-    if (text.trim() === '' || !valid(value)) throw new UsageError(`--${name} must be ${rule} (got '${text}')`);
-    return value;
-  };
+  const number = (name: string, fallback: number, valid: (n: number) => boolean, rule: string) =>
+    numberFlag(args, name, fallback, valid, rule);
   const options: SampleOptions = {
     length: number('length', SAMPLE_DEFAULTS.length, (n) => Number.isInteger(n) && n >= 0, 'an integer ≥ 0'),
     temperature: number('temperature', SAMPLE_DEFAULTS.temperature, (n) => Number.isFinite(n) && n >= 0, 'a number ≥ 0'),
@@ -129,4 +126,39 @@ export async function sample(args: ParsedArgs): Promise<number> {
   const gpt = loadTrainedGpt(runDir);
   process.stdout.write(`${options.prompt + (await generate(gpt, options))}\n`);
   return 0;
+}
+
+/** `occam prepare INPUT --out DIR`: a token folder for --dataset tokens; progress on stderr, the summary on stdout. */
+export function prepare(args: ParsedArgs): number {
+  const [input, ...extra] = args.positionals;
+  if (!input || extra.length > 0) throw new UsageError('prepare needs exactly one INPUT (a text file or a folder of them)');
+  const out = args.flags.get('out');
+  if (!out) throw new UsageError('prepare needs --out DIR');
+  const tokenizer = args.flags.get('tokenizer') ?? 'char';
+  if (tokenizer !== 'char' && tokenizer !== 'gpt2') throw new UsageError(`--tokenizer must be char or gpt2 (got '${tokenizer}')`);
+  const valFraction = numberFlag(args, 'val-fraction', 0.1, (n) => n > 0 && n < 1, 'a fraction between 0 and 1');
+  const progress = (read: number, total: number, tokens: number) =>
+    process.stderr.write(
+      `prepare: ${mb(read)} of ${mb(total)} MB read (${total > 0 ? Math.round((100 * read) / total) : 100} %), ${tokens.toLocaleString('en-US')} tokens\n`,
+    );
+  const meta = prepareTokens({ input, out, tokenizer, valFraction, progress });
+  process.stdout.write(
+    `${resolve(out)}: ${meta.trainTokens.toLocaleString('en-US')} train + ${meta.valTokens.toLocaleString('en-US')} val tokens, ` +
+      `${meta.tokenizer} vocabulary of ${meta.vocabSize.toLocaleString('en-US')}\n` +
+      `train on it: occam train --model gpt --data-path ${out}\n`,
+  );
+  return 0;
+}
+
+/** A numeric flag's value, or `fallback` when absent; a value that breaks `rule` is a UsageError. */
+function numberFlag(args: ParsedArgs, name: string, fallback: number, valid: (n: number) => boolean, rule: string): number {
+  const text = args.flags.get(name);
+  if (text === undefined) return fallback;
+  const value = Number(text);
+  if (text.trim() === '' || !valid(value)) throw new UsageError(`--${name} must be ${rule} (got '${text}')`);
+  return value;
+}
+
+function mb(bytes: number): string {
+  return (bytes / 1e6).toFixed(1);
 }

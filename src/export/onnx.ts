@@ -44,6 +44,7 @@ class Graph {
   readonly initializers: object[] = [];
   readonly input = 'input';
   private count = 0;
+  private readonly added = new Set<string>();
 
   constructor(readonly trained: TrainedModel) {}
 
@@ -63,8 +64,10 @@ class Graph {
     return { name, type: { tensorType: { elemType: FLOAT, shape: { dim: dims } } } };
   }
 
-  /** A stored parameter as an initializer, optionally re-laid out. */
+  /** A stored parameter as an initializer (once, however many nodes read it), optionally re-laid out. */
   weight(name: string, transform?: (data: Float32Array, shape: number[]) => Laid): string {
+    if (this.added.has(name)) return name;
+    this.added.add(name);
     const tensor = this.trained.tensors.get(name);
     if (!tensor) throw new Error(`onnx export: the model has no tensor '${name}'`);
     const { data, shape } = transform
@@ -83,9 +86,12 @@ class Graph {
     return this.constant(name, [values.length], BigInt64Array.from(values.map(BigInt)));
   }
 
-  /** Adds one node; returns its (first) output's name. */
-  op(type: string, inputs: string[], attributes: Record<string, number | number[]> = {}): string {
+  /** Adds one node; returns its output's name (or, given `outputs` > 1, all of them). */
+  op(type: string, inputs: string[], attributes?: Record<string, number | number[]>): string;
+  op(type: string, inputs: string[], attributes: Record<string, number | number[]>, outputs: number): string[];
+  op(type: string, inputs: string[], attributes: Record<string, number | number[]> = {}, outputs = 1): string | string[] {
     const output = `${type.toLowerCase()}_${this.count++}`;
+    const names = Array.from({ length: outputs }, (_, k) => (k === 0 ? output : `${output}_${k}`));
     const attribute = Object.entries(attributes).map(([name, value]) =>
       Array.isArray(value)
         ? { name, type: ATTRIBUTE.INTS, ints: value }
@@ -93,8 +99,8 @@ class Graph {
           ? { name, type: ATTRIBUTE.INT, i: value }
           : { name, type: ATTRIBUTE.FLOAT, f: value },
     );
-    this.nodes.push({ opType: type, input: inputs, output: [output], name: output, attribute });
-    return output;
+    this.nodes.push({ opType: type, input: inputs, output: names, name: output, attribute });
+    return outputs === 1 ? output : names;
   }
 
   dense(x: string, name: string, activation: 'relu' | null): string {
@@ -127,9 +133,17 @@ function gptGraph(g: Graph, trained: TrainedModel): string {
   const { layers, heads, width, blockSize } = trained.config;
   const headSize = width / heads;
   const scalar = (name: string, value: number) => g.constant(name, [], Float32Array.of(value));
-  const linear = (x: string, name: string) => g.op('Add', [g.op('MatMul', [x, g.weight(`${name}.kernel`)]), g.weight(`${name}.bias`)]);
+  const has = (name: string) => trained.tensors.has(name);
+  const linear = (x: string, name: string) => {
+    const product = g.op('MatMul', [x, g.weight(`${name}.kernel`)]);
+    return has(`${name}.bias`) ? g.op('Add', [product, g.weight(`${name}.bias`)]) : product;
+  };
+  // LayerNormalization's bias input is optional (bias: false trains none).
   const norm = (x: string, name: string) =>
-    g.op('LayerNormalization', [x, g.weight(`${name}.gain`), g.weight(`${name}.bias`)], { axis: -1, epsilon: 1e-5 });
+    g.op('LayerNormalization', [x, g.weight(`${name}.gain`), ...(has(`${name}.bias`) ? [g.weight(`${name}.bias`)] : [])], {
+      axis: -1,
+      epsilon: 1e-5,
+    });
   const half = scalar('half', 0.5);
   const one = scalar('one', 1);
   const cubic = scalar('gelu_cubic', 0.044715);
@@ -158,12 +172,14 @@ function gptGraph(g: Graph, trained: TrainedModel): string {
   const mergeHeads = g.ints('merge_heads', [0, 0, width]);
   const scale = scalar('attention_scale', 1 / Math.sqrt(headSize));
 
+  const thirds = g.ints('qkv_split', [width, width, width]);
   const attention = (x: string, name: string) => {
-    const project = (which: string, perm: number[]) =>
-      g.op('Transpose', [g.op('Reshape', [linear(x, `${name}.${which}`), splitHeads])], { perm });
-    const query = g.op('Mul', [project('query', [0, 2, 1, 3]), scale]);
-    const scores = g.op('Add', [g.op('MatMul', [query, project('key', [0, 2, 3, 1])]), mask]);
-    const mixed = g.op('MatMul', [g.op('Softmax', [scores], { axis: -1 }), project('value', [0, 2, 1, 3])]);
+    // The fused projection's columns: query, key, value (Split's outputs are <name>, <name>_1, <name>_2).
+    const qkv = g.op('Split', [linear(x, `${name}.qkv`), thirds], { axis: -1 }, 3);
+    const project = (part: string, perm: number[]) => g.op('Transpose', [g.op('Reshape', [part, splitHeads])], { perm });
+    const query = g.op('Mul', [project(qkv[0], [0, 2, 1, 3]), scale]);
+    const scores = g.op('Add', [g.op('MatMul', [query, project(qkv[1], [0, 2, 3, 1])]), mask]);
+    const mixed = g.op('MatMul', [g.op('Softmax', [scores], { axis: -1 }), project(qkv[2], [0, 2, 1, 3])]);
     return linear(g.op('Reshape', [g.op('Transpose', [mixed], { perm: [0, 2, 1, 3] }), mergeHeads]), `${name}.output`);
   };
 
@@ -172,5 +188,7 @@ function gptGraph(g: Graph, trained: TrainedModel): string {
     x = g.op('Add', [x, attention(norm(x, `h.${l}.ln_1`), `h.${l}.attn`)]);
     x = g.op('Add', [x, linear(gelu(linear(norm(x, `h.${l}.ln_2`), `h.${l}.mlp.fc`)), `h.${l}.mlp.proj`)]);
   }
-  return g.op('MatMul', [norm(x, 'ln_f'), g.weight('lm_head.kernel')]);
+  // A tied head is the token embedding, transposed.
+  const head = has('lm_head.kernel') ? g.weight('lm_head.kernel') : g.op('Transpose', [g.weight('wte')], { perm: [1, 0] });
+  return g.op('MatMul', [norm(x, 'ln_f'), head]);
 }

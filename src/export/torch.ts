@@ -39,6 +39,8 @@ export function torchSafetensors(trained: TrainedModel): TorchFiles {
           layers: config.layers,
           heads: config.heads,
           width: config.width,
+          bias: config.bias,
+          tie_embeddings: config.tieEmbeddings,
         }
       : { kind: config.model, input_shape: input.shape, units: config.units, classes: input.classes };
   return {

@@ -62,19 +62,21 @@ export class DeviceState {
   }
 
   /**
-   * Adam on the device for one parameter, with its summed dense gradient (zero at pruned
-   * positions, so their weight and moments stay exactly zero: 0·β + 0 = 0 and 0 / (0 + ε) = 0).
+   * Adam(W) on the device for one parameter, with its summed dense gradient (zero at pruned
+   * positions, so their weight and moments stay exactly zero: 0·β + 0 = 0, 0·keep = 0 and 0 / (0 + ε) = 0).
    */
   adam(param: number, gradient: tf.Tensor, scale: number, step: number, settings: AdamSettings): void {
-    const { beta1, beta2, epsilon, learningRate } = settings;
+    const { beta1, beta2, epsilon, learningRate, weightDecay } = settings;
     const stepSize = (learningRate * Math.sqrt(1 - beta2 ** step)) / (1 - beta1 ** step);
+    const keep = 1 - learningRate * weightDecay;
     tf.tidy(() => {
       const g = tf.mul(gradient, scale);
       const m = tf.add(tf.mul(this.m[param], beta1), tf.mul(g, 1 - beta1));
       const v = tf.add(tf.mul(this.v[param], beta2), tf.mul(tf.square(g), 1 - beta2));
       this.m[param].assign(m);
       this.v[param].assign(v);
-      this.weights[param].assign(tf.sub(this.weights[param], tf.div(tf.mul(m, stepSize), tf.add(tf.sqrt(v), epsilon))));
+      const decayed = keep === 1 ? this.weights[param] : tf.mul(this.weights[param], keep);
+      this.weights[param].assign(tf.sub(decayed, tf.div(tf.mul(m, stepSize), tf.add(tf.sqrt(v), epsilon))));
     });
   }
 

@@ -9,7 +9,7 @@ import { shardRange } from '../common/shard.ts';
 import type { OccamConfig } from '../config.ts';
 import type { NamedTensor } from '../storage/safetensors.ts';
 import { decodeState, encodeState, modelTensors, type ReplicaState, stateDigest } from '../storage/state-format.ts';
-import { ADAM_DEFAULTS, type AdamSettings, adamUpdate } from './adam.ts';
+import { adamSettings, adamUpdate, clipFactor } from './adam.ts';
 import { type DataSource, type EvalSplit, SEED_SALT } from './data/source.ts';
 import { DeviceState } from './device-state.ts';
 import { activeIndices, applyThreshold, countActive, pruneThreshold } from './masks.ts';
@@ -24,13 +24,14 @@ export class Replica {
   adamSteps = 0;
   /** Values in a compacted gradient: the kept positions of every parameter. */
   gradientLength = 0;
+  /** Global L2 norm of the last applied (mean) gradient, before clipping. */
+  gradientNorm = 0;
   private readonly state: DeviceState;
   /** Positions each parameter contributes to a compacted gradient (null = all of them: unmasked, or nothing pruned yet). */
   private positions: (Uint32Array | null)[] = [];
   /** The same positions on the device, for gathering and scattering there (device backends only). */
   private devicePositions: (tf.Tensor1D | null)[] = [];
   private offsets: number[] = [];
-  private readonly adam: AdamSettings;
 
   constructor(
     readonly model: Model,
@@ -39,7 +40,6 @@ export class Replica {
   ) {
     this.state = new DeviceState(model.params, initialWeights(model.params, mixSeed(config.seed, SEED_SALT.init)));
     this.masks = model.params.map((p) => (p.prunable ? new Uint8Array(size(p)).fill(1) : null));
-    this.adam = { learningRate: config.learningRate, ...ADAM_DEFAULTS };
     this.updateLayout();
   }
 
@@ -55,7 +55,9 @@ export class Replica {
   /**
    * Gradient of the summed loss over this rank's share of the global batch of `step`, compacted
    * to the kept positions (written into `into`, gradientLength values), and that share's loss sum.
-   * Summing these over all ranks gives the global batch's gradient and loss sum.
+   * Summing these over all ranks gives the global batch's gradient and loss sum. With
+   * accumulateSteps K the share runs as K micro-batches whose gradients are summed here, so only
+   * one micro-batch's activations are alive at a time.
    */
   async shardGradient(
     step: number,
@@ -66,41 +68,44 @@ export class Replica {
     const ids = this.data.globalBatch(step, this.config.batchSize);
     const [start, end] = shardRange(ids.length, rank, world);
     const gradient = into.subarray(0, this.gradientLength);
-    if (end <= start) {
-      gradient.fill(0); // a rank with no samples this step adds nothing
-      return { gradient, lossSum: 0, globalCount: ids.length };
-    }
-    const batch = this.data.trainExamples(ids.subarray(start, end));
+    gradient.fill(0); // a rank with no samples this step adds nothing
     const noiseSeed = mixSeed(this.config.seed, SEED_SALT.dropout, step);
-    const { value, grads } = tf.valueAndGrads((...w: tf.Tensor[]) => lossSum(this.model, w, batch, noiseSeed))(this.state.weights);
-    let shardLoss: number;
-    if (this.state.onHost) {
-      // The gradients are host arrays already: compact them straight into the ring's buffer.
-      const [loss, ...dense] = await Promise.all([value.data(), ...grads.map((g) => g.data())]);
-      dense.forEach((values, i) => this.compact(values as Float32Array, i, gradient));
-      shardLoss = loss[0];
-    } else {
-      // Compacted on the device, with the loss in one extra slot: a single read comes down.
-      const packed = tf.tidy(() => tf.concat([...grads.map((g, i) => this.compactOnDevice(g, i)), tf.reshape(value, [1])]));
-      const values = (await packed.data()) as Float32Array;
-      packed.dispose();
-      gradient.set(values.subarray(0, this.gradientLength));
-      shardLoss = values[this.gradientLength];
+    const micro = this.config.accumulateSteps;
+    let shardLoss = 0;
+    for (let k = 0; k < micro; k++) {
+      const [from, to] = shardRange(end - start, k, micro);
+      if (to <= from) continue;
+      shardLoss += await this.addMicroBatchGradient(ids.subarray(start + from, start + to), noiseSeed, gradient);
     }
-    tf.dispose([value, ...grads]);
     return { gradient, lossSum: shardLoss, globalCount: ids.length };
   }
 
-  /** Applies a summed gradient (as from shardGradient, summed over ranks) with Adam. */
+  /**
+   * Applies a summed gradient (as from shardGradient, summed over ranks) with Adam(W), at the
+   * scheduled learning rate, clipped to gradClip by its global norm. Every replica computes the
+   * norm from the same summed values in the same order, so all of them clip alike.
+   */
   applyGradient(summed: Float32Array, globalCount: number): void {
     if (summed.length !== this.gradientLength) {
       throw new Error(`gradient has ${summed.length} values, the model's active layout has ${this.gradientLength}`);
     }
     this.adamSteps++;
+    this.gradientNorm = globalNorm(summed) / globalCount;
+    const scale = clipFactor(this.gradientNorm, this.config.gradClip) / globalCount;
+    const t = this.adamSteps;
     if (this.state.onHost) {
       const { weights, m, v } = this.state.hostArrays();
       weights.forEach((w, i) => {
-        adamUpdate(w, { m: m[i], v: v[i] }, summed, this.offsets[i], this.positions[i], 1 / globalCount, this.adamSteps, this.adam);
+        adamUpdate(
+          w,
+          { m: m[i], v: v[i] },
+          summed,
+          this.offsets[i],
+          this.positions[i],
+          scale,
+          t,
+          adamSettings(this.config, this.params[i], t),
+        );
       });
       return;
     }
@@ -108,7 +113,7 @@ export class Replica {
     const all = tf.tensor1d(summed, 'float32');
     this.params.forEach((p, i) => {
       const dense = tf.tidy(() => this.scatterOnDevice(all, i, p));
-      this.state.adam(i, dense, 1 / globalCount, this.adamSteps, this.adam);
+      this.state.adam(i, dense, scale, t, adamSettings(this.config, p, t));
       dense.dispose();
     });
     all.dispose();
@@ -194,11 +199,34 @@ export class Replica {
     tf.dispose(this.devicePositions.filter((t): t is tf.Tensor1D => t !== null));
   }
 
-  private compact(dense: Float32Array, param: number, into: Float32Array): void {
+  /** Adds one micro-batch's compacted gradient into `gradient`; returns its loss sum. */
+  private async addMicroBatchGradient(ids: Uint32Array, noiseSeed: number, gradient: Float32Array): Promise<number> {
+    const batch = this.data.trainExamples(ids);
+    const { value, grads } = tf.valueAndGrads((...w: tf.Tensor[]) => lossSum(this.model, w, batch, noiseSeed))(this.state.weights);
+    let loss: number;
+    if (this.state.onHost) {
+      // The gradients are host arrays already: compact them straight into the ring's buffer.
+      const [lossValue, ...dense] = await Promise.all([value.data(), ...grads.map((g) => g.data())]);
+      dense.forEach((values, i) => this.compactInto(values as Float32Array, i, gradient));
+      loss = lossValue[0];
+    } else {
+      // Compacted on the device, with the loss in one extra slot: a single read comes down.
+      const packed = tf.tidy(() => tf.concat([...grads.map((g, i) => this.compactOnDevice(g, i)), tf.reshape(value, [1])]));
+      const values = (await packed.data()) as Float32Array;
+      packed.dispose();
+      for (let i = 0; i < gradient.length; i++) gradient[i] += values[i];
+      loss = values[this.gradientLength];
+    }
+    tf.dispose([value, ...grads]);
+    return loss;
+  }
+
+  /** Adds a parameter's dense gradient at its kept positions into the compacted one (0 + g is g exactly). */
+  private compactInto(dense: Float32Array, param: number, into: Float32Array): void {
     const positions = this.positions[param];
     const offset = this.offsets[param];
-    if (!positions) into.set(dense, offset);
-    else for (let k = 0; k < positions.length; k++) into[offset + k] = dense[positions[k]];
+    if (!positions) for (let k = 0; k < dense.length; k++) into[offset + k] += dense[k];
+    else for (let k = 0; k < positions.length; k++) into[offset + k] += dense[positions[k]];
   }
 
   private compactOnDevice(gradient: tf.Tensor, param: number): tf.Tensor {
@@ -231,6 +259,13 @@ export class Replica {
     tf.dispose(this.devicePositions.filter((t): t is tf.Tensor1D => t !== null));
     this.devicePositions = this.positions.map((positions) => (positions ? tf.tensor1d(Int32Array.from(positions), 'int32') : null));
   }
+}
+
+/** √(Σ g²), summed in index order in double precision: the same value on every replica. */
+function globalNorm(values: Float32Array): number {
+  let squares = 0;
+  for (let i = 0; i < values.length; i++) squares += values[i] * values[i];
+  return Math.sqrt(squares);
 }
 
 function size(param: ParamSpec): number {

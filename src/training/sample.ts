@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import type { OccamConfig } from '../config.ts';
 import { MODEL_FILES } from '../storage/model-dir.ts';
 import { corpusText } from './data/text.ts';
-import { CharTokenizer } from './data/tokenizer.ts';
+import { CharTokenizer, type Tokenizer, tokenizerFrom } from './data/tokenizer.ts';
 import type { Model } from './models/model.ts';
 import { Rng } from './rng.ts';
 import { loadTrainedModel } from './trained.ts';
@@ -29,7 +29,7 @@ export const SAMPLE_DEFAULTS: SampleOptions = { length: 500, temperature: 0.8, t
 export interface TrainedGpt {
   model: Model;
   weights: tf.Tensor[];
-  tokenizer: CharTokenizer;
+  tokenizer: Tokenizer;
   config: OccamConfig;
   /** The round whose model this is. */
   round: number;
@@ -47,7 +47,7 @@ export function loadTrainedGpt(runDir: string): TrainedGpt {
 export async function generate(gpt: TrainedGpt, options: SampleOptions): Promise<string> {
   const { model, weights, tokenizer, config } = gpt;
   const rng = new Rng(options.seed);
-  const context = options.prompt ? Array.from(tokenizer.encode(options.prompt)) : [startToken(tokenizer)];
+  const context = options.prompt ? Array.from(tokenizer.encode(options.prompt)) : [tokenizer.startToken];
   const generated: number[] = [];
   for (let i = 0; i < options.length; i++) {
     // The model sees at most blockSize tokens: the latest ones.
@@ -79,19 +79,18 @@ export function pickToken(logits: ArrayLike<number>, temperature: number, topK: 
 }
 
 /** A run's vocabulary: model/vocab.json, else rebuilt from the corpus its config names. */
-function readVocabulary(runDir: string, config: OccamConfig): CharTokenizer {
+function readVocabulary(runDir: string, config: OccamConfig): Tokenizer {
   const path = join(runDir, 'model', MODEL_FILES.vocabulary);
   if (existsSync(path)) {
-    const vocabulary = JSON.parse(readFileSync(path, 'utf8')) as unknown;
-    if (!Array.isArray(vocabulary) || !vocabulary.every((c) => typeof c === 'string'))
-      throw new Error(`${path} is not a list of characters`);
-    return new CharTokenizer(vocabulary as string[]);
+    let description: unknown;
+    try {
+      description = JSON.parse(readFileSync(path, 'utf8'));
+    } catch {
+      throw new Error(`${path} is not valid JSON`);
+    }
+    return tokenizerFrom(description, path);
   }
+  if (config.dataset === 'tokens') throw new Error(`${path} is missing: the run's vocabulary is in ${config.dataPath}/meta.json`);
   // The vocabulary is a function of the corpus alone, so rebuilding it gives the training one.
   return CharTokenizer.fromText(corpusText(config).text);
-}
-
-function startToken(tokenizer: CharTokenizer): number {
-  const newline = tokenizer.vocabulary.indexOf('\n');
-  return Math.max(newline, 0);
 }

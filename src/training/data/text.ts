@@ -1,13 +1,14 @@
-// Text for the GPT: Moby Dick (embedded) or any UTF-8 file, as one stream of character tokens cut
-// into contiguous splits [train | holdback | test]. A training sample is a window of blockSize + 1
-// tokens at a random start (a pure function of seed and step); evaluation uses fixed windows.
+// Text for the GPT: a stream of tokens cut into contiguous splits [train | holdback | test] — Moby
+// Dick (embedded) or any UTF-8 file in memory, or a token folder on disk. A training sample is a
+// window of blockSize + 1 tokens at a random start (a pure function of seed and step); evaluation
+// uses fixed windows.
 import { readFileSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import type { InputLayout } from '../../storage/model-dir.ts';
 import { mixSeed, Rng } from '../rng.ts';
 import { DataError } from './errors.ts';
 import { SEED_SALT, type DataSource, type EvalSplit, type Examples } from './source.ts';
-import { CharTokenizer } from './tokenizer.ts';
+import { CharTokenizer, type Tokenizer } from './tokenizer.ts';
 
 export const MOBY_DICK = 'moby-dick';
 
@@ -28,36 +29,44 @@ interface Span {
   end: number;
 }
 
-export class TextDataSource implements DataSource {
+/** Where a stream's tokens are: in memory, or in files read a window at a time. */
+export interface TokenStore {
+  readonly length: number;
+  /** Tokens [start, start + into.length) into `into`. */
+  read(start: number, into: Int32Array): void;
+}
+
+/**
+ * A token stream cut into [train | holdback | test], its last `testTokens` tokens being the test
+ * split: the GPT's data, whether a text in memory or a token folder on disk (token-files.ts).
+ */
+export class TokenDataSource implements DataSource {
   readonly inputType = 'int32' as const;
   readonly inputShape: number[];
   readonly classes: number;
   readonly targetsPerSample: number;
-  readonly tokenizer: CharTokenizer;
   readonly layout: InputLayout;
   readonly trainCount: number;
-  private readonly tokens: Int32Array;
   private readonly blockSize: number;
   private readonly splits: Record<'train' | EvalSplit, Span>;
 
-  /** `source` names the file or corpus in errors. */
+  /** `source` names the file or corpus in errors; `unit` is what a token is to a reader (characters, tokens). */
   constructor(
     readonly description: string,
     source: string,
-    text: string,
+    readonly tokenizer: Tokenizer,
+    private readonly store: TokenStore,
+    testTokens: number,
     private readonly options: TextSplitOptions,
+    unit = 'tokens',
   ) {
-    if (text.length === 0) throw new DataError(source, 'is empty');
-    this.tokenizer = CharTokenizer.fromText(text);
-    this.tokens = this.tokenizer.encode(text);
     this.blockSize = options.blockSize;
     this.inputShape = [options.blockSize];
     this.targetsPerSample = options.blockSize;
-    this.classes = this.tokenizer.size;
+    this.classes = tokenizer.size;
     this.layout = { shape: this.inputShape, type: 'int32', classes: this.classes, classNames: null, preprocessing: { kind: 'tokens' } };
 
-    const total = this.tokens.length;
-    const testTokens = Math.round(options.testFraction * total);
+    const total = store.length;
     const holdbackTokens = Math.round(options.holdback * (total - testTokens));
     const trainEnd = total - testTokens - holdbackTokens;
     this.splits = {
@@ -73,7 +82,7 @@ export class TextDataSource implements DataSource {
       if (length < needed) {
         throw new DataError(
           source,
-          `is too short: ${total} characters leave the ${split} split ${length}, and block size ${options.blockSize} needs at least ${needed}`,
+          `is too short: ${total} ${unit} leave the ${split} split ${length}, and block size ${options.blockSize} needs at least ${needed}`,
         );
       }
     }
@@ -124,11 +133,27 @@ export class TextDataSource implements DataSource {
     const size = this.blockSize;
     const x = new Int32Array(offsets.length * size);
     const y = new Int32Array(offsets.length * size);
+    const window = new Int32Array(size + 1);
     offsets.forEach((s, row) => {
-      x.set(this.tokens.subarray(s, s + size), row * size);
-      y.set(this.tokens.subarray(s + 1, s + size + 1), row * size);
+      this.store.read(s, window);
+      x.set(window.subarray(0, size), row * size);
+      y.set(window.subarray(1), row * size);
     });
     return { x, y, count: offsets.length, ids: offsets };
+  }
+}
+
+/** A text in memory, character-tokenized: Moby Dick or any UTF-8 file. */
+export class TextDataSource extends TokenDataSource {
+  constructor(description: string, source: string, text: string, options: TextSplitOptions) {
+    if (text.length === 0) throw new DataError(source, 'is empty');
+    const tokenizer = CharTokenizer.fromText(text);
+    const tokens = tokenizer.encode(text);
+    const store = {
+      length: tokens.length,
+      read: (start: number, into: Int32Array) => into.set(tokens.subarray(start, start + into.length)),
+    };
+    super(description, source, tokenizer, store, Math.round(options.testFraction * tokens.length), options, 'characters');
   }
 }
 

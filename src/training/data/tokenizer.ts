@@ -1,8 +1,79 @@
-// The character tokenizer of the GPT: one token per Unicode code point, the vocabulary being the
-// sorted distinct characters of the whole corpus. Sorting (not order of first appearance) makes
-// the vocabulary a function of the corpus alone, so every worker and `occam sample` agree.
+// The GPT's tokenizers. Character level: one token per Unicode code point, the vocabulary being the
+// sorted distinct characters of the whole corpus (sorting, not order of first appearance, makes it
+// a function of the corpus alone, so every worker and `occam sample` agree). GPT-2's byte-level
+// BPE: js-tiktoken with the merges it ships. vocab.json and a token folder's meta.json say which.
+import { Tiktoken } from 'js-tiktoken/lite';
+import gpt2Ranks from 'js-tiktoken/ranks/gpt2';
 
-export class CharTokenizer {
+export type TokenizerKind = 'char' | 'gpt2';
+
+export interface Tokenizer {
+  readonly kind: TokenizerKind;
+  /** Token ids are 0 … size − 1. */
+  readonly size: number;
+  /** The token generation starts from when there is no prompt (a newline). */
+  readonly startToken: number;
+  /** Token ids of `text`; text it cannot encode is an error that names it. */
+  encode(text: string): Int32Array;
+  decode(tokens: ArrayLike<number>): string;
+  /** What vocab.json holds: the characters in id order, or which BPE vocabulary. */
+  describe(): TokenizerDescription;
+}
+
+export type TokenizerDescription = string[] | { tokenizer: 'gpt2'; vocabSize: number };
+
+/** The tokenizer vocab.json or meta.json describes; `source` names the file in errors. */
+export function tokenizerFrom(description: unknown, source: string): Tokenizer {
+  if (Array.isArray(description)) {
+    if (!description.every((c) => typeof c === 'string')) throw new Error(`${source} is not a list of characters`);
+    return new CharTokenizer(description as string[]);
+  }
+  if (typeof description === 'object' && description !== null && (description as { tokenizer?: unknown }).tokenizer === 'gpt2') {
+    return gpt2Tokenizer();
+  }
+  throw new Error(`${source} describes no tokenizer Occam knows (a list of characters, or {"tokenizer": "gpt2"})`);
+}
+
+/** GPT-2's byte-level BPE (50,257 tokens); loading its merges takes a moment, so it is built once. */
+export function gpt2Tokenizer(): Tokenizer {
+  cachedGpt2 ??= new Gpt2Tokenizer();
+  return cachedGpt2;
+}
+
+let cachedGpt2: Gpt2Tokenizer | undefined;
+
+class Gpt2Tokenizer implements Tokenizer {
+  readonly kind = 'gpt2' as const;
+  readonly size = GPT2_VOCABULARY;
+  readonly startToken: number;
+  private readonly encoding = new Tiktoken(gpt2Ranks);
+
+  constructor() {
+    this.startToken = this.encoding.encode('\n')[0];
+  }
+
+  encode(text: string): Int32Array {
+    // Special tokens such as <|endoftext|> in the text are ordinary text, not control tokens.
+    return Int32Array.from(this.encoding.encode(text, [], []));
+  }
+
+  decode(tokens: ArrayLike<number>): string {
+    for (let i = 0; i < tokens.length; i++) {
+      if (!(tokens[i] >= 0 && tokens[i] < this.size)) throw new Error(`token ${tokens[i]} is outside the vocabulary of ${this.size}`);
+    }
+    return this.encoding.decode(Array.from(tokens));
+  }
+
+  describe(): TokenizerDescription {
+    return { tokenizer: 'gpt2', vocabSize: this.size };
+  }
+}
+
+/** GPT-2's vocabulary: 50,000 merges, 256 bytes and <|endoftext|>. */
+const GPT2_VOCABULARY = 50257;
+
+export class CharTokenizer implements Tokenizer {
+  readonly kind = 'char' as const;
   /** Token id → character. */
   readonly vocabulary: readonly string[];
   private readonly ids: Map<string, number>;
@@ -23,6 +94,14 @@ export class CharTokenizer {
 
   get size(): number {
     return this.vocabulary.length;
+  }
+
+  get startToken(): number {
+    return Math.max(this.vocabulary.indexOf('\n'), 0);
+  }
+
+  describe(): TokenizerDescription {
+    return [...this.vocabulary];
   }
 
   /** Token ids of `text`; a character outside the vocabulary is an error that names it. */

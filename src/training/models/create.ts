@@ -27,6 +27,9 @@ export function createModel(config: OccamConfig, data: ModelInput): Model {
         layers: config.layers,
         heads: config.heads,
         width: config.width,
+        dropout: config.dropout,
+        bias: config.bias,
+        tieEmbeddings: config.tieEmbeddings,
       });
   }
 }

@@ -1,9 +1,11 @@
-// A GPT decoder in the spirit of nanoGPT: token + position embeddings, `layers` pre-norm blocks of
-// causal multi-head self-attention and a GELU MLP (4× wide), a final LayerNorm and the LM head.
-// Occam masks the attention projections (query, key, value, output) and the two MLP projections.
+// A GPT decoder in nanoGPT's shape: token + position embeddings, `layers` pre-norm blocks of
+// causal multi-head self-attention (one fused query/key/value projection, all heads in one batched
+// product) and a GELU MLP (4× wide), a final LayerNorm and the LM head (optionally tied to the
+// token embedding). Occam masks the attention projections (qkv, output) and the two MLP projections.
 import * as tf from '@tensorflow/tfjs-core';
 import type { Examples } from '../data/source.ts';
-import type { Init, Model, ParamSpec } from './model.ts';
+import { gelu, layerNorm, softmax } from './fused.ts';
+import { dropoutValues, type Init, type Model, type ParamSpec } from './model.ts';
 
 export interface GptOptions {
   vocabSize: number;
@@ -12,6 +14,12 @@ export interface GptOptions {
   layers: number;
   heads: number;
   width: number;
+  /** Dropout after the embeddings, on the attention weights and on both residual branches (nanoGPT's four places). */
+  dropout: number;
+  /** Biases in the linear layers and LayerNorms (nanoGPT's `bias`). */
+  bias: boolean;
+  /** The LM head is the token embedding, transposed (GPT-2's weight tying). */
+  tieEmbeddings: boolean;
 }
 
 const INIT_STD = 0.02;
@@ -19,7 +27,8 @@ const LAYER_NORM_EPSILON = 1e-5;
 /** Added to the attention scores of future positions: exp(−1e9 − max) is exactly 0 in float32. */
 const MASKED_SCORE = -1e9;
 
-export function createGpt({ vocabSize, blockSize, layers, heads, width }: GptOptions): Model {
+export function createGpt(options: GptOptions): Model {
+  const { vocabSize, blockSize, layers, heads, width, dropout, bias, tieEmbeddings } = options;
   if (width % heads !== 0) throw new Error(`gpt: heads (${heads}) must divide width (${width})`);
   const headSize = width / heads;
   const params: ParamSpec[] = [];
@@ -28,117 +37,113 @@ export function createGpt({ vocabSize, blockSize, layers, heads, width }: GptOpt
   // 1/sqrt(2·layers) for the two such additions per block, so the stream's variance does not grow with depth.
   const residual: Init = { kind: 'normal', std: INIT_STD / Math.sqrt(2 * layers) };
   const add = (name: string, shape: number[], prunable: boolean, init: Init) => params.push({ name, shape, prunable, init });
-  const linear = (name: string, inputs: number, outputs: number, init: Init) => {
+  const addLinear = (name: string, inputs: number, outputs: number, init: Init) => {
     add(`${name}.kernel`, [inputs, outputs], true, init);
-    add(`${name}.bias`, [outputs], false, { kind: 'zeros' });
+    if (bias) add(`${name}.bias`, [outputs], false, { kind: 'zeros' });
   };
-  const layerNorm = (name: string) => {
+  const addLayerNorm = (name: string) => {
     add(`${name}.gain`, [width], false, { kind: 'ones' });
-    add(`${name}.bias`, [width], false, { kind: 'zeros' });
+    if (bias) add(`${name}.bias`, [width], false, { kind: 'zeros' });
   };
 
   add('wte', [vocabSize, width], false, normal);
   add('wpe', [blockSize, width], false, normal);
   for (let l = 0; l < layers; l++) {
-    layerNorm(`h.${l}.ln_1`);
-    linear(`h.${l}.attn.query`, width, width, normal);
-    linear(`h.${l}.attn.key`, width, width, normal);
-    linear(`h.${l}.attn.value`, width, width, normal);
-    linear(`h.${l}.attn.output`, width, width, residual);
-    layerNorm(`h.${l}.ln_2`);
-    linear(`h.${l}.mlp.fc`, width, 4 * width, normal);
-    linear(`h.${l}.mlp.proj`, 4 * width, width, residual);
+    addLayerNorm(`h.${l}.ln_1`);
+    // Query, key and value side by side: columns [0, w) query, [w, 2w) key, [2w, 3w) value.
+    addLinear(`h.${l}.attn.qkv`, width, 3 * width, normal);
+    addLinear(`h.${l}.attn.output`, width, width, residual);
+    addLayerNorm(`h.${l}.ln_2`);
+    addLinear(`h.${l}.mlp.fc`, width, 4 * width, normal);
+    addLinear(`h.${l}.mlp.proj`, 4 * width, width, residual);
   }
-  layerNorm('ln_f');
-  // The LM head is its own matrix (not tied to wte, unlike nanoGPT) and carries no mask: it is the
-  // output layer, which docs/ALGORITHM.md leaves dense like the embeddings. No bias, as in nanoGPT.
-  add('lm_head.kernel', [width, vocabSize], false, normal);
+  addLayerNorm('ln_f');
+  // The LM head carries no mask: it is the output layer, which docs/ALGORITHM.md leaves dense like
+  // the embeddings. No bias, as in nanoGPT.
+  if (!tieEmbeddings) add('lm_head.kernel', [width, vocabSize], false, normal);
 
   const indexOf = new Map(params.map((p, i) => [p.name, i]));
 
   /** Logits [count · T, vocab] for a batch of count sequences of T ≤ blockSize tokens. */
-  function forward(weights: tf.Tensor[], batch: Examples, _noiseSeed: number | null): tf.Tensor2D {
-    // No dropout: noiseSeed is unused (small char-level models train well without it).
+  function forward(weights: tf.Tensor[], batch: Examples, noiseSeed: number | null): tf.Tensor2D {
     const w = (name: string) => weights[indexOf.get(name) as number] as tf.Tensor2D;
+    const maybe = (name: string) => (indexOf.has(name) ? w(name) : undefined);
     const count = batch.count;
     const steps = batch.x.length / count;
     if (!Number.isInteger(steps) || steps < 1 || steps > blockSize) {
       throw new Error(`gpt: a batch of ${count} sequences has ${batch.x.length} tokens; each needs 1 to ${blockSize}`);
     }
-    const dense = (x: tf.Tensor2D, name: string) =>
-      tf.fused.matMul({ a: x, b: w(`${name}.kernel`), bias: w(`${name}.bias`) }) as tf.Tensor2D;
-    const norm = (x: tf.Tensor2D, name: string) => layerNormalize(x, w(`${name}.gain`), w(`${name}.bias`));
+    const dense = (x: tf.Tensor, name: string) =>
+      tf.fused.matMul({ a: x as tf.Tensor2D, b: w(`${name}.kernel`), bias: maybe(`${name}.bias`) }) as tf.Tensor2D;
+    const norm = (x: tf.Tensor2D, name: string) =>
+      layerNorm(x, w(`${name}.gain`) as tf.Tensor as tf.Tensor1D, maybe(`${name}.bias`) as tf.Tensor1D | undefined, LAYER_NORM_EPSILON);
+    // Each dropout site has its own salt; a sample's noise depends on its id and the step only.
+    let site = 0;
+    const drop = <T extends tf.Tensor>(x: T): T => {
+      site++;
+      if (noiseSeed === null || dropout === 0) return x;
+      return tf.mul(x, tf.tensor(dropoutValues(batch.ids, noiseSeed, site, x.size / count, dropout), x.shape)) as T;
+    };
+    /** Dropout on attention weights laid out [heads · count, T, T]: each sample's noise, placed head-major. */
+    const dropHeadMajor = (x: tf.Tensor3D): tf.Tensor3D => {
+      site++;
+      if (noiseSeed === null || dropout === 0) return x;
+      const perHead = steps * steps;
+      const noise = dropoutValues(batch.ids, noiseSeed, site, heads * perHead, dropout);
+      const placed = new Float32Array(noise.length);
+      for (let sample = 0; sample < count; sample++)
+        for (let head = 0; head < heads; head++) {
+          const from = (sample * heads + head) * perHead;
+          placed.set(noise.subarray(from, from + perHead), (head * count + sample) * perHead);
+        }
+      return tf.mul(x, tf.tensor3d(placed, x.shape));
+    };
     const mask = causalMask(steps);
 
     /**
-     * Causal self-attention: each head attends over the positions up to its own by scaled dot
-     * product. A head owns `headSize` columns of the query, key and value projections and as many
-     * rows of the output projection; slicing the (small) weights per head keeps the (large)
-     * activations contiguous, so no transposes are needed.
+     * Causal self-attention, all heads at once: the fused projection gives each token's query, key
+     * and value side by side; one transpose regroups them as [3 · heads · count, T, headSize], so
+     * every head's scaled dot products run as one batched product. Rank ≤ 4 throughout, which
+     * every backend's kernels take.
      */
     const attention = (x: tf.Tensor2D, name: string) => {
-      let out = w(`${name}.output.bias`) as tf.Tensor;
-      for (let head = 0; head < heads; head++) {
-        const first = head * headSize;
-        const project = (projection: string) => {
-          const kernel = tf.slice(w(`${name}.${projection}.kernel`), [0, first], [width, headSize]);
-          const bias = tf.slice(w(`${name}.${projection}.bias`), [first], [headSize]);
-          return tf.reshape(tf.fused.matMul({ a: x, b: kernel, bias }), [count, steps, headSize]);
-        };
-        const query = tf.mul(project('query'), 1 / Math.sqrt(headSize));
-        const scores = tf.add(tf.matMul(query, project('key'), false, true), mask);
-        const mixed = tf.reshape(tf.matMul(softmax(scores as tf.Tensor3D), project('value')), [count * steps, headSize]) as tf.Tensor2D;
-        out = tf.add(out, tf.matMul(mixed, tf.slice(w(`${name}.output.kernel`), [first, 0], [headSize, width])));
-      }
-      return out as tf.Tensor2D;
+      const qkv = tf.transpose(tf.reshape(dense(x, `${name}.qkv`), [count, steps, 3 * heads, headSize]), [2, 0, 1, 3]);
+      const [query, key, value] = tf.split(tf.reshape(qkv, [3 * heads * count, steps, headSize]), 3, 0);
+      const scores = tf.add(tf.matMul(tf.mul(query, 1 / Math.sqrt(headSize)), key, false, true), mask);
+      const mixed = tf.matMul(dropHeadMajor(softmax(scores as tf.Tensor3D)), value);
+      const merged = tf.transpose(tf.reshape(mixed, [heads, count, steps, headSize]), [1, 2, 0, 3]);
+      return dense(tf.reshape(merged, [count * steps, width]), `${name}.output`);
     };
     const mlp = (x: tf.Tensor2D, name: string) => dense(gelu(dense(x, `${name}.fc`)), `${name}.proj`);
 
-    // The residual stream: one row of `width` per token, sequence-major. The token embedding is a
-    // one-hot product rather than tf.gather: gather's gradient (UnsortedSegmentSum) on the cpu
-    // kernels costs vocab × tokens × width, the product's a small matrix multiply.
-    const tokens = tf.oneHot(tf.tensor1d(Int32Array.from(batch.x), 'int32'), vocabSize, 1, 0, 'float32');
-    const embedded = tf.add(tf.reshape(tf.matMul(tokens, w('wte')), [count, steps, width]), tf.slice(w('wpe'), [0, 0], [steps, width]));
-    let x = tf.reshape(embedded, [count * steps, width]) as tf.Tensor2D;
+    // The residual stream: one row of `width` per token, sequence-major.
+    const embedded = tf.add(tf.reshape(embed(w('wte'), batch.x), [count, steps, width]), tf.slice(w('wpe'), [0, 0], [steps, width]));
+    let x = drop(tf.reshape(embedded, [count * steps, width])) as tf.Tensor2D;
     for (let l = 0; l < layers; l++) {
-      x = tf.add(x, attention(norm(x, `h.${l}.ln_1`), `h.${l}.attn`));
-      x = tf.add(x, mlp(norm(x, `h.${l}.ln_2`), `h.${l}.mlp`));
+      x = tf.add(x, drop(attention(norm(x, `h.${l}.ln_1`), `h.${l}.attn`)));
+      x = tf.add(x, drop(mlp(norm(x, `h.${l}.ln_2`), `h.${l}.mlp`)));
     }
-    return tf.matMul(norm(x, 'ln_f'), w('lm_head.kernel'));
+    const final = norm(x, 'ln_f');
+    return tieEmbeddings ? tf.matMul(final, w('wte'), false, true) : tf.matMul(final, w('lm_head.kernel'));
   }
 
   return { kind: 'gpt', params, forward, requiredKernels: [] };
 }
 
 /**
- * Softmax over the last axis, with its gradient y·(dy − Σ dy·y) written out: the cpu backend's
- * Softmax kernel is slow, and autodiff through the max would add a needless pass (the shift by
- * the max does not change the result, so it has no gradient).
+ * The embedding rows of `tokens`, with the gradient scattered back to those rows (duplicates
+ * summed). tf.gather's own gradient (UnsortedSegmentSum) costs vocab × tokens × width on the cpu
+ * kernels; the scatter costs tokens × width, whatever the vocabulary.
  */
-const softmaxWithGradient = tf.customGrad((...inputs: (tf.Tensor | tf.GradSaveFunc)[]) => {
-  const [x, save] = inputs as [tf.Tensor, tf.GradSaveFunc];
-  const exps = tf.exp(tf.sub(x, tf.max(x, -1, true)));
-  const y = tf.div(exps, tf.sum(exps, -1, true));
-  save([y]);
-  const gradFunc = (dy: tf.Tensor, [saved]: tf.Tensor[]) => {
-    const dyTimesY = tf.mul(dy, saved);
-    return tf.sub(dyTimesY, tf.mul(tf.sum(dyTimesY, -1, true), saved));
-  };
-  return { value: y, gradFunc };
-});
-const softmax = (x: tf.Tensor3D) => softmaxWithGradient(x) as tf.Tensor3D;
-
-/** LayerNorm over each row: (x − mean) / sqrt(var + ε) · gain + bias. */
-function layerNormalize(x: tf.Tensor2D, gain: tf.Tensor, bias: tf.Tensor): tf.Tensor2D {
-  const { mean, variance } = tf.moments(x, -1, true);
-  const normalized = tf.div(tf.sub(x, mean), tf.sqrt(tf.add(variance, LAYER_NORM_EPSILON)));
-  return tf.add(tf.mul(normalized, gain), bias);
-}
-
-/** GELU, GPT-2's tanh form: 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))). Built from ops every backend has. */
-function gelu(x: tf.Tensor2D): tf.Tensor2D {
-  const inner = tf.mul(tf.add(x, tf.mul(tf.mul(tf.mul(x, x), x), 0.044715)), Math.sqrt(2 / Math.PI));
-  return tf.mul(tf.mul(x, 0.5), tf.add(tf.tanh(inner), 1));
+function embed(table: tf.Tensor2D, tokens: Int32Array | Float32Array): tf.Tensor2D {
+  const ids = tf.tensor1d(Int32Array.from(tokens), 'int32');
+  const lookup = tf.customGrad((...inputs: (tf.Tensor | tf.GradSaveFunc)[]) => {
+    const [rows, save] = inputs as [tf.Tensor2D, tf.GradSaveFunc];
+    save([ids]); // kept for the backward pass, which runs after the forward pass's tidy has ended
+    const gradFunc = (dy: tf.Tensor, [saved]: tf.Tensor[]) => tf.scatterND(tf.reshape(saved, [-1, 1]), dy, rows.shape);
+    return { value: tf.gather(rows, ids), gradFunc };
+  });
+  return lookup(table) as tf.Tensor2D;
 }
 
 /** [T, T] additive mask: 0 where key position ≤ query position, MASKED_SCORE after it. */

@@ -4,6 +4,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { Examples } from '../data/source.ts';
 import { Rng, mixSeed } from '../rng.ts';
+import { crossEntropySum } from './fused.ts';
 
 export type Init =
   | { kind: 'glorot'; fanIn: number; fanOut: number }
@@ -72,10 +73,16 @@ export function initialWeights(params: ParamSpec[], seed: number): Float32Array[
 /**
  * Inverted dropout as a [count, width] tensor of 0 and 1/(1-rate). Each sample's noise comes from
  * its id and the step's seed, not from the worker, so any worker count draws the same noise.
- * Each 32-bit draw decides two units, 16 bits apiece (rate resolved to 1/65536): this runs for
- * every hidden unit of every sample of every step.
  */
 export function dropoutMask(ids: Uint32Array, noiseSeed: number, salt: number, width: number, rate: number): tf.Tensor2D {
+  return tf.tensor2d(dropoutValues(ids, noiseSeed, salt, width, rate), [ids.length, width]);
+}
+
+/**
+ * The values of dropoutMask, row after row. Each 32-bit draw decides two units, 16 bits apiece
+ * (rate resolved to 1/65536): this runs for every hidden unit of every sample of every step.
+ */
+export function dropoutValues(ids: Uint32Array, noiseSeed: number, salt: number, width: number, rate: number): Float32Array {
   const keep = 1 / (1 - rate);
   const threshold = Math.round(rate * 65536);
   const values = new Float32Array(ids.length * width);
@@ -88,17 +95,11 @@ export function dropoutMask(ids: Uint32Array, noiseSeed: number, salt: number, w
       if (col + 1 < width) values[start + col + 1] = bits >>> 16 < threshold ? 0 : keep;
     }
   }
-  return tf.tensor2d(values, [ids.length, width]);
+  return values;
 }
 
 /** The input batch as a tensor of shape [count, ...inputShape]. */
 export function inputTensor(batch: Examples, inputShape: number[]): tf.Tensor {
   const dtype = batch.x instanceof Int32Array ? 'int32' : 'float32';
   return tf.tensor(batch.x, [batch.count, ...inputShape], dtype);
-}
-
-/** Σ −log softmax(logits)[label]. */
-function crossEntropySum(logits: tf.Tensor2D, labels: Int32Array): tf.Scalar {
-  const oneHot = tf.oneHot(tf.tensor1d(labels, 'int32'), logits.shape[1]);
-  return tf.neg(tf.sum(tf.mul(tf.logSoftmax(logits), oneHot)));
 }

@@ -1,0 +1,253 @@
+// GELU, LayerNorm, softmax and softmax cross-entropy as one op each, with their gradients written out. On the host
+// backends (cpu, blas) each is one loop over the values, forward and backward; elsewhere (webgpu,
+// tensorflow, wasm) the same formulas are composed of core ops. Built from many small ops and
+// differentiated op by op, these were most of a GPT step on the host backends.
+import { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
+import * as tf from '@tensorflow/tfjs-core';
+
+const GELU_SCALE = Math.sqrt(2 / Math.PI);
+const GELU_CUBIC = 0.044715;
+
+/** GELU, GPT-2's tanh form: 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))). */
+export function gelu(x: tf.Tensor2D): tf.Tensor2D {
+  return geluOp(x) as tf.Tensor2D;
+}
+
+/** LayerNorm over the last axis of [rows, width]: (x − mean) / sqrt(var + ε) · gain + bias. */
+export function layerNorm(x: tf.Tensor2D, gain: tf.Tensor1D, bias: tf.Tensor1D | undefined, epsilon: number): tf.Tensor2D {
+  const width = x.shape[1];
+  const op = tf.customGrad((...inputs: (tf.Tensor | tf.GradSaveFunc)[]) => {
+    const [input, g, save] = inputs as [tf.Tensor2D, tf.Tensor1D, tf.GradSaveFunc];
+    if (onHost()) {
+      const { values, normalized, inverseStd } = hostLayerNorm(hostValues(input), hostValues(g), width, epsilon);
+      const saved = [tf.tensor2d(normalized, input.shape), tf.tensor1d(inverseStd)];
+      save([...saved, g]);
+      return { value: tf.tensor2d(values, input.shape), gradFunc: layerNormGradient };
+    }
+    const { mean, variance } = tf.moments(input, -1, true);
+    const inverseStd = tf.rsqrt(tf.add(variance, epsilon));
+    const normalized = tf.mul(tf.sub(input, mean), inverseStd);
+    save([normalized, tf.reshape(inverseStd, [-1]), g]);
+    return { value: tf.mul(normalized, g), gradFunc: layerNormGradient };
+  });
+  const scaled = op(x, gain) as tf.Tensor2D;
+  return bias ? tf.add(scaled, bias) : scaled;
+}
+
+/** Softmax over the last axis. */
+export function softmax<T extends tf.Tensor>(x: T): T {
+  return softmaxOp(x) as T;
+}
+
+/** Σ over rows of −log softmax(logits)[label]: the loss of every model, and its gradient softmax − one-hot. */
+export function crossEntropySum(logits: tf.Tensor2D, labels: Int32Array): tf.Scalar {
+  const [rows, classes] = logits.shape;
+  const op = tf.customGrad((...inputs: (tf.Tensor | tf.GradSaveFunc)[]) => {
+    const [x, save] = inputs as [tf.Tensor2D, tf.GradSaveFunc];
+    if (onHost()) {
+      // A GPT-2 vocabulary makes these rows 50,257 wide: one pass each way, no one-hot matrix.
+      const { loss, logSumExp } = hostCrossEntropy(hostValues(x), labels, classes);
+      save([x, tf.tensor1d(logSumExp)]);
+      const gradFunc = (dy: tf.Tensor, [savedX, savedLse]: tf.Tensor[]) =>
+        tf.tensor2d(hostCrossEntropyGradient(hostValues(savedX), hostValues(savedLse), labels, hostValues(dy)[0], classes), [
+          rows,
+          classes,
+        ]);
+      return { value: tf.scalar(loss), gradFunc };
+    }
+    const oneHot = tf.oneHot(tf.tensor1d(labels, 'int32'), classes);
+    const logProbabilities = tf.logSoftmax(x);
+    save([logProbabilities, oneHot]);
+    const gradFunc = (dy: tf.Tensor, [saved, targets]: tf.Tensor[]) => tf.mul(dy, tf.sub(tf.exp(saved), targets));
+    return { value: tf.neg(tf.sum(tf.mul(logProbabilities, oneHot))), gradFunc };
+  });
+  return op(logits) as tf.Scalar;
+}
+
+const geluOp = tf.customGrad((...inputs: (tf.Tensor | tf.GradSaveFunc)[]) => {
+  const [x, save] = inputs as [tf.Tensor, tf.GradSaveFunc];
+  if (onHost()) {
+    // The forward pass keeps σ(2u) per value, so the backward pass needs no exp of its own.
+    const { values, gates } = hostGelu(hostValues(x));
+    save([x, tf.tensor(gates, x.shape)]);
+    const gradFunc = (dy: tf.Tensor, [savedX, savedGates]: tf.Tensor[]) =>
+      tf.tensor(hostGeluGradient(hostValues(savedX), hostValues(savedGates), hostValues(dy)), savedX.shape);
+    return { value: tf.tensor(values, x.shape), gradFunc };
+  }
+  save([x]);
+  const gradFunc = (dy: tf.Tensor, [saved]: tf.Tensor[]) => {
+    // d/dx = 0.5·(1 + t) + 0.5·x·(1 − t²)·√(2/π)·(1 + 3·0.044715·x²), t = tanh(inner)
+    const squared = tf.square(saved);
+    const t = tf.tanh(tf.mul(tf.mul(saved, tf.add(tf.mul(squared, GELU_CUBIC), 1)), GELU_SCALE));
+    const slope = tf.mul(tf.mul(tf.mul(saved, tf.sub(1, tf.square(t))), tf.add(tf.mul(squared, 3 * GELU_CUBIC), 1)), GELU_SCALE);
+    return tf.mul(dy, tf.mul(tf.add(tf.add(t, 1), slope), 0.5));
+  };
+  const inner = tf.mul(tf.add(x, tf.mul(tf.mul(tf.mul(x, x), x), GELU_CUBIC)), GELU_SCALE);
+  return { value: tf.mul(tf.mul(x, 0.5), tf.add(tf.tanh(inner), 1)), gradFunc };
+});
+
+/** Gradient y·(dy − Σ dy·y); the shift by the max does not change the result, so it has none. */
+const softmaxOp = tf.customGrad((...inputs: (tf.Tensor | tf.GradSaveFunc)[]) => {
+  const [x, save] = inputs as [tf.Tensor, tf.GradSaveFunc];
+  const width = x.shape[x.shape.length - 1];
+  const y = onHost() ? tf.tensor(hostSoftmax(hostValues(x), width), x.shape) : softmaxComposed(x);
+  save([y]);
+  const gradFunc = (dy: tf.Tensor, [saved]: tf.Tensor[]) => {
+    if (onHost()) return tf.tensor(hostSoftmaxGradient(hostValues(saved), hostValues(dy), width), saved.shape);
+    const dyTimesY = tf.mul(dy, saved);
+    return tf.sub(dyTimesY, tf.mul(tf.sum(dyTimesY, -1, true), saved));
+  };
+  return { value: y, gradFunc };
+});
+
+/** Gradients of x, gain from normalized x̂, 1/σ per row and gain: dx = (g·dy − mean(g·dy) − x̂·mean(g·dy·x̂)) / σ. */
+function layerNormGradient(dy: tf.Tensor, [normalized, inverseStd, gain]: tf.Tensor[]): tf.Tensor[] {
+  const [rows, width] = normalized.shape;
+  if (onHost()) {
+    const { dx, dGain } = hostLayerNormGradient(hostValues(dy), hostValues(normalized), hostValues(inverseStd), hostValues(gain), width);
+    return [tf.tensor2d(dx, [rows, width]), tf.tensor1d(dGain)];
+  }
+  const scaled = tf.mul(dy, gain);
+  const centred = tf.sub(scaled, tf.mean(scaled, -1, true));
+  const dx = tf.mul(tf.sub(centred, tf.mul(normalized, tf.mean(tf.mul(scaled, normalized), -1, true))), tf.reshape(inverseStd, [rows, 1]));
+  return [dx, tf.sum(tf.mul(dy, normalized), 0)];
+}
+
+function softmaxComposed(x: tf.Tensor): tf.Tensor {
+  const exps = tf.exp(tf.sub(x, tf.max(x, -1, true)));
+  return tf.div(exps, tf.sum(exps, -1, true));
+}
+
+function onHost(): boolean {
+  return tf.backend() instanceof MathBackendCPU;
+}
+
+/** The Float32Array a host backend stores for a tensor (shared: never written here). */
+function hostValues(tensor: tf.Tensor): Float32Array {
+  const values = (tf.backend() as MathBackendCPU).data.get(tensor.dataId).values;
+  return values instanceof Float32Array ? values : Float32Array.from(values as ArrayLike<number>);
+}
+
+/** 0.5·x·(1 + tanh(u)) written as x·σ(2u), one exp per value; σ(2u) is kept for the gradient. */
+function hostGelu(x: Float32Array): { values: Float32Array; gates: Float32Array } {
+  const values = new Float32Array(x.length);
+  const gates = new Float32Array(x.length);
+  for (let i = 0; i < x.length; i++) {
+    const v = x[i];
+    const gate = 1 / (1 + Math.exp(-2 * GELU_SCALE * v * (1 + GELU_CUBIC * v * v)));
+    gates[i] = gate;
+    values[i] = v * gate;
+  }
+  return { values, gates };
+}
+
+/** d/dx x·σ(2u) = σ + x·σ·(1 − σ)·2u′, with u′ = √(2/π)·(1 + 3·0.044715·x²). */
+function hostGeluGradient(x: Float32Array, gates: Float32Array, dy: Float32Array): Float32Array {
+  const out = new Float32Array(x.length);
+  for (let i = 0; i < x.length; i++) {
+    const v = x[i];
+    const gate = gates[i];
+    out[i] = dy[i] * (gate + v * gate * (1 - gate) * 2 * GELU_SCALE * (1 + 3 * GELU_CUBIC * v * v));
+  }
+  return out;
+}
+
+function hostLayerNorm(x: Float32Array, gain: Float32Array, width: number, epsilon: number) {
+  const rows = x.length / width;
+  const values = new Float32Array(x.length);
+  const normalized = new Float32Array(x.length);
+  const inverseStd = new Float32Array(rows);
+  for (let r = 0; r < rows; r++) {
+    const start = r * width;
+    let sum = 0;
+    for (let c = 0; c < width; c++) sum += x[start + c];
+    const mean = sum / width;
+    let squares = 0;
+    for (let c = 0; c < width; c++) squares += (x[start + c] - mean) ** 2;
+    const inverse = 1 / Math.sqrt(squares / width + epsilon);
+    inverseStd[r] = inverse;
+    for (let c = 0; c < width; c++) {
+      const n = (x[start + c] - mean) * inverse;
+      normalized[start + c] = n;
+      values[start + c] = n * gain[c];
+    }
+  }
+  return { values, normalized, inverseStd };
+}
+
+function hostLayerNormGradient(dy: Float32Array, normalized: Float32Array, inverseStd: Float32Array, gain: Float32Array, width: number) {
+  const rows = inverseStd.length;
+  const dx = new Float32Array(dy.length);
+  const dGain = new Float64Array(width);
+  for (let r = 0; r < rows; r++) {
+    const start = r * width;
+    let meanScaled = 0;
+    let meanScaledNormalized = 0;
+    for (let c = 0; c < width; c++) {
+      const scaled = dy[start + c] * gain[c];
+      meanScaled += scaled;
+      meanScaledNormalized += scaled * normalized[start + c];
+      dGain[c] += dy[start + c] * normalized[start + c];
+    }
+    meanScaled /= width;
+    meanScaledNormalized /= width;
+    for (let c = 0; c < width; c++) {
+      dx[start + c] = (dy[start + c] * gain[c] - meanScaled - normalized[start + c] * meanScaledNormalized) * inverseStd[r];
+    }
+  }
+  return { dx, dGain: Float32Array.from(dGain) };
+}
+
+function hostCrossEntropy(x: Float32Array, labels: Int32Array, classes: number) {
+  const logSumExp = new Float32Array(labels.length);
+  let loss = 0;
+  for (let r = 0; r < labels.length; r++) {
+    const start = r * classes;
+    let max = -Infinity;
+    for (let c = 0; c < classes; c++) max = Math.max(max, x[start + c]);
+    let sum = 0;
+    for (let c = 0; c < classes; c++) sum += Math.exp(x[start + c] - max);
+    const lse = max + Math.log(sum);
+    logSumExp[r] = lse;
+    loss += lse - x[start + labels[r]];
+  }
+  return { loss, logSumExp };
+}
+
+function hostCrossEntropyGradient(x: Float32Array, logSumExp: Float32Array, labels: Int32Array, dy: number, classes: number): Float32Array {
+  const out = new Float32Array(x.length);
+  for (let r = 0; r < labels.length; r++) {
+    const start = r * classes;
+    for (let c = 0; c < classes; c++) out[start + c] = dy * Math.exp(x[start + c] - logSumExp[r]);
+    out[start + labels[r]] -= dy;
+  }
+  return out;
+}
+
+function hostSoftmax(x: Float32Array, width: number): Float32Array {
+  const out = new Float32Array(x.length);
+  for (let start = 0; start < x.length; start += width) {
+    let max = -Infinity;
+    for (let c = 0; c < width; c++) max = Math.max(max, x[start + c]);
+    let sum = 0;
+    for (let c = 0; c < width; c++) {
+      // Masked scores (−1e9) give exactly 0 either way; skipping their exp halves a causal softmax's cost.
+      const shifted = x[start + c] - max;
+      const e = shifted < -104 ? 0 : Math.exp(shifted);
+      out[start + c] = e;
+      sum += e;
+    }
+    for (let c = 0; c < width; c++) out[start + c] /= sum;
+  }
+  return out;
+}
+
+function hostSoftmaxGradient(y: Float32Array, dy: Float32Array, width: number): Float32Array {
+  const out = new Float32Array(y.length);
+  for (let start = 0; start < y.length; start += width) {
+    let dot = 0;
+    for (let c = 0; c < width; c++) dot += dy[start + c] * y[start + c];
+    for (let c = 0; c < width; c++) out[start + c] = y[start + c] * (dy[start + c] - dot);
+  }
+  return out;
+}
