@@ -36,7 +36,7 @@ export async function runExperiment(
       if (event.type !== 'round' || options.quiet) return;
       const m = event.metrics;
       process.stderr.write(
-        `  ${label}: round ${m.round + 1}/${event.rounds} holdback ${fmt(m.holdbackLoss)} test ${fmt(m.testLoss)} kept ${(100 * m.weightsKept).toFixed(1)}% (${(m.roundMs / 1000).toFixed(1)} s)\n`,
+        `  ${label}: round ${m.round}/${event.rounds} holdback ${fmt(m.holdbackLoss)} test ${fmt(m.testLoss)} kept ${(100 * m.weightsKept).toFixed(1)}% (${(m.roundMs / 1000).toFixed(1)} s)\n`,
       );
     },
   });
@@ -52,7 +52,7 @@ export function bestRoundTable(runs: ExperimentRun[]): string {
   const rows = runs.map((run) => {
     const best = run.summary.best;
     if (!best) return `| ${run.label} | — | — | — | — | — | — | ${(run.wallMs / 1000).toFixed(1)} s |`;
-    return `| ${run.label} | ${best.round + 1} | ${fmt(best.testLoss)} | ${fmt(best.testAccuracy)} | ${(100 * best.weightsKept).toFixed(1)} % | ${best.compute.toExponential(3)} | ${(best.compute / baseCompute).toFixed(2)} | ${(run.wallMs / 1000).toFixed(1)} s |`;
+    return `| ${run.label} | ${best.round} | ${fmt(best.testLoss)} | ${fmt(best.testAccuracy)} | ${(100 * best.weightsKept).toFixed(1)} % | ${best.compute.toExponential(3)} | ${(best.compute / baseCompute).toFixed(2)} | ${(run.wallMs / 1000).toFixed(1)} s |`;
   });
   return [header, rule, ...rows].join('\n');
 }
@@ -82,7 +82,7 @@ export interface BestFigures {
 export function bestFigures(run: ExperimentRun): BestFigures {
   const best = run.summary.best;
   return {
-    bestRound: best ? best.round + 1 : 0,
+    bestRound: best ? best.round : 0,
     holdbackLoss: best?.holdbackLoss ?? null,
     testLoss: best?.testLoss ?? null,
     testAccuracy: best?.testAccuracy ?? null,
@@ -105,7 +105,7 @@ export type RoundRow = [
 
 export function roundRows(run: ExperimentRun): RoundRow[] {
   const r = (v: number | null) => (v === null ? null : Number(v.toFixed(5)));
-  return run.metrics.map((m) => [m.round + 1, r(m.holdbackLoss), r(m.testLoss), r(m.testAccuracy), Number(m.weightsKept.toFixed(5))]);
+  return run.metrics.map((m) => [m.round, r(m.holdbackLoss), r(m.testLoss), r(m.testAccuracy), Number(m.weightsKept.toFixed(5))]);
 }
 
 /** The backend the run's first worker used, from its log (the workers choose it, not the bench). */

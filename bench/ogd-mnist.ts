@@ -34,7 +34,7 @@ console.log(bestRoundTable([none, occam, posttrain]));
 console.log('\nOccam per round (holdback loss, weights kept, p):');
 for (const m of occam.metrics) {
   console.log(
-    `  round ${m.round + 1}: holdback ${m.holdbackLoss?.toFixed(4)} test ${m.testLoss?.toFixed(4)} kept ${(100 * m.weightsKept).toFixed(1)} % p ${m.p.toFixed(3)}`,
+    `  round ${m.round}: holdback ${m.holdbackLoss?.toFixed(4)} test ${m.testLoss?.toFixed(4)} kept ${(100 * m.weightsKept).toFixed(1)} % p ${m.p.toFixed(3)}`,
   );
 }
 process.exit(0);
