@@ -30,6 +30,7 @@ const VIEW: CoordinatorView = {
       { name: 'dense1.kernel', shape: [32, 10], prunable: true },
     ],
     backend: 'cpu',
+    matmulFlops: 1e9,
   },
 };
 

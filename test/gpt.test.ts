@@ -258,6 +258,12 @@ describe('gpt on a local cluster', () => {
       expect(m.weightsKept).toBe(s.weightsKept);
       expect(m.resyncs).toBe(0);
     }
+    // What transformer users read: tokens/s of the cluster and MFU against the workers' measured peak.
+    for (const m of pair.metrics) {
+      expect(m.tokensPerSecond as number).toBeGreaterThan(0);
+      expect(m.mfu as number).toBeGreaterThan(0);
+      expect(m.mfu as number).toBeLessThan(1);
+    }
     // Occam pruned after rounds 0 and 1 (p0 = 0.4 of the survivors each time; ties at a threshold are kept).
     expect(pair.metrics.map((m) => m.weightsKept)).toEqual([1, expect.closeTo(0.6, 2), expect.closeTo(0.36, 2)]);
     const exported = (runDir: string) =>

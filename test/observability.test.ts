@@ -6,7 +6,8 @@ import type { RunEvent } from '../src/observe/events.ts';
 import { CoordinatorMetrics } from '../src/observe/metrics.ts';
 import { createLogger, setLogContext } from '../src/common/log.ts';
 import { parsePrometheusText, seriesValue, type MetricFamily } from './helpers/prometheus.ts';
-import { smallConfig, train } from './helpers/runs.ts';
+import type { RoundMetrics } from '../src/storage/run-dir.ts';
+import { smallConfig, smallGptConfig, train } from './helpers/runs.ts';
 
 const ROUNDS = 5;
 
@@ -102,6 +103,57 @@ describe('a running coordinator observed from outside', () => {
     expect(existsSync(join(runDir, 'report.html'))).toBe(true);
   });
 
+  it('a transformer run exposes tokens/s per worker and for the cluster, MFU and each worker’s peak', async () => {
+    const metrics = new CoordinatorMetrics({ runId: 'unit', config: smallGptConfig() });
+    metrics.handle({
+      type: 'ring',
+      generation: 1,
+      workers: ['w0', 'w1'],
+      hardware: ['blas', 'blas'],
+      peakFlops: [2e10, 3e10],
+      throughput: { tokensPerStep: 1000, flopsPerToken: 1e5 },
+    });
+    // 4 steps of 500 ms each: 500 tokens of its shard per step = 1,000 tokens/s.
+    metrics.handle({
+      type: 'steps',
+      workerId: 'w1',
+      step: 4,
+      times: { steps: 4, computeMs: 1600, allreduceMs: 300, waitMs: 50, updateMs: 50 },
+      bytesSent: 0,
+      final: true,
+    });
+    const families = parsePrometheusText(await metrics.render());
+    expect(seriesValue(families, 'occam_worker_peak_flops', { worker: 'w0' })).toBe(2e10);
+    expect(seriesValue(families, 'occam_worker_tokens_per_second', { worker: 'w1' })).toBeCloseTo(1000, 9);
+    const round: RoundMetrics = {
+      round: 1,
+      step: 4,
+      trainLoss: 3,
+      holdbackLoss: 2.9,
+      holdbackAccuracy: 0.2,
+      testLoss: 2.95,
+      testAccuracy: 0.2,
+      weightsKept: 1,
+      activeParams: 1000,
+      p: 0.4,
+      samples: 64,
+      compute: 64000,
+      roundMs: 2000,
+      elapsedMs: 2000,
+      stepMs: { compute: 400, allreduce: 75, wait: 12.5, update: 12.5 },
+      bytesPerStep: 4000,
+      tokensPerSecond: 2000,
+      mfu: 0.004,
+      workers: 2,
+      resyncs: 0,
+      restarts: 0,
+    };
+    metrics.handle({ type: 'round', metrics: round, rounds: 3 });
+    const after = parsePrometheusText(await metrics.render());
+    expect(seriesValue(after, 'occam_tokens_per_second', {})).toBe(2000);
+    expect(seriesValue(after, 'occam_model_flops_utilization', {})).toBe(0.004);
+  });
+
   it('counters add each worker’s progress once, across segments and a re-formed ring', async () => {
     const metrics = new CoordinatorMetrics({ runId: 'unit', config: smallConfig() });
     const times = (steps: number) => ({ steps, computeMs: 10 * steps, allreduceMs: 2 * steps, waitMs: steps, updateMs: steps });
@@ -122,7 +174,7 @@ describe('a running coordinator observed from outside', () => {
     expect(seriesValue(families, 'occam_step_phase_seconds_total', { worker: 'w', phase: 'compute' })).toBeCloseTo(0.07, 9);
     // The ring re-forms mid-segment: the next report counts from 0 again, without going negative.
     metrics.handle({ type: 'restart', reason: 'worker lost' });
-    metrics.handle({ type: 'ring', generation: 2, workers: ['w'], hardware: ['cpu'] });
+    metrics.handle({ type: 'ring', generation: 2, workers: ['w'], hardware: ['cpu'], peakFlops: [1e9], throughput: null });
     metrics.handle(steps(1, false));
     families = await scrape();
     expect(seriesValue(families, 'occam_worker_steps_total', { worker: 'w' })).toBe(8);

@@ -32,6 +32,8 @@ function fakeRun(parent: string, name: string, config: Partial<OccamConfig>, rou
       elapsedMs: 1000 * (round + 1),
       stepMs: { compute: 10, allreduce: 3, wait: 2, update: 1 },
       bytesPerStep: 4000 * kept,
+      tokensPerSecond: null,
+      mfu: null,
       workers: 2,
       resyncs: 0,
       restarts: 0,

@@ -54,6 +54,7 @@ const READY: Messages['ready'] = {
   data: { description: 'test', trainCount: 100, holdbackCount: 10, testCount: 20, stepsPerEpoch: 2 },
   layers: LAYERS,
   backend: 'cpu',
+  matmulFlops: 1e9,
 };
 const VIEW: CoordinatorView = { config: smallConfig({ batchSize: 50 }), reference: READY };
 const DIGEST = '0123456789abcdef';

@@ -43,6 +43,8 @@ function roundDone(round: number): RunEvent {
     elapsedMs: 4200 * round,
     stepMs: { compute: 10, allreduce: 2, wait: 1, update: 1 },
     bytesPerStep: 1000,
+    tokensPerSecond: null,
+    mfu: null,
     workers: 1,
     resyncs: 0,
     restarts: 0,
@@ -70,7 +72,7 @@ describe('the terminal view in a narrow terminal', () => {
       view.handle(event);
       await flush(term);
     };
-    view.handle({ type: 'ring', generation: 1, workers: ['w0'], hardware: ['blas'] });
+    view.handle({ type: 'ring', generation: 1, workers: ['w0'], hardware: ['blas'], peakFlops: [1e9], throughput: null });
     for (const step of [10, 30, 50]) await at(progress(1, step));
     await at(roundDone(1));
     await at(progress(2, 70));
@@ -102,6 +104,29 @@ describe('the terminal view in a narrow terminal', () => {
       afterResize.every((row) => row.length <= 40),
       afterResize.join('\n'),
     ).toBe(true);
+    term.dispose();
+  });
+
+  it('a transformer reads tokens/s and MFU against the peak the ring event states', async () => {
+    const term = new Terminal({ cols: 160, rows: 10, allowProposedApi: true });
+    const view = new TerminalView('tty', { columns: 160, write: (text) => term.write(text) });
+    // 4,096 tokens a step, 1 MFLOP a token; steps of 14 ms (times()): 71.4 steps/s = 292,571 tok/s = 292.6 GFLOP/s of 1 TFLOP/s.
+    view.handle({
+      type: 'ring',
+      generation: 1,
+      workers: ['w0', 'w1'],
+      hardware: ['blas', 'blas'],
+      peakFlops: [5e11, 5e11],
+      throughput: { tokensPerStep: 4096, flopsPerToken: 1e6 },
+    });
+    view.handle(progress(1, 10));
+    await flush(term);
+    const rows = screen(term);
+    expect(rows[0]).toBe(
+      'ring formed (generation 1): w0 (blas), w1 (blas); MFU against their measured matrix-product rate, 1.00 TFLOP/s in all',
+    );
+    expect(rows[rows.length - 1]).toMatch(/ · 292,571 tok\/s · MFU 29\.3%$/);
+    expect(rows[rows.length - 1]).not.toContain('samples/s');
     term.dispose();
   });
 

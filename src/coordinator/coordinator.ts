@@ -2,6 +2,7 @@
 // admits them, and the loop of ring generations — wait for ready workers, form a RemoteGroup,
 // hand it to the run loop (run-loop.ts), and when a generation ends early ask the restart policy
 // whether to re-form from the last commit. It is never on the per-step data path.
+import { tokenThroughput } from '../training/flops.ts';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { OccamConfig } from '../config.ts';
 import type { RunEvent } from '../observe/events.ts';
@@ -180,7 +181,14 @@ export class Coordinator {
     if (!reference) throw new Error('no worker has reported its data yet');
     const group = new RemoteGroup(this.generation, links, reference, this.members, this.config, this.log);
     this.group = group;
-    this.options.onEvent?.({ type: 'ring', generation: this.generation, workers: [...group.memberIds], hardware: [...group.hardware] });
+    this.options.onEvent?.({
+      type: 'ring',
+      generation: this.generation,
+      workers: [...group.memberIds],
+      hardware: [...group.hardware],
+      peakFlops: [...group.peakFlops],
+      throughput: tokenThroughput(this.config, group.facts.layers),
+    });
     await group.form();
     return group;
   }

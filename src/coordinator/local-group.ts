@@ -19,6 +19,8 @@ export interface LocalGroupOptions {
 export class LocalGroup implements ReplicaGroup {
   readonly memberIds: readonly string[];
   readonly hardware: readonly string[];
+  /** In-process members share this process's backend; nothing measures it (MFU stays null). */
+  readonly peakFlops: readonly number[];
   readonly facts: GroupFacts;
   private readonly rings: RingAllReduce[];
   private lostReason: string | null = null;
@@ -33,6 +35,7 @@ export class LocalGroup implements ReplicaGroup {
     const n = members.length;
     this.memberIds = members.map((_, rank) => `local-${rank}`);
     this.hardware = members.map((_, rank) => options.hardware?.(rank) ?? 'in-process');
+    this.peakFlops = members.map(() => 0);
     const options_ = { chunkFloats: options.chunkFloats ?? 65536, timeoutMs: config.peerTimeoutMs, wireFormat: config.wireFormat };
     this.rings = members.map((_, rank) => new RingAllReduce(rank, n, (parts) => this.deliver(rank, Buffer.concat(parts)), options_));
     members.forEach((member, rank) => member.join(rank, n, this.rings[rank]));

@@ -11,6 +11,7 @@ import type { WorkerLink } from './worker-link.ts';
 export class RemoteGroup implements ReplicaGroup {
   readonly memberIds: readonly string[];
   readonly hardware: readonly string[];
+  readonly peakFlops: readonly number[];
   private readonly lost: Promise<never>;
   private loseWith: (error: Error) => void = () => {};
   private progressListener: ((rank: number, progress: StepProgress) => void) | null = null;
@@ -25,6 +26,7 @@ export class RemoteGroup implements ReplicaGroup {
   ) {
     this.memberIds = links.map((l) => l.workerId);
     this.hardware = links.map((l) => l.ready?.backend ?? 'unknown');
+    this.peakFlops = links.map((l) => l.ready?.matmulFlops ?? 0);
     this.lost = new Promise<never>((_, reject) => (this.loseWith = reject));
     this.lost.catch(() => {}); // observed through guard(); never an unhandled rejection
   }

@@ -40,6 +40,8 @@ export interface ReplicaGroup {
   readonly memberIds: readonly string[];
   /** What each member computes on (backend, and GPU on webgpu), in rank order. */
   readonly hardware: readonly string[];
+  /** Each member's measured matrix-product rate, FLOP/s (0 = not measured): the peak of MFU. */
+  readonly peakFlops: readonly number[];
   readonly facts: GroupFacts;
   /** Every member takes a committed state at `step`, or (state null) initialises from the seed. */
   load(step: number, state: Uint8Array | null): Promise<StateReport[]>;

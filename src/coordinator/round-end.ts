@@ -4,6 +4,7 @@
 import type { OccamConfig } from '../config.ts';
 import type { RoundMetrics } from '../storage/run-dir.ts';
 import { accuracy, meanLoss, sumShares } from '../training/evaluate.ts';
+import { flopsUtilization, tokenThroughput } from '../training/flops.ts';
 import { afterRound, eligibleForBest } from '../training/schedule.ts';
 import type { ReplicaGroup } from './replica-group.ts';
 import type { RunState } from './run-state.ts';
@@ -35,6 +36,7 @@ export async function endRound(context: RoundContext, progress: RunState): Promi
   const { state: schedule, pruneFraction } = afterRound(config, progress.schedule, progress.round, loss, weightsKept);
   progress.compute += progress.activeParams * progress.roundSamples;
   const steps = Math.max(1, progress.roundTimes.steps);
+  const { tokensPerSecond, mfu } = roundThroughput(config, group, progress);
   const metrics: RoundMetrics = {
     round: progress.round + 1,
     step: progress.step,
@@ -57,6 +59,8 @@ export async function endRound(context: RoundContext, progress: RunState): Promi
       update: progress.roundTimes.updateMs / steps,
     },
     bytesPerStep: progress.roundBytes / steps,
+    tokensPerSecond,
+    mfu,
     workers: group.memberIds.length,
     resyncs: progress.resyncs,
     restarts: progress.restarts,
@@ -82,6 +86,19 @@ export async function endRound(context: RoundContext, progress: RunState): Promi
   progress.history.push(metrics);
   progress.schedule = schedule;
   return metrics;
+}
+
+/** A token model's tokens/s over the round's training steps (wall time, so waiting counts) and its MFU. */
+function roundThroughput(
+  config: OccamConfig,
+  group: ReplicaGroup,
+  progress: RunState,
+): { tokensPerSecond: number | null; mfu: number | null } {
+  const throughput = tokenThroughput(config, group.facts.layers);
+  if (!throughput || progress.roundMs <= 0) return { tokensPerSecond: null, mfu: null };
+  const tokensPerSecond = (progress.roundSamples * config.blockSize) / (progress.roundMs / 1000);
+  const peak = group.peakFlops.reduce((a, b) => a + b, 0);
+  return { tokensPerSecond, mfu: flopsUtilization(tokensPerSecond, throughput.flopsPerToken, peak) };
 }
 
 /**

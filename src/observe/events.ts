@@ -1,12 +1,16 @@
 // What a run tells the people watching it: one stream of events from the coordinator's run loop,
 // read by the terminal view, the Prometheus metrics and the live status page.
 import type { RoundMetrics, RunSummary } from '../storage/run-dir.ts';
+import type { TokenThroughput } from '../training/flops.ts';
 import type { StepTimes } from '../training/step-loop.ts';
 
 export type RunEvent =
   | { type: 'waiting'; ready: number; needed: number }
-  /** A ring formed: its members in rank order and what each computes on (its backend). */
-  | { type: 'ring'; generation: number; workers: string[]; hardware: string[] }
+  /**
+   * A ring formed: its members in rank order, what each computes on (its backend) and its measured
+   * matrix-product rate, and (token models) what turns a step rate into tokens/s and MFU.
+   */
+  | { type: 'ring'; generation: number; workers: string[]; hardware: string[]; peakFlops: number[]; throughput: TokenThroughput | null }
   | {
       type: 'progress';
       round: number;

@@ -65,6 +65,26 @@ export class CoordinatorMetrics {
     'Wall time of the last round (training, evaluation, pruning, commit).',
   );
   private readonly bytesPerStep = this.gauge('occam_bytes_per_step', 'All-reduce bytes rank 0 sent per step in the last round.');
+  private readonly tokensPerSecond = this.gauge(
+    'occam_tokens_per_second',
+    "Token models: tokens the cluster trained per second in the last round's steps.",
+  );
+  private readonly flopsUtilization = this.gauge(
+    'occam_model_flops_utilization',
+    "Token models: model FLOPs per second in the last round's steps over the sum of occam_worker_peak_flops.",
+  );
+  private readonly workerPeakFlops = this.gauge(
+    'occam_worker_peak_flops',
+    "The worker's measured float32 matrix-product rate, FLOP/s: the peak MFU is stated against.",
+    ['worker'],
+  );
+  private readonly workerTokensPerSecond = this.gauge(
+    'occam_worker_tokens_per_second',
+    'Token models: tokens of its shard the worker trained per second of step time (its current or last segment).',
+    ['worker'],
+  );
+  /** From the ring event: tokens per global step and the ring's size, for per-worker tokens/s. */
+  private tokensPerWorkerStep: number | null = null;
   private readonly workerStepTime = this.gauge(
     'occam_worker_step_time_seconds',
     "Mean seconds per step by phase in the worker's current or last segment.",
@@ -125,6 +145,8 @@ export class CoordinatorMetrics {
         this.members.set(event.workers.length);
         this.workersReady.set(event.workers.length);
         this.generation.set(event.generation);
+        event.workers.forEach((worker, rank) => this.workerPeakFlops.set({ worker }, event.peakFlops[rank]));
+        this.tokensPerWorkerStep = event.throughput ? event.throughput.tokensPerStep / event.workers.length : null;
         // Work in flight under the old ring is redone from the last commit; its reports end here.
         this.inFlight.clear();
         return;
@@ -160,6 +182,10 @@ export class CoordinatorMetrics {
       if (times.steps > 0) this.workerStepTime.set({ worker, phase }, times[key] / times.steps / 1000);
     }
     if (times.allreduceMs > 0) this.busBandwidth.set({ worker }, event.bytesSent / (times.allreduceMs / 1000));
+    const stepMs = times.computeMs + times.allreduceMs + times.waitMs + times.updateMs;
+    if (this.tokensPerWorkerStep !== null && stepMs > 0) {
+      this.workerTokensPerSecond.set({ worker }, (this.tokensPerWorkerStep * times.steps) / (stepMs / 1000));
+    }
     if (event.final) this.inFlight.delete(worker);
     else this.inFlight.set(worker, { times: { ...times }, bytesSent: event.bytesSent });
   }
@@ -183,6 +209,9 @@ export class CoordinatorMetrics {
     for (const [phase] of PHASES) this.stepTime.set({ phase }, m.stepMs[phase] / 1000);
     this.roundDuration.set(m.roundMs / 1000);
     this.bytesPerStep.set(m.bytesPerStep);
+    // Absent from rounds an older Occam wrote (a resumed run's history).
+    if (m.tokensPerSecond != null) this.tokensPerSecond.set(m.tokensPerSecond);
+    if (m.mfu != null) this.flopsUtilization.set(m.mfu);
   }
 
   private setPhase(phase: 'waiting' | 'training' | 'done'): void {

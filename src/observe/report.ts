@@ -258,6 +258,8 @@ function summaryTable(runs: RunRecord[]): string {
 
 function roundTable(metrics: RoundMetrics[]): string {
   const fixed = (x: number | null, digits = 4) => (x === null ? '—' : x.toFixed(digits));
+  // A token model's rounds carry tokens/s and MFU (MFU against the workers' measured matrix-product rate).
+  const tokens = metrics.some((m) => m.tokensPerSecond != null);
   const header = [
     'round',
     'step',
@@ -270,6 +272,7 @@ function roundTable(metrics: RoundMetrics[]): string {
     'ms/step',
     'compute / all-reduce / wait / update (ms)',
     'bytes/step',
+    ...(tokens ? ['tokens/s', 'MFU'] : []),
     'round time',
   ];
   const rows = metrics.map((m) => [
@@ -284,6 +287,7 @@ function roundTable(metrics: RoundMetrics[]): string {
     (m.stepMs.compute + m.stepMs.allreduce + m.stepMs.wait + m.stepMs.update).toFixed(1),
     STEP_PHASES.map((phase) => m.stepMs[phase.key].toFixed(1)).join(' / '),
     formatNumber(m.bytesPerStep),
+    ...(tokens ? [m.tokensPerSecond == null ? '—' : formatNumber(m.tokensPerSecond), m.mfu == null ? '—' : formatPercent(m.mfu)] : []),
     `${(m.roundMs / 1000).toFixed(1)} s`,
   ]);
   return table(header, rows);

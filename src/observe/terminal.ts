@@ -3,6 +3,7 @@
 // both fitted to the terminal's width and redrawn when it is resized; elsewhere (not a TTY) the
 // table rows and a progress line every few seconds; with --json every event as a JSON line on
 // stdout; with --quiet nothing until the summary.
+import { flopsUtilization, type TokenThroughput } from '../training/flops.ts';
 import { join } from 'node:path';
 import type { StepTimes } from '../wire/protocol.ts';
 import type { RunEvent } from './events.ts';
@@ -60,6 +61,10 @@ export class TerminalView {
     if (mode === 'tty') out.on?.('resize', () => this.redraw());
   }
 
+  /** Token models: what turns steps/s into tokens/s and MFU (from the ring event). */
+  private throughput: TokenThroughput | null = null;
+  private peakFlops = 0;
+
   setBatchSize(batchSize: number): void {
     this.batchSize = batchSize;
   }
@@ -76,10 +81,14 @@ export class TerminalView {
     switch (event.type) {
       case 'waiting':
         return this.line(`waiting for workers: ${event.ready}/${event.needed} ready`);
-      case 'ring':
+      case 'ring': {
+        this.throughput = event.throughput;
+        this.peakFlops = event.peakFlops.reduce((a, b) => a + b, 0);
+        const peak = this.peakFlops > 0 ? `; MFU against their measured matrix-product rate, ${formatFlops(this.peakFlops)} in all` : '';
         return this.line(
-          `ring formed (generation ${event.generation}): ${event.workers.map((w, i) => `${w} (${event.hardware[i]})`).join(', ')}`,
+          `ring formed (generation ${event.generation}): ${event.workers.map((w, i) => `${w} (${event.hardware[i]})`).join(', ')}${peak}`,
         );
+      }
       case 'restart':
         return this.line(`membership changed (${event.reason}); resuming from the last commit`);
       case 'resync':
@@ -116,6 +125,13 @@ export class TerminalView {
       `ETA ${formatSeconds(roundEta)} (run ${formatSeconds(runEta)})`,
       `${(stepsPerSecond * this.batchSize).toFixed(0)} samples/s`,
     ];
+    if (this.throughput) {
+      // A transformer's rate is read in tokens, and its efficiency as MFU.
+      const tokensPerSecond = stepsPerSecond * this.throughput.tokensPerStep;
+      const mfu = flopsUtilization(tokensPerSecond, this.throughput.flopsPerToken, this.peakFlops);
+      parts.splice(parts.length - 1, 1, `${Math.round(tokensPerSecond).toLocaleString('en-US')} tok/s`);
+      if (mfu !== null) parts.push(`MFU ${(100 * mfu).toFixed(1)}%`);
+    }
     if (plain) return this.line(parts.join(' · '));
     this.progressParts = parts;
     this.progressFraction = done / total;
@@ -174,6 +190,11 @@ export class TerminalView {
  * Training steps per second from the workers' step times (they step in lockstep, so any one's
  * rate is the ring's): time spent stepping only, not evaluation or pruning between rounds.
  */
+/** FLOP/s in G or T. */
+export function formatFlops(flops: number): string {
+  return flops >= 1e12 ? `${(flops / 1e12).toFixed(2)} TFLOP/s` : `${(flops / 1e9).toFixed(1)} GFLOP/s`;
+}
+
 export function trainingStepRate(times: Iterable<StepTimes>): number {
   let steps = 0;
   let ms = 0;

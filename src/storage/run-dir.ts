@@ -32,6 +32,10 @@ export interface RoundMetrics {
   /** Mean per step over workers: forward/backward, all-reduce transfer, waiting for peers, Adam. */
   stepMs: { compute: number; allreduce: number; wait: number; update: number };
   bytesPerStep: number;
+  /** Token models: tokens trained per second by the cluster in this round's steps (null otherwise). */
+  tokensPerSecond: number | null;
+  /** Model FLOPs utilisation of those steps against the workers' measured matrix-product rates (null when unmeasured). */
+  mfu: number | null;
   workers: number;
   resyncs: number;
   restarts: number;
@@ -69,7 +73,6 @@ export interface RunSummary {
 export class RunDir {
   private readonly tensorboard: EventFileWriter;
   /** Tokens per training sample, where a sample is a window of text (the gpt): for tokens/s. */
-  private tokensPerSample: number | null = null;
 
   constructor(readonly path: string) {
     this.tensorboard = new EventFileWriter(join(path, 'tensorboard'));
@@ -91,7 +94,6 @@ export class RunDir {
     mkdirSync(this.path, { recursive: true });
     this.checkSameRun(config);
     writeAtomically(join(this.path, 'config.json'), `${JSON.stringify(config, null, 2)}\n`);
-    this.tokensPerSample = config.model === 'gpt' ? config.blockSize : null;
   }
 
   /** Throws RunDirError when `config` is not this run's (a resumed run may change only EXTENSIBLE_KEYS). */
@@ -110,13 +112,12 @@ export class RunDir {
         );
     }
     writeAtomically(path, `${JSON.stringify(config, null, 2)}\n`);
-    this.tokensPerSample = config.model === 'gpt' ? config.blockSize : null;
   }
 
   /** One round's line in metrics.jsonl and its point in the TensorBoard log. */
   appendMetrics(metrics: RoundMetrics): void {
     appendFileSync(this.metricsPath, `${JSON.stringify(metrics)}\n`);
-    this.tensorboard.append(roundScalars(metrics, Date.now(), this.tokensPerSample));
+    this.tensorboard.append(roundScalars(metrics, Date.now()));
   }
 
   /** Rewrites metrics.jsonl and the TensorBoard log from a checkpoint's history (after a resume, rounds after it are redone). */
@@ -124,7 +125,7 @@ export class RunDir {
     writeAtomically(this.metricsPath, history.map((m) => `${JSON.stringify(m)}\n`).join(''));
     // The history keeps times relative to the run: place them so the last round ends now.
     const lastMs = history[history.length - 1]?.elapsedMs ?? 0;
-    this.tensorboard.rewrite(history.map((m) => roundScalars(m, Date.now() - (lastMs - m.elapsedMs), this.tokensPerSample)));
+    this.tensorboard.rewrite(history.map((m) => roundScalars(m, Date.now() - (lastMs - m.elapsedMs))));
   }
 
   get modelDir(): string {
@@ -168,7 +169,7 @@ export class RunDir {
 }
 
 /** The TensorBoard scalars of one round, by tag. */
-export function roundScalars(m: RoundMetrics, wallTimeMs: number, tokensPerSample: number | null): ScalarPoint {
+export function roundScalars(m: RoundMetrics, wallTimeMs: number): ScalarPoint {
   const samplesPerSecond = m.roundMs > 0 ? m.samples / (m.roundMs / 1000) : null;
   return {
     step: m.step,
@@ -189,7 +190,8 @@ export function roundScalars(m: RoundMetrics, wallTimeMs: number, tokensPerSampl
       'step_ms/update': m.stepMs.update,
       'network/bytes_per_step': m.bytesPerStep,
       'throughput/samples_per_s': samplesPerSecond,
-      'throughput/tokens_per_s': tokensPerSample !== null && samplesPerSecond !== null ? samplesPerSecond * tokensPerSample : null,
+      'throughput/tokens_per_s': m.tokensPerSecond ?? null, // absent from rounds an older Occam wrote
+      'throughput/mfu': m.mfu ?? null,
       'run/round': m.round,
       'run/workers': m.workers,
       'run/resyncs': m.resyncs,

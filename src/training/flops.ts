@@ -20,6 +20,21 @@ export function gptFlopsPerToken(layers: readonly Layer[], config: { layers: num
   return 6 * weights + 12 * config.layers * config.blockSize * config.width;
 }
 
+/** What turns a step rate into tokens/s and MFU: null for models that do not read tokens. */
+export interface TokenThroughput {
+  /** Tokens trained per global step (batch × block). */
+  tokensPerStep: number;
+  flopsPerToken: number;
+}
+
+export function tokenThroughput(
+  config: { model: string; batchSize: number; layers: number; blockSize: number; width: number },
+  layers: readonly Layer[],
+): TokenThroughput | null {
+  if (config.model !== 'gpt') return null;
+  return { tokensPerStep: config.batchSize * config.blockSize, flopsPerToken: gptFlopsPerToken(layers, config) };
+}
+
 /** Model FLOPs utilisation: achieved model FLOPs per second over the summed peak; null without a peak. */
 export function flopsUtilization(tokensPerSecond: number, flopsPerToken: number, peakFlops: number): number | null {
   return peakFlops > 0 && Number.isFinite(tokensPerSecond) ? (tokensPerSecond * flopsPerToken) / peakFlops : null;

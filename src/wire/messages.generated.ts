@@ -16,6 +16,7 @@ export interface Ready {
   data: DataInfo;
   layers: LayerInfo[];
   backend: string;
+  matmulFlops: number;
 }
 
 export interface DataInfo {

@@ -147,6 +147,7 @@ function readyProblem(ready: Messages['ready']): Problem {
     if (!Number.isSafeInteger(size(layer))) return `layer ${layer.name} is too large`;
   }
   if (!layers.some((l) => l.prunable)) return 'the model has no prunable layer';
+  if (!(ready.matmulFlops >= 0 && Number.isFinite(ready.matmulFlops))) return 'matrix-product rate is not a finite number ≥ 0';
   return text(ready.backend, SHORT_TEXT, 'backend');
 }
 

@@ -7,6 +7,7 @@ import { authorizationHeader } from '../wire/auth.ts';
 import { configHash, validateConfig, type OccamConfig } from '../config.ts';
 import { loadDataSource } from '../training/data/load.ts';
 import { selectBackend, type BackendRequest } from '../training/engine.ts';
+import { measureMatmulFlops } from '../training/flops.ts';
 import { describeAdapter } from '../training/webgpu.ts';
 import { setLogContext, type Logger } from '../common/log.ts';
 import { createModel } from '../training/models/create.ts';
@@ -56,6 +57,8 @@ export class Worker {
   private config: OccamConfig | null = null;
   private configHash = '';
   private backend = '';
+  /** The backend's measured matrix-product rate (FLOP/s), reported in ready for MFU. */
+  private matmulFlops = 0;
   private member: Member | null = null;
   private ring: RingAllReduce | null = null;
   private generation = -1;
@@ -300,6 +303,7 @@ export class Worker {
         const choice = await selectBackend(this.options.backend ?? config.backend, this.options.log, options);
         // What the coordinator compares when replicas disagree: the backend and, on a GPU, which one.
         this.backend = choice.adapter ? `${choice.backend} on ${describeAdapter(choice.adapter)}` : choice.backend;
+        this.matmulFlops = await measureMatmulFlops();
       }
       this.member = new Member(new Replica(model, data, config), config, this.options.hooks);
       this.config = config;
@@ -318,6 +322,7 @@ export class Worker {
       },
       layers: replica.params.map((p) => ({ name: p.name, shape: p.shape, prunable: p.prunable })),
       backend: this.backend,
+      matmulFlops: this.matmulFlops,
     };
   }
 

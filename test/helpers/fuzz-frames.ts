@@ -21,6 +21,7 @@ const messages: { [K in MessageKind]: fc.Arbitrary<Messages[K]> } = {
     data: fc.record({ description: text, trainCount: u64, holdbackCount: u64, testCount: u64, stepsPerEpoch: u64 }),
     layers: fc.array(fc.record({ name: text, shape: fc.array(u32, { maxLength: 4 }), prunable: fc.boolean() }), { maxLength: 6 }),
     backend: text,
+    matmulFlops: double,
   }),
   formRing: fc.record({ generation: u32, rank: u32, members: fc.array(peer, { maxLength: 5 }) }),
   ack: fc.constant({}),
