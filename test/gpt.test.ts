@@ -8,7 +8,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { resolveConfig, type OccamConfig } from '../src/config.ts';
 import { TextDataSource } from '../src/training/data/text.ts';
 import { selectBackend } from '../src/training/engine.ts';
-import { crossEntropySum, gelu, layerNorm, softmax } from '../src/training/models/fused.ts';
+import { causalAttention, crossEntropySum, gelu, layerNorm } from '../src/training/models/fused.ts';
 import { createGpt } from '../src/training/models/gpt.ts';
 import { initialWeights, type Model } from '../src/training/models/model.ts';
 import { Replica } from '../src/training/replica.ts';
@@ -155,11 +155,10 @@ describe('gpt model', () => {
   });
 });
 
-describe('fused GELU, LayerNorm, softmax and cross-entropy (host loops on cpu and blas)', () => {
+describe('fused GELU, LayerNorm, causal attention and cross-entropy (host loops on cpu and blas)', () => {
   it('give the values and gradients of the same formulas built op by op', () => {
     const rng = new Rng(12);
     const values = Float32Array.from({ length: 6 * 10 }, () => 4 * rng.normal());
-    values[3] = -1e9; // a masked score
     const x = tf.tensor2d(values, [6, 10]);
     const gain = tf.tensor1d(Float32Array.from({ length: 10 }, () => 1 + rng.normal() * 0.3));
     const bias = tf.tensor1d(Float32Array.from({ length: 10 }, () => rng.normal()));
@@ -176,10 +175,9 @@ describe('fused GELU, LayerNorm, softmax and cross-entropy (host loops on cpu an
     const pairs: [string, (v: tf.Tensor2D, g: tf.Tensor1D) => tf.Tensor2D, (v: tf.Tensor2D, g: tf.Tensor1D) => tf.Tensor2D][] = [
       ['gelu', (v) => gelu(v), (v) => plainGelu(v)],
       ['layerNorm', (v, g) => layerNorm(v, g, bias, 1e-5), plainNorm],
-      ['softmax', (v) => softmax(v), (v) => tf.softmax(v)],
     ];
     for (const [name, fused, plain] of pairs) {
-      const input = name === 'softmax' ? x : tf.clipByValue(x, -8, 8);
+      const input = tf.clipByValue(x, -8, 8);
       const inputs = name === 'layerNorm' ? [input, gain] : [input];
       const weigh =
         (f: typeof fused) =>
@@ -194,6 +192,29 @@ describe('fused GELU, LayerNorm, softmax and cross-entropy (host loops on cpu an
       close(fused(input, gain), plain(input, gain), 'value');
       close(fx, px, 'gradient of x');
       if (name === 'layerNorm') close(fg, pg, 'gradient of gain');
+    }
+    // Causal attention weights: scale, mask, softmax and dropout noise in one op, against the four ops.
+    const scores = tf.tensor3d(
+      Float32Array.from({ length: 2 * 5 * 5 }, () => 3 * rng.normal()),
+      [2, 5, 5],
+    );
+    const weigh5 = tf.tensor3d(
+      Float32Array.from({ length: 50 }, () => rng.normal()),
+      [2, 5, 5],
+    );
+    const causal = tf.linalg.bandPart(tf.ones([5, 5]), -1, 0);
+    for (const noise of [null, Float32Array.from({ length: 50 }, (_, i) => (i % 3 === 0 ? 0 : 1.25))]) {
+      const plainAttention = (v: tf.Tensor) => {
+        const masked = tf.where(tf.equal(causal, 1), tf.mul(v, 0.7), tf.fill([5, 5], -Infinity));
+        const weights = tf.softmax(masked);
+        return noise ? tf.mul(weights, tf.tensor3d(noise, [2, 5, 5])) : weights;
+      };
+      const fusedAttention = (v: tf.Tensor) => causalAttention(v as tf.Tensor3D, 0.7, noise);
+      const [a, b] = [fusedAttention(scores).dataSync(), plainAttention(scores).dataSync()];
+      a.forEach((value, i) => expect(Math.abs(value - b[i]), `attention weight ${i}`).toBeLessThan(1e-6));
+      const weighed = (f: (v: tf.Tensor) => tf.Tensor) => (v: tf.Tensor) => tf.sum(tf.mul(f(v), weigh5));
+      const [ga, gb] = [tf.grad(weighed(fusedAttention))(scores).dataSync(), tf.grad(weighed(plainAttention))(scores).dataSync()];
+      ga.forEach((value, i) => expect(Math.abs(value - gb[i]), `attention gradient ${i}`).toBeLessThan(1e-5));
     }
     const labels = Int32Array.from([3, 0, 9, 9, 5, 1]);
     const logits = tf.clipByValue(x, -8, 8);

@@ -1,4 +1,4 @@
-// GELU, LayerNorm, softmax and softmax cross-entropy as one op each, with their gradients written out. On the host
+// GELU, LayerNorm, causal attention weights and softmax cross-entropy as one op each, with their gradients written out. On the host
 // backends (cpu, blas) each is one loop over the values, forward and backward; elsewhere (webgpu,
 // tensorflow, wasm) the same formulas are composed of core ops. Built from many small ops and
 // differentiated op by op, these were most of a GPT step on the host backends.
@@ -34,9 +34,50 @@ export function layerNorm(x: tf.Tensor2D, gain: tf.Tensor1D, bias: tf.Tensor1D |
   return bias ? tf.add(scaled, bias) : scaled;
 }
 
-/** Softmax over the last axis. */
-export function softmax<T extends tf.Tensor>(x: T): T {
-  return softmaxOp(x) as T;
+/** Added to the attention scores of future positions: exp(−1e9 − max) is exactly 0 in float32. */
+export const MASKED_SCORE = -1e9;
+
+/**
+ * Causal attention weights from raw scores [batch, T, T]: softmax(scale · scores) over the
+ * positions up to each query's own (later ones get exactly 0), times dropout noise (0 or
+ * 1/(1 − rate), laid out like the scores) when given. On host backends one pass that skips the
+ * masked half; elsewhere the same as scale, additive mask, softmax and a product.
+ */
+export function causalAttention(scores: tf.Tensor3D, scale: number, noise: Float32Array | null): tf.Tensor3D {
+  const [batch, steps] = scores.shape;
+  const op = tf.customGrad((...inputs: (tf.Tensor | tf.GradSaveFunc)[]) => {
+    const [x, save] = inputs as [tf.Tensor3D, tf.GradSaveFunc];
+    if (onHost()) {
+      const weights = hostCausalSoftmax(hostValues(x), batch, steps, scale);
+      const noiseTensor = noise ? tf.tensor3d(noise, x.shape) : null;
+      save(noiseTensor ? [tf.tensor3d(weights, x.shape), noiseTensor] : [tf.tensor3d(weights, x.shape)]);
+      const value = noise ? weights.map((w, i) => w * noise[i]) : weights;
+      const gradFunc = (dy: tf.Tensor, [saved, savedNoise]: tf.Tensor[]) =>
+        tf.tensor3d(
+          hostCausalSoftmaxGradient(hostValues(saved), hostValues(dy), savedNoise ? hostValues(savedNoise) : null, steps, scale),
+          [batch, steps, steps],
+        );
+      return { value: tf.tensor3d(value, x.shape), gradFunc };
+    }
+    const masked = tf.add(tf.mul(x, scale), causalMask(steps));
+    const weights = softmaxComposed(masked);
+    const noiseTensor = noise ? tf.tensor3d(noise, x.shape) : null;
+    save(noiseTensor ? [weights, noiseTensor] : [weights]);
+    const gradFunc = (dy: tf.Tensor, [saved, savedNoise]: tf.Tensor[]) => {
+      const upstream = savedNoise ? tf.mul(dy, savedNoise) : dy;
+      const dyTimesY = tf.mul(upstream, saved);
+      return tf.mul(tf.sub(dyTimesY, tf.mul(tf.sum(dyTimesY, -1, true), saved)), scale);
+    };
+    return { value: noiseTensor ? tf.mul(weights, noiseTensor) : weights, gradFunc };
+  });
+  return op(scores) as tf.Tensor3D;
+}
+
+/** [T, T] additive mask: 0 where key position ≤ query position, MASKED_SCORE after it. */
+function causalMask(steps: number): tf.Tensor2D {
+  const values = new Float32Array(steps * steps);
+  for (let query = 0; query < steps; query++) values.fill(MASKED_SCORE, query * steps + query + 1, (query + 1) * steps);
+  return tf.tensor2d(values, [steps, steps]);
 }
 
 /** Σ over rows of −log softmax(logits)[label]: the loss of every model, and its gradient softmax − one-hot. */
@@ -84,20 +125,6 @@ const geluOp = tf.customGrad((...inputs: (tf.Tensor | tf.GradSaveFunc)[]) => {
   };
   const inner = tf.mul(tf.add(x, tf.mul(tf.mul(tf.mul(x, x), x), GELU_CUBIC)), GELU_SCALE);
   return { value: tf.mul(tf.mul(x, 0.5), tf.add(tf.tanh(inner), 1)), gradFunc };
-});
-
-/** Gradient y·(dy − Σ dy·y); the shift by the max does not change the result, so it has none. */
-const softmaxOp = tf.customGrad((...inputs: (tf.Tensor | tf.GradSaveFunc)[]) => {
-  const [x, save] = inputs as [tf.Tensor, tf.GradSaveFunc];
-  const width = x.shape[x.shape.length - 1];
-  const y = onHost() ? tf.tensor(hostSoftmax(hostValues(x), width), x.shape) : softmaxComposed(x);
-  save([y]);
-  const gradFunc = (dy: tf.Tensor, [saved]: tf.Tensor[]) => {
-    if (onHost()) return tf.tensor(hostSoftmaxGradient(hostValues(saved), hostValues(dy), width), saved.shape);
-    const dyTimesY = tf.mul(dy, saved);
-    return tf.sub(dyTimesY, tf.mul(tf.sum(dyTimesY, -1, true), saved));
-  };
-  return { value: y, gradFunc };
 });
 
 /** Gradients of x, gain from normalized x̂, 1/σ per row and gain: dx = (g·dy − mean(g·dy) − x̂·mean(g·dy·x̂)) / σ. */
@@ -224,30 +251,40 @@ function hostCrossEntropyGradient(x: Float32Array, logSumExp: Float32Array, labe
   return out;
 }
 
-function hostSoftmax(x: Float32Array, width: number): Float32Array {
+/** Softmax of scale · x over positions 0 … query of each row; the rest stay 0. */
+function hostCausalSoftmax(x: Float32Array, batch: number, steps: number, scale: number): Float32Array {
   const out = new Float32Array(x.length);
-  for (let start = 0; start < x.length; start += width) {
+  for (let row = 0; row < batch * steps; row++) {
+    const start = row * steps;
+    const valid = (row % steps) + 1;
     let max = -Infinity;
-    for (let c = 0; c < width; c++) max = Math.max(max, x[start + c]);
+    for (let c = 0; c < valid; c++) max = Math.max(max, scale * x[start + c]);
     let sum = 0;
-    for (let c = 0; c < width; c++) {
-      // Masked scores (−1e9) give exactly 0 either way; skipping their exp halves a causal softmax's cost.
-      const shifted = x[start + c] - max;
-      const e = shifted < -104 ? 0 : Math.exp(shifted);
+    for (let c = 0; c < valid; c++) {
+      const e = Math.exp(scale * x[start + c] - max);
       out[start + c] = e;
       sum += e;
     }
-    for (let c = 0; c < width; c++) out[start + c] /= sum;
+    for (let c = 0; c < valid; c++) out[start + c] /= sum;
   }
   return out;
 }
 
-function hostSoftmaxGradient(y: Float32Array, dy: Float32Array, width: number): Float32Array {
+/** dx = scale · y·(g − Σ g·y) with g = dy · noise, over each row's valid positions. */
+function hostCausalSoftmaxGradient(
+  y: Float32Array,
+  dy: Float32Array,
+  noise: Float32Array | null,
+  steps: number,
+  scale: number,
+): Float32Array {
   const out = new Float32Array(y.length);
-  for (let start = 0; start < y.length; start += width) {
+  for (let row = 0; row < y.length / steps; row++) {
+    const start = row * steps;
+    const valid = (row % steps) + 1;
     let dot = 0;
-    for (let c = 0; c < width; c++) dot += dy[start + c] * y[start + c];
-    for (let c = 0; c < width; c++) out[start + c] = y[start + c] * (dy[start + c] - dot);
+    for (let c = 0; c < valid; c++) dot += dy[start + c] * (noise ? noise[start + c] : 1) * y[start + c];
+    for (let c = 0; c < valid; c++) out[start + c] = scale * y[start + c] * (dy[start + c] * (noise ? noise[start + c] : 1) - dot);
   }
   return out;
 }

@@ -4,7 +4,7 @@
 // token embedding). Occam masks the attention projections (qkv, output) and the two MLP projections.
 import * as tf from '@tensorflow/tfjs-core';
 import type { Examples } from '../data/source.ts';
-import { gelu, layerNorm, softmax } from './fused.ts';
+import { causalAttention, gelu, layerNorm } from './fused.ts';
 import { dropoutValues, type Init, type Model, type ParamSpec } from './model.ts';
 
 export interface GptOptions {
@@ -24,8 +24,6 @@ export interface GptOptions {
 
 const INIT_STD = 0.02;
 const LAYER_NORM_EPSILON = 1e-5;
-/** Added to the attention scores of future positions: exp(−1e9 − max) is exactly 0 in float32. */
-const MASKED_SCORE = -1e9;
 
 export function createGpt(options: GptOptions): Model {
   const { vocabSize, blockSize, layers, heads, width, dropout, bias, tieEmbeddings } = options;
@@ -84,10 +82,10 @@ export function createGpt(options: GptOptions): Model {
       if (noiseSeed === null || dropout === 0) return x;
       return tf.mul(x, tf.tensor(dropoutValues(batch.ids, noiseSeed, site, x.size / count, dropout), x.shape)) as T;
     };
-    /** Dropout on attention weights laid out [heads · count, T, T]: each sample's noise, placed head-major. */
-    const dropHeadMajor = (x: tf.Tensor3D): tf.Tensor3D => {
+    /** Dropout noise for attention weights laid out [heads · count, T, T]: each sample's noise, placed head-major. */
+    const attentionNoise = (): Float32Array | null => {
       site++;
-      if (noiseSeed === null || dropout === 0) return x;
+      if (noiseSeed === null || dropout === 0) return null;
       const perHead = steps * steps;
       const noise = dropoutValues(batch.ids, noiseSeed, site, heads * perHead, dropout);
       const placed = new Float32Array(noise.length);
@@ -96,9 +94,8 @@ export function createGpt(options: GptOptions): Model {
           const from = (sample * heads + head) * perHead;
           placed.set(noise.subarray(from, from + perHead), (head * count + sample) * perHead);
         }
-      return tf.mul(x, tf.tensor3d(placed, x.shape));
+      return placed;
     };
-    const mask = causalMask(steps);
 
     /**
      * Causal self-attention, all heads at once: the fused projection gives each token's query, key
@@ -109,8 +106,8 @@ export function createGpt(options: GptOptions): Model {
     const attention = (x: tf.Tensor2D, name: string) => {
       const qkv = tf.transpose(tf.reshape(dense(x, `${name}.qkv`), [count, steps, 3 * heads, headSize]), [2, 0, 1, 3]);
       const [query, key, value] = tf.split(tf.reshape(qkv, [3 * heads * count, steps, headSize]), 3, 0);
-      const scores = tf.add(tf.matMul(tf.mul(query, 1 / Math.sqrt(headSize)), key, false, true), mask);
-      const mixed = tf.matMul(dropHeadMajor(softmax(scores as tf.Tensor3D)), value);
+      const scores = tf.matMul(query, key, false, true) as tf.Tensor3D;
+      const mixed = tf.matMul(causalAttention(scores, 1 / Math.sqrt(headSize), attentionNoise()), value);
       const merged = tf.transpose(tf.reshape(mixed, [heads, count, steps, headSize]), [1, 2, 0, 3]);
       return dense(tf.reshape(merged, [count * steps, width]), `${name}.output`);
     };
@@ -144,11 +141,4 @@ function embed(table: tf.Tensor2D, tokens: Int32Array | Float32Array): tf.Tensor
     return { value: tf.gather(rows, ids), gradFunc };
   });
   return lookup(table) as tf.Tensor2D;
-}
-
-/** [T, T] additive mask: 0 where key position ≤ query position, MASKED_SCORE after it. */
-function causalMask(steps: number): tf.Tensor2D {
-  const values = new Float32Array(steps * steps);
-  for (let query = 0; query < steps; query++) values.fill(MASKED_SCORE, query * steps + query + 1, (query + 1) * steps);
-  return tf.tensor2d(values, [steps, steps]);
 }
