@@ -50,6 +50,17 @@ describe('a cluster of N workers trains the same model as one worker', () => {
     }
   });
 
+  it('a sole worker answers heartbeats through a segment several times longer than peerTimeoutMs', async () => {
+    // One worker all-reduces with no one: nothing in its step loop waits on a socket, so unless
+    // the loop yields between steps, heartbeats starve for the whole segment and the run never ends.
+    const config = smallConfig({ workers: 1, rounds: 1, roundSteps: 80, units: 256, peerTimeoutMs: 1000, heartbeatMs: 200 });
+    const started = Date.now();
+    const { summary, metrics } = await train(config);
+    expect(Date.now() - started, 'the segment outlasted the timeout several times').toBeGreaterThan(3 * config.peerTimeoutMs);
+    expect(metrics).toHaveLength(1);
+    expect(summary.restarts).toBe(0);
+  });
+
   it('a replica whose mask is corrupted before the digest check is detected and repaired', async () => {
     const clean = await train(smallConfig({ workers: 2 }));
     const corrupted = await train(smallConfig({ workers: 2 }), {

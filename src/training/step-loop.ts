@@ -64,6 +64,9 @@ export async function trainSteps(replica: Replica, options: StepLoopOptions): Pr
     result.samples += shard.globalCount;
     result.bytesSent += stats.bytesSent;
     options.afterStep?.(step, buffer[length] / shard.globalCount, result);
+    // A step's compute is synchronous; a sole worker's all-reduce is too. Yield to the event loop
+    // between steps, so heartbeats (and a newer command) are answered during a long segment.
+    await new Promise((resolve) => setImmediate(resolve));
   }
   return result;
 }
