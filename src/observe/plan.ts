@@ -57,9 +57,10 @@ export function planRun(config: OccamConfig, data: PlannedData): Plan {
 export function formatPlan(config: OccamConfig, data: PlannedData, plan: Plan): string {
   const split = new Set(plan.perWorkerBatch).size === 1 ? `${config.workers} × ${plan.perWorkerBatch[0]}` : plan.perWorkerBatch.join(' + ');
   const sample = config.model === 'gpt' ? `windows of ${config.blockSize} tokens` : 'samples';
+  const micro = config.accumulateSteps > 1 ? `, each in ${config.accumulateSteps} micro-batches (one all-reduce a step)` : '';
   const lines = [
     `plan: ${config.model} on ${data.description} (${data.trainCount} training ${sample}), strategy ${config.strategy}, backend ${config.backend}`,
-    `      ${plan.rounds} rounds × ${plan.stepsPerRound} step${plan.stepsPerRound === 1 ? '' : 's'}; global batch ${plan.globalBatch} = ${split} per worker`,
+    `      ${plan.rounds} rounds × ${plan.stepsPerRound} step${plan.stepsPerRound === 1 ? '' : 's'}; global batch ${plan.globalBatch} = ${split} per worker${micro}`,
     `      evaluation after each round: ${plan.holdbackSamples} holdback + ${plan.testSamples} test ${sample}, in batches of ${plan.evalBatch}`,
   ];
   for (const note of plan.notes) lines.push(`note: ${note}`);
