@@ -88,4 +88,23 @@ describe('safetensors', () => {
     badHeader[8] = 0x78; // 'x' where the header's '{' was
     expect(() => decodeSafetensors(badHeader)).toThrow(/safetensors: header is not valid JSON/);
   });
+
+  it('refuses entries that alias the same bytes (a small file that would decode to a huge state)', () => {
+    const file = (header: object, dataBytes: number) => {
+      const text = Buffer.from(JSON.stringify(header));
+      const size = Buffer.alloc(8);
+      size.writeBigUInt64LE(BigInt(text.length));
+      return Buffer.concat([size, text, Buffer.alloc(dataBytes)]);
+    };
+    // 64 entries over one 4 KiB region: decoding would copy it 64 times.
+    const aliased = Object.fromEntries(
+      Array.from({ length: 64 }, (_, i) => [`t${i}`, { dtype: 'F32', shape: [1024], data_offsets: [0, 4096] }]),
+    );
+    expect(() => decodeSafetensors(file(aliased, 4096))).toThrow(/tensors 't\d+' and 't\d+' overlap \(bytes 0\.\.4096 and 0\.\.4096\)/);
+    // Partly overlapping entries too; disjoint and empty ones are fine.
+    const partial = { a: { dtype: 'U8', shape: [8], data_offsets: [0, 8] }, b: { dtype: 'U8', shape: [8], data_offsets: [4, 12] } };
+    const fine = { a: { dtype: 'U8', shape: [8], data_offsets: [0, 8] }, e: { dtype: 'U8', shape: [0], data_offsets: [4, 4] } };
+    expect(() => decodeSafetensors(file(partial, 12))).toThrow(/tensors 'a' and 'b' overlap/);
+    expect(decodeSafetensors(file(fine, 12)).tensors.map((t) => t.name)).toEqual(['a', 'e']);
+  });
 });

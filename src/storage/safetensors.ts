@@ -72,10 +72,12 @@ export function decodeSafetensors(bytes: Uint8Array): { tensors: NamedTensor[]; 
   if (typeof header !== 'object' || header === null || Array.isArray(header)) throw new SafetensorsError('header is not an object');
   const dataStart = 8 + headerLength;
   const dataLength = bytes.length - dataStart;
+  const entries = Object.entries(header)
+    .filter(([name]) => name !== '__metadata__')
+    .map(([name, raw]) => ({ name, entry: checkEntry(name, raw, dataLength) }));
+  checkDisjoint(entries);
   const tensors: NamedTensor[] = [];
-  for (const [name, raw] of Object.entries(header)) {
-    if (name === '__metadata__') continue;
-    const entry = checkEntry(name, raw, dataLength);
+  for (const { name, entry } of entries) {
     const [begin, end] = entry.data_offsets;
     // Copy into an aligned buffer: typed arrays need offsets that are multiples of their element size.
     const copy = new Uint8Array(end - begin);
@@ -84,6 +86,23 @@ export function decodeSafetensors(bytes: Uint8Array): { tensors: NamedTensor[]; 
     tensors.push({ name, shape: entry.shape, data });
   }
   return { tensors, metadata: checkMetadata(header.__metadata__) };
+}
+
+/**
+ * No two tensors may share bytes: entries that alias the same data would make decoding copy it
+ * many times over (a small file decoding to a large state), and no writer produces them.
+ */
+function checkDisjoint(entries: { name: string; entry: HeaderEntry }[]): void {
+  const spans = entries.filter((e) => e.entry.data_offsets[1] > e.entry.data_offsets[0]);
+  spans.sort((a, b) => a.entry.data_offsets[0] - b.entry.data_offsets[0]);
+  for (let i = 1; i < spans.length; i++) {
+    const [previous, next] = [spans[i - 1], spans[i]];
+    if (next.entry.data_offsets[0] < previous.entry.data_offsets[1]) {
+      throw new SafetensorsError(
+        `tensors '${previous.name}' and '${next.name}' overlap (bytes ${previous.entry.data_offsets.join('..')} and ${next.entry.data_offsets.join('..')})`,
+      );
+    }
+  }
 }
 
 function checkEntry(name: string, raw: unknown, dataLength: number): HeaderEntry {
