@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { addToBf16, decodeBf16, encodeBf16 } from '../src/wire/bf16.ts';
 import { RingCluster } from './helpers/ring-cluster.ts';
+import pino from 'pino';
+import { RingLinks } from '../src/worker/ring-links.ts';
 
 // Sizes: empty, one value, odd, not divisible by any N in 2..5, a few pipelined chunks, and ≥ 4 M floats.
 const SIZES = [0, 1, 7, 1009, 200_003, 4_194_319];
@@ -39,6 +41,29 @@ describe('ring all-reduce between real processes over real WebSockets', () => {
     } finally {
       await cluster.stop();
     }
+  });
+});
+
+describe('ring links', () => {
+  it('bound every wait by the run’s peerTimeoutMs given at formation, not a fixed 15 s', async () => {
+    const links = new RingLinks({
+      bindHost: '127.0.0.1',
+      port: 0,
+      token: 'test-token',
+      log: pino({ level: 'silent' }),
+      chunkFloats: 1024,
+      timeoutMs: 15000,
+    });
+    const port = await links.listen();
+    // Rank 0 of two; rank 1 (the next) never connects, and the previous one's port refuses.
+    const members = [
+      { workerId: 'w0', host: '127.0.0.1', port },
+      { workerId: 'w1', host: '127.0.0.1', port: 1 },
+    ];
+    const started = Date.now();
+    await expect(links.form(1, 0, members, 'f32', 600)).rejects.toThrow(/within 600 ms/);
+    expect(Date.now() - started).toBeLessThan(5000);
+    await links.close();
   });
 });
 

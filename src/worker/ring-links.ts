@@ -19,6 +19,7 @@ export interface RingLinkOptions {
   token: string;
   log: Logger;
   chunkFloats: number;
+  /** Until a run's config gives peerTimeoutMs (form()). */
   timeoutMs: number;
   tls?: TlsOptions;
   /** Whether the worker is ready (joined and data loaded), for the /readyz probe. */
@@ -31,6 +32,8 @@ const RETRY_LATER = 4001;
 export class RingLinks {
   private readonly server: AuthenticatedServer;
   private generation = -1;
+  /** The current generation's bound on every ring wait (the run's peerTimeoutMs). */
+  private timeoutMs: number;
   private rank = 0;
   private world = 1;
   private toNext: WebSocket | null = null;
@@ -42,6 +45,7 @@ export class RingLinks {
   private nextId = '';
 
   constructor(private readonly options: RingLinkOptions) {
+    this.timeoutMs = options.timeoutMs;
     // Plain requests (not WebSocket upgrades) are health probes: Kubernetes' kubelet sends no
     // token, and the answers say nothing a peer could use.
     this.server = new AuthenticatedServer({
@@ -68,15 +72,23 @@ export class RingLinks {
    * Connects this worker into the ring of `generation` and returns the all-reduce that runs over
    * it. Rejects with a RingError when a neighbour cannot be reached within the timeout.
    */
-  async form(generation: number, rank: number, members: Peer[], wireFormat: WireFormat = 'f32'): Promise<RingAllReduce> {
+  /** Links this rank into the ring of `generation`; every wait (connect, hello, handshake, a frame) is bounded by timeoutMs. */
+  async form(
+    generation: number,
+    rank: number,
+    members: Peer[],
+    wireFormat: WireFormat = 'f32',
+    timeoutMs = this.options.timeoutMs,
+  ): Promise<RingAllReduce> {
     this.closeLinks(new RingError(`ring re-formed for generation ${generation}`));
+    this.timeoutMs = timeoutMs;
     this.generation = generation;
     this.rank = rank;
     this.world = members.length;
     this.selfId = members[rank].workerId;
     this.nextId = members[(rank + 1) % this.world].workerId;
     if (this.world === 1) {
-      this.ring = new RingAllReduce(0, 1, () => {}, { ...this.options, wireFormat });
+      this.ring = new RingAllReduce(0, 1, () => {}, { ...this.options, timeoutMs, wireFormat });
       return this.ring;
     }
     const previous = members[(rank - 1 + this.world) % this.world];
@@ -84,7 +96,7 @@ export class RingLinks {
     if (generation !== this.generation) throw new RingError(`ring generation ${generation} was superseded`);
     this.toNext = toNext;
     this.fromPrevious = fromPrevious;
-    const ring = new RingAllReduce(rank, this.world, (parts) => this.sendToNext(parts), { ...this.options, wireFormat });
+    const ring = new RingAllReduce(rank, this.world, (parts) => this.sendToNext(parts), { ...this.options, timeoutMs, wireFormat });
     this.ring = ring;
     fromPrevious.on('message', (data: Buffer, isBinary: boolean) => {
       if (isBinary) ring.receive(data);
@@ -128,7 +140,7 @@ export class RingLinks {
   /** A neighbour connected to our server: it must say hello for our generation as our next rank. */
   private onIncoming(socket: WebSocket): void {
     socket.on('error', (error) => this.options.log.debug({ err: error }, 'incoming ring link error'));
-    const helloTimer = setTimeout(() => socket.close(1008, 'no hello'), this.options.timeoutMs);
+    const helloTimer = setTimeout(() => socket.close(1008, 'no hello'), this.timeoutMs);
     socket.once('message', (data: Buffer) => {
       clearTimeout(helloTimer);
       const hello = decodeRingHello(data);
@@ -165,8 +177,8 @@ export class RingLinks {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         if (this.waitingForNext === accept) this.waitingForNext = null;
-        reject(new RingError(`the next rank did not connect within ${this.options.timeoutMs} ms (generation ${generation})`));
-      }, this.options.timeoutMs);
+        reject(new RingError(`the next rank did not connect within ${this.timeoutMs} ms (generation ${generation})`));
+      }, this.timeoutMs);
       const accept = (socket: WebSocket) => {
         clearTimeout(timer);
         resolve(socket);
@@ -177,7 +189,7 @@ export class RingLinks {
 
   /** Connects to the previous rank's server, retrying while it is not up or not yet at our generation. */
   private async connectPrevious(generation: number, previous: Peer): Promise<WebSocket> {
-    const deadline = Date.now() + this.options.timeoutMs;
+    const deadline = Date.now() + this.timeoutMs;
     let lastError = 'no attempt';
     while (Date.now() < deadline && generation === this.generation) {
       try {
@@ -198,7 +210,7 @@ export class RingLinks {
         headers: authorizationHeader(this.options.token),
         maxPayload: this.maxFrameBytes,
         ...tlsClientOptions(this.options.tls),
-        handshakeTimeout: this.options.timeoutMs,
+        handshakeTimeout: this.timeoutMs,
       });
       socket.binaryType = 'nodebuffer';
       const fail = (message: string) => {

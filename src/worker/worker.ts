@@ -4,7 +4,7 @@
 // upload state. It reconnects with backoff when the coordinator goes away.
 import WebSocket from 'ws';
 import { authorizationHeader } from '../wire/auth.ts';
-import { configHash, validateConfig, type OccamConfig } from '../config.ts';
+import { configHash, DEFAULT_CONFIG, validateConfig, type OccamConfig } from '../config.ts';
 import { loadDataSource } from '../training/data/load.ts';
 import { selectBackend, type BackendRequest } from '../training/engine.ts';
 import { measureMatmulFlops } from '../training/flops.ts';
@@ -76,7 +76,7 @@ export class Worker {
       token: options.token,
       log: options.log,
       chunkFloats: RING_CHUNK_FLOATS,
-      timeoutMs: 15000,
+      timeoutMs: DEFAULT_CONFIG.peerTimeoutMs,
       tls: options.tls,
       ready: () => this.ready,
     });
@@ -332,7 +332,7 @@ export class Worker {
     this.generation = generation;
     setLogContext(this.options.log, { rank });
     this.ring = null;
-    const ring = await this.links.form(generation, rank, members, this.config?.wireFormat);
+    const ring = await this.links.form(generation, rank, members, this.config?.wireFormat, this.config?.peerTimeoutMs);
     if (this.generation === generation) {
       this.ring = ring;
       this.requireMember().join(rank, members.length, ring);
