@@ -448,6 +448,14 @@ describe('a live run refuses bad connections and carries on unaffected', () => {
     // Health and status are open and read-only.
     expect(await httpStatus(`http://127.0.0.1:${cluster.port}/healthz`)).toBe(200);
     expect(await httpStatus(`http://127.0.0.1:${w0.ringPort}/healthz`)).toBe(200);
+    for (const method of ['POST', 'PUT', 'DELETE']) {
+      for (const path of ['/healthz', '/readyz', '/status.json', '/metrics', '/']) {
+        const answer = await fetch(`http://127.0.0.1:${cluster.port}${path}`, { method });
+        expect(answer.status, `${method} ${path}`).toBe(405);
+        expect(answer.headers.get('allow')).toBe('GET, HEAD');
+      }
+      expect((await fetch(`http://127.0.0.1:${w0.ringPort}/healthz`, { method })).status, `${method} on a ring port`).toBe(405);
+    }
     expect((await cluster.status()).phase, 'all of the above happened while the run trained').toBe('training');
 
     expect(await cluster.finished()).toEqual([0, 0, 0]);

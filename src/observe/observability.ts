@@ -42,9 +42,15 @@ export function withObservability<T extends ObservedOptions>(options: T): T {
     options.onEvent?.(event);
   };
 
+  const VIEW_PATHS = ['/', '/index.html', '/live.json', '/metrics', `/${REPORT_FILE}`];
   const serve = (request: IncomingMessage, response: ServerResponse): boolean => {
-    if (request.method !== 'GET' && request.method !== 'HEAD') return false;
     const path = (request.url ?? '/').split('?')[0];
+    if (request.method !== 'GET' && request.method !== 'HEAD') {
+      if (!VIEW_PATHS.includes(path)) return false;
+      response.writeHead(405, { allow: 'GET, HEAD', 'content-type': 'text/plain' });
+      response.end(`${request.method} is not allowed on ${path}: these pages are read-only (GET)\n`);
+      return true;
+    }
     switch (path) {
       case '/':
       case '/index.html':

@@ -84,7 +84,11 @@ export class AuthenticatedServer {
   private serve(request: IncomingMessage, response: ServerResponse): void {
     const path = (request.url ?? '/').split('?')[0];
     const readOnly = request.method === 'GET' || request.method === 'HEAD';
-    const answer = readOnly ? (this.options.routes?.(path) ?? null) : null;
+    const answer = this.options.routes?.(path) ?? null;
+    if (answer && !readOnly) {
+      response.setHeader('allow', 'GET, HEAD');
+      return sendJson(response, 405, { error: `${request.method} is not allowed on ${path} (GET only)` });
+    }
     if (answer) return sendJson(response, answer.status, answer.body);
     if (this.options.fallback?.(request, response)) return;
     sendJson(response, 404, { error: 'not found' });
