@@ -99,6 +99,8 @@ describe('a running coordinator observed from outside', () => {
       const ringAt = lines.findIndex((l) => l.msg === 'ring formed');
       expect(ringAt).toBeGreaterThan(0);
       for (const line of lines.slice(ringAt)) expect(line).toMatchObject({ role: 'worker', runId: 'obs-run', rank: worker });
+      // A run that went well leaves no warning in a worker's log, its normal end included.
+      expect(lines.filter((l) => (l.level as number) >= 40).map((l) => l.msg)).toEqual([]);
     }
     expect(existsSync(join(runDir, 'report.html'))).toBe(true);
   });

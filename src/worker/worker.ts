@@ -200,7 +200,9 @@ export class Worker {
         this.ring = null;
         this.generation = -1;
         if (welcomed) {
-          log.warn({ code, reason: reason.toString() }, 'connection to the coordinator closed');
+          // After the coordinator's shutdown the close is the normal end of a run, not a warning.
+          if (this.stopped) log.info({ code, reason: reason.toString() }, 'connection to the coordinator closed');
+          else log.warn({ code, reason: reason.toString() }, 'connection to the coordinator closed');
           this.lastProblem = null;
         } else if (failure) {
           log.warn({ err: failure }, 'could not connect to the coordinator');
