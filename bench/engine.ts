@@ -1,7 +1,8 @@
 // `npm run bench -- engine`: samples/s of a full training step — forward, backward, reading the
 // gradient, compacting it to the mask, masked Adam — for the MLP (784-1024-10) and the CNN
-// (u = 32) at batch 128 on every backend that runs here, with PyTorch's figure for the same
-// model and batch when Debian's python3-torch is installed, and where a blas step's time goes.
+// (u = 32) at batch 128 and a GPT (2 layers × 128, 4 heads, block 64; no dropout) at batch 32 on
+// every backend that runs here, with PyTorch's figure for the same model and batch when Debian's
+// python3-torch is installed, and where a blas step's time goes.
 // Options: --seconds S per measurement (default 4), --threads T for BLAS and PyTorch (0 = default).
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -17,24 +18,28 @@ import { pythonWithTorch } from '../test/helpers/python.ts';
 const args = benchArgs();
 const SECONDS = Number(args.seconds ?? 4);
 const THREADS = Number(args.threads ?? 0);
-const BATCH = 128;
-const MODELS: { name: string; settings: Partial<OccamConfig> }[] = [
-  { name: 'MLP 784-1024-10', settings: { model: 'mlp', units: 1024 } },
-  { name: 'CNN u=32', settings: { model: 'cnn', units: 32 } },
+const GPT: Partial<OccamConfig> = { model: 'gpt', dataset: 'moby-dick', layers: 2, heads: 4, width: 128, blockSize: 64, dropout: 0 };
+const MODELS: { name: string; batch: number; settings: Partial<OccamConfig> }[] = [
+  { name: 'MLP 784-1024-10', batch: 128, settings: { model: 'mlp', units: 1024 } },
+  { name: 'CNN u=32', batch: 128, settings: { model: 'cnn', units: 32 } },
+  { name: 'GPT 2×128, block 64 (windows/s)', batch: 32, settings: GPT },
 ];
 
-function torchSamplesPerSecond(model: 'mlp' | 'cnn', units: number): number | string {
+function torchSamplesPerSecond(config: OccamConfig, vocabSize: number): number | string {
   const python = pythonWithTorch();
   if (!python) return 'not installed (apt-get install python3-torch)';
   const script = fileURLToPath(new URL('./torch_step.py', import.meta.url));
-  const run = spawnSync(python, [script, model, String(units), String(BATCH), String(SECONDS), String(THREADS)], { encoding: 'utf8' });
+  const size = config.model === 'gpt' ? [config.width, config.layers, config.heads, config.blockSize, vocabSize] : [config.units];
+  const run = spawnSync(python, [script, config.model, String(config.batchSize), String(SECONDS), String(THREADS), ...size.map(String)], {
+    encoding: 'utf8',
+  });
   return run.status === 0 ? Number(run.stdout.trim()) : `failed: ${run.stderr.trim().split('\n').pop()}`;
 }
 
 const rows: string[] = [];
 const blasSplit: string[] = [];
-for (const { name, settings } of MODELS) {
-  const config = resolveConfig({ ...settings, batchSize: BATCH, trainLimit: 2000, blasThreads: THREADS });
+for (const { name, batch, settings } of MODELS) {
+  const config = resolveConfig({ ...settings, batchSize: batch, trainLimit: 2000, blasThreads: THREADS });
   const data = loadDataSource(config);
   const model = createModel(config, data);
   const rates = new Map<BackendName, number | string>();
@@ -47,7 +52,7 @@ for (const { name, settings } of MODELS) {
     }
     // cpu trains the CNN at seconds per step: one measured step says enough.
     const replica = new Replica(model, data, config);
-    const result = await stepRate(replica, BATCH, SECONDS, 1, 2);
+    const result = await stepRate(replica, batch, SECONDS, 1, 2);
     rates.set(backend, result.samplesPerSecond);
     if (backend === 'blas')
       blasSplit.push(
@@ -55,7 +60,7 @@ for (const { name, settings } of MODELS) {
       );
     process.stderr.write(`  ${name} on ${backend}: ${result.samplesPerSecond.toFixed(0)} samples/s\n`);
   }
-  const torch = torchSamplesPerSecond(config.model as 'mlp' | 'cnn', config.units);
+  const torch = torchSamplesPerSecond(config, data.classes);
   const cell = (v: number | string | undefined) => (typeof v === 'number' ? v.toFixed(0) : `n/a: ${v ?? '—'}`);
   const ratio = (a: number | string | undefined, b: number | string | undefined) =>
     typeof a === 'number' && typeof b === 'number' ? `${(a / b).toFixed(1)}×` : '—';
@@ -64,7 +69,7 @@ for (const { name, settings } of MODELS) {
   );
 }
 
-console.log(`\n# training step throughput, batch ${BATCH} (samples/s; forward, backward, gradient compaction, masked Adam)\n`);
+console.log('\n# training step throughput, batch 128 (GPT 32) (samples/s; forward, backward, gradient compaction, masked Adam)\n');
 console.log(`| model | ${BACKENDS.join(' | ')} | PyTorch | blas / wasm | blas / PyTorch |`);
 console.log(`| --- | ${BACKENDS.map(() => '---:').join(' | ')} | ---: | ---: | ---: |`);
 for (const row of rows) console.log(row);
