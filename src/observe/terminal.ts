@@ -84,7 +84,10 @@ export class TerminalView {
       case 'ring': {
         this.throughput = event.throughput;
         this.peakFlops = event.peakFlops.reduce((a, b) => a + b, 0);
-        const peak = this.peakFlops > 0 ? `; MFU against their measured matrix-product rate, ${formatFlops(this.peakFlops)} in all` : '';
+        const peak =
+          this.throughput && this.peakFlops > 0
+            ? `; MFU against their measured matrix-product rate, ${formatFlops(this.peakFlops)} in all`
+            : '';
         return this.line(
           `ring formed (generation ${event.generation}): ${event.workers.map((w, i) => `${w} (${event.hardware[i]})`).join(', ')}${peak}`,
         );
