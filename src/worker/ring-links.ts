@@ -199,7 +199,9 @@ export class RingLinks {
         await new Promise((resolve) => setTimeout(resolve, 50));
       }
     }
-    throw new RingError(`cannot reach the previous rank ${previous.workerId} at ${previous.host}:${previous.port}: ${lastError}`);
+    throw new RingError(
+      `cannot reach the previous rank ${previous.workerId} at ${previous.host}:${previous.port} within ${this.timeoutMs} ms: ${lastError}`,
+    );
   }
 
   private tryConnect(generation: number, previous: Peer): Promise<WebSocket> {
