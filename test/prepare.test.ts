@@ -24,6 +24,11 @@ function occam(args: string[], env: Record<string, string> = {}) {
   return spawnSync(process.execPath, [OCCAM_BIN, ...args], { encoding: 'utf8', timeout: 240_000, env: { ...process.env, ...env } });
 }
 
+/** `occam train` of the tiny gpt on a token folder, with `flags` (space-separated) and `--run-dir`. */
+function trainGpt(dataPath: string, runDir: string, flags: string, env: Record<string, string> = {}) {
+  return occam(['train', '--model', 'gpt', '--data-path', dataPath, ...TINY_GPT, ...flags.split(' '), '--run-dir', runDir], env);
+}
+
 /** The token ids of a .bin file. */
 function tokensOf(path: string): number[] {
   const bytes = readFileSync(path);
@@ -56,24 +61,7 @@ describe('occam prepare', () => {
     expect(tokenizer.decode([...train, ...val])).toBe(`${FIRST}\n${SECOND}`);
 
     const runDir = join(temp('run'), 'char');
-    const run = occam([
-      'train',
-      '--model',
-      'gpt',
-      '--data-path',
-      out,
-      ...TINY_GPT,
-      '--rounds',
-      '2',
-      '--round-steps',
-      '3',
-      '--batch-size',
-      '8',
-      '--workers',
-      '2',
-      '--run-dir',
-      runDir,
-    ]);
+    const run = trainGpt(out, runDir, '--rounds 2 --round-steps 3 --batch-size 8 --workers 2');
     expect(run.status, run.stderr).toBe(0);
     expect(readMetrics(runDir)).toHaveLength(2);
     expect(JSON.parse(readFileSync(join(runDir, 'config.json'), 'utf8'))).toMatchObject({ dataset: 'tokens', dataPath: out });
@@ -95,26 +83,7 @@ describe('occam prepare', () => {
     expect(ids.length).toBeLessThan((FIRST + SECOND).length / 2); // words, not characters
 
     const runDir = join(temp('run'), 'bpe');
-    const run = occam([
-      'train',
-      '--model',
-      'gpt',
-      '--data-path',
-      out,
-      ...TINY_GPT,
-      '--rounds',
-      '1',
-      '--round-steps',
-      '2',
-      '--batch-size',
-      '2',
-      '--workers',
-      '1',
-      '--eval-limit',
-      '4',
-      '--run-dir',
-      runDir,
-    ]);
+    const run = trainGpt(out, runDir, '--rounds 1 --round-steps 2 --batch-size 2 --workers 1 --eval-limit 4');
     expect(run.status, run.stderr).toBe(0);
     expect(JSON.parse(readFileSync(join(runDir, 'model', 'vocab.json'), 'utf8'))).toEqual({ tokenizer: 'gpt2', vocabSize: 50257 });
     const sampled = occam(['sample', runDir, '--length', '5', '--prompt', 'Call me', '--backend', 'cpu']);
@@ -144,29 +113,9 @@ describe('occam prepare', () => {
     };
     writeFileSync(join(dir, 'meta.json'), JSON.stringify(meta));
     const runDir = join(temp('run'), 'huge');
-    const run = occam(
-      [
-        'train',
-        '--model',
-        'gpt',
-        '--data-path',
-        dir,
-        ...TINY_GPT,
-        '--rounds',
-        '2',
-        '--round-steps',
-        '2',
-        '--batch-size',
-        '4',
-        '--workers',
-        '1',
-        '--eval-limit',
-        '8',
-        '--run-dir',
-        runDir,
-      ],
-      { NODE_OPTIONS: '--max-old-space-size=96' },
-    );
+    const run = trainGpt(dir, runDir, '--rounds 2 --round-steps 2 --batch-size 4 --workers 1 --eval-limit 8', {
+      NODE_OPTIONS: '--max-old-space-size=96',
+    });
     expect(run.status, run.stderr).toBe(0);
     const metrics = readMetrics(runDir);
     expect(metrics).toHaveLength(2);

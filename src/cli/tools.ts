@@ -112,13 +112,17 @@ function quietLog(): Logger {
 export async function sample(args: ParsedArgs): Promise<number> {
   const [runDir, ...extra] = args.positionals;
   if (!runDir || extra.length > 0) throw new UsageError('sample needs exactly one RUN_DIR');
-  const number = (name: string, fallback: number, valid: (n: number) => boolean, rule: string) =>
-    numberFlag(args, name, fallback, valid, rule);
   const options: SampleOptions = {
-    length: number('length', SAMPLE_DEFAULTS.length, (n) => Number.isInteger(n) && n >= 0, 'an integer ≥ 0'),
-    temperature: number('temperature', SAMPLE_DEFAULTS.temperature, (n) => Number.isFinite(n) && n >= 0, 'a number ≥ 0'),
-    topK: number('top-k', SAMPLE_DEFAULTS.topK, (n) => Number.isInteger(n) && n >= 0, 'an integer ≥ 0 (0 = all tokens)'),
-    seed: number('seed', SAMPLE_DEFAULTS.seed, (n) => Number.isInteger(n) && n >= 0 && n <= 4294967295, 'an integer in [0, 2^32)'),
+    length: numberFlag(args, 'length', SAMPLE_DEFAULTS.length, (n) => Number.isInteger(n) && n >= 0, 'an integer ≥ 0'),
+    temperature: numberFlag(args, 'temperature', SAMPLE_DEFAULTS.temperature, (n) => Number.isFinite(n) && n >= 0, 'a number ≥ 0'),
+    topK: numberFlag(args, 'top-k', SAMPLE_DEFAULTS.topK, (n) => Number.isInteger(n) && n >= 0, 'an integer ≥ 0 (0 = all tokens)'),
+    seed: numberFlag(
+      args,
+      'seed',
+      SAMPLE_DEFAULTS.seed,
+      (n) => Number.isInteger(n) && n >= 0 && n <= 4294967295,
+      'an integer in [0, 2^32)',
+    ),
     prompt: args.flags.get('prompt') ?? SAMPLE_DEFAULTS.prompt,
   };
   const backend = args.flags.get('backend');

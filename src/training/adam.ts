@@ -15,13 +15,14 @@ export interface AdamSettings {
 }
 
 /**
- * The settings of optimizer step `t` (1-based) for one parameter. Weight decay applies to weight
- * matrices only — kernels, in Occam's naming — not to biases, norm gains or embeddings.
+ * One parameter's settings at a step's learning rate (learningRateAt, computed once per step).
+ * Weight decay applies to weight matrices only — kernels, in Occam's naming — not to biases,
+ * norm gains or embeddings.
  */
-export function adamSettings(config: OccamConfig, param: ParamSpec, t: number): AdamSettings {
+export function adamSettings(config: OccamConfig, param: ParamSpec, learningRate: number): AdamSettings {
   const { beta1, beta2, epsilon } = config;
   const weightDecay = param.name.endsWith('.kernel') ? config.weightDecay : 0;
-  return { learningRate: learningRateAt(t - 1, config), beta1, beta2, epsilon, weightDecay };
+  return { learningRate, beta1, beta2, epsilon, weightDecay };
 }
 
 /**

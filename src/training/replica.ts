@@ -9,7 +9,7 @@ import { shardRange } from '../common/shard.ts';
 import type { OccamConfig } from '../config.ts';
 import type { NamedTensor } from '../storage/safetensors.ts';
 import { decodeState, encodeState, modelTensors, type ReplicaState, stateDigest } from '../storage/state-format.ts';
-import { adamSettings, adamUpdate, clipFactor } from './adam.ts';
+import { adamSettings, adamUpdate, clipFactor, learningRateAt } from './adam.ts';
 import { type DataSource, type EvalSplit, SEED_SALT } from './data/source.ts';
 import { DeviceState } from './device-state.ts';
 import { activeIndices, applyThreshold, countActive, pruneThreshold } from './masks.ts';
@@ -24,7 +24,7 @@ export class Replica {
   adamSteps = 0;
   /** Values in a compacted gradient: the kept positions of every parameter. */
   gradientLength = 0;
-  /** Global L2 norm of the last applied (mean) gradient, before clipping. */
+  /** Global L2 norm of the last applied (mean) gradient, before clipping; computed only when gradClip is set. */
   gradientNorm = 0;
   private readonly state: DeviceState;
   /** Positions each parameter contributes to a compacted gradient (null = all of them: unmasked, or nothing pruned yet). */
@@ -90,9 +90,11 @@ export class Replica {
       throw new Error(`gradient has ${summed.length} values, the model's active layout has ${this.gradientLength}`);
     }
     this.adamSteps++;
-    this.gradientNorm = globalNorm(summed) / globalCount;
-    const scale = clipFactor(this.gradientNorm, this.config.gradClip) / globalCount;
     const t = this.adamSteps;
+    // The norm is a pass over the whole gradient: taken only when something clips with it.
+    if (this.config.gradClip > 0) this.gradientNorm = globalNorm(summed) / globalCount;
+    const scale = clipFactor(this.gradientNorm, this.config.gradClip) / globalCount;
+    const learningRate = learningRateAt(t - 1, this.config);
     if (this.state.onHost) {
       const { weights, m, v } = this.state.hostArrays();
       weights.forEach((w, i) => {
@@ -104,7 +106,7 @@ export class Replica {
           this.positions[i],
           scale,
           t,
-          adamSettings(this.config, this.params[i], t),
+          adamSettings(this.config, this.params[i], learningRate),
         );
       });
       return;
@@ -113,7 +115,7 @@ export class Replica {
     const all = tf.tensor1d(summed, 'float32');
     this.params.forEach((p, i) => {
       const dense = tf.tidy(() => this.scatterOnDevice(all, i, p));
-      this.state.adam(i, dense, scale, t, adamSettings(this.config, p, t));
+      this.state.adam(i, dense, scale, t, adamSettings(this.config, p, learningRate));
       dense.dispose();
     });
     all.dispose();
