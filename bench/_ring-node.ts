@@ -47,7 +47,9 @@ async function main(): Promise<void> {
     void (async () => {
       try {
         if (command.type === 'form') {
-          ring = await links.form(command.generation, rank, command.members, wireFormat);
+          // The bench's own processes: one fixed key for all of them.
+          const form = { generation: command.generation, rank, members: command.members, ringKey: 'bench' };
+          ring = await links.form(form, wireFormat);
           send({ type: 'formed' });
         } else if (command.type === 'allreduce') {
           for (const size of command.sizes) {

@@ -188,6 +188,12 @@ export const CONFIG_SCHEMA = Type.Object({
     maximum: 1024,
     description: 'Workers in the ring (occam train starts this many; a coordinator waits for them).',
   }),
+  minWorkers: integer({
+    default: 1,
+    minimum: 1,
+    maximum: 1024,
+    description: 'Fewest workers a re-formed ring may have (after losses and exclusions); below it the run waits.',
+  }),
   wireFormat: oneOf(['f32', 'bf16'], {
     default: 'f32',
     description: 'How gradients travel on the ring: float32, or bf16 with float32 sums (half the bytes).',
@@ -208,7 +214,8 @@ export const CONFIG_SCHEMA = Type.Object({
     default: 15000,
     minimum: 100,
     maximum: 86400000,
-    description: 'A worker or peer that says nothing for this long is declared lost.',
+    description:
+      'A worker silent this long is lost; a ring wait this long is judged (slow peer, lost peer or cut link). Every ring timeout is this.',
   }),
 });
 
@@ -293,7 +300,7 @@ export function parseConfigValue(key: string, text: string): unknown {
 
 /** A short stable hash of the settings that change the training result. */
 export function configHash(config: OccamConfig): string {
-  const { backend: _b, blasThreads: _t, workers: _w, heartbeatMs: _h, peerTimeoutMs: _p, ...result } = config;
+  const { backend: _b, blasThreads: _t, workers: _w, minWorkers: _m, heartbeatMs: _h, peerTimeoutMs: _p, ...result } = config;
   const ordered = Object.fromEntries(Object.entries(result).sort(([a], [b]) => a.localeCompare(b)));
   return createHash('sha256').update(JSON.stringify(ordered)).digest('hex').slice(0, 16);
 }
@@ -366,6 +373,9 @@ function checkCombinations(config: OccamConfig): void {
       'peerTimeoutMs',
       `'peerTimeoutMs' (${config.peerTimeoutMs}) must be ≥ 2 × 'heartbeatMs' (${config.heartbeatMs}), or healthy workers would be declared lost between heartbeats`,
     );
+  }
+  if (config.minWorkers > config.workers) {
+    throw new ConfigError('minWorkers', `'minWorkers' (${config.minWorkers}) must be ≤ 'workers' (${config.workers})`);
   }
   if (config.model === 'gpt' && config.width % config.heads !== 0) {
     throw new ConfigError('heads', `'heads' (${config.heads}) must divide 'width' (${config.width})`);

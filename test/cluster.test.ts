@@ -61,9 +61,9 @@ describe('a cluster of N workers trains the same model as one worker', () => {
     expect(summary.restarts).toBe(0);
   });
 
-  it('a replica whose mask is corrupted before the digest check is detected and repaired', async () => {
-    const clean = await train(smallConfig({ workers: 2 }));
-    const corrupted = await train(smallConfig({ workers: 2 }), {
+  it('a replica whose mask is corrupted before the digest check is detected and repaired from the majority', async () => {
+    const clean = await train(smallConfig({ workers: 3 }));
+    const corrupted = await train(smallConfig({ workers: 3 }), {
       workerEnv: (i): Record<string, string> => (i === 1 ? { OCCAM_FAULTS: 'corrupt-mask@prune round=0' } : {}),
     });
     expect(corrupted.summary.resyncs).toBe(1);

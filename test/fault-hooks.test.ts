@@ -35,7 +35,7 @@ describe('fault hooks', () => {
     );
     expect(() => faultHooks('kill@evaluate round=x')).toThrow(/bad filter 'round=x'/);
     expect(() => faultHooks('explode@prune')).toThrow(/cannot parse 'explode@prune' \(actions: kill, stop, corrupt-mask/);
-    expect(() => faultHooks('corrupt-mask@upload')).toThrow(/corrupt-mask happens at prune/);
+    expect(() => faultHooks('corrupt-mask@evaluate')).toThrow(/corrupt-mask happens at prune or upload/);
     expect(faultHooks(undefined)).toEqual({});
   });
 });

@@ -3,9 +3,10 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { ChildProcess } from 'node:child_process';
 import type { RoundMetrics } from '../src/storage/run-dir.ts';
-import { compareStates, latestState, smallConfig, tempRunDir, train } from './helpers/runs.ts';
+import { captureLog, compareStates, latestState, smallConfig, tempRunDir, train } from './helpers/runs.ts';
 import { exitOf, freePort, lineCount, spawnOccam, waitFor } from './helpers/processes.ts';
-import { readMetrics } from '../src/storage/run-dir.ts';
+import { readMetrics, readSummary } from '../src/storage/run-dir.ts';
+import { readFailureLog } from '../src/storage/failure-log.ts';
 
 // 4 rounds of 15 steps (1350 training samples, global batch 96).
 const ROUNDS = 4;
@@ -36,6 +37,57 @@ describe('losing workers', () => {
       expect(metrics[ROUNDS - 1].workers).toBe(2);
       const { progress } = latestState(runDir);
       expect(progress.history).toHaveLength(ROUNDS);
+    });
+  }
+});
+
+describe('a long step is a slow worker, not a lost one', () => {
+  // peerTimeoutMs 3 s; the blocked worker's training thread is stuck for twice that in one call.
+  const slow = (workers: number) => config({ workers, rounds: 2, peerTimeoutMs: 3000, heartbeatMs: 500 });
+  for (const workers of [1, 2]) {
+    it(`N = ${workers}: a step that blocks the training thread for 2 × peerTimeoutMs costs no restart`, async () => {
+      const lines: string[] = [];
+      const { summary, metrics } = await train(slow(workers), {
+        workerEnv: (i): Record<string, string> => (i === workers - 1 ? { OCCAM_FAULTS: 'block:6000@allreduce step=5' } : {}),
+        log: captureLog(lines),
+      });
+      expect(summary.restarts).toBe(0);
+      expectCompleteHistory(metrics, 2);
+      expect(lines.join('\n')).toMatch(/worker slow: one step has kept it busy past peerTimeoutMs/);
+      expect(lines.join('\n')).not.toMatch(/declaring it lost/);
+    });
+  }
+});
+
+describe('a ring-only partition (every worker still reaches the coordinator)', () => {
+  const cases: [string, number, string, RegExp][] = [
+    // local-2 cannot reach local-1's ring port: the ring of three never links.
+    ['cut before the ring forms', 2, 'local-1', /ring link local-1 \(127\.0\.0\.1:\d+\) → local-2 \(127\.0\.0\.1:\d+\) failed/],
+    // local-0's frames to local-1 vanish mid-run (~7 steps in): local-1 waits, and local-0's byte count shows they were sent.
+    [
+      'cut mid-run',
+      0,
+      'local-1 after=1000000',
+      /ring link local-0 \(127\.0\.0\.1:\d+\) → local-1 \(127\.0\.0\.1:\d+\) failed \(\d+ bytes sent never arrived/,
+    ],
+  ];
+  for (const [name, victim, cut, named] of cases) {
+    it(`${name}: the broken pair is named and the run finishes without one of them`, async () => {
+      const lines: string[] = [];
+      const { summary, metrics, runDir } = await train(config({ peerTimeoutMs: 3000 }), {
+        workerEnv: (i): Record<string, string> => (i === victim ? { OCCAM_CUT_LINK: cut } : {}),
+        log: captureLog(lines),
+      });
+      expect(summary.restarts).toBeGreaterThanOrEqual(1);
+      expectCompleteHistory(metrics);
+      expect(Math.min(...metrics.map((m) => m.workers))).toBe(2);
+      expect(lines.join('\n')).toMatch(named);
+      expect(lines.join('\n')).toMatch(/worker excluded from new rings/);
+      // As they happened, in the run directory: the exclusion, and the re-formation it cost.
+      const events = readFailureLog(runDir);
+      expect(events.filter((e) => e.type === 'excluded').length).toBeGreaterThanOrEqual(1);
+      expect(summary.failures.exclusions).toBe(events.filter((e) => e.type === 'excluded').length);
+      expect(summary.restarts).toBe(events.filter((e) => e.type === 'restart').length);
     });
   }
 });
@@ -89,6 +141,10 @@ describe('coordinator restart and elastic membership (separate processes)', () =
     expect(diff.maxWeightDiff).toBe(0);
     expect(diff.maskDiffs).toBe(0);
     expect(metrics.map((m) => m.testLoss)).toEqual(reference.metrics.map((m) => m.testLoss));
+    // The kill -9 left no trace of its own; the history counts it from the second start and the gap before it.
+    const summary = readSummary(runDir);
+    expect(summary?.failures).toMatchObject({ coordinatorRestarts: 1 });
+    expect(summary?.failures.outageMs).toBeGreaterThan(0);
   });
 
   it('a worker joining mid-run is admitted at the next boundary and receives the current state', async () => {

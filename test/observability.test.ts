@@ -127,29 +127,7 @@ describe('a running coordinator observed from outside', () => {
     const families = parsePrometheusText(await metrics.render());
     expect(seriesValue(families, 'occam_worker_peak_flops', { worker: 'w0' })).toBe(2e10);
     expect(seriesValue(families, 'occam_worker_tokens_per_second', { worker: 'w1' })).toBeCloseTo(1000, 9);
-    const round: RoundMetrics = {
-      round: 1,
-      step: 4,
-      trainLoss: 3,
-      holdbackLoss: 2.9,
-      holdbackAccuracy: 0.2,
-      testLoss: 2.95,
-      testAccuracy: 0.2,
-      weightsKept: 1,
-      activeParams: 1000,
-      p: 0.4,
-      samples: 64,
-      compute: 64000,
-      roundMs: 2000,
-      elapsedMs: 2000,
-      stepMs: { compute: 400, allreduce: 75, wait: 12.5, update: 12.5 },
-      bytesPerStep: 4000,
-      tokensPerSecond: 2000,
-      mfu: 0.004,
-      workers: 2,
-      resyncs: 0,
-      restarts: 0,
-    };
+    const round = roundMetrics({ step: 4 });
     metrics.handle({ type: 'round', metrics: round, rounds: 3 });
     const after = parsePrometheusText(await metrics.render());
     expect(seriesValue(after, 'occam_tokens_per_second', {})).toBe(2000);
@@ -185,6 +163,38 @@ describe('a running coordinator observed from outside', () => {
     expect(seriesValue(families, 'occam_bus_bandwidth_bytes_per_second', { worker: 'w' })).toBe(100 / 0.002);
   });
 
+  it('the step gauge does not jump back to the last round’s end when a ring forms at a later commit', async () => {
+    const metrics = new CoordinatorMetrics({ runId: 'unit', config: smallConfig() });
+    const progress = (step: number): RunEvent => ({
+      type: 'progress',
+      round: 2,
+      rounds: 3,
+      step,
+      roundStart: 15,
+      roundEnd: 30,
+      loss: 1,
+      weightsKept: 1,
+      workers: new Map(),
+    });
+    const round1 = roundMetrics({ round: 1, step: 15 });
+    metrics.handle(progress(25));
+    // A joiner is admitted at the commit of step 25: the new ring restores the rounds so far.
+    metrics.restore([round1]);
+    metrics.handle({
+      type: 'ring',
+      generation: 2,
+      workers: ['w0', 'w1'],
+      hardware: ['cpu', 'cpu'],
+      peakFlops: [1e9, 1e9],
+      throughput: null,
+    });
+    expect(seriesValue(parsePrometheusText(await metrics.render()), 'occam_steps_done')).toBe(25);
+    // A fresh coordinator resuming the run starts from the history's last round.
+    const resumed = new CoordinatorMetrics({ runId: 'unit', config: smallConfig() });
+    resumed.restore([round1]);
+    expect(seriesValue(parsePrometheusText(await resumed.render()), 'occam_steps_done')).toBe(15);
+  });
+
   it('pretty logs show role, rank and run id on one readable line', () => {
     const out = captureLines();
     const log = createLogger({ role: 'worker', pretty: true, destination: out.stream });
@@ -196,3 +206,31 @@ describe('a running coordinator observed from outside', () => {
     expect(out.lines[1]).toMatch(/^\d\d:\d\d:\d\d WARN worker rank=1 run=r1 again part=ring$/);
   });
 });
+
+/** One round's metrics as a 2-worker token run reports them. */
+function roundMetrics(overrides: Partial<RoundMetrics>): RoundMetrics {
+  return {
+    round: 1,
+    step: 4,
+    trainLoss: 3,
+    holdbackLoss: 2.9,
+    holdbackAccuracy: 0.2,
+    testLoss: 2.95,
+    testAccuracy: 0.2,
+    weightsKept: 1,
+    activeParams: 1000,
+    p: 0.4,
+    samples: 64,
+    compute: 64000,
+    roundMs: 2000,
+    elapsedMs: 2000,
+    stepMs: { compute: 400, allreduce: 75, wait: 12.5, update: 12.5 },
+    bytesPerStep: 4000,
+    tokensPerSecond: 2000,
+    mfu: 0.004,
+    workers: 2,
+    resyncs: 0,
+    restarts: 0,
+    ...overrides,
+  };
+}

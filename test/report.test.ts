@@ -7,6 +7,7 @@ import { resolveConfig, type OccamConfig } from '../src/config.ts';
 import { OCCAM_BIN } from '../src/coordinator/local-cluster.ts';
 import { renderReport, readRun, writeComparisonReport } from '../src/observe/report.ts';
 import type { RoundMetrics } from '../src/storage/run-dir.ts';
+import { FailureLog } from '../src/storage/failure-log.ts';
 
 /** A run directory as a finished (or crashed) run leaves it, without training one. */
 function fakeRun(parent: string, name: string, config: Partial<OccamConfig>, rounds: number, options: { holdback?: boolean } = {}): string {
@@ -62,6 +63,25 @@ describe('report.html', () => {
     expect(html).toContain('mnist-occam');
     expect(html).not.toMatch(/<script|https?:\/\/(?!www\.w3\.org)/); // opens offline, runs nothing
     expect(html).not.toContain('NaN');
+  });
+
+  it('lists what events.jsonl holds, counted, and the restarts in the summary table come from it', () => {
+    const dir = fakeRun(parent, 'troubled', { strategy: 'occam' }, 2);
+    const log = new FailureLog(dir);
+    log.append({ type: 'coordinator-start' });
+    log.append({ type: 'commit', step: 10 });
+    log.append({ type: 'excluded', worker: 'w2', reason: 'ring link w1 (10.0.0.1:7071) → w2 (10.0.0.2:7071) failed', forMs: 60000 });
+    log.append({ type: 'restart', reason: 'ring link w1 → w2 failed', committedStep: 10 });
+    log.append({ type: 'coordinator-start' });
+    const html = renderReport([readRun(dir)]);
+    expect(html).toMatch(
+      /Failure history of troubled: 1 ring re-formation\(s\) · 0 worker\(s\) lost · 1 exclusion\(s\) · 0 resync\(s\) · 1 coordinator restart\(s\)/,
+    );
+    expect(html).toContain('w2 for 60 s: ring link w1 (10.0.0.1:7071) → w2 (10.0.0.2:7071) failed');
+    expect(html).toContain('(from the commit at step 10)');
+    expect(html).toContain('<td>0 / 1</td>'); // resyncs / restarts
+    // A run that lived through nothing has no such section.
+    expect(renderReport([readRun(fakeRun(parent, 'calm', { strategy: 'occam' }, 2))])).not.toContain('Failure history');
   });
 
   it('a run without holdback leaves gaps, not NaN, and names are escaped', () => {

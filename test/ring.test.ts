@@ -61,7 +61,7 @@ describe('ring links', () => {
       { workerId: 'w1', host: '127.0.0.1', port: 1 },
     ];
     const started = Date.now();
-    await expect(links.form(1, 0, members, 'f32', 600)).rejects.toThrow(/within 600 ms/);
+    await expect(links.form({ generation: 1, rank: 0, members, ringKey: 'k' }, 'f32', 600)).rejects.toThrow(/within 600 ms/);
     expect(Date.now() - started).toBeLessThan(5000);
     await links.close();
   });

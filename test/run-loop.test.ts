@@ -13,6 +13,7 @@ import { selectBackend } from '../src/training/engine.ts';
 import type { MemberHooks } from '../src/training/member.ts';
 import type { Replica } from '../src/training/replica.ts';
 import { faultHooks } from '../src/worker/faults.ts';
+import { readFailureLog } from '../src/storage/failure-log.ts';
 import { type LocalRun, localGroup, loopFor, runLocal as runLocalWith } from './helpers/local-runs.ts';
 import { smallConfig, tempRunDir } from './helpers/runs.ts';
 
@@ -66,12 +67,22 @@ describe('the run loop on in-process replicas', () => {
     expect(three.metrics.every((m) => m.workers === 3)).toBe(true);
   });
 
-  it('resynchronises a replica whose mask was corrupted, and ends where an undisturbed run does', async () => {
+  it('resynchronises a replica whose mask was corrupted from the majority, and ends where an undisturbed run does', async () => {
+    const clean = await runLocal(() => group(3));
     const corrupted = await runLocal(() =>
-      group(2, { hooks: (rank) => faultHooks(rank === 1 ? 'corrupt-mask@prune round=0' : undefined) }),
+      group(3, { hooks: (rank) => faultHooks(rank === 1 ? 'corrupt-mask@prune round=0' : undefined) }),
     );
     expect(corrupted.summary.resyncs).toBe(1);
     expect(corrupted.events.filter((e) => e.type === 'resync').map((e) => (e as { workerId: string }).workerId)).toEqual(['local-1']);
+    expect(corrupted.digest).toBe(clean.digest);
+  });
+
+  it('with no majority (1 against 1) settles for neither: both reload the last commit, and the run ends where an undisturbed one does', async () => {
+    // One set of hooks for every ring, as a worker process keeps its own: the fault fires once.
+    const hooks = [faultHooks(undefined), faultHooks('corrupt-mask@prune round=0')];
+    const corrupted = await runLocal(() => group(2, { hooks: (rank) => hooks[rank] }));
+    expect(corrupted.summary.resyncs).toBe(0);
+    expect(corrupted.summary.restarts).toBe(1);
     expect(corrupted.digest).toBe(pair.digest);
   });
 
@@ -110,6 +121,44 @@ describe('the run loop on in-process replicas', () => {
     expect(run.metrics.map((m) => m.round)).toEqual([1, 2, 3]);
     expect(run.metrics[run.metrics.length - 1].workers).toBe(1);
     expectSameLosses(run.metrics, single.metrics, 1e-5);
+  });
+
+  it('refuses a commit whose upload is not the state every replica reported, and goes on without the uploader', async () => {
+    let first: LocalGroup | null = null;
+    const run = await runLocal((generation) => {
+      if (generation > 0) return (first as LocalGroup).regroup([1, 2]);
+      first = group(3, { hooks: (rank) => faultHooks(rank === 0 ? 'corrupt-mask@upload step=0' : undefined) });
+      return first;
+    });
+    expect(run.summary.restarts).toBe(1);
+    expect(run.metrics.map((m) => m.round)).toEqual([1, 2, 3]);
+    expect(run.metrics[run.metrics.length - 1].workers).toBe(2);
+    const restart = readFailureLog(run.runDir).find((e) => e.type === 'restart');
+    expect(restart).toMatchObject({
+      reason: expect.stringMatching(/rank 0 uploaded a state .* other than the one every replica reported/),
+    });
+  });
+
+  it('excludes a replica that has to be resynchronised again and again, naming it', async () => {
+    // Rank 1 drifts on every step (a faulty GPU, or a member sending wrong values): 3 resyncs and it is out.
+    const drift = { allreduce: (_: unknown, replica: Replica) => void replica.adamSteps++ };
+    let first: LocalGroup | null = null;
+    const run = await runLocal((generation) => {
+      if (generation > 0) return (first as LocalGroup).regroup([0, 2]);
+      first = group(3, { hooks: (rank) => (rank === 1 ? drift : {}) });
+      return first;
+    });
+    const events = readFailureLog(run.runDir);
+    expect(events.filter((e) => e.type === 'resync').map((e) => (e as { worker: string }).worker)).toEqual([
+      'local-1',
+      'local-1',
+      'local-1',
+    ]);
+    expect(events.find((e) => e.type === 'restart')).toMatchObject({
+      reason: 'worker local-1 excluded: its replica had to be resynchronised 3 times',
+    });
+    expect(run.metrics.map((m) => m.round)).toEqual([1, 2, 3]);
+    expect(run.metrics[run.metrics.length - 1].workers).toBe(2);
   });
 
   it('gives up when the same failure recurs from one commit', async () => {

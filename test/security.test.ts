@@ -17,6 +17,7 @@ import {
   decodeEnvelope,
   encodeEnvelope,
   encodeRingHello,
+  heartbeat,
   type Envelope,
   type LayerInfo,
   type MessageKind,
@@ -89,7 +90,11 @@ describe('the coordinator checks every reply against the command and the model',
     expect(replyProblem(runSteps, stepsDone({}), VIEW)).toBeNull();
     expect(replyProblem(runSteps, stepsDone({ lossSum: NaN }), VIEW)).toBeNull();
     expect(
-      replyProblem(command('welcome', { runId: 'r', configJson: '{}', configHash: DIGEST }), envelope('ready', READY), VIEW),
+      replyProblem(
+        command('welcome', { runId: 'r', configJson: '{}', configHash: DIGEST, livenessKey: 'k' }),
+        envelope('ready', READY),
+        VIEW,
+      ),
     ).toBeNull();
     expect(replyProblem(runSteps, envelope('error', { code: 'aborted', message: 'ring re-formed' }), VIEW)).toBeNull();
   });
@@ -167,7 +172,7 @@ describe('the coordinator checks every reply against the command and the model',
   });
 
   it('refuses a ready from a worker that loaded other data or built another model', () => {
-    const welcome = command('welcome', { runId: 'r', configJson: '{}', configHash: DIGEST });
+    const welcome = command('welcome', { runId: 'r', configJson: '{}', configHash: DIGEST, livenessKey: 'k' });
     const other = { ...READY, layers: [{ ...LAYERS[0], shape: [5, 3] }, ...LAYERS.slice(1)] };
     expect(replyProblem(welcome, envelope('ready', other), VIEW)).toMatch(/different model/);
     expect(
@@ -185,7 +190,8 @@ describe('the coordinator checks every reply against the command and the model',
   });
 
   it('allows only heartbeats, progress and errors unsolicited', () => {
-    expect(unsolicitedProblem(envelope('heartbeat', { sentMs: 5 }, 0))).toBeNull();
+    expect(unsolicitedProblem(envelope('heartbeat', { ...heartbeat(20000), sentMs: 5 }, 0))).toBeNull();
+    expect(unsolicitedProblem(envelope('heartbeat', { ...heartbeat(), busyMs: -1 }, 0))).toMatch(/busy time/);
     expect(unsolicitedProblem(envelope('stepProgress', { step: 3, loss: 0.5, times: TIMES, bytesSent: 4 }, 0))).toBeNull();
     expect(
       unsolicitedProblem(envelope('stepProgress', { step: 3, loss: 0.5, times: null as unknown as typeof TIMES, bytesSent: 4 }, 0)),
@@ -217,13 +223,13 @@ describe('a worker checks every command against its state', () => {
   ];
 
   it.each([
-    ['a stale ring generation', envelope('formRing', { generation: 3, rank: 1, members }), /not newer than 3/],
-    ['a rank that belongs to another worker', envelope('formRing', { generation: 4, rank: 0, members }), /belongs to w0/],
-    ['a rank outside the ring', envelope('formRing', { generation: 4, rank: 2, members }), /outside a ring of 2/],
-    ['a member twice', envelope('formRing', { generation: 4, rank: 1, members: [members[1], members[1]] }), /appears twice/],
+    ['a stale ring generation', envelope('formRing', { generation: 3, rank: 1, members, ringKey: 'k' }), /not newer than 3/],
+    ['a rank that belongs to another worker', envelope('formRing', { generation: 4, rank: 0, members, ringKey: 'k' }), /belongs to w0/],
+    ['a rank outside the ring', envelope('formRing', { generation: 4, rank: 2, members, ringKey: 'k' }), /outside a ring of 2/],
+    ['a member twice', envelope('formRing', { generation: 4, rank: 1, members: [members[1], members[1]], ringKey: 'k' }), /appears twice/],
     [
       'a host that would rewrite the URL',
-      envelope('formRing', { generation: 4, rank: 1, members: [{ ...members[0], host: 'evil.com/x?' }, members[1]] }),
+      envelope('formRing', { generation: 4, rank: 1, members: [{ ...members[0], host: 'evil.com/x?' }, members[1]], ringKey: 'k' }),
       /invalid ring host/,
     ],
     ['a command for another generation', envelope('evaluate', { generation: 2 }), /generation 2, this worker is in generation 3/],
@@ -255,7 +261,7 @@ describe('a worker checks every command against its state', () => {
   });
 
   it('accepts the commands of a healthy run', () => {
-    expect(commandProblem(envelope('formRing', { generation: 4, rank: 1, members }), view)).toBeNull();
+    expect(commandProblem(envelope('formRing', { generation: 4, rank: 1, members, ringKey: 'k' }), view)).toBeNull();
     expect(commandProblem(envelope('runSteps', { generation: 3, fromStep: 30, toStep: 45 }), view)).toBeNull();
     expect(commandProblem(envelope('prune', { generation: 3, thresholds: [0.1, 0] }), view)).toBeNull();
     expect(commandProblem(envelope('computeThresholds', { generation: 3, p: 0.4, layers: [1] }), view)).toBeNull();
@@ -418,8 +424,14 @@ describe('a live run refuses bad connections and carries on unaffected', () => {
       code: 1008,
       reason: expect.stringMatching(new RegExp(`protocol version ${PROTOCOL_VERSION + 1}`)),
     });
-    const notJoin = await probe(cluster.url, { token: TEST_TOKEN, frames: [encodeEnvelope('heartbeat', { sentMs: 1 })] });
+    const notJoin = await probe(cluster.url, { token: TEST_TOKEN, frames: [encodeEnvelope('heartbeat', heartbeat())] });
     expect(notJoin).toMatchObject({ kind: 'closed', code: 1008, reason: 'expected join' });
+    // Only the worker that joined holds its liveness key: a token holder cannot keep w0 alive.
+    const livenessImpostor = await probe(cluster.url, {
+      token: TEST_TOKEN,
+      frames: [encodeEnvelope('livenessHello', { workerId: 'w0', key: 'guessed' })],
+    });
+    expect(livenessImpostor).toMatchObject({ kind: 'closed', code: 1008, reason: 'unknown worker or wrong liveness key' });
     const badHost = await probe(cluster.url, {
       token: TEST_TOKEN,
       frames: [encodeEnvelope('join', { workerId: 'w9', ringHost: 'a/b@c', ringPort: 9 })],
@@ -438,12 +450,12 @@ describe('a live run refuses bad connections and carries on unaffected', () => {
     expect(await probe(ring, { token: 'wrong-token' })).toEqual({ kind: 'refused', status: 401 });
     const garbage = await probe(ring, { token: TEST_TOKEN, frames: [Buffer.from('not a hello')] });
     expect(garbage).toMatchObject({ kind: 'closed', code: 1008, reason: 'malformed hello' });
-    // w0 is rank 0 of 2: w1 is its next rank and already linked, so a second "w1" is refused.
+    // w0 is rank 0 of 2: a token holder claiming to be w1, its next rank, lacks this generation's ring key.
     const impostor = await probe(ring, {
       token: TEST_TOKEN,
-      frames: [encodeRingHello({ generation: status.generation, rank: 1, workerId: w1.id })],
+      frames: [encodeRingHello({ generation: status.generation, rank: 1, workerId: w1.id, key: 'guessed' })],
     });
-    expect(impostor).toMatchObject({ kind: 'closed', code: 1008, reason: `rank 1 of generation ${status.generation} is already linked` });
+    expect(impostor).toMatchObject({ kind: 'closed', code: 1008, reason: `wrong ring key for generation ${status.generation}` });
 
     // Health and status are open and read-only.
     expect(await httpStatus(`http://127.0.0.1:${cluster.port}/healthz`)).toBe(200);
@@ -462,7 +474,7 @@ describe('a live run refuses bad connections and carries on unaffected', () => {
     const logs = cluster.log('coordinator');
     expect(logs).toMatch(/missing or wrong cluster token/);
     expect(logs).toMatch(/join refused/);
-    expect(cluster.log(0)).toMatch(/ring connection refused: the next rank is already linked/);
+    expect(cluster.log(0)).toMatch(/ring connection refused: wrong ring key/);
     const run = latestState(cluster.runDir);
     expect(run.progress.restarts).toBe(0);
     const diff = compareStates(reference.tensors, run.tensors);
@@ -554,7 +566,13 @@ describe('a worker under a compromised coordinator', () => {
         server.once('connection', (socket) => {
           socket.once('message', (data: Buffer) => {
             const join = decodeEnvelope(data).message as Messages['join'];
-            socket.send(encodeEnvelope('welcome', { runId: 'run', configJson: JSON.stringify(config), configHash: configHash(config) }, 1));
+            socket.send(
+              encodeEnvelope(
+                'welcome',
+                { runId: 'run', configJson: JSON.stringify(config), configHash: configHash(config), livenessKey: 'k' },
+                1,
+              ),
+            );
             socket.once('message', () => resolve({ socket, ringPort: join.ringPort })); // ready
           });
         });
@@ -576,7 +594,11 @@ describe('a worker under a compromised coordinator', () => {
       const hostile: [Uint8Array, RegExp][] = [
         [encodeEnvelope('computeThresholds', { generation: 0, p: NaN, layers: [0] }, 2), /pruning fraction NaN/],
         [
-          encodeEnvelope('formRing', { generation: 1, rank: 0, members: [{ workerId: 'someone-else', host: '127.0.0.1', port: 9 }] }, 2),
+          encodeEnvelope(
+            'formRing',
+            { generation: 1, rank: 0, members: [{ workerId: 'someone-else', host: '127.0.0.1', port: 9 }], ringKey: 'k' },
+            2,
+          ),
           /belongs to someone-else/,
         ],
         [encodeEnvelope('runSteps', { generation: 0, fromStep: 5, toStep: 1 }, 2), /reversed step range/],
@@ -594,7 +616,11 @@ describe('a worker under a compromised coordinator', () => {
       const { socket, ringPort } = await nextSession();
       const ack = await answer(
         socket,
-        encodeEnvelope('formRing', { generation: 1, rank: 0, members: [{ workerId: 'w0', host: '127.0.0.1', port: ringPort }] }, 2),
+        encodeEnvelope(
+          'formRing',
+          { generation: 1, rank: 0, members: [{ workerId: 'w0', host: '127.0.0.1', port: ringPort }], ringKey: 'k' },
+          2,
+        ),
       );
       expect(ack).toMatchObject({ reply: { kind: 'ack', requestId: 2 } });
       const upload = await answer(socket, encodeEnvelope('uploadState', { generation: 1 }, 3));

@@ -48,6 +48,8 @@ export class Coordinator {
   private group: RemoteGroup | null = null;
   private generation = 0;
   private stopping = false;
+  /** run() has opened the run directory (the failure history has somewhere to go). */
+  private opened = false;
   private phase: 'waiting' | 'training' | 'done' = 'waiting';
   private fatalError: Error | null = null;
 
@@ -66,11 +68,15 @@ export class Coordinator {
     });
     this.members = new Membership({
       config: this.config,
+      maxMessageBytes: options.maxMessageBytes,
       runId: options.runId,
       log: this.log,
       onLeave: (link, reason) => {
-        if (this.group?.has(link)) this.group.lose(new MembershipChanged(`worker ${link.workerId} lost: ${reason}`));
+        if (!this.group?.has(link)) return;
+        if (!this.stopping && !link.leaving) this.runDir.recordFailure({ type: 'worker-lost', worker: link.workerId, reason });
+        this.group.lose(new MembershipChanged(`worker ${link.workerId} lost: ${reason}`));
       },
+      onExcluded: (link, reason, forMs) => this.runDir.recordFailure({ type: 'excluded', worker: link.workerId, reason, forMs }),
       onUnsolicited: (link, envelope) => this.onUnsolicited(link, envelope),
       onPrepareFailed: (error) => this.fail(error),
     });
@@ -101,6 +107,8 @@ export class Coordinator {
   /** Trains the whole run (resuming from the run directory's last checkpoint) and returns its summary. */
   async run(): Promise<RunSummary> {
     this.loop.open();
+    this.opened = true;
+    this.runDir.recordFailure({ type: 'coordinator-start' });
     const watchdog = setInterval(() => this.members.checkLiveness(), this.config.heartbeatMs);
     try {
       // A resumed run starts with whoever reconnects within the grace time; others join later.
@@ -140,6 +148,7 @@ export class Coordinator {
    * over); without, they keep reconnecting, to a restarted coordinator.
    */
   async close(reason = 'coordinator stopping', shutdownWorkers = true): Promise<void> {
+    if (!this.stopping && this.opened) this.runDir.recordFailure({ type: 'coordinator-stop', reason });
     this.stopping = true;
     this.group?.lose(new MembershipChanged(reason));
     this.members.close(reason, shutdownWorkers);
@@ -197,6 +206,7 @@ export class Coordinator {
     if (envelope.kind === 'heartbeat' || (envelope.kind === 'error' && envelope.requestId !== 0)) return;
     // Progress counts only from the ring: a worker waiting to join has no steps to report.
     if (envelope.kind === 'stepProgress') return this.group?.progress(link, envelope.message as Messages['stepProgress']);
+    if (envelope.kind === 'ringStall') return this.group?.stalled(link, envelope.message as Messages['ringStall']);
     if (envelope.kind === 'leave') {
       link.leaving = true;
       // A ring member goes at the next commit (the group's boundary) or ring (formGroup); any other worker now.
@@ -211,7 +221,7 @@ export class Coordinator {
     this.log.warn({ worker: link.workerId, kind: envelope.kind }, 'unexpected message from worker');
   }
 
-  /** Waits for `needed` ready workers; after `graceMs`, one is enough. */
+  /** Waits for `needed` ready workers; after `graceMs`, minWorkers are enough. */
   private async waitForWorkers(needed: number, graceMs: number): Promise<void> {
     this.phase = 'waiting';
     const startedMs = Date.now();
@@ -223,7 +233,7 @@ export class Coordinator {
         if (this.loop.stopRequested) throw new RunStopped(this.loop.committed?.progress.step ?? 0);
         if (this.stopping) throw new Error('coordinator stopped while waiting for workers');
         const ready = this.members.ready().length;
-        if (ready >= needed || (ready >= 1 && Date.now() - startedMs >= graceMs)) return;
+        if (ready >= needed || (ready >= this.config.minWorkers && Date.now() - startedMs >= graceMs)) return;
         if (ready !== announced) {
           this.log.info({ ready, needed }, 'waiting for workers');
           this.options.onEvent?.({ type: 'waiting', ready, needed });

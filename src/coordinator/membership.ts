@@ -6,21 +6,31 @@ import type { IncomingMessage } from 'node:http';
 import type { WebSocket } from 'ws';
 import { configHash, type OccamConfig } from '../config.ts';
 import type { Logger } from '../common/log.ts';
-import { decodeEnvelope, type Envelope, type Messages } from '../wire/protocol.ts';
+import { decodeEnvelope, heartbeat, type Envelope, type Messages } from '../wire/protocol.ts';
+import { setMessageLimit } from '../wire/server.ts';
 import { closeReason, joinProblem, readyMismatch } from '../wire/validate.ts';
+import { stateBytesBound } from '../storage/state-format.ts';
 import { LinkClosed, WorkerLink } from './worker-link.ts';
 
 /** How long a new connection may take to send its join. */
 const JOIN_TIMEOUT_MS = 10000;
+/** Largest message before a join (a join or a liveness hello is a few hundred bytes). */
+const PRE_JOIN_MAX_BYTES = 16 * 1024;
+/** Largest message from a joined worker before it is ready (its ready lists every layer). */
+const JOINED_MAX_BYTES = 32 * 2 ** 20;
 
 export interface MembershipOptions {
   config: OccamConfig;
+  /** The operator's bound on one message (--max-message-mb); a ready worker's is the lesser of it and its state size. */
+  maxMessageBytes: number;
   runId: string;
   log: Logger;
   /** A worker disconnected or was declared lost. */
   onLeave(link: WorkerLink, reason: string): void;
   /** A message that answers no request (progress reports). */
   onUnsolicited(link: WorkerLink, envelope: Envelope): void;
+  /** A worker was kept out of new rings for `forMs` (one end of a broken ring link). */
+  onExcluded?(link: WorkerLink, reason: string, forMs: number): void;
   /** The first worker to prepare the run could not: they share config and data, so none can. */
   onPrepareFailed(error: Error): void;
 }
@@ -30,6 +40,12 @@ export class Membership {
   reference: Messages['ready'] | null = null;
   private readonly links = new Map<string, WorkerLink>();
   private waiters: (() => void)[] = [];
+  /** Workers whose welcome failed before any was ready. */
+  private readonly prepareFailures = new Set<string>();
+  /** Workers kept out of new rings until then (ms since the epoch), by worker id. */
+  private readonly excludedUntil = new Map<string, number>();
+  /** Workers said to be slow (busy past peerTimeoutMs), until they are not. */
+  private readonly slow = new Set<WorkerLink>();
   private closed = false;
 
   constructor(private readonly options: MembershipOptions) {}
@@ -39,9 +55,24 @@ export class Membership {
     return [...this.links.values()];
   }
 
-  /** Workers that have loaded the data and built the model and are staying, in worker-id order (the rank order). */
+  /** Workers that have loaded the data and built the model, are staying and not excluded, in worker-id order (the rank order). */
   ready(): WorkerLink[] {
-    return this.all.filter((l) => l.ready !== null && l.isOpen && !l.leaving).sort((a, b) => a.workerId.localeCompare(b.workerId));
+    const now = Date.now();
+    return this.all
+      .filter((l) => l.ready !== null && l.isOpen && !l.leaving && (this.excludedUntil.get(l.workerId) ?? 0) <= now)
+      .sort((a, b) => a.workerId.localeCompare(b.workerId));
+  }
+
+  /**
+   * Keeps `link` out of new rings for 4 × peerTimeoutMs (one end of a broken ring link): then it is
+   * a joiner again, admitted at the next commit, and excluded again if its link is still broken.
+   */
+  exclude(link: WorkerLink, reason: string): void {
+    const ms = 4 * this.options.config.peerTimeoutMs;
+    this.excludedUntil.set(link.workerId, Date.now() + ms);
+    this.options.log.warn({ worker: link.workerId, forMs: ms, reason }, 'worker excluded from new rings');
+    this.options.onExcluded?.(link, reason, ms);
+    setTimeout(() => this.wake(), ms + 10).unref();
   }
 
   /** Resolves at the next change: a worker ready or gone, or wake(). */
@@ -59,6 +90,7 @@ export class Membership {
   accept(socket: WebSocket, request: IncomingMessage): void {
     const { log } = this.options;
     const remote = request.socket.remoteAddress;
+    setMessageLimit(socket, PRE_JOIN_MAX_BYTES);
     socket.on('error', (error) => log.debug({ remote, err: error.message }, 'control socket error'));
     const joinTimer = setTimeout(() => socket.close(1008, 'no join'), JOIN_TIMEOUT_MS);
     socket.once('message', (data: Buffer) => {
@@ -71,6 +103,7 @@ export class Membership {
         socket.close(1008, closeReason((error as Error).message));
         return;
       }
+      if (envelope.kind === 'livenessHello') return this.attachLiveness(socket, envelope.message as Messages['livenessHello'], remote);
       if (envelope.kind !== 'join') {
         log.warn({ remote, kind: envelope.kind }, 'connection refused: first message is not a join');
         socket.close(1008, 'expected join');
@@ -80,17 +113,29 @@ export class Membership {
     });
   }
 
-  /** Heartbeats to every worker; one silent for peerTimeoutMs is declared lost. */
+  /**
+   * Heartbeats to every worker; one silent for peerTimeoutMs is declared lost. One whose liveness
+   * thread says its training thread is inside a step that long is slow, not lost: said once.
+   */
   checkLiveness(): void {
     const now = Date.now();
+    const { config, log } = this.options;
     for (const link of this.links.values()) {
       const silentMs = now - link.lastHeardMs;
-      if (silentMs > this.options.config.peerTimeoutMs) {
-        this.options.log.warn({ worker: link.workerId, silentMs }, 'worker silent; declaring it lost');
+      if (silentMs > config.peerTimeoutMs) {
+        log.warn({ worker: link.workerId, silentMs }, 'worker silent; declaring it lost');
         link.terminate(`silent for ${silentMs} ms`);
-      } else {
-        link.send('heartbeat', { sentMs: now });
+        continue;
       }
+      link.send('heartbeat', heartbeat());
+      const slow = link.busyMs > config.peerTimeoutMs;
+      if (slow && !this.slow.has(link))
+        log.warn(
+          { worker: link.workerId, busyMs: link.busyMs },
+          'worker slow: one step has kept it busy past peerTimeoutMs; waiting for it',
+        );
+      if (slow) this.slow.add(link);
+      else this.slow.delete(link);
     }
   }
 
@@ -108,6 +153,18 @@ export class Membership {
       link.close(1001, reason);
     }
     this.wake();
+  }
+
+  /** A worker's second connection: its heartbeats, from a thread its training cannot block. */
+  private attachLiveness(socket: WebSocket, hello: Messages['livenessHello'], remote: string | undefined): void {
+    const link = this.links.get(hello.workerId);
+    if (!link?.attachLiveness(socket, hello.key)) {
+      this.options.log.warn(
+        { remote, workerId: hello.workerId.slice(0, 128) },
+        'liveness connection refused: no such worker, or a wrong key',
+      );
+      socket.close(1008, 'unknown worker or wrong liveness key');
+    }
   }
 
   private admit(socket: WebSocket, join: Messages['join'], remote: string | undefined): void {
@@ -130,16 +187,23 @@ export class Membership {
       reference: this.reference,
     }));
     this.links.set(workerId, link);
+    setMessageLimit(socket, Math.min(JOINED_MAX_BYTES, this.options.maxMessageBytes));
     socket.on('message', (data: Buffer) => link.receiveFrame(data));
     link.onClose((reason) => {
       if (this.links.get(workerId) === link) this.links.delete(workerId);
+      this.slow.delete(link);
       // Expected when the coordinator itself closes the connections (the run is over) or released the worker.
       log[this.closed || link.leaving ? 'info' : 'warn']({ worker: workerId, reason }, 'worker disconnected');
       this.options.onLeave(link, reason);
       this.wake();
     });
     log.info({ worker: workerId, remote }, 'worker joined');
-    const welcome = { runId: this.options.runId, configJson: JSON.stringify(config), configHash: configHash(config) };
+    const welcome = {
+      runId: this.options.runId,
+      configJson: JSON.stringify(config),
+      configHash: configHash(config),
+      livenessKey: link.livenessKey,
+    };
     link
       .request('welcome', welcome)
       .then((ready) => {
@@ -152,6 +216,8 @@ export class Membership {
         }
         link.ready = ready;
         this.reference ??= ready;
+        // From now on its largest message is a state upload, and this model's states have a size.
+        setMessageLimit(socket, Math.min(this.options.maxMessageBytes, stateBytesBound(ready.layers) + 4096));
         log.info({ worker: workerId, backend: ready.backend, data: ready.data.description }, 'worker ready');
         this.wake();
       })
@@ -160,7 +226,10 @@ export class Membership {
         log.error({ worker: workerId, err: error.message }, 'worker could not prepare the run');
         link.close(1011, error.message);
         // Once one worker could prepare, the problem is this worker's (or a misbehaving peer's) alone.
-        if (!this.reference)
+        // Before, it is the run's (bad config or data) once two workers fail alike, or the only one
+        // does: a single misbehaving member cannot stop the run by failing first.
+        this.prepareFailures.add(workerId);
+        if (!this.reference && this.prepareFailures.size >= Math.min(2, config.workers))
           this.options.onPrepareFailed(
             new Error(`worker ${workerId} could not prepare the run: ${error.message.replace(/^worker \S+: /, '')}`),
           );

@@ -1,12 +1,15 @@
 // A ring generation of worker processes, driven over their control links: each group command is
 // one request per member (by rank), raced against the loss of any member, so a lost worker turns
-// every pending command into MembershipChanged. Forming it links the ring neighbours.
+// every pending command into MembershipChanged. Forming it links the ring neighbours; a link
+// that fails (at forming, or as a stall: ring-health.ts) ends the generation without one of its pair.
 import type { OccamConfig } from '../config.ts';
+import { randomKey } from '../wire/auth.ts';
 import type { Logger } from '../common/log.ts';
 import type { Messages } from '../wire/protocol.ts';
 import type { Membership } from './membership.ts';
 import { MembershipChanged, type GroupFacts, type ReplicaGroup, type StepProgress } from './replica-group.ts';
-import type { WorkerLink } from './worker-link.ts';
+import { brokenPairOf, describeLink, excludedOf, judgeStall } from './ring-health.ts';
+import { WorkerError, type WorkerLink } from './worker-link.ts';
 
 export class RemoteGroup implements ReplicaGroup {
   readonly memberIds: readonly string[];
@@ -46,12 +49,31 @@ export class RemoteGroup implements ReplicaGroup {
     if (rank >= 0) this.progressListener?.(rank, message);
   }
 
+  /** A member has waited peerTimeoutMs for its previous rank: it waits on, unless the link between them is broken. */
+  stalled(link: WorkerLink, stall: Messages['ringStall']): void {
+    const rank = this.links.indexOf(link);
+    if (rank < 0 || stall.generation !== this.generation) return;
+    const previous = this.links[(rank - 1 + this.links.length) % this.links.length];
+    // A slow previous rank is said by the membership's liveness check; a lost one is declared there.
+    const verdict = judgeStall(previous, link, stall);
+    if (verdict.kind === 'broken') this.linkFailed([verdict.from, verdict.to], verdict.why);
+  }
+
   /** Links every member to its ring neighbours; the ring exists once all acknowledge. */
   async form(): Promise<void> {
     const members = this.links.map((l) => ({ workerId: l.workerId, host: l.ringHost, port: l.ringPort }));
     for (const link of this.links) if (!link.isOpen) throw new MembershipChanged(`worker ${link.workerId} left`);
     this.log.info({ generation: this.generation, workers: this.memberIds }, 'forming the ring');
-    await this.all((rank) => this.links[rank].request('formRing', { generation: this.generation, rank, members }), this.formTimeoutMs);
+    try {
+      const ringKey = randomKey();
+      await this.all(
+        (rank) => this.links[rank].request('formRing', { generation: this.generation, rank, members, ringKey }),
+        this.formTimeoutMs,
+      );
+    } catch (error) {
+      const pair = error instanceof WorkerError ? brokenPairOf(this.links, error.workerId, error.code) : null;
+      throw pair ? this.linkFailed(pair, (error as WorkerError).message.replace(/^worker \S+: /, '')) : error;
+    }
   }
 
   load(step: number, state: Uint8Array | null) {
@@ -88,7 +110,9 @@ export class RemoteGroup implements ReplicaGroup {
     return this.guard(this.links[rank].request('loadState', { generation: this.generation, step, initialize: false, state }));
   }
 
+  /** Drops a misbehaving member; it sits out new rings for a while (its reconnection is admitted later). */
   exclude(rank: number, reason: string): void {
+    this.members.exclude(this.links[rank], reason);
     this.links[rank].terminate(reason);
   }
 
@@ -101,6 +125,18 @@ export class RemoteGroup implements ReplicaGroup {
     }
     const joiners = this.members.ready().filter((l) => !this.links.includes(l)).length;
     return joiners > 0 ? `admitting ${joiners} new worker(s)` : null;
+  }
+
+  /** Ends this generation for a broken link; the pair's newer member sits out the next rings for a while. */
+  private linkFailed(pair: [WorkerLink, WorkerLink], why: string): MembershipChanged {
+    const excluded = excludedOf(pair, this.config.heartbeatMs);
+    const link = describeLink(...pair);
+    if (excluded) this.members.exclude(excluded, `${link} failed`);
+    this.log.warn({ from: pair[0].workerId, to: pair[1].workerId, excluded: excluded?.workerId, why }, `${link} failed`);
+    const without = excluded ? `; the next rings go without ${excluded.workerId} for a while` : '';
+    const error = new MembershipChanged(`${link} failed (${why})${without}`);
+    this.lose(error);
+    return error;
   }
 
   /** Ring formation and the first state load may wait on slow peers and large states. */

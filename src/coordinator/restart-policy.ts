@@ -68,7 +68,7 @@ export async function runGenerations(loop: RunLoop, policy: RestartPolicy, drive
       if (ends) throw ends;
       const outcome = classify(error);
       if (outcome.kind === 'fatal') throw outcome.error;
-      loop.countRestart();
+      loop.countRestart(outcome.reason);
       // A failure that recurs from the same commit would loop forever: back off, then give up.
       const decision = policy.decide(outcome.reason, loop.committed?.progress.step ?? 0);
       if (decision.action === 'give-up') throw decision.error;

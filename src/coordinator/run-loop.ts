@@ -14,6 +14,9 @@ import { endRound } from './round-end.ts';
 import type { Committed, RunState } from './run-state.ts';
 
 /** requestStop() was honoured: the run stopped right after a commit and can be resumed from it. */
+/** Resynchronisations of one replica within one ring that get it excluded. */
+const RESYNC_LIMIT = 3;
+
 export class RunStopped extends Error {
   constructor(readonly step: number) {
     super(`run stopped at step ${step}, right after a checkpoint commit`);
@@ -42,6 +45,10 @@ export class RunLoop {
   private stopReason: string | null = null;
   /** How often replicas on different hardware disagreed (checkHardware). */
   private hardwareDivergences = 0;
+  /** The digest every replica holds now (loaded, or agreed after the last segment or pruning): what a commit must upload. */
+  private agreedDigest: string | null = null;
+  /** Resynchronisations per worker in the current ring (excludeIfResyncedOften). */
+  private readonly resyncsOf = new Map<string, number>();
 
   constructor(private readonly options: RunLoopOptions) {
     this.config = options.config;
@@ -63,18 +70,22 @@ export class RunLoop {
       group.exclude(bad, 'could not load the committed state');
       throw new MembershipChanged(`worker ${group.memberIds[bad]} could not load the committed state`);
     }
+    this.agreedDigest = expected;
+    this.resyncsOf.clear();
     if (!committed) await this.commit(group, this.initialProgress(reports[0]));
     await this.train(group);
   }
 
-  /** Counts one re-formation of the ring in the committed progress. */
-  countRestart(): void {
+  /** Counts one re-formation of the ring: in the committed progress, and at once in the failure history. */
+  countRestart(reason: string): void {
     if (this.committed) this.committed.progress.restarts++;
+    this.options.runDir.recordFailure({ type: 'restart', reason, committedStep: this.committed?.progress.step ?? 0 });
   }
 
   finish(): RunSummary {
     const progress = (this.committed as Committed).progress;
     const history = progress.history;
+    const failures = this.options.runDir.failureCounts();
     const summary: RunSummary = {
       runId: this.options.runId,
       runDir: this.options.runDir.path,
@@ -85,7 +96,8 @@ export class RunLoop {
       totalCompute: progress.compute,
       wallMs: progress.elapsedMs,
       resyncs: progress.resyncs,
-      restarts: progress.restarts,
+      restarts: failures.restarts,
+      failures,
       modelSizes: this.options.runDir.modelSizes(),
       stopReason: this.stopReason,
       failure: null,
@@ -234,14 +246,21 @@ export class RunLoop {
   /**
    * Checks that every replica reports the same state digest. A replica that differs from the
    * majority is resynchronised from one that agrees, and counted; returns the agreed digest.
+   * With no majority (1 against 1) nothing says which is right: every replica reloads the last commit.
    */
   private async reconcile(group: ReplicaGroup, digests: string[], progress: RunState, when: string): Promise<string> {
     const counts = new Map<string, number>();
     for (const d of digests) counts.set(d, (counts.get(d) ?? 0) + 1);
-    const agreed = [...counts.entries()].sort((a, b) => b[1] - a[1] || digests.indexOf(a[0]) - digests.indexOf(b[0]))[0][0];
+    const ranked = [...counts.entries()].sort((a, b) => b[1] - a[1] || digests.indexOf(a[0]) - digests.indexOf(b[0]));
+    const agreed = ranked[0][0];
     const differing = digests.flatMap((d, rank) => (d === agreed ? [] : [rank]));
+    this.agreedDigest = agreed;
     if (differing.length === 0) return agreed;
     this.checkHardware(group, digests.indexOf(agreed), differing, when);
+    if (ranked[1][1] === ranked[0][1])
+      throw new MembershipChanged(
+        `replicas disagree ${when} with no majority (${digests.join(' / ')}): every replica reloads the last commit`,
+      );
     const upload = await group.upload(digests.indexOf(agreed));
     for (const rank of differing) {
       const workerId = group.memberIds[rank];
@@ -253,9 +272,22 @@ export class RunLoop {
         throw new MembershipChanged(`worker ${workerId} could not be resynchronised`);
       }
       progress.resyncs++;
+      this.options.runDir.recordFailure({ type: 'resync', worker: workerId, reason });
       this.options.emit({ type: 'resync', workerId, reason });
+      this.excludeIfResyncedOften(group, rank);
     }
     return agreed;
+  }
+
+  /** A replica resynchronised RESYNC_LIMIT times in this ring keeps drifting (a bad GPU, a member sending wrong values): excluded. */
+  private excludeIfResyncedOften(group: ReplicaGroup, rank: number): void {
+    const workerId = group.memberIds[rank];
+    const count = (this.resyncsOf.get(workerId) ?? 0) + 1;
+    this.resyncsOf.set(workerId, count);
+    if (count < RESYNC_LIMIT) return;
+    this.resyncsOf.delete(workerId);
+    group.exclude(rank, `resynchronised ${count} times`);
+    throw new MembershipChanged(`worker ${workerId} excluded: its replica had to be resynchronised ${count} times`);
   }
 
   /**
@@ -277,12 +309,18 @@ export class RunLoop {
     );
   }
 
-  /** Commits the current state: rank 0 uploads it, its step must be the run's, then it is written. */
+  /** Commits the current state: rank 0 uploads it, its step and digest must be the ones every replica reported, then it is written. */
   private async commit(group: ReplicaGroup, progress: RunState): Promise<void> {
     const upload = await group.upload(0);
     if (upload.step !== progress.step) {
       group.exclude(0, `uploaded step ${upload.step}, expected ${progress.step}`);
       throw new MembershipChanged(`rank 0 uploaded step ${upload.step}, expected ${progress.step}`);
+    }
+    if (this.agreedDigest !== null && upload.stateDigest !== this.agreedDigest) {
+      group.exclude(0, `uploaded state ${upload.stateDigest}, not the agreed ${this.agreedDigest}`);
+      throw new MembershipChanged(
+        `rank 0 uploaded a state (${upload.stateDigest}) other than the one every replica reported (${this.agreedDigest})`,
+      );
     }
     const snapshot = structuredClone(progress);
     const manifest = {
@@ -294,6 +332,7 @@ export class RunLoop {
     };
     const path = writeCheckpoint(this.options.runDir.checkpoints, manifest, upload.state, upload.stateDigest, this.config.keepCheckpoints);
     this.committed = { progress: snapshot, state: Uint8Array.from(upload.state), digest: upload.stateDigest };
+    this.options.runDir.recordFailure({ type: 'commit', step: progress.step });
     this.options.onCommit?.(progress.step);
     this.options.log.debug({ path, step: progress.step }, 'checkpoint committed');
   }

@@ -3,17 +3,27 @@
 // fails every request still waiting for a reply. Every frame is validated (wire/validate.ts)
 // before it reaches the coordinator: an invalid one closes this connection and nothing else.
 import WebSocket from 'ws';
+import { randomKey, tokensEqual } from '../wire/auth.ts';
 import type { Logger } from '../common/log.ts';
 import {
   decodeEnvelope,
   encodeEnvelope,
+  heartbeat,
   type Command,
   type Envelope,
   type MessageKind,
   type Messages,
   type ReplyOf,
+  type RingCounters,
 } from '../wire/protocol.ts';
-import { closeReason, replyProblem, unsolicitedProblem, type CoordinatorView, type SentCommand } from '../wire/validate.ts';
+import {
+  closeReason,
+  heartbeatProblem,
+  replyProblem,
+  unsolicitedProblem,
+  type CoordinatorView,
+  type SentCommand,
+} from '../wire/validate.ts';
 
 export class LinkClosed extends Error {
   constructor(
@@ -45,6 +55,13 @@ interface Pending {
 
 export class WorkerLink {
   lastHeardMs = Date.now();
+  /** How long the worker's training thread has been inside one step, by its last heartbeat. */
+  busyMs = 0;
+  /** Its ring links' byte counts, by its last heartbeat from the training thread (null: none yet). */
+  ring: RingCounters | null = null;
+  readonly joinedMs = Date.now();
+  /** Opens this worker's liveness connection: sent only in its welcome. */
+  readonly livenessKey = randomKey();
   /** Filled when the worker has loaded its data and model. */
   ready: Messages['ready'] | null = null;
   /** The worker asked to leave (its pod is stopping): released at the next commit, never in a new ring. */
@@ -52,6 +69,7 @@ export class WorkerLink {
   private nextRequestId = 1;
   private readonly pending = new Map<number, Pending>();
   private closedReason: string | null = null;
+  private liveness: WebSocket | null = null;
   private readonly closeListeners: ((reason: string) => void)[] = [];
 
   constructor(
@@ -88,7 +106,11 @@ export class WorkerLink {
   /** An already-decoded frame from this worker; an invalid one closes the link (and fails its pending requests). */
   receive(envelope: Envelope): void {
     if (!this.isOpen) return;
-    this.lastHeardMs = Date.now();
+    if (envelope.kind === 'heartbeat') {
+      const { busyMs, ringGeneration, sentToNextBytes, receivedFromPreviousBytes } = envelope.message as Messages['heartbeat'];
+      this.heard(busyMs);
+      if (ringGeneration > 0) this.ring = { generation: ringGeneration, sentToNextBytes, receivedFromPreviousBytes };
+    } else this.heard(0);
     const pending = envelope.requestId ? this.pending.get(envelope.requestId) : undefined;
     const problem = pending ? replyProblem(pending.command, envelope, this.view()) : unsolicitedProblem(envelope);
     if (problem) {
@@ -123,6 +145,29 @@ export class WorkerLink {
     this.receive(envelope);
   }
 
+  /**
+   * Takes `socket` as this worker's liveness connection when `key` is its own: heartbeats on it
+   * keep the worker alive and are answered there. False (and nothing changes) for a wrong key.
+   */
+  attachLiveness(socket: WebSocket, key: string): boolean {
+    if (!this.isOpen || !tokensEqual(key, this.livenessKey)) return false;
+    this.liveness?.terminate();
+    this.liveness = socket;
+    socket.on('message', (data: Buffer) => {
+      const beat = decodeHeartbeat(data);
+      if (!beat) {
+        this.log.warn({ worker: this.workerId }, 'liveness connection sent something other than a heartbeat; closing it');
+        return socket.close(1008, 'heartbeats only');
+      }
+      this.heard(beat.busyMs);
+      if (socket.readyState === WebSocket.OPEN) socket.send(encodeEnvelope('heartbeat', heartbeat()));
+    });
+    socket.on('close', () => {
+      if (this.liveness === socket) this.liveness = null;
+    });
+    return true;
+  }
+
   onClose(listener: (reason: string) => void): void {
     this.closeListeners.push(listener);
   }
@@ -138,11 +183,28 @@ export class WorkerLink {
     this.closed(reason);
   }
 
+  private heard(busyMs: number): void {
+    this.lastHeardMs = Date.now();
+    this.busyMs = busyMs;
+  }
+
   private closed(reason: string): void {
     if (this.closedReason !== null) return;
     this.closedReason = reason;
+    this.liveness?.terminate();
     for (const pending of this.pending.values()) pending.reject(new LinkClosed(this.workerId, reason));
     this.pending.clear();
     for (const listener of this.closeListeners) listener(reason);
+  }
+}
+
+/** A valid heartbeat frame, or null for anything else. */
+function decodeHeartbeat(data: Buffer): Messages['heartbeat'] | null {
+  try {
+    const envelope = decodeEnvelope(data);
+    const heartbeat = envelope.message as Messages['heartbeat'];
+    return envelope.kind === 'heartbeat' && !heartbeatProblem(heartbeat) ? heartbeat : null;
+  } catch {
+    return null;
   }
 }

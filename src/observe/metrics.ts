@@ -39,6 +39,8 @@ export class CoordinatorMetrics {
   private readonly roundsPlanned = this.gauge('occam_rounds_planned', 'Rounds the run will train.');
   private readonly roundsDone = this.gauge('occam_rounds_done', 'Rounds finished and committed.');
   private readonly stepsDone = this.gauge('occam_steps_done', 'Global training step reached.');
+  /** What stepsDone says now. */
+  private stepReached = 0;
   private readonly stepLoss = this.gauge(
     'occam_train_step_loss',
     'Latest training loss reported by rank 0 (mean over the last global batch).',
@@ -128,10 +130,16 @@ export class CoordinatorMetrics {
     return this.registry.metrics();
   }
 
-  /** Round gauges from the history of a resumed run, before its next round finishes. */
+  /**
+   * Round gauges from the history of a resumed run, before its next round finishes (at every ring
+   * formation). The step gauge never moves back here: a ring formed at a mid-round commit lost no
+   * steps, and where steps were lost the next progress report says the step the run is really at.
+   */
   restore(history: RoundMetrics[]): void {
     const last = history[history.length - 1];
+    const reached = this.stepReached;
     if (last) this.setRound(last);
+    this.setStep(Math.max(reached, last?.step ?? 0));
   }
 
   handle(event: RunEvent): void {
@@ -158,7 +166,7 @@ export class CoordinatorMetrics {
         this.resyncs.inc();
         return;
       case 'progress':
-        this.stepsDone.set(event.step);
+        this.setStep(event.step);
         if (Number.isFinite(event.loss)) this.stepLoss.set(event.loss);
         return;
       case 'steps':
@@ -190,9 +198,14 @@ export class CoordinatorMetrics {
     else this.inFlight.set(worker, { times: { ...times }, bytesSent: event.bytesSent });
   }
 
+  private setStep(step: number): void {
+    this.stepReached = step;
+    this.stepsDone.set(step);
+  }
+
   private setRound(m: RoundMetrics): void {
     this.roundsDone.set(m.round);
-    this.stepsDone.set(m.step);
+    this.setStep(m.step);
     const splits = [
       ['train', m.trainLoss, null],
       ['holdback', m.holdbackLoss, m.holdbackAccuracy],

@@ -3,6 +3,8 @@ import { basename, join, resolve } from 'node:path';
 import type { OccamConfig } from '../config.ts';
 import { escapeXml, formatModelSizes, formatNumber, formatPercent, lineChart, PALETTE, stackedBarChart, type Series } from './plots.ts';
 import { readMetrics, readRunConfig, readSummary, type RoundMetrics, type RunSummary } from '../storage/run-dir.ts';
+import { failureCounts, readFailureLog, type FailureEvent } from '../storage/failure-log.ts';
+import { failureHistorySection } from './failure-history.ts';
 
 /** What a report needs of one run. */
 export interface RunRecord {
@@ -12,6 +14,8 @@ export interface RunRecord {
   metrics: RoundMetrics[];
   /** Absent while the run is still going (or when it crashed). */
   summary: RunSummary | null;
+  /** events.jsonl: the failure history, as it happened. */
+  failures: FailureEvent[];
 }
 
 export const REPORT_FILE = 'report.html';
@@ -26,7 +30,14 @@ export const STEP_PHASES = [
 
 export function readRun(runDir: string): RunRecord {
   const dir = resolve(runDir);
-  return { name: basename(dir), runDir: dir, config: readRunConfig(dir), metrics: readMetrics(dir), summary: readSummary(dir) };
+  return {
+    name: basename(dir),
+    runDir: dir,
+    config: readRunConfig(dir),
+    metrics: readMetrics(dir),
+    summary: readSummary(dir),
+    failures: readFailureLog(dir),
+  };
 }
 
 /** Writes RUN_DIR/report.html and returns its path. */
@@ -67,6 +78,7 @@ export function renderReport(runs: RunRecord[], generatedAt = new Date()): strin
       (run) =>
         `<section><details${single ? ' open' : ''}><summary>Rounds of ${escapeXml(run.name)}</summary>${roundTable(run.metrics)}</details></section>`,
     ),
+    ...runs.map((run) => failureHistorySection(run.name, run.failures)),
   ].join('\n');
   return pageShell(title, body);
 }
@@ -250,7 +262,7 @@ function summaryTable(runs: RunRecord[]): string {
       run.summary?.modelSizes ? formatModelSizes(run.summary.modelSizes) : '—',
       wallMs !== undefined ? `${(wallMs / 1000).toFixed(1)} s` : '—',
       last ? String(last.workers) : '—',
-      last ? `${last.resyncs} / ${last.restarts}` : '—',
+      last ? `${last.resyncs} / ${failureCounts(run.failures).restarts}` : '—',
     ];
   });
   return `${table(header, rows)}<p class="muted">Best round: the lowest holdback loss; test loss, accuracy, weights kept and compute are those of its model.</p>`;

@@ -95,6 +95,7 @@ export class LiveRun {
       config: this.info.config,
       metrics: this.history,
       summary: this.summary,
+      failures: [],
     };
     return {
       runId: this.info.runId,

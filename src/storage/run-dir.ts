@@ -1,9 +1,11 @@
 // The run directory a user reads and plots: config.json, metrics.jsonl (one line per round),
-// checkpoints/, model/ (the best round's model: model-dir.ts), tensorboard/, summary.json.
+// events.jsonl (the failure history: failure-log.ts), checkpoints/, model/ (the best round's
+// model: model-dir.ts), tensorboard/, summary.json.
 import { appendFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { EXTENSIBLE_KEYS, type OccamConfig, resolveConfig, runHash } from '../config.ts';
 import { writeAtomically } from './atomic-file.ts';
+import { FailureLog, failureCounts, readFailureLog, type FailureCounts, type FailureRecord } from './failure-log.ts';
 import { RunDirError } from './errors.ts';
 import { type ModelSizes, readModelSizes, writeModel } from './model-dir.ts';
 import { EventFileWriter, type ScalarPoint } from './tensorboard.ts';
@@ -61,7 +63,10 @@ export interface RunSummary {
   totalCompute: number;
   wallMs: number;
   resyncs: number;
+  /** Ring re-formations over the whole run (every coordinator's): failures.restarts. */
   restarts: number;
+  /** The failure history's counts (events.jsonl). */
+  failures: FailureCounts;
   /** Bytes of the best model: dense float32 weights against model/model.sparse.safetensors (null before any export). */
   modelSizes: ModelSizes | null;
   /** Why the run ended before its last round (early stopping); null when it ran them all. */
@@ -74,8 +79,21 @@ export class RunDir {
   private readonly tensorboard: EventFileWriter;
   /** Tokens per training sample, where a sample is a window of text (the gpt): for tokens/s. */
 
+  private readonly failureLog: FailureLog;
+
   constructor(readonly path: string) {
     this.tensorboard = new EventFileWriter(join(path, 'tensorboard'));
+    this.failureLog = new FailureLog(path);
+  }
+
+  /** Appends one event to the failure history, as it happens. */
+  recordFailure(record: FailureRecord): void {
+    this.failureLog.append(record);
+  }
+
+  /** The failure history's counts so far. */
+  failureCounts(): FailureCounts {
+    return failureCounts(readFailureLog(this.path));
   }
 
   get checkpoints(): string {
@@ -146,6 +164,7 @@ export class RunDir {
   writeFailure(runId: string, config: OccamConfig, reason: string): void {
     const metrics = readMetrics(this.path);
     const final = metrics[metrics.length - 1] ?? null;
+    const failures = this.failureCounts();
     this.writeSummary({
       runId,
       runDir: this.path,
@@ -156,7 +175,8 @@ export class RunDir {
       totalCompute: final?.compute ?? 0,
       wallMs: final?.elapsedMs ?? 0,
       resyncs: final?.resyncs ?? 0,
-      restarts: final?.restarts ?? 0,
+      restarts: failures.restarts,
+      failures,
       modelSizes: this.modelSizes(),
       stopReason: null,
       failure: reason,

@@ -27,6 +27,15 @@ export class StateFormatError extends Error {
   }
 }
 
+/**
+ * The most bytes an honest state of this layout takes: 16 per weight (weights, mask and both
+ * moments at 4 bytes each, at most) and 1 KiB of safetensors header per parameter, plus 1 MiB.
+ */
+export function stateBytesBound(layout: readonly ParamLayout[]): number {
+  const weights = layout.reduce((n, p) => n + p.shape.reduce((a, b) => a * b, 1), 0);
+  return 16 * weights + 1024 * layout.length + 2 ** 20;
+}
+
 export function maskName(param: string): string {
   return `${param}.mask`;
 }

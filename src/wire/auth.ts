@@ -1,6 +1,7 @@
 // The cluster token: every WebSocket (worker→coordinator and worker→worker) presents it in the
-// upgrade request's Authorization header, and the receiver compares it in constant time.
-import { createHash, timingSafeEqual } from 'node:crypto';
+// upgrade request's Authorization header, and the receiver compares it in constant time. The
+// per-connection and per-generation keys (liveness, ring) are made and compared here too.
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 
 /** The header a connecting process sends. */
@@ -20,4 +21,9 @@ export function tokensEqual(a: string, b: string): boolean {
   const da = createHash('sha256').update(a).digest();
   const db = createHash('sha256').update(b).digest();
   return timingSafeEqual(da, db) && a.length > 0;
+}
+
+/** A fresh random key (144 bits, URL-safe): a liveness key, a ring generation's key. */
+export function randomKey(): string {
+  return randomBytes(18).toString('base64url');
 }

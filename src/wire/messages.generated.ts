@@ -10,6 +10,7 @@ export interface Welcome {
   runId: string;
   configJson: string;
   configHash: string;
+  livenessKey: string;
 }
 
 export interface Ready {
@@ -43,6 +44,7 @@ export interface FormRing {
   generation: number;
   rank: number;
   members: Peer[];
+  ringKey: string;
 }
 
 export interface LoadState {
@@ -131,6 +133,22 @@ export interface StateUpload {
 
 export interface Heartbeat {
   sentMs: number;
+  busyMs: number;
+  ringGeneration: number;
+  sentToNextBytes: number;
+  receivedFromPreviousBytes: number;
+}
+
+export interface RingStall {
+  generation: number;
+  waitedMs: number;
+  sentToNextBytes: number;
+  receivedFromPreviousBytes: number;
+}
+
+export interface LivenessHello {
+  workerId: string;
+  key: string;
 }
 
 export interface Ack {
@@ -153,6 +171,7 @@ export interface RingHello {
   generation: number;
   rank: number;
   workerId: string;
+  key: string;
 }
 
 export interface RingAccepted {
@@ -181,6 +200,8 @@ export interface Messages {
   error: Error;
   shutdown: Shutdown;
   leave: Leave;
+  livenessHello: LivenessHello;
+  ringStall: RingStall;
 }
 
 /** The reply each command expects (the Worker service of the proto). */

@@ -6,7 +6,8 @@ import protobuf from 'protobufjs';
 import { REPLY_KIND, type Messages, type RingHello } from './messages.generated.ts';
 
 // 2: workers may ask to leave (Leave). 3: ring hellos in protobuf; StateReport without mask_digest.
-export const PROTOCOL_VERSION = 3;
+// 4: each worker's liveness connection (LivenessHello; Heartbeat.busy_ms).
+export const PROTOCOL_VERSION = 4;
 
 export type { EvalSums as EvalSumsMessage, LayerInfo, Messages, Peer, RingHello, StepTimes } from './messages.generated.ts';
 export { REPLY_KIND };
@@ -62,6 +63,24 @@ export function decodeEnvelope(bytes: Uint8Array): Envelope {
   const kind = object.body as string | undefined;
   if (!kind || !KINDS.has(kind)) throw new ProtocolError('malformed', 'message has no body');
   return { protocol, requestId: object.requestId as number, kind: kind as MessageKind, message: object[kind] as Messages[MessageKind] };
+}
+
+/** A ring link pair's byte counts in one generation: what a stall is judged by. */
+export interface RingCounters {
+  generation: number;
+  sentToNextBytes: number;
+  receivedFromPreviousBytes: number;
+}
+
+/** A heartbeat now: with the sender's busy time, and its ring counters when it is in a ring. */
+export function heartbeat(busyMs = 0, ring: RingCounters | null = null): Messages['heartbeat'] {
+  return {
+    sentMs: Date.now(),
+    busyMs,
+    ringGeneration: ring?.generation ?? 0,
+    sentToNextBytes: ring?.sentToNextBytes ?? 0,
+    receivedFromPreviousBytes: ring?.receivedFromPreviousBytes ?? 0,
+  };
 }
 
 /** The first frame of a ring link. */

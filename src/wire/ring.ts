@@ -26,8 +26,13 @@ export type WireFormat = 'f32' | 'bf16';
 export interface RingOptions {
   /** Floats per frame; segments larger than this are pipelined in chunks. */
   chunkFloats: number;
-  /** An op fails when no frame arrives from the previous rank for this long. */
+  /** No frame from the previous rank for this long is a stall: onStall's to judge, or a failure. */
   timeoutMs: number;
+  /**
+   * Told of each stall (the wait so far) while the op keeps waiting: where a coordinator knows
+   * whether the previous rank is busy, lost or cut off, it decides. Without it a stall fails the op.
+   */
+  onStall?: (waitedMs: number) => void;
   /** How values travel (f32 when absent); every rank of a ring must use the same. */
   wireFormat?: WireFormat;
 }
@@ -294,11 +299,19 @@ export class RingAllReduce implements Collective {
     }
   }
 
-  private armTimer(op: Operation): void {
+  private armTimer(op: Operation, sinceMs = performance.now()): void {
     if (op.timer) clearTimeout(op.timer);
-    op.timer = setTimeout(() => {
-      this.fail(new RingError(`no data from the previous rank for ${this.options.timeoutMs} ms`));
+    const timer = setTimeout(() => {
+      // Frames that came while this thread was busy are read first: the silence is the peer's only if none did.
+      setImmediate(() => {
+        if (op.timer !== timer || this.current !== op) return;
+        const { onStall, timeoutMs } = this.options;
+        if (!onStall) return this.fail(new RingError(`no data from the previous rank for ${timeoutMs} ms`));
+        onStall(performance.now() - sinceMs);
+        this.armTimer(op, sinceMs);
+      });
     }, this.options.timeoutMs);
+    op.timer = timer;
   }
 
   /** Frames this rank receives in one op: every segment but its own (reduce-scatter) and but rank+1's (all-gather). */

@@ -2,12 +2,14 @@
 // upgrades only with the cluster token (and, with a CA, a certificate it signed), and plain GET
 // routes for probes and status pages, which need no token and expose no weights or token.
 // The coordinator's control port, each worker's ring port and `--linger` are all this class.
+// Connections that prove nothing are bounded in number, per address and in time (connection-guard.ts).
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { Logger } from '../common/log.ts';
 import { requestHasToken } from './auth.ts';
+import { ConnectionGuard, HANDSHAKE_DEADLINE_MS } from './connection-guard.ts';
 import { peerCertificateProblem, tlsServerOptions, type TlsOptions } from './tls.ts';
 
 /** A plain request's answer: JSON with a status; null falls through to `fallback` (or 404). */
@@ -39,8 +41,12 @@ export class AuthenticatedServer {
 
   constructor(private readonly options: AuthenticatedServerOptions) {
     const handler = (request: IncomingMessage, response: ServerResponse) => this.serve(request, response);
-    this.http = options.tls ? createHttpsServer(tlsServerOptions(options.tls), handler) : createHttpServer(handler);
+    const limits = { headersTimeout: HANDSHAKE_DEADLINE_MS, requestTimeout: 2 * HANDSHAKE_DEADLINE_MS };
+    this.http = options.tls
+      ? createHttpsServer({ ...tlsServerOptions(options.tls), ...limits, handshakeTimeout: HANDSHAKE_DEADLINE_MS }, handler)
+      : createHttpServer(limits, handler);
     const { token, log, name } = options;
+    new ConnectionGuard(this.http, options.tls !== undefined, name, log);
     if (token === null) {
       this.sockets = null;
       return;
@@ -93,6 +99,17 @@ export class AuthenticatedServer {
     if (this.options.fallback?.(request, response)) return;
     sendJson(response, 404, { error: 'not found' });
   }
+}
+
+/**
+ * Sets the largest message `socket` accepts from now on. ws fixes one bound per server; the
+ * coordinator narrows it per connection (a few KiB before a join, the model's state size once
+ * ready), so a stranger's frame is refused at its header instead of buffered.
+ */
+export function setMessageLimit(socket: WebSocket, bytes: number): void {
+  // ws keeps the bound on the connection's frame parser (8.x: Receiver#_maxPayload, read per frame).
+  const receiver = (socket as unknown as { _receiver?: { _maxPayload: number } })._receiver;
+  if (receiver) receiver._maxPayload = Math.min(bytes, 2 ** 31 - 1);
 }
 
 export function sendJson(response: ServerResponse, status: number, body: unknown): void {

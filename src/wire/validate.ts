@@ -9,6 +9,7 @@ import {
   type MessageKind,
   type Messages,
   type Peer,
+  type RingCounters,
   type StepTimes,
 } from './protocol.ts';
 
@@ -60,6 +61,23 @@ export function joinProblem(join: Messages['join']): Problem {
   return null;
 }
 
+/** A heartbeat either way: a finite time, and a busy time that is a duration. */
+export function heartbeatProblem(heartbeat: Messages['heartbeat']): Problem {
+  return (
+    finite(heartbeat.sentMs, 'heartbeat time') ??
+    duration(heartbeat.busyMs, 'heartbeat busy time') ??
+    ringCountersProblem({ generation: heartbeat.ringGeneration, ...heartbeat })
+  );
+}
+
+function ringCountersProblem(counters: RingCounters): Problem {
+  return (
+    count(counters.generation, 'ring generation') ??
+    count(counters.sentToNextBytes, 'bytes sent') ??
+    count(counters.receivedFromPreviousBytes, 'bytes received')
+  );
+}
+
 /** A worker's reply to `command` (the envelope's request id matched it). */
 export function replyProblem(command: SentCommand, reply: Envelope, view: CoordinatorView): Problem {
   if (reply.kind === 'error') return errorProblem(reply.message as Messages['error']);
@@ -92,11 +110,11 @@ export function replyProblem(command: SentCommand, reply: Envelope, view: Coordi
   }
 }
 
-/** A frame from a worker that answers no pending command: only heartbeats, progress, leave notices and errors may. */
+/** A frame from a worker that answers no pending command: only heartbeats, progress, ring stalls, leave notices and errors may. */
 export function unsolicitedProblem(envelope: Envelope): Problem {
   switch (envelope.kind) {
     case 'heartbeat':
-      return finite((envelope.message as Messages['heartbeat']).sentMs, 'heartbeat time');
+      return heartbeatProblem(envelope.message as Messages['heartbeat']);
     case 'stepProgress': {
       const progress = envelope.message as Messages['stepProgress'];
       return (
@@ -110,6 +128,10 @@ export function unsolicitedProblem(envelope: Envelope): Problem {
       return errorProblem(envelope.message as Messages['error']);
     case 'leave':
       return text((envelope.message as Messages['leave']).reason, LONG_TEXT, 'reason');
+    case 'ringStall': {
+      const stall = envelope.message as Messages['ringStall'];
+      return duration(stall.waitedMs, 'ring wait') ?? ringCountersProblem(stall);
+    }
     case 'join':
       return 'a second join on one connection';
     default:
@@ -281,7 +303,7 @@ export function commandProblem(envelope: Envelope, view: WorkerView): Problem {
     case 'shutdown':
       return text((envelope.message as Messages['shutdown']).reason, LONG_TEXT, 'reason');
     case 'heartbeat':
-      return finite((envelope.message as Messages['heartbeat']).sentMs, 'heartbeat time');
+      return heartbeatProblem(envelope.message as Messages['heartbeat']);
     case 'error':
       return errorProblem(envelope.message as Messages['error']);
     default:
@@ -346,6 +368,10 @@ function errorProblem(error: Messages['error']): Problem {
 /** A non-negative integer that a double holds exactly. */
 function count(value: number, what: string): Problem {
   return Number.isSafeInteger(value) && value >= 0 ? null : `${what} ${value} is not a count`;
+}
+
+function duration(value: number, what: string): Problem {
+  return Number.isFinite(value) && value >= 0 ? null : `${what} ${value} is not a duration`;
 }
 
 function finite(value: number, what: string): Problem {

@@ -1,21 +1,26 @@
 // Fault injection for the process-level tests and drills, off unless OCCAM_FAULTS is set. It
 // becomes a set of member hooks (training/member.ts); production code has no fault checks. E.g.
 //   OCCAM_FAULTS="kill@allreduce step=5 rank=1; corrupt-mask@prune round=1 rank=1"
-// Actions: kill (SIGKILL itself), stop (SIGSTOP itself: a hung peer), corrupt-mask (prune only).
+// Actions: kill (SIGKILL itself), stop (SIGSTOP itself: a hung peer), corrupt-mask (prune or upload),
+// block:MS (the training thread stuck MS milliseconds in one synchronous call: a long step).
 // Points and the facts a filter may name: HOOK_FACTS. Each fault fires once.
+// OCCAM_CUT_LINK="w2 after=BYTES" makes this worker's ring link to w2 a black hole (a network
+// partition of that pair alone): from the start, or once BYTES went over it.
 import { HOOK_FACTS, type HookPoint, type MemberHooks } from '../training/member.ts';
 import type { Replica } from '../training/replica.ts';
 
-export type FaultAction = 'kill' | 'stop' | 'corrupt-mask';
+export type FaultAction = 'kill' | 'stop' | 'corrupt-mask' | 'block';
 
 interface Fault {
   action: FaultAction;
+  /** block: for how long. */
+  ms: number;
   point: HookPoint;
   filters: Record<string, number>;
   fired: boolean;
 }
 
-const ACTIONS: readonly FaultAction[] = ['kill', 'stop', 'corrupt-mask'];
+const ACTIONS: readonly FaultAction[] = ['kill', 'stop', 'corrupt-mask', 'block'];
 
 /** Parses OCCAM_FAULTS into member hooks; a spec that does not parse throws naming the entry. */
 export function faultHooks(spec: string | undefined, onFire: (fault: string) => void = () => {}): MemberHooks {
@@ -32,13 +37,22 @@ export function faultHooks(spec: string | undefined, onFire: (fault: string) => 
       if (!fault) return;
       fault.fired = true;
       onFire(`${fault.action}@${point} ${JSON.stringify(facts)}`);
-      act(fault.action, replica);
+      act(fault, replica);
     };
   }
   return hooks;
 }
 
-function act(action: FaultAction, replica: Replica): void {
+/** Parses OCCAM_CUT_LINK; undefined when unset. */
+export function cutLink(spec: string | undefined): { workerId: string; afterBytes: number } | undefined {
+  if (!spec?.trim()) return undefined;
+  const match = /^\s*(\S+)(?:\s+after=(\d+))?\s*$/.exec(spec);
+  if (!match) throw new Error(`OCCAM_CUT_LINK: cannot parse '${spec}' (expected 'WORKER_ID' or 'WORKER_ID after=BYTES')`);
+  return { workerId: match[1], afterBytes: Number(match[2] ?? 0) };
+}
+
+function act({ action, ms }: Fault, replica: Replica): void {
+  if (action === 'block') Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
   if (action === 'kill') process.kill(process.pid, 'SIGKILL');
   if (action === 'stop') process.kill(process.pid, 'SIGSTOP');
   if (action === 'corrupt-mask') {
@@ -49,12 +63,21 @@ function act(action: FaultAction, replica: Replica): void {
 
 function parseFault(text: string): Fault {
   const [head, ...pairs] = text.split(/\s+/);
-  const [action, point] = head.split('@');
-  if (!ACTIONS.includes(action as FaultAction) || !(point in HOOK_FACTS)) {
-    throw new Error(`OCCAM_FAULTS: cannot parse '${text}' (actions: ${ACTIONS.join(', ')}; points: ${Object.keys(HOOK_FACTS).join(', ')})`);
+  const [verb, point] = head.split('@');
+  const [action, duration] = verb.split(':');
+  const ms = Number(duration ?? 0);
+  if (
+    !ACTIONS.includes(action as FaultAction) ||
+    !(point in HOOK_FACTS) ||
+    (action === 'block') !== (duration !== undefined) ||
+    !(ms >= 0)
+  ) {
+    throw new Error(
+      `OCCAM_FAULTS: cannot parse '${text}' (actions: kill, stop, corrupt-mask, block:MS; points: ${Object.keys(HOOK_FACTS).join(', ')})`,
+    );
   }
-  if (action === 'corrupt-mask' && point !== 'prune')
-    throw new Error(`OCCAM_FAULTS: corrupt-mask happens at prune, not ${point}, in '${text}'`);
+  if (action === 'corrupt-mask' && point !== 'prune' && point !== 'upload')
+    throw new Error(`OCCAM_FAULTS: corrupt-mask happens at prune or upload, not ${point}, in '${text}'`);
   const known: readonly string[] = HOOK_FACTS[point as HookPoint];
   const filters: Record<string, number> = {};
   for (const pair of pairs) {
@@ -63,5 +86,5 @@ function parseFault(text: string): Fault {
     if (!known.includes(key)) throw new Error(`OCCAM_FAULTS: ${point} knows ${known.join(', ')}, not '${key}', in '${text}'`);
     filters[key] = Number(value);
   }
-  return { action: action as FaultAction, point: point as HookPoint, filters, fired: false };
+  return { action: action as FaultAction, ms, point: point as HookPoint, filters, fired: false };
 }

@@ -6,9 +6,17 @@
 // expected next rank of the current generation, with the cluster token (and, with a CA, a
 // certificate it signed), gets a link; every other connection is refused with a reason.
 import WebSocket from 'ws';
-import { authorizationHeader } from '../wire/auth.ts';
+import { authorizationHeader, tokensEqual } from '../wire/auth.ts';
 import type { Logger } from '../common/log.ts';
-import { decodeRingHello, encodeRingHello, isRingAccepted, RING_ACCEPTED, type Peer } from '../wire/protocol.ts';
+import {
+  decodeRingHello,
+  encodeRingHello,
+  isRingAccepted,
+  RING_ACCEPTED,
+  type Messages,
+  type Peer,
+  type RingCounters,
+} from '../wire/protocol.ts';
 import { RING_HEADER_BYTES, RingAllReduce, RingError, type WireFormat } from '../wire/ring.ts';
 import { AuthenticatedServer, type RouteAnswer } from '../wire/server.ts';
 import { tlsClientOptions, type TlsOptions } from '../wire/tls.ts';
@@ -24,6 +32,20 @@ export interface RingLinkOptions {
   tls?: TlsOptions;
   /** Whether the worker is ready (joined and data loaded), for the /readyz probe. */
   ready?: () => boolean;
+  /** A ring wait past timeoutMs, for the coordinator to judge (the op keeps waiting). */
+  onStall?: (stall: Messages['ringStall']) => void;
+  /** Fault injection (OCCAM_CUT_LINK): the link to this peer is a black hole once `afterBytes` went to it. */
+  cut?: { workerId: string; afterBytes: number };
+}
+
+/** A neighbour this rank could not link with: `side` says which, so the coordinator can name the pair. */
+export class RingLinkError extends RingError {
+  constructor(
+    readonly side: 'previous' | 'next',
+    message: string,
+  ) {
+    super(message);
+  }
 }
 
 /** Close code asking the connecting neighbour to retry: this worker has not reached its generation yet. */
@@ -43,6 +65,11 @@ export class RingLinks {
   /** Worker ids of this rank and of the next one in the current generation (hellos name them). */
   private selfId = '';
   private nextId = '';
+  /** The current generation's key: hellos without it are refused. */
+  private ringKey = '';
+  /** This generation's bytes to the next rank and from the previous one (frames, headers included). */
+  private sentToNextBytes = 0;
+  private receivedFromPreviousBytes = 0;
 
   constructor(private readonly options: RingLinkOptions) {
     this.timeoutMs = options.timeoutMs;
@@ -74,21 +101,22 @@ export class RingLinks {
    */
   /** Links this rank into the ring of `generation`; every wait (connect, hello, handshake, a frame) is bounded by timeoutMs. */
   async form(
-    generation: number,
-    rank: number,
-    members: Peer[],
+    { generation, rank, members, ringKey }: Messages['formRing'],
     wireFormat: WireFormat = 'f32',
     timeoutMs = this.options.timeoutMs,
   ): Promise<RingAllReduce> {
     this.closeLinks(new RingError(`ring re-formed for generation ${generation}`));
     this.timeoutMs = timeoutMs;
     this.generation = generation;
+    this.ringKey = ringKey;
     this.rank = rank;
     this.world = members.length;
     this.selfId = members[rank].workerId;
     this.nextId = members[(rank + 1) % this.world].workerId;
+    this.sentToNextBytes = 0;
+    this.receivedFromPreviousBytes = 0;
     if (this.world === 1) {
-      this.ring = new RingAllReduce(0, 1, () => {}, { ...this.options, timeoutMs, wireFormat });
+      this.ring = new RingAllReduce(0, 1, () => {}, { chunkFloats: this.options.chunkFloats, timeoutMs, wireFormat });
       return this.ring;
     }
     const previous = members[(rank - 1 + this.world) % this.world];
@@ -96,9 +124,13 @@ export class RingLinks {
     if (generation !== this.generation) throw new RingError(`ring generation ${generation} was superseded`);
     this.toNext = toNext;
     this.fromPrevious = fromPrevious;
-    const ring = new RingAllReduce(rank, this.world, (parts) => this.sendToNext(parts), { ...this.options, timeoutMs, wireFormat });
+    const report = this.options.onStall;
+    const onStall = report && ((waitedMs: number) => report({ ...this.countersOf(generation), waitedMs }));
+    const ringOptions = { chunkFloats: this.options.chunkFloats, timeoutMs, wireFormat, onStall };
+    const ring = new RingAllReduce(rank, this.world, (parts) => this.sendToNext(parts), ringOptions);
     this.ring = ring;
     fromPrevious.on('message', (data: Buffer, isBinary: boolean) => {
+      this.receivedFromPreviousBytes += data.length;
       if (isBinary) ring.receive(data);
       else ring.abort(new RingError('text frame on the ring link'));
     });
@@ -106,6 +138,15 @@ export class RingLinks {
     fromPrevious.on('close', lost('previous'));
     toNext.on('close', lost('next'));
     return ring;
+  }
+
+  /** This generation's link byte counts; null outside a ring of two or more. */
+  counters(): RingCounters | null {
+    return this.ring && this.world > 1 ? this.countersOf(this.generation) : null;
+  }
+
+  private countersOf(generation: number): RingCounters {
+    return { generation, sentToNextBytes: this.sentToNextBytes, receivedFromPreviousBytes: this.receivedFromPreviousBytes };
   }
 
   /** Fails any all-reduce in progress and closes the links (the ring is about to re-form or stop). */
@@ -134,6 +175,10 @@ export class RingLinks {
   private sendToNext(parts: Buffer[]): void {
     const socket = this.toNext;
     if (!socket || socket.readyState !== WebSocket.OPEN) throw new RingError('ring link to the next rank is not open');
+    const cut = this.options.cut;
+    const blackHole = cut?.workerId === this.nextId && this.sentToNextBytes >= cut.afterBytes;
+    for (const part of parts) this.sentToNextBytes += part.length;
+    if (blackHole) return;
     parts.forEach((part, i) => socket.send(part, { binary: true, fin: i === parts.length - 1 }));
   }
 
@@ -151,6 +196,12 @@ export class RingLinks {
       }
       const expectedRank = (this.rank + 1) % this.world;
       const current = hello.generation === this.generation;
+      if (current && !tokensEqual(hello.key, this.ringKey)) {
+        // The coordinator gave this generation's key to its members only: this is not one of them.
+        this.options.log.warn({ rank: hello.rank, workerId: hello.workerId }, 'ring connection refused: wrong ring key');
+        socket.close(1008, `wrong ring key for generation ${this.generation}`);
+        return;
+      }
       if (current && this.toNext && !this.waitingForNext) {
         // The next rank is linked already: a second connection claiming its place is refused.
         this.options.log.warn({ rank: hello.rank, workerId: hello.workerId }, 'ring connection refused: the next rank is already linked');
@@ -177,7 +228,7 @@ export class RingLinks {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         if (this.waitingForNext === accept) this.waitingForNext = null;
-        reject(new RingError(`the next rank did not connect within ${this.timeoutMs} ms (generation ${generation})`));
+        reject(new RingLinkError('next', `the next rank did not connect within ${this.timeoutMs} ms (generation ${generation})`));
       }, this.timeoutMs);
       const accept = (socket: WebSocket) => {
         clearTimeout(timer);
@@ -199,12 +250,15 @@ export class RingLinks {
         await new Promise((resolve) => setTimeout(resolve, 50));
       }
     }
-    throw new RingError(
+    throw new RingLinkError(
+      'previous',
       `cannot reach the previous rank ${previous.workerId} at ${previous.host}:${previous.port} within ${this.timeoutMs} ms: ${lastError}`,
     );
   }
 
   private tryConnect(generation: number, previous: Peer): Promise<WebSocket> {
+    if (this.options.cut?.workerId === previous.workerId && this.options.cut.afterBytes === 0)
+      return new Promise((_, reject) => setTimeout(() => reject(new Error('timed out (link cut by fault injection)')), 1000));
     const scheme = this.options.tls ? 'wss' : 'ws';
     return new Promise((resolve, reject) => {
       const host = previous.host.includes(':') ? `[${previous.host}]` : previous.host; // IPv6 literal
@@ -223,7 +277,7 @@ export class RingLinks {
       };
       socket.once('error', (error) => fail(error.message));
       socket.once('close', (code, reason) => fail(`closed (${code} ${reason.toString()})`));
-      socket.once('open', () => socket.send(encodeRingHello({ generation, rank: this.rank, workerId: this.selfId })));
+      socket.once('open', () => socket.send(encodeRingHello({ generation, rank: this.rank, workerId: this.selfId, key: this.ringKey })));
       socket.once('message', (data: Buffer) => {
         if (!isRingAccepted(data)) return fail('the previous rank did not accept the link');
         socket.removeAllListeners();

@@ -11,13 +11,22 @@ import { measureMatmulFlops } from '../training/flops.ts';
 import { describeAdapter } from '../training/webgpu.ts';
 import { setLogContext, type Logger } from '../common/log.ts';
 import { createModel } from '../training/models/create.ts';
-import { decodeEnvelope, encodeEnvelope, ProtocolError, type Envelope, type Messages, type MessageKind } from '../wire/protocol.ts';
+import {
+  decodeEnvelope,
+  encodeEnvelope,
+  heartbeat,
+  ProtocolError,
+  type Envelope,
+  type Messages,
+  type MessageKind,
+} from '../wire/protocol.ts';
 import { Member, type MemberHooks } from '../training/member.ts';
 import { Replica } from '../training/replica.ts';
 import { RingError, type RingAllReduce } from '../wire/ring.ts';
 import { tlsClientOptions, type TlsOptions } from '../wire/tls.ts';
 import { closeReason, commandProblem } from '../wire/validate.ts';
-import { RingLinks } from './ring-links.ts';
+import { LivenessChannel } from './liveness.ts';
+import { RingLinkError, RingLinks } from './ring-links.ts';
 
 export interface WorkerOptions {
   coordinatorUrl: string;
@@ -42,6 +51,8 @@ export interface WorkerOptions {
   hooks?: MemberHooks;
   /** Largest control message accepted (state uploads are the big ones). */
   maxMessageBytes: number;
+  /** Fault injection: a ring link that goes black (OCCAM_CUT_LINK). */
+  cutLink?: { workerId: string; afterBytes: number };
 }
 
 /** Floats per ring frame: 256 KiB, small enough to pipeline, large enough to amortise framing. */
@@ -53,6 +64,8 @@ class Aborted extends Error {}
 export class Worker {
   private readonly links: RingLinks;
   private socket: WebSocket | null = null;
+  /** This connection's heartbeats, kept by a thread of their own once the welcome came. */
+  private liveness: LivenessChannel | null = null;
   private stopped = false;
   private config: OccamConfig | null = null;
   private configHash = '';
@@ -79,6 +92,8 @@ export class Worker {
       timeoutMs: DEFAULT_CONFIG.peerTimeoutMs,
       tls: options.tls,
       ready: () => this.ready,
+      onStall: (stall) => this.send('ringStall', stall),
+      cut: options.cutLink,
     });
   }
 
@@ -155,11 +170,13 @@ export class Worker {
       });
       socket.binaryType = 'nodebuffer';
       this.socket = socket;
-      const heartbeat = setInterval(() => {
+      const beat = setInterval(() => {
         const config = this.config;
-        if (socket.readyState === WebSocket.OPEN) this.send('heartbeat', { sentMs: Date.now() });
-        if (config && Date.now() - lastHeard > config.peerTimeoutMs) {
-          log.warn({ silentMs: Date.now() - lastHeard }, 'coordinator silent; dropping the connection');
+        if (socket.readyState === WebSocket.OPEN) this.send('heartbeat', heartbeat(0, this.links.counters()));
+        // After a long step this runs before the messages that waited: the liveness thread's clock counts too.
+        const silentMs = Date.now() - Math.max(lastHeard, this.liveness?.lastHeardMs ?? 0);
+        if (config && silentMs > config.peerTimeoutMs) {
+          log.warn({ silentMs }, 'coordinator silent; dropping the connection');
           socket.terminate();
         }
       }, this.config?.heartbeatMs ?? 1000);
@@ -193,7 +210,9 @@ export class Worker {
         log.debug({ err: error.message }, 'control connection error');
       });
       socket.on('close', (code, reason) => {
-        clearInterval(heartbeat);
+        clearInterval(beat);
+        this.liveness?.stop();
+        this.liveness = null;
         this.socket = null;
         this.ready = false;
         this.links.closeLinks(new RingError('lost the coordinator'));
@@ -277,12 +296,22 @@ export class Worker {
     } catch (error) {
       const aborted = error instanceof Aborted || error instanceof RingError;
       const message = (error as Error).message;
+      // A neighbour this rank could not link with: the code names the side, so the coordinator can name the pair.
+      const code = error instanceof RingLinkError ? `ring-${error.side}` : aborted ? 'aborted' : 'failed';
       this.options.log[aborted ? 'warn' : 'error'](
         { command: envelope.kind, err: message },
         aborted ? 'command abandoned' : 'command failed',
       );
-      reply('error', { code: aborted ? 'aborted' : 'failed', message });
+      reply('error', { code, message });
     }
+  }
+
+  /** Starts this connection's liveness thread (loading the data and building the model may block for long). */
+  private startLiveness(key: string, heartbeatMs: number): void {
+    const { coordinatorUrl: url, token, tls, workerId } = this.options;
+    this.liveness?.stop();
+    if (!this.socket) return;
+    this.liveness = new LivenessChannel({ url, token, tls, workerId, key, heartbeatMs, log: this.options.log });
   }
 
   /** Loads the data and builds the model for the run's config (kept across reconnects). */
@@ -296,6 +325,7 @@ export class Worker {
     const config = validateConfig(raw);
     if (configHash(config) !== welcome.configHash) throw new Error('the config the coordinator sent does not match its hash');
     setLogContext(this.options.log, { runId: welcome.runId });
+    this.startLiveness(welcome.livenessKey, config.heartbeatMs);
     if (this.configHash !== welcome.configHash || !this.member) {
       const data = loadDataSource(config);
       const model = createModel(config, data);
@@ -329,12 +359,12 @@ export class Worker {
   }
 
   private async formRing(message: Messages['formRing']): Promise<void> {
-    const { generation, rank, members } = message;
+    const { generation, rank, members, ringKey } = message;
     if (rank >= members.length) throw new Error(`rank ${rank} is outside a ring of ${members.length}`);
     this.generation = generation;
     setLogContext(this.options.log, { rank });
     this.ring = null;
-    const ring = await this.links.form(generation, rank, members, this.config?.wireFormat, this.config?.peerTimeoutMs);
+    const ring = await this.links.form({ generation, rank, members, ringKey }, this.config?.wireFormat, this.config?.peerTimeoutMs);
     if (this.generation === generation) {
       this.ring = ring;
       this.requireMember().join(rank, members.length, ring);

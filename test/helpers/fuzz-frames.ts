@@ -16,14 +16,14 @@ const peer = fc.record({ workerId: text, host: text, port: u32 });
 /** One message of every kind the protocol has, with arbitrary field values. */
 const messages: { [K in MessageKind]: fc.Arbitrary<Messages[K]> } = {
   join: fc.record({ workerId: text, ringHost: text, ringPort: u32 }),
-  welcome: fc.record({ runId: text, configJson: text, configHash: text }),
+  welcome: fc.record({ runId: text, configJson: text, configHash: text, livenessKey: text }),
   ready: fc.record({
     data: fc.record({ description: text, trainCount: u64, holdbackCount: u64, testCount: u64, stepsPerEpoch: u64 }),
     layers: fc.array(fc.record({ name: text, shape: fc.array(u32, { maxLength: 4 }), prunable: fc.boolean() }), { maxLength: 6 }),
     backend: text,
     matmulFlops: double,
   }),
-  formRing: fc.record({ generation: u32, rank: u32, members: fc.array(peer, { maxLength: 5 }) }),
+  formRing: fc.record({ generation: u32, rank: u32, members: fc.array(peer, { maxLength: 5 }), ringKey: text }),
   ack: fc.constant({}),
   loadState: fc.record({ generation: u32, step: u64, initialize: fc.boolean(), state: bytes }),
   stateReport: fc.record({ stateDigest: text, activePerLayer: fc.array(u64, { maxLength: 6 }), activeParams: u64, step: u64 }),
@@ -37,10 +37,12 @@ const messages: { [K in MessageKind]: fc.Arbitrary<Messages[K]> } = {
   prune: fc.record({ generation: u32, thresholds: fc.array(double, { maxLength: 8 }) }),
   uploadState: fc.record({ generation: u32 }),
   stateUpload: fc.record({ state: bytes, stateDigest: text, step: u64 }),
-  heartbeat: fc.record({ sentMs: double }),
+  heartbeat: fc.record({ sentMs: double, busyMs: double, ringGeneration: u32, sentToNextBytes: u64, receivedFromPreviousBytes: u64 }),
+  ringStall: fc.record({ generation: u32, waitedMs: double, sentToNextBytes: u64, receivedFromPreviousBytes: u64 }),
   error: fc.record({ code: text, message: text }),
   shutdown: fc.record({ reason: text }),
   leave: fc.record({ reason: text }),
+  livenessHello: fc.record({ workerId: text, key: text }),
 };
 
 /** A well-formed envelope of any kind (request ids small, so some match a pending command). */
@@ -115,6 +117,7 @@ export function ringHello(generation: number, workerIds: string[]): fc.Arbitrary
     generation: fc.oneof(fc.constantFrom(generation, generation + 1, generation - 1), fc.integer()),
     rank: fc.oneof(fc.constantFrom(0, 1, 2), fc.integer()),
     workerId: fc.oneof(fc.constantFrom(...workerIds, ''), fc.string({ maxLength: 20 })),
+    key: fc.string({ maxLength: 24 }),
   });
   return fc.oneof(
     hello.map((h) => encodeRingHello(h)),

@@ -21,6 +21,10 @@ export interface LiveClusterOptions {
   config: OccamConfig;
   /** Each process gets these as --tls-* and speaks wss. */
   tls?: TlsFiles;
+  /** The coordinator runs under `ulimit -n` of this. */
+  coordinatorFileLimit?: number;
+  /** Runs once the coordinator is started and before any worker is (an impostor that must be first). */
+  beforeWorkers?: (url: string) => Promise<void>;
 }
 
 export interface WorkerProcess {
@@ -60,7 +64,10 @@ export class LiveCluster {
     const coordinator = spawnOccam(
       ['coordinator', '--run-dir', runDir, '--config', configPath, '--host', '127.0.0.1', '--port', String(port), ...tlsArgs],
       coordinatorLog,
+      {},
+      options.coordinatorFileLimit,
     );
+    await options.beforeWorkers?.(`${tls ? 'wss' : 'ws'}://127.0.0.1:${port}`);
     const workers: WorkerProcess[] = [];
     for (let i = 0; i < config.workers; i++) {
       const ringPort = await freePort();

@@ -7,12 +7,12 @@ import { OCCAM_BIN } from '../../src/coordinator/local-cluster.ts';
 
 export const TEST_TOKEN = 'test-cluster-token-0123456789';
 
-export function spawnOccam(args: string[], logPath: string, env: Record<string, string> = {}): ChildProcess {
+/** An `occam` process; with `fileLimit` it runs under `ulimit -n fileLimit` (the shell execs it, so the pid is occam's). */
+export function spawnOccam(args: string[], logPath: string, env: Record<string, string> = {}, fileLimit?: number): ChildProcess {
   const log = openSync(logPath, 'a');
-  return spawn(process.execPath, [OCCAM_BIN, ...args], {
-    env: { ...process.env, OCCAM_TOKEN: TEST_TOKEN, ...env },
-    stdio: ['ignore', log, log],
-  });
+  const options = { env: { ...process.env, OCCAM_TOKEN: TEST_TOKEN, ...env }, stdio: ['ignore', log, log] as ('ignore' | number)[] };
+  if (fileLimit === undefined) return spawn(process.execPath, [OCCAM_BIN, ...args], options);
+  return spawn('bash', ['-c', `ulimit -n ${fileLimit} && exec "$0" "$@"`, process.execPath, OCCAM_BIN, ...args], options);
 }
 
 export async function waitFor(condition: () => boolean, timeoutMs: number, what: string): Promise<void> {

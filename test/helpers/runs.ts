@@ -4,6 +4,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
+import type { Logger } from '../../src/common/log.ts';
 import { readLatestCheckpoint } from '../../src/storage/checkpoint.ts';
 import { resolveConfig, type OccamConfig } from '../../src/config.ts';
 import type { RunState } from '../../src/coordinator/run-state.ts';
@@ -13,6 +14,11 @@ import type { Replica } from '../../src/training/replica.ts';
 import { decodeSafetensors, type NamedTensor } from '../../src/storage/safetensors.ts';
 
 export const quietLog = pino({ level: 'silent' });
+
+/** A logger that keeps every warning and worse as a JSON line in `lines`. */
+export function captureLog(lines: string[]): Logger {
+  return pino({ level: 'warn' }, { write: (line: string) => lines.push(line) });
+}
 
 /** A small, fast MLP run on MNIST. */
 export function smallConfig(overrides: Partial<OccamConfig> = {}): OccamConfig {
