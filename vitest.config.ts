@@ -17,6 +17,7 @@ const UNIT = [
   'replica',
   'run-loop',
   'schedule',
+  'stragglers',
   'tensorboard',
   'terminal',
 ].map((name) => `test/${name}.test.ts`);

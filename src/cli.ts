@@ -19,7 +19,7 @@ import { formatSummary, terminalMode, TerminalView } from './observe/terminal.ts
 import { readRunConfig, readSummary, RunDir, type RunSummary } from './storage/run-dir.ts';
 import { formatPlan, planRun } from './observe/plan.ts';
 import { writeRunReport } from './observe/report.ts';
-import { cutLink, faultHooks } from './worker/faults.ts';
+import { cutLink, faultHooks, paceBytesPerSecond } from './worker/faults.ts';
 import { Worker } from './worker/worker.ts';
 import {
   configFlags,
@@ -317,6 +317,7 @@ async function runWorker(args: ParsedArgs, log: Logger): Promise<number> {
     reconnectGiveUpMs: args.flags.has('exit-with-parent') ? 30000 : 0,
     hooks: faultHooks(process.env.OCCAM_FAULTS, (fault) => log.warn({ fault }, 'fault injection')),
     cutLink: cutLink(process.env.OCCAM_CUT_LINK),
+    paceBytesPerSecond: paceBytesPerSecond(process.env.OCCAM_PACE_KBPS),
     maxMessageBytes: maxMessageBytes(args),
   });
   if (args.flags.has('exit-with-parent')) process.on('disconnect', () => process.exit(0));

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { ChildProcess } from 'node:child_process';
 import type { RoundMetrics } from '../src/storage/run-dir.ts';
+import type { RunEvent } from '../src/observe/events.ts';
 import { captureLog, compareStates, latestState, smallConfig, tempRunDir, train } from './helpers/runs.ts';
 import { exitOf, freePort, lineCount, spawnOccam, waitFor } from './helpers/processes.ts';
 import { readMetrics, readSummary } from '../src/storage/run-dir.ts';
@@ -57,6 +58,35 @@ describe('a long step is a slow worker, not a lost one', () => {
       expect(lines.join('\n')).not.toMatch(/declaring it lost/);
     });
   }
+});
+
+describe('a straggler', () => {
+  it('a worker slowed on purpose at every step is named: a log line, and the event /metrics and the terminal show', async () => {
+    const lines: string[] = [];
+    const events: RunEvent[] = [];
+    await train(config({ workers: 2, rounds: 2, checkpointEverySteps: 5 }), {
+      workerEnv: (i): Record<string, string> => (i === 1 ? { OCCAM_FAULTS: 'slow:40@compute' } : {}),
+      log: captureLog(lines),
+      onEvent: (event) => events.push(event),
+    });
+    expect(lines.join('\n')).toMatch(/"worker":"local-1".*straggler: this worker is persistently slower than the others/);
+    const named = events.filter((e) => e.type === 'straggler' && e.slow);
+    expect(named.map((e) => (e as { workerId: string }).workerId)).toEqual(['local-1']);
+  });
+});
+
+describe('a slow link', () => {
+  it('rank 0 with a 1 Mbit/s uplink takes longer than peerTimeoutMs over each commit upload, and is not declared lost', async () => {
+    // ~330 kB of state: ~2.6 s at 1 Mbit/s, against a 2 s peerTimeoutMs; control heartbeats wait behind it.
+    const lines: string[] = [];
+    const { summary, metrics } = await train(config({ workers: 2, rounds: 2, peerTimeoutMs: 2000, heartbeatMs: 500 }), {
+      workerEnv: (i): Record<string, string> => (i === 0 ? { OCCAM_PACE_KBPS: '1000' } : {}),
+      log: captureLog(lines),
+    });
+    expect(summary.restarts).toBe(0);
+    expectCompleteHistory(metrics, 2);
+    expect(lines.join('\n')).not.toMatch(/declaring it lost/);
+  });
 });
 
 describe('a ring-only partition (every worker still reaches the coordinator)', () => {

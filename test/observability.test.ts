@@ -163,6 +163,15 @@ describe('a running coordinator observed from outside', () => {
     expect(seriesValue(families, 'occam_bus_bandwidth_bytes_per_second', { worker: 'w' })).toBe(100 / 0.002);
   });
 
+  it('a straggler is flagged per worker in /metrics, and cleared when it keeps up', async () => {
+    const metrics = new CoordinatorMetrics({ runId: 'unit', config: smallConfig() });
+    const straggler = (slow: boolean): RunEvent => ({ type: 'straggler', workerId: 'w1', slow, msPerStep: 60, othersMsPerStep: 20 });
+    metrics.handle(straggler(true));
+    expect(seriesValue(parsePrometheusText(await metrics.render()), 'occam_worker_straggler', { worker: 'w1' })).toBe(1);
+    metrics.handle(straggler(false));
+    expect(seriesValue(parsePrometheusText(await metrics.render()), 'occam_worker_straggler', { worker: 'w1' })).toBe(0);
+  });
+
   it('the step gauge does not jump back to the last round’s end when a ring forms at a later commit', async () => {
     const metrics = new CoordinatorMetrics({ runId: 'unit', config: smallConfig() });
     const progress = (step: number): RunEvent => ({

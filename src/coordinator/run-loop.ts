@@ -1,7 +1,8 @@
 // The Occam run, round by round, against one ReplicaGroup: train a segment of steps, evaluate,
 // run the pruning schedule (the single source of truth for p), agree on thresholds, check that
-// every replica holds the same state, and commit a checkpoint. It knows nothing of sockets, so
-// it runs the same on worker processes and on in-process replicas; resume starts from a commit.
+// every replica holds the same state (replica-agreement.ts), and commit a checkpoint. It knows
+// nothing of sockets, so it runs the same on worker processes and on in-process replicas; resume
+// starts from a commit.
 import { configHash, type OccamConfig, runHash } from '../config.ts';
 import type { RunEvent } from '../observe/events.ts';
 import type { Logger } from '../common/log.ts';
@@ -11,12 +12,11 @@ import { initialSchedule, roundStartStep, roundStepCount, totalRounds } from '..
 import { noTimes, type StepTimes } from '../training/step-loop.ts';
 import { MembershipChanged, type ReplicaGroup, type StateReport } from './replica-group.ts';
 import { endRound } from './round-end.ts';
+import { ReplicaAgreement } from './replica-agreement.ts';
+import { StragglerWatch } from './stragglers.ts';
 import type { Committed, RunState } from './run-state.ts';
 
 /** requestStop() was honoured: the run stopped right after a commit and can be resumed from it. */
-/** Resynchronisations of one replica within one ring that get it excluded. */
-const RESYNC_LIMIT = 3;
-
 export class RunStopped extends Error {
   constructor(readonly step: number) {
     super(`run stopped at step ${step}, right after a checkpoint commit`);
@@ -43,15 +43,12 @@ export class RunLoop {
   readonly config: OccamConfig;
   /** Why the run ended before its last round (early stopping), if it did. */
   private stopReason: string | null = null;
-  /** How often replicas on different hardware disagreed (checkHardware). */
-  private hardwareDivergences = 0;
-  /** The digest every replica holds now (loaded, or agreed after the last segment or pruning): what a commit must upload. */
-  private agreedDigest: string | null = null;
-  /** Resynchronisations per worker in the current ring (excludeIfResyncedOften). */
-  private readonly resyncsOf = new Map<string, number>();
+  private readonly stragglers = new StragglerWatch();
+  private readonly agreement: ReplicaAgreement;
 
   constructor(private readonly options: RunLoopOptions) {
     this.config = options.config;
+    this.agreement = new ReplicaAgreement(options);
   }
 
   /** Prepares the run directory and takes its newest valid checkpoint, if any (a resumed run). */
@@ -70,8 +67,7 @@ export class RunLoop {
       group.exclude(bad, 'could not load the committed state');
       throw new MembershipChanged(`worker ${group.memberIds[bad]} could not load the committed state`);
     }
-    this.agreedDigest = expected;
-    this.resyncsOf.clear();
+    this.agreement.loaded(expected);
     if (!committed) await this.commit(group, this.initialProgress(reports[0]));
     await this.train(group);
   }
@@ -182,6 +178,10 @@ export class RunLoop {
         workers: latestTimes,
       });
     });
+    this.watchStragglers(
+      group,
+      results.map((r) => r.times),
+    );
     results.forEach((r, rank) => {
       this.options.emit({
         type: 'steps',
@@ -193,7 +193,7 @@ export class RunLoop {
       });
       latestTimes.set(group.memberIds[rank], r.times);
     });
-    await this.reconcile(
+    await this.agreement.reconcile(
       group,
       results.map((r) => r.stateDigest),
       progress,
@@ -239,74 +239,22 @@ export class RunLoop {
         const upload = await group.upload(0);
         this.options.runDir.exportModel(upload.state, this.config, progress.best as BestRound);
       },
-      reconcile: (digests: string[], progress: RunState, when: string) => this.reconcile(group, digests, progress, when),
+      reconcile: (digests: string[], progress: RunState, when: string) => this.agreement.reconcile(group, digests, progress, when),
     };
   }
 
-  /**
-   * Checks that every replica reports the same state digest. A replica that differs from the
-   * majority is resynchronised from one that agrees, and counted; returns the agreed digest.
-   * With no majority (1 against 1) nothing says which is right: every replica reloads the last commit.
-   */
-  private async reconcile(group: ReplicaGroup, digests: string[], progress: RunState, when: string): Promise<string> {
-    const counts = new Map<string, number>();
-    for (const d of digests) counts.set(d, (counts.get(d) ?? 0) + 1);
-    const ranked = [...counts.entries()].sort((a, b) => b[1] - a[1] || digests.indexOf(a[0]) - digests.indexOf(b[0]));
-    const agreed = ranked[0][0];
-    const differing = digests.flatMap((d, rank) => (d === agreed ? [] : [rank]));
-    this.agreedDigest = agreed;
-    if (differing.length === 0) return agreed;
-    this.checkHardware(group, digests.indexOf(agreed), differing, when);
-    if (ranked[1][1] === ranked[0][1])
-      throw new MembershipChanged(
-        `replicas disagree ${when} with no majority (${digests.join(' / ')}): every replica reloads the last commit`,
+  /** Names a member that keeps holding the ring back (a log line and an event), and says when it no longer does. */
+  private watchStragglers(group: ReplicaGroup, times: StepTimes[]): void {
+    const { named, recovered } = this.stragglers.observe(group.memberIds, times);
+    for (const s of named) {
+      const { workerId, msPerStep, othersMsPerStep } = s;
+      this.options.log.warn(
+        { worker: workerId, msPerStep, othersMsPerStep },
+        'straggler: this worker is persistently slower than the others',
       );
-    const upload = await group.upload(digests.indexOf(agreed));
-    for (const rank of differing) {
-      const workerId = group.memberIds[rank];
-      const reason = `state digest ${digests[rank]} differs from the agreed ${agreed} ${when}`;
-      this.options.log.warn({ worker: workerId, rank, reason }, 'replica differs; resynchronising it');
-      const report = await group.resync(rank, upload.step, upload.state);
-      if (report.stateDigest !== agreed) {
-        group.exclude(rank, 'replica could not be resynchronised');
-        throw new MembershipChanged(`worker ${workerId} could not be resynchronised`);
-      }
-      progress.resyncs++;
-      this.options.runDir.recordFailure({ type: 'resync', worker: workerId, reason });
-      this.options.emit({ type: 'resync', workerId, reason });
-      this.excludeIfResyncedOften(group, rank);
+      this.options.emit({ type: 'straggler', workerId, slow: true, msPerStep, othersMsPerStep });
     }
-    return agreed;
-  }
-
-  /** A replica resynchronised RESYNC_LIMIT times in this ring keeps drifting (a bad GPU, a member sending wrong values): excluded. */
-  private excludeIfResyncedOften(group: ReplicaGroup, rank: number): void {
-    const workerId = group.memberIds[rank];
-    const count = (this.resyncsOf.get(workerId) ?? 0) + 1;
-    this.resyncsOf.set(workerId, count);
-    if (count < RESYNC_LIMIT) return;
-    this.resyncsOf.delete(workerId);
-    group.exclude(rank, `resynchronised ${count} times`);
-    throw new MembershipChanged(`worker ${workerId} excluded: its replica had to be resynchronised ${count} times`);
-  }
-
-  /**
-   * Replicas on different hardware (GPU models, drivers, backends) need not sum floats alike, so
-   * their digests can differ with no fault at all. Once is resynchronised and said; twice stops
-   * the run with the reason, instead of resynchronising at every segment.
-   */
-  private checkHardware(group: ReplicaGroup, agreedRank: number, differing: number[], when: string): void {
-    const reference = group.hardware[agreedRank];
-    const foreign = differing.filter((rank) => group.hardware[rank] !== reference);
-    if (foreign.length === 0) return;
-    const who = foreign.map((rank) => `${group.memberIds[rank]} (${group.hardware[rank]})`).join(', ');
-    const message = `replicas on different hardware diverge ${when}: ${who} against ${group.memberIds[agreedRank]} (${reference}); floating-point results are not bit-identical across GPU models, drivers or backends`;
-    this.hardwareDivergences++;
-    if (this.hardwareDivergences > 1) throw new Error(`${message}. Run every worker on the same GPU model, driver and backend.`);
-    this.options.log.warn(
-      { workers: foreign.map((rank) => group.memberIds[rank]) },
-      `${message}; resynchronising, and stopping if it happens again`,
-    );
+    for (const workerId of recovered) this.options.emit({ type: 'straggler', workerId, slow: false, msPerStep: 0, othersMsPerStep: 0 });
   }
 
   /** Commits the current state: rank 0 uploads it, its step and digest must be the ones every replica reported, then it is written. */
@@ -316,12 +264,7 @@ export class RunLoop {
       group.exclude(0, `uploaded step ${upload.step}, expected ${progress.step}`);
       throw new MembershipChanged(`rank 0 uploaded step ${upload.step}, expected ${progress.step}`);
     }
-    if (this.agreedDigest !== null && upload.stateDigest !== this.agreedDigest) {
-      group.exclude(0, `uploaded state ${upload.stateDigest}, not the agreed ${this.agreedDigest}`);
-      throw new MembershipChanged(
-        `rank 0 uploaded a state (${upload.stateDigest}) other than the one every replica reported (${this.agreedDigest})`,
-      );
-    }
+    this.agreement.checkUpload(group, upload.stateDigest);
     const snapshot = structuredClone(progress);
     const manifest = {
       round: progress.round,

@@ -26,5 +26,14 @@ export type RunEvent =
   /** One worker's work so far in its current segment of steps (cumulative; `final`: its reply), for metrics. */
   | { type: 'steps'; workerId: string; step: number; times: StepTimes; bytesSent: number; final: boolean }
   | { type: 'resync'; workerId: string; reason: string }
+  /** A member persistently slower than the others (coordinator/stragglers.ts), or no longer (`slow: false`). */
+  | { type: 'straggler'; workerId: string; slow: boolean; msPerStep: number; othersMsPerStep: number }
   | { type: 'restart'; reason: string }
   | { type: 'done'; summary: RunSummary };
+
+/** A straggler event as the terminal and the status page say it. */
+export function describeStraggler(event: Extract<RunEvent, { type: 'straggler' }>): string {
+  if (!event.slow) return `${event.workerId} keeps up with the others again`;
+  const ms = (x: number) => `${x.toFixed(x < 10 ? 1 : 0)} ms`;
+  return `straggler: ${event.workerId} takes ${ms(event.msPerStep)} per step against ${ms(event.othersMsPerStep)} for the others`;
+}

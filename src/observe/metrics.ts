@@ -108,6 +108,11 @@ export class CoordinatorMetrics {
     ['worker', 'phase'],
   );
   private readonly bytesSent = this.counter('occam_bytes_sent_total', 'Bytes the worker sent to its ring neighbour.', ['worker']);
+  private readonly straggler = this.gauge(
+    'occam_worker_straggler',
+    '1 while the worker is persistently slower per step than the median of the others (it sets the ring’s pace), else 0.',
+    ['worker'],
+  );
   private readonly resyncs = this.counter('occam_resyncs_total', 'Replicas found to differ from the agreed state and resynchronised.');
   private readonly restarts = this.counter(
     'occam_restarts_total',
@@ -164,6 +169,9 @@ export class CoordinatorMetrics {
         return;
       case 'resync':
         this.resyncs.inc();
+        return;
+      case 'straggler':
+        this.straggler.set({ worker: event.workerId }, event.slow ? 1 : 0);
         return;
       case 'progress':
         this.setStep(event.step);

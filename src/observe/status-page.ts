@@ -3,7 +3,7 @@
 // curves, weights kept and p per round, per-worker step times) that its few lines of script swap in.
 import type { OccamConfig } from '../config.ts';
 import type { StepTimes } from '../wire/protocol.ts';
-import type { RunEvent } from './events.ts';
+import { describeStraggler, type RunEvent } from './events.ts';
 import { escapeXml, formatNumber, formatPercent, lineChart, stackedBarChart, type Point } from './plots.ts';
 import { formatSeconds, runEtaSeconds, trainingStepRate } from './terminal.ts';
 import {
@@ -73,6 +73,8 @@ export class LiveRun {
       case 'resync':
         this.counts.resyncs++;
         return this.note(`resynchronised ${event.workerId}: ${event.reason}`);
+      case 'straggler':
+        return this.note(describeStraggler(event));
       case 'progress':
         return this.onProgress(event);
       case 'steps':

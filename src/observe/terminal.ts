@@ -6,7 +6,7 @@
 import { flopsUtilization, type TokenThroughput } from '../training/flops.ts';
 import { join } from 'node:path';
 import type { StepTimes } from '../wire/protocol.ts';
-import type { RunEvent } from './events.ts';
+import { describeStraggler, type RunEvent } from './events.ts';
 import { formatModelSizes } from './plots.ts';
 import { REPORT_FILE } from './report.ts';
 import type { RoundMetrics, RunSummary } from '../storage/run-dir.ts';
@@ -96,6 +96,8 @@ export class TerminalView {
         return this.line(`membership changed (${event.reason}); resuming from the last commit`);
       case 'resync':
         return this.line(`resynchronised ${event.workerId}: ${event.reason}`);
+      case 'straggler':
+        return this.line(describeStraggler(event));
       case 'progress':
         return this.progress(event);
       case 'round':

@@ -10,6 +10,7 @@ import { trainSteps, type StepsResult } from './step-loop.ts';
 
 /** The facts each hook point knows; a fault filter may name only these. */
 export const HOOK_FACTS = {
+  compute: ['step', 'rank'],
   allreduce: ['step', 'rank'],
   evaluate: ['round', 'rank', 'step'],
   thresholds: ['round', 'rank'],
@@ -82,6 +83,7 @@ export class Member {
       world: this.world,
       collective: this.collective,
       check: options.check,
+      duringCompute: (step) => this.hooks.compute?.({ step, rank: this.rank }, this.replica),
       duringAllReduce: (step) => this.hooks.allreduce?.({ step, rank: this.rank }, this.replica),
       afterStep: (step, loss, sofar) => {
         this.step = step + 1;

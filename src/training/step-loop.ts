@@ -25,6 +25,8 @@ export interface StepLoopOptions {
   collective?: Collective;
   /** Throws when the loop must stop (its ring was superseded): checked before each step and before each update. */
   check?(): void;
+  /** While this rank computes the gradient of `step`, counted as compute (fault injection: a slow rank). */
+  duringCompute?(step: number): void;
   /** While this rank's gradient is in the all-reduce of `step` (fault injection). */
   duringAllReduce?(step: number): void;
   /** After each step, with the global mean loss of that step; may throw to abandon the loop. */
@@ -42,6 +44,7 @@ export async function trainSteps(replica: Replica, options: StepLoopOptions): Pr
   for (let step = fromStep; step < toStep; step++) {
     options.check?.();
     const t0 = performance.now();
+    options.duringCompute?.(step);
     const length = replica.gradientLength;
     const buffer = new Float32Array(length + 1);
     const shard = await replica.shardGradient(step, rank, world, buffer);

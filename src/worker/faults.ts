@@ -2,25 +2,31 @@
 // becomes a set of member hooks (training/member.ts); production code has no fault checks. E.g.
 //   OCCAM_FAULTS="kill@allreduce step=5 rank=1; corrupt-mask@prune round=1 rank=1"
 // Actions: kill (SIGKILL itself), stop (SIGSTOP itself: a hung peer), corrupt-mask (prune or upload),
-// block:MS (the training thread stuck MS milliseconds in one synchronous call: a long step).
+// block:MS (the training thread stuck MS milliseconds in one synchronous call: a long step),
+// slow:MS (the same at every match, not once: a rank that is always slower).
 // Points and the facts a filter may name: HOOK_FACTS. Each fault fires once.
 // OCCAM_CUT_LINK="w2 after=BYTES" makes this worker's ring link to w2 a black hole (a network
-// partition of that pair alone): from the start, or once BYTES went over it.
+// partition of that pair alone): from the start, or once BYTES went over it. OCCAM_PACE_KBPS=1000
+// paces the worker's control uplink to 1 Mbit/s (a slow link: a state upload takes its time).
 import { HOOK_FACTS, type HookPoint, type MemberHooks } from '../training/member.ts';
 import type { Replica } from '../training/replica.ts';
 
-export type FaultAction = 'kill' | 'stop' | 'corrupt-mask' | 'block';
+export type FaultAction = 'kill' | 'stop' | 'corrupt-mask' | 'block' | 'slow';
 
 interface Fault {
   action: FaultAction;
-  /** block: for how long. */
+  /** block, slow: for how long. */
   ms: number;
   point: HookPoint;
   filters: Record<string, number>;
   fired: boolean;
+  /** slow: has fired already (it goes on firing). */
+  slowed: boolean;
 }
 
-const ACTIONS: readonly FaultAction[] = ['kill', 'stop', 'corrupt-mask', 'block'];
+const ACTIONS: readonly FaultAction[] = ['kill', 'stop', 'corrupt-mask', 'block', 'slow'];
+/** Actions that take a duration (ACTION:MS). */
+const TIMED: readonly FaultAction[] = ['block', 'slow'];
 
 /** Parses OCCAM_FAULTS into member hooks; a spec that does not parse throws naming the entry. */
 export function faultHooks(spec: string | undefined, onFire: (fault: string) => void = () => {}): MemberHooks {
@@ -35,8 +41,10 @@ export function faultHooks(spec: string | undefined, onFire: (fault: string) => 
     hooks[point] = (facts: Record<string, number>, replica: Replica) => {
       const fault = faults.find((f) => !f.fired && f.point === point && Object.entries(f.filters).every(([k, v]) => facts[k] === v));
       if (!fault) return;
-      fault.fired = true;
-      onFire(`${fault.action}@${point} ${JSON.stringify(facts)}`);
+      // A slow rank stays slow (said once); every other fault fires once.
+      if (!fault.slowed) onFire(`${fault.action}@${point} ${JSON.stringify(facts)}`);
+      fault.fired = fault.action !== 'slow';
+      fault.slowed = fault.action === 'slow';
       act(fault, replica);
     };
   }
@@ -51,8 +59,16 @@ export function cutLink(spec: string | undefined): { workerId: string; afterByte
   return { workerId: match[1], afterBytes: Number(match[2] ?? 0) };
 }
 
+/** Parses OCCAM_PACE_KBPS (kilobits per second) into bytes per second; undefined when unset. */
+export function paceBytesPerSecond(spec: string | undefined): number | undefined {
+  if (!spec?.trim()) return undefined;
+  const kbps = Number(spec);
+  if (!(kbps > 0)) throw new Error(`OCCAM_PACE_KBPS: '${spec}' is not a rate in kilobits per second`);
+  return (kbps * 1000) / 8;
+}
+
 function act({ action, ms }: Fault, replica: Replica): void {
-  if (action === 'block') Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+  if (action === 'block' || action === 'slow') Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
   if (action === 'kill') process.kill(process.pid, 'SIGKILL');
   if (action === 'stop') process.kill(process.pid, 'SIGSTOP');
   if (action === 'corrupt-mask') {
@@ -69,11 +85,11 @@ function parseFault(text: string): Fault {
   if (
     !ACTIONS.includes(action as FaultAction) ||
     !(point in HOOK_FACTS) ||
-    (action === 'block') !== (duration !== undefined) ||
+    TIMED.includes(action as FaultAction) !== (duration !== undefined) ||
     !(ms >= 0)
   ) {
     throw new Error(
-      `OCCAM_FAULTS: cannot parse '${text}' (actions: kill, stop, corrupt-mask, block:MS; points: ${Object.keys(HOOK_FACTS).join(', ')})`,
+      `OCCAM_FAULTS: cannot parse '${text}' (actions: kill, stop, corrupt-mask, block:MS, slow:MS; points: ${Object.keys(HOOK_FACTS).join(', ')})`,
     );
   }
   if (action === 'corrupt-mask' && point !== 'prune' && point !== 'upload')
@@ -86,5 +102,5 @@ function parseFault(text: string): Fault {
     if (!known.includes(key)) throw new Error(`OCCAM_FAULTS: ${point} knows ${known.join(', ')}, not '${key}', in '${text}'`);
     filters[key] = Number(value);
   }
-  return { action: action as FaultAction, ms, point: point as HookPoint, filters, fired: false };
+  return { action: action as FaultAction, ms, point: point as HookPoint, filters, fired: false, slowed: false };
 }

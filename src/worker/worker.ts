@@ -1,9 +1,8 @@
 // A worker process: joins the coordinator, loads its data and model, joins the ring, and then
 // does what the coordinator asks — train global steps (all-reducing the compacted gradient with
 // its ring neighbours each step), evaluate, compute and apply pruning thresholds, and load or
-// upload state. It reconnects with backoff when the coordinator goes away.
-import WebSocket from 'ws';
-import { authorizationHeader } from '../wire/auth.ts';
+// upload state. It reconnects with backoff when the coordinator goes away (each connection:
+// control-connection.ts).
 import { configHash, DEFAULT_CONFIG, validateConfig, type OccamConfig } from '../config.ts';
 import { loadDataSource } from '../training/data/load.ts';
 import { selectBackend, type BackendRequest } from '../training/engine.ts';
@@ -11,22 +10,16 @@ import { measureMatmulFlops } from '../training/flops.ts';
 import { describeAdapter } from '../training/webgpu.ts';
 import { setLogContext, type Logger } from '../common/log.ts';
 import { createModel } from '../training/models/create.ts';
-import {
-  decodeEnvelope,
-  encodeEnvelope,
-  heartbeat,
-  ProtocolError,
-  type Envelope,
-  type Messages,
-  type MessageKind,
-} from '../wire/protocol.ts';
+import { ProtocolError, type Envelope, type Messages, type MessageKind } from '../wire/protocol.ts';
 import { Member, type MemberHooks } from '../training/member.ts';
 import { Replica } from '../training/replica.ts';
 import { RingError, type RingAllReduce } from '../wire/ring.ts';
-import { tlsClientOptions, type TlsOptions } from '../wire/tls.ts';
+import type { TlsOptions } from '../wire/tls.ts';
 import { closeReason, commandProblem } from '../wire/validate.ts';
-import { LivenessChannel } from './liveness.ts';
+import { ControlConnection, WorkerRefused } from './control-connection.ts';
 import { RingLinkError, RingLinks } from './ring-links.ts';
+
+export { WorkerRefused };
 
 export interface WorkerOptions {
   coordinatorUrl: string;
@@ -53,6 +46,8 @@ export interface WorkerOptions {
   maxMessageBytes: number;
   /** Fault injection: a ring link that goes black (OCCAM_CUT_LINK). */
   cutLink?: { workerId: string; afterBytes: number };
+  /** Fault injection: the control connection's uplink at this rate (OCCAM_PACE_KBPS). */
+  paceBytesPerSecond?: number;
 }
 
 /** Floats per ring frame: 256 KiB, small enough to pipeline, large enough to amortise framing. */
@@ -63,9 +58,7 @@ class Aborted extends Error {}
 
 export class Worker {
   private readonly links: RingLinks;
-  private socket: WebSocket | null = null;
-  /** This connection's heartbeats, kept by a thread of their own once the welcome came. */
-  private liveness: LivenessChannel | null = null;
+  private connection: ControlConnection | null = null;
   private stopped = false;
   private config: OccamConfig | null = null;
   private configHash = '';
@@ -151,88 +144,38 @@ export class Worker {
   /** Stops the worker: closes the control connection and the ring. */
   stop(): void {
     this.stopped = true;
-    this.socket?.close(1000, 'worker stopping');
+    this.connection?.close(1000, 'worker stopping');
   }
 
   /** One connection to the coordinator. Resolves when it closes: true when it got as far as a welcome. */
-  private session(ringPort: number): Promise<boolean> {
-    const { coordinatorUrl, token, log } = this.options;
-    return new Promise((resolve, reject) => {
-      let welcomed = false;
-      /** Why the connection failed (refused, a certificate the CA did not sign, …): said once it closes. */
-      let failure: string | null = null;
-      let lastHeard = Date.now();
-      const socket = new WebSocket(coordinatorUrl, {
-        headers: authorizationHeader(token),
-        maxPayload: this.options.maxMessageBytes,
-        ...tlsClientOptions(this.options.tls),
-        handshakeTimeout: 10000,
-      });
-      socket.binaryType = 'nodebuffer';
-      this.socket = socket;
-      const beat = setInterval(() => {
-        const config = this.config;
-        if (socket.readyState === WebSocket.OPEN) this.send('heartbeat', heartbeat(0, this.links.counters()));
-        // After a long step this runs before the messages that waited: the liveness thread's clock counts too.
-        const silentMs = Date.now() - Math.max(lastHeard, this.liveness?.lastHeardMs ?? 0);
-        if (config && silentMs > config.peerTimeoutMs) {
-          log.warn({ silentMs }, 'coordinator silent; dropping the connection');
-          socket.terminate();
-        }
-      }, this.config?.heartbeatMs ?? 1000);
-      socket.on('open', () => {
-        this.send('join', { workerId: this.options.workerId, ringHost: this.options.ringAdvertiseHost, ringPort });
-      });
-      socket.on('message', (data: Buffer) => {
-        lastHeard = Date.now();
-        let envelope: Envelope;
-        try {
-          envelope = decodeEnvelope(data);
-        } catch (error) {
-          log.error({ err: (error as Error).message }, 'bad message from the coordinator; closing');
-          socket.close(1008, (error as ProtocolError).code ?? 'malformed');
-          return;
-        }
-        if (envelope.kind === 'welcome') welcomed = true;
-        void this.handle(envelope);
-      });
-      socket.on('unexpected-response', (_request, response) => {
-        const status = response.statusCode ?? 0;
-        // A refused token or a finished run will not change by retrying: stop at once.
-        if (status === 401)
-          reject(new WorkerRefused(`the coordinator refused the cluster token (HTTP 401): check OCCAM_TOKEN or --token-file`));
-        else if (status === 410) reject(new WorkerRefused(`the coordinator's run is finished (HTTP 410)`));
-        else reject(new Error(`coordinator refused the connection: HTTP ${status} ${response.statusMessage ?? ''}`));
-        socket.terminate();
-      });
-      socket.on('error', (error) => {
-        failure = error.message;
-        log.debug({ err: error.message }, 'control connection error');
-      });
-      socket.on('close', (code, reason) => {
-        clearInterval(beat);
-        this.liveness?.stop();
-        this.liveness = null;
-        this.socket = null;
-        this.ready = false;
-        this.links.closeLinks(new RingError('lost the coordinator'));
-        this.ring = null;
-        this.generation = -1;
-        if (welcomed) {
-          // After the coordinator's shutdown the close is the normal end of a run, not a warning.
-          if (this.stopped) log.info({ code, reason: reason.toString() }, 'connection to the coordinator closed');
-          else log.warn({ code, reason: reason.toString() }, 'connection to the coordinator closed');
-          this.lastProblem = null;
-        } else if (failure) {
-          log.warn({ err: failure }, 'could not connect to the coordinator');
-          this.lastProblem = failure;
-        } else if (code !== 1006) {
-          log.warn({ code, reason: reason.toString() }, 'the coordinator refused this worker');
-          this.lastProblem = `refused: ${reason.toString() || `code ${code}`}`;
-        }
-        resolve(welcomed);
-      });
+  private async session(ringPort: number): Promise<boolean> {
+    const { coordinatorUrl: url, token, tls, maxMessageBytes, log, workerId, ringAdvertiseHost: ringHost } = this.options;
+    const connection = new ControlConnection({
+      url,
+      token,
+      tls,
+      maxMessageBytes,
+      log,
+      join: { workerId, ringHost, ringPort },
+      timing: () => this.config,
+      ringCounters: () => this.links.counters(),
+      onEnvelope: (envelope) => void this.handle(envelope),
+      stopping: () => this.stopped,
+      paceBytesPerSecond: this.options.paceBytesPerSecond,
     });
+    this.connection = connection;
+    try {
+      const end = await connection.ended;
+      if (end.welcomed) this.lastProblem = null;
+      else if (end.problem) this.lastProblem = end.problem;
+      return end.welcomed;
+    } finally {
+      this.connection = null;
+      this.ready = false;
+      this.links.closeLinks(new RingError('lost the coordinator'));
+      this.ring = null;
+      this.generation = -1;
+    }
   }
 
   /**
@@ -249,14 +192,14 @@ export class Worker {
     });
     if (problem) {
       this.options.log.error({ command: envelope.kind, problem }, 'invalid command from the coordinator; closing the connection');
-      this.socket?.close(1008, closeReason(problem));
+      this.connection?.close(1008, closeReason(problem));
       return;
     }
     try {
       switch (envelope.kind) {
         case 'welcome': {
           const ready = await this.prepare(envelope.message as Messages['welcome']);
-          this.ready = this.socket?.readyState === WebSocket.OPEN;
+          this.ready = this.connection?.isOpen ?? false;
           return reply('ready', ready);
         }
         case 'formRing':
@@ -306,14 +249,6 @@ export class Worker {
     }
   }
 
-  /** Starts this connection's liveness thread (loading the data and building the model may block for long). */
-  private startLiveness(key: string, heartbeatMs: number): void {
-    const { coordinatorUrl: url, token, tls, workerId } = this.options;
-    this.liveness?.stop();
-    if (!this.socket) return;
-    this.liveness = new LivenessChannel({ url, token, tls, workerId, key, heartbeatMs, log: this.options.log });
-  }
-
   /** Loads the data and builds the model for the run's config (kept across reconnects). */
   private async prepare(welcome: Messages['welcome']): Promise<Messages['ready']> {
     let raw: Record<string, unknown>;
@@ -325,7 +260,8 @@ export class Worker {
     const config = validateConfig(raw);
     if (configHash(config) !== welcome.configHash) throw new Error('the config the coordinator sent does not match its hash');
     setLogContext(this.options.log, { runId: welcome.runId });
-    this.startLiveness(welcome.livenessKey, config.heartbeatMs);
+    // Loading the data and building the model may block this thread for long: heartbeats move off it first.
+    this.connection?.startLiveness(welcome.livenessKey, config.heartbeatMs);
     if (this.configHash !== welcome.configHash || !this.member) {
       const data = loadDataSource(config);
       const model = createModel(config, data);
@@ -403,19 +339,10 @@ export class Worker {
   }
 
   private send<K extends MessageKind>(kind: K, message: Messages[K], requestId = 0): void {
-    const socket = this.socket;
-    if (socket?.readyState === WebSocket.OPEN) socket.send(encodeEnvelope(kind, message, requestId));
+    this.connection?.send(kind, message, requestId);
   }
 }
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-/** The coordinator answered in a way retrying cannot change (a wrong token, a finished run). */
-export class WorkerRefused extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'WorkerRefused';
-  }
 }
