@@ -76,9 +76,11 @@ export class RemoteGroup implements ReplicaGroup {
     }
   }
 
+  /** Every member loads `state`; the bound grows with the bytes sent (1 s per MB beyond the formation bound). */
   load(step: number, state: Uint8Array | null) {
     const message = { generation: this.generation, step, initialize: state === null, state: state ?? new Uint8Array(0) };
-    return this.all((rank) => this.links[rank].request('loadState', message), this.formTimeoutMs);
+    const transferMs = (this.links.length * message.state.length) / 1000;
+    return this.all((rank) => this.links[rank].request('loadState', message), this.formTimeoutMs + transferMs);
   }
 
   async train(fromStep: number, toStep: number, onProgress?: (rank: number, progress: StepProgress) => void) {
