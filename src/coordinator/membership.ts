@@ -1,6 +1,7 @@
 // Who is in the cluster: the workers connected to the coordinator. A worker is admitted by its
 // join, prepared by the welcome (it loads the data and builds the model, then reports ready),
-// and kept by heartbeats; the coordinator picks ready workers for each ring and hears when one
+// and kept by heartbeats on either of its connections (control, and liveness from a thread of its
+// own); the coordinator picks ready workers that are not excluded for each ring and hears when one
 // leaves. The first ready worker's data and model are the reference every other must match.
 import type { IncomingMessage } from 'node:http';
 import type { WebSocket } from 'ws';
@@ -31,7 +32,7 @@ export interface MembershipOptions {
   onUnsolicited(link: WorkerLink, envelope: Envelope): void;
   /** A worker was kept out of new rings for `forMs` (one end of a broken ring link). */
   onExcluded?(link: WorkerLink, reason: string, forMs: number): void;
-  /** The first worker to prepare the run could not: they share config and data, so none can. */
+  /** Two workers (or the only one) could not prepare the run before any could: they share config and data, so none can. */
   onPrepareFailed(error: Error): void;
 }
 
