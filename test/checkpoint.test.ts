@@ -101,6 +101,16 @@ describe('safetensors', () => {
       Array.from({ length: 64 }, (_, i) => [`t${i}`, { dtype: 'F32', shape: [1024], data_offsets: [0, 4096] }]),
     );
     expect(() => decodeSafetensors(file(aliased, 4096))).toThrow(/tensors 't\d+' and 't\d+' overlap \(bytes 0\.\.4096 and 0\.\.4096\)/);
+    // The size of the report's attack: 64 entries over one 16 MiB region (1 GiB once decoded) is
+    // refused before anything is copied: memory grows by far less than one more copy of the file.
+    const MiB = 2 ** 20;
+    const huge = Object.fromEntries(
+      Array.from({ length: 64 }, (_, i) => [`t${i}`, { dtype: 'F32', shape: [4 * MiB], data_offsets: [0, 16 * MiB] }]),
+    );
+    const upload = file(huge, 16 * MiB);
+    const rssBefore = process.memoryUsage().rss;
+    expect(() => decodeSafetensors(upload)).toThrow(/overlap/);
+    expect(process.memoryUsage().rss - rssBefore).toBeLessThan(8 * MiB);
     // Partly overlapping entries too; disjoint and empty ones are fine.
     const partial = { a: { dtype: 'U8', shape: [8], data_offsets: [0, 8] }, b: { dtype: 'U8', shape: [8], data_offsets: [4, 12] } };
     const fine = { a: { dtype: 'U8', shape: [8], data_offsets: [0, 8] }, e: { dtype: 'U8', shape: [0], data_offsets: [4, 4] } };
