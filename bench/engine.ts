@@ -2,7 +2,7 @@
 // gradient, compacting it to the mask, masked Adam — for the MLP (784-1024-10) and the CNN
 // (u = 32) at batch 128 and a GPT (2 layers × 128, 4 heads, block 64; no dropout) at batch 32 on
 // every backend that runs here, with PyTorch's figure for the same model and batch when Debian's
-// python3-torch is installed, where a blas step's time goes, and the masked Adam update alone at
+// python3-torch is installed, where a blas step's time goes (by kind of kernel), and the masked Adam update alone at
 // 100 % and 10 % density against a plain copy of the same arrays.
 // Options: --seconds S per measurement (default 4), --threads T for BLAS and PyTorch (0 = default).
 import { spawnSync } from 'node:child_process';
@@ -13,6 +13,7 @@ import { loadDataSource } from '../src/training/data/load.ts';
 import { BACKENDS, selectBackend, type BackendName } from '../src/training/engine.ts';
 import { createModel } from '../src/training/models/create.ts';
 import { Replica } from '../src/training/replica.ts';
+import { stepBreakdown } from './_breakdown.ts';
 import { maskedUpdateRates } from './_masked-update.ts';
 import { benchArgs, stepRate } from './_steps.ts';
 import { pythonWithTorch } from '../test/helpers/python.ts';
@@ -56,10 +57,11 @@ for (const { name, batch, settings } of MODELS) {
     const replica = new Replica(model, data, config);
     const result = await stepRate(replica, batch, SECONDS, 1, 2);
     rates.set(backend, result.samplesPerSecond);
-    if (backend === 'blas')
-      blasSplit.push(
-        `| ${name} | ${result.gradientMs.toFixed(2)} | ${result.updateMs.toFixed(2)} | ${((100 * result.updateMs) / (result.gradientMs + result.updateMs)).toFixed(0)} % |`,
-      );
+    if (backend === 'blas') {
+      const b = await stepBreakdown(replica, batch, 1000, 3);
+      const cells = [b.gemm, b.conv, b.fused, b.elementwise, b.reduce, b.otherKernels, b.outside, b.update].map((ms) => ms.toFixed(1));
+      blasSplit.push(`| ${name} | ${(result.gradientMs + result.updateMs).toFixed(1)} | ${cells.join(' | ')} |`);
+    }
     process.stderr.write(`  ${name} on ${backend}: ${result.samplesPerSecond.toFixed(0)} samples/s\n`);
   }
   const torch = torchSamplesPerSecond(config, data.classes);
@@ -75,9 +77,11 @@ console.log('\n# training step throughput, batch 128 (GPT 32) (samples/s; forwar
 console.log(`| model | ${BACKENDS.join(' | ')} | PyTorch | blas / wasm | blas / PyTorch |`);
 console.log(`| --- | ${BACKENDS.map(() => '---:').join(' | ')} | ---: | ---: | ---: |`);
 for (const row of rows) console.log(row);
-console.log(`\n# where a blas step's time goes (ms per step)\n`);
-console.log('| model | forward + backward + read + compact | masked Adam (host) | Adam share |');
-console.log('| --- | ---: | ---: | ---: |');
+console.log(`\n# where a blas step's time goes (ms per step; the kernels as TF.js's profiler times them, 3 steps)\n`);
+console.log(
+  '| model | step (unprofiled) | matrix products | convolutions, pooling | fused ops | element-wise | reductions | other kernels | outside kernels (tape, gradient read, compaction) | masked Adam |',
+);
+console.log('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
 for (const row of blasSplit) console.log(row);
 // The MLP's first layer: 784 × 1024 weights.
 const update = maskedUpdateRates(784 * 1024, Math.min(SECONDS, 2));
