@@ -14,6 +14,7 @@ const UNIT = [
   'optimizer',
   'protocol',
   'readme',
+  'ring-health',
   'replica',
   'run-loop',
   'schedule',

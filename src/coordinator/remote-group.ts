@@ -55,8 +55,12 @@ export class RemoteGroup implements ReplicaGroup {
     if (rank < 0 || stall.generation !== this.generation) return;
     const previous = this.links[(rank - 1 + this.links.length) % this.links.length];
     // A slow previous rank is said by the membership's liveness check; a lost one is declared there.
-    const verdict = judgeStall(previous, link, stall);
+    const verdict = judgeStall(this.links, previous, link, stall, this.config.peerTimeoutMs);
     if (verdict.kind === 'broken') this.linkFailed([verdict.from, verdict.to], verdict.why);
+    if (verdict.kind === 'stuck') {
+      this.log.warn({ generation: this.generation, why: verdict.why }, 'the ring does not move; re-forming it from the last commit');
+      this.lose(new MembershipChanged(`the ring did not move: ${verdict.why}`));
+    }
   }
 
   /** Links every member to its ring neighbours; the ring exists once all acknowledge. */

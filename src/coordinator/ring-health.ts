@@ -8,17 +8,39 @@ import type { WorkerLink } from './worker-link.ts';
 export type StallVerdict =
   | { kind: 'wait' }
   | { kind: 'slow'; worker: WorkerLink }
-  | { kind: 'broken'; from: WorkerLink; to: WorkerLink; why: string };
+  | { kind: 'broken'; from: WorkerLink; to: WorkerLink; why: string }
+  | { kind: 'stuck'; why: string };
 
-/** What `previous`'s stall-free silence toward `waiting` means (one stall report of `waiting`). */
-export function judgeStall(previous: WorkerLink, waiting: WorkerLink, stall: Messages['ringStall']): StallVerdict {
+/** A stall this many times peerTimeoutMs long that nothing explains (no busy peer, no missing bytes) ends the ring. */
+export const STUCK_AFTER_TIMEOUTS = 4;
+
+/**
+ * What `previous`'s silence toward `waiting` means (one stall report of `waiting`). A stall that
+ * nothing explains for STUCK_AFTER_TIMEOUTS × peerTimeoutMs is 'stuck': the ring is re-formed from
+ * the last commit, as a ring timeout would have done, rather than waiting forever on a fault no
+ * one can name.
+ */
+export function judgeStall(
+  ring: readonly WorkerLink[],
+  previous: WorkerLink,
+  waiting: WorkerLink,
+  stall: Messages['ringStall'],
+  peerTimeoutMs: number,
+): StallVerdict {
   if (previous.busyMs > 0) return { kind: 'slow', worker: previous };
-  // A rank that was busy itself may not have read what came meanwhile: its counts prove nothing yet.
-  if (waiting.busyMs > 0) return { kind: 'wait' };
   const sent = previous.ring?.generation === stall.generation ? previous.ring.sentToNextBytes : 0;
   const missing = sent - stall.receivedFromPreviousBytes;
-  if (missing <= 0) return { kind: 'wait' };
-  return { kind: 'broken', from: previous, to: waiting, why: `${missing} bytes sent never arrived in ${Math.round(stall.waitedMs)} ms` };
+  // A rank that was busy itself may not have read what came meanwhile: its counts prove nothing yet.
+  if (missing > 0 && waiting.busyMs === 0)
+    return { kind: 'broken', from: previous, to: waiting, why: `${missing} bytes sent never arrived in ${Math.round(stall.waitedMs)} ms` };
+  // Further up the ring a member may be inside a long step: everyone downstream waits for it.
+  const busy = ring.find((link) => link.busyMs > 0);
+  if (busy) return { kind: 'slow', worker: busy };
+  if (stall.waitedMs < STUCK_AFTER_TIMEOUTS * peerTimeoutMs) return { kind: 'wait' };
+  return {
+    kind: 'stuck',
+    why: `rank ${waiting.workerId} has had nothing from ${previous.workerId} for ${Math.round(stall.waitedMs)} ms, with no busy peer and no missing bytes`,
+  };
 }
 
 /**
