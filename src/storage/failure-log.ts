@@ -2,8 +2,9 @@
 // re-formation, lost or excluded worker, resynchronised replica and commit, appended as it happens
 // (a crash loses none of them, unlike counters kept in the next checkpoint), and the counts the
 // summary and the report give: restarts, losses, exclusions, coordinator restarts and outage time.
-import { appendFileSync, existsSync, readFileSync } from 'node:fs';
+import { appendFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { readJsonLines } from './json-lines.ts';
 
 export type FailureEvent = { timeMs: number } & (
   | { type: 'coordinator-start' }
@@ -46,18 +47,7 @@ export class FailureLog {
 
 /** The run's events, oldest first; a truncated last line (a crash mid-write) is skipped. */
 export function readFailureLog(runDir: string): FailureEvent[] {
-  const path = join(runDir, EVENTS_FILE);
-  if (!existsSync(path)) return [];
-  return readFileSync(path, 'utf8')
-    .split('\n')
-    .filter((line) => line.trim() !== '')
-    .flatMap((line) => {
-      try {
-        return [JSON.parse(line) as FailureEvent];
-      } catch {
-        return [];
-      }
-    });
+  return readJsonLines<FailureEvent>(join(runDir, EVENTS_FILE));
 }
 
 export function failureCounts(events: readonly FailureEvent[]): FailureCounts {

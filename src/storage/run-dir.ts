@@ -5,6 +5,7 @@ import { appendFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { EXTENSIBLE_KEYS, type OccamConfig, resolveConfig, runHash } from '../config.ts';
 import { writeAtomically } from './atomic-file.ts';
+import { readJsonLines } from './json-lines.ts';
 import { FailureLog, failureCounts, readFailureLog, type FailureCounts, type FailureRecord } from './failure-log.ts';
 import { RunDirError } from './errors.ts';
 import { type ModelSizes, readModelSizes, writeModel } from './model-dir.ts';
@@ -244,16 +245,5 @@ export function readSummary(runDir: string): RunSummary | null {
 
 /** Reads metrics.jsonl; a truncated last line (a crash mid-write) is skipped. */
 export function readMetrics(runDir: string): RoundMetrics[] {
-  const path = join(runDir, 'metrics.jsonl');
-  if (!existsSync(path)) return [];
-  return readFileSync(path, 'utf8')
-    .split('\n')
-    .filter((line) => line.trim() !== '')
-    .flatMap((line) => {
-      try {
-        return [JSON.parse(line) as RoundMetrics];
-      } catch {
-        return [];
-      }
-    });
+  return readJsonLines<RoundMetrics>(join(runDir, 'metrics.jsonl'));
 }

@@ -19,9 +19,8 @@ interface Fault {
   ms: number;
   point: HookPoint;
   filters: Record<string, number>;
-  fired: boolean;
-  /** slow: has fired already (it goes on firing). */
-  slowed: boolean;
+  /** How often it fired: once for every action but slow, which goes on firing. */
+  fires: number;
 }
 
 const ACTIONS: readonly FaultAction[] = ['kill', 'stop', 'corrupt-mask', 'block', 'slow'];
@@ -39,12 +38,11 @@ export function faultHooks(spec: string | undefined, onFire: (fault: string) => 
   for (const point of Object.keys(HOOK_FACTS) as HookPoint[]) {
     if (!faults.some((f) => f.point === point)) continue;
     hooks[point] = (facts: Record<string, number>, replica: Replica) => {
-      const fault = faults.find((f) => !f.fired && f.point === point && Object.entries(f.filters).every(([k, v]) => facts[k] === v));
+      const armed = (f: Fault) => f.fires === 0 || f.action === 'slow';
+      const fault = faults.find((f) => armed(f) && f.point === point && Object.entries(f.filters).every(([k, v]) => facts[k] === v));
       if (!fault) return;
-      // A slow rank stays slow (said once); every other fault fires once.
-      if (!fault.slowed) onFire(`${fault.action}@${point} ${JSON.stringify(facts)}`);
-      fault.fired = fault.action !== 'slow';
-      fault.slowed = fault.action === 'slow';
+      // A slow rank stays slow, said once.
+      if (fault.fires++ === 0) onFire(`${fault.action}@${point} ${JSON.stringify(facts)}`);
       act(fault, replica);
     };
   }
@@ -102,5 +100,5 @@ function parseFault(text: string): Fault {
     if (!known.includes(key)) throw new Error(`OCCAM_FAULTS: ${point} knows ${known.join(', ')}, not '${key}', in '${text}'`);
     filters[key] = Number(value);
   }
-  return { action: action as FaultAction, ms, point: point as HookPoint, filters, fired: false, slowed: false };
+  return { action: action as FaultAction, ms, point: point as HookPoint, filters, fires: 0 };
 }

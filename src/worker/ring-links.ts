@@ -70,6 +70,8 @@ export class RingLinks {
   /** This generation's bytes to the next rank and from the previous one (frames, headers included). */
   private sentToNextBytes = 0;
   private receivedFromPreviousBytes = 0;
+  /** OCCAM_CUT_LINK: frames to the next rank vanish once this many bytes went to it (never, unless it is the cut peer). */
+  private cutAfterBytes = Number.POSITIVE_INFINITY;
 
   constructor(private readonly options: RingLinkOptions) {
     this.timeoutMs = options.timeoutMs;
@@ -115,6 +117,9 @@ export class RingLinks {
     this.nextId = members[(rank + 1) % this.world].workerId;
     this.sentToNextBytes = 0;
     this.receivedFromPreviousBytes = 0;
+    // Decided once per generation, so a frame pays one comparison for the fault injection.
+    const cut = this.options.cut;
+    this.cutAfterBytes = cut?.workerId === this.nextId ? cut.afterBytes : Number.POSITIVE_INFINITY;
     if (this.world === 1) {
       this.ring = new RingAllReduce(0, 1, () => {}, { chunkFloats: this.options.chunkFloats, timeoutMs, wireFormat });
       return this.ring;
@@ -175,8 +180,7 @@ export class RingLinks {
   private sendToNext(parts: Buffer[]): void {
     const socket = this.toNext;
     if (!socket || socket.readyState !== WebSocket.OPEN) throw new RingError('ring link to the next rank is not open');
-    const cut = this.options.cut;
-    const blackHole = cut?.workerId === this.nextId && this.sentToNextBytes >= cut.afterBytes;
+    const blackHole = this.sentToNextBytes >= this.cutAfterBytes;
     for (const part of parts) this.sentToNextBytes += part.length;
     if (blackHole) return;
     parts.forEach((part, i) => socket.send(part, { binary: true, fin: i === parts.length - 1 }));
