@@ -5,6 +5,7 @@ import { defineConfig } from 'vitest/config';
 const UNIT = [
   'blas-kernels',
   'blas-training',
+  'buckets',
   'checkpoint',
   'data',
   'export',

@@ -198,6 +198,12 @@ export const CONFIG_SCHEMA = Type.Object({
     default: 'f32',
     description: 'How gradients travel on the ring: float32, or bf16 with float32 sums (half the bytes).',
   }),
+  bucketBytes: integer({
+    default: 25 * 1024 * 1024,
+    minimum: 0,
+    description:
+      'Gradient bucket size, as bucket_cap_mb in DDP: buckets of whole parameters, last layer first, each all-reduced and applied as soon as it is summed (0 = one all-reduce per step); the same bits for any size.',
+  }),
   checkpointEverySteps: integer({
     default: 0,
     minimum: 0,

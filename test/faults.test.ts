@@ -24,6 +24,7 @@ function expectCompleteHistory(metrics: RoundMetrics[], rounds = ROUNDS): void {
 describe('losing workers', () => {
   const cases: [string, string, number, object][] = [
     ['kill -9 in the middle of an all-reduce', 'kill@allreduce step=20', 1, {}],
+    ['kill -9 between gradient buckets, one bucket of the step applied', 'kill@allreduce step=20', 1, { bucketBytes: 4 }],
     ['kill -9 during threshold agreement', 'kill@thresholds round=1', 2, {}],
     ['kill -9 while it uploads a checkpoint', 'kill@upload step=10', 0, { checkpointEverySteps: 5 }],
     ['SIGSTOP: a worker that stops answering', 'stop@allreduce step=20', 2, {}],

@@ -9,9 +9,24 @@ export interface CollectiveStats {
   transferMs: number;
 }
 
+/**
+ * Where a buffer lies in the whole vector a step sums, when the vector goes in buckets: each
+ * element's summation order follows from its index in the whole, so summing in buckets of any
+ * size gives the bits of summing the whole at once.
+ */
+export interface Placement {
+  /** Index of the buffer's first value in the whole vector. */
+  offset: number;
+  /** Values in the whole vector. */
+  totalLength: number;
+}
+
 export interface Collective {
-  /** Sums `buffer` over all ranks, in place; every rank calls it with equal lengths in the same order. */
-  allReduce(buffer: Float32Array): Promise<CollectiveStats>;
+  /**
+   * Sums `buffer` over all ranks, in place; every rank calls it with equal lengths and placements
+   * in the same order. Calls made while one is in progress wait their turn (first come, first served).
+   */
+  allReduce(buffer: Float32Array, placement?: Placement): Promise<CollectiveStats>;
 }
 
 /** The collective of a world of one: the sum is the buffer itself. */

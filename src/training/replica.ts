@@ -17,6 +17,20 @@ import { type EvalSums, evaluateShare } from './evaluate.ts';
 import { initialWeights, lossSum, type Model, type ParamSpec } from './models/model.ts';
 import { mixSeed } from './rng.ts';
 
+/** Part of the compacted gradient that travels on its own: whole parameters, [start, end) of it. */
+export interface GradientBucket {
+  params: number[];
+  start: number;
+  end: number;
+}
+
+/** One step's update, applied bucket by bucket: Adam's step count and the gradient's scale. */
+export interface StepUpdate {
+  t: number;
+  scale: number;
+  learningRate: number;
+}
+
 export class Replica {
   /** One mask per parameter: 1 = kept; null for parameters that are never pruned. Kept on the host: it changes only when pruning. */
   readonly masks: (Uint8Array | null)[];
@@ -81,44 +95,75 @@ export class Replica {
   }
 
   /**
-   * Applies a summed gradient (as from shardGradient, summed over ranks) with Adam(W), at the
-   * scheduled learning rate, clipped to gradClip by its global norm. Every replica computes the
-   * norm from the same summed values in the same order, so all of them clip alike.
+   * The compacted gradient and the loss slot after it (gradientLength + 1 values) in buckets of
+   * whole parameters, last parameter first (the order the backward pass finishes them in, as in
+   * DDP), each closed once it holds bucketBytes; one bucket when bucketBytes is 0. With gradClip
+   * nothing can be applied before the whole gradient's norm is known: one bucket too.
    */
+  gradientBuckets(): GradientBucket[] {
+    const capFloats = this.config.gradClip > 0 ? 0 : this.config.bucketBytes / 4;
+    const buckets: GradientBucket[] = [];
+    let open: GradientBucket = { params: [], start: this.gradientLength, end: this.gradientLength + 1 };
+    for (let i = this.params.length - 1; i >= 0; i--) {
+      open.params.push(i);
+      open.start = this.offsets[i];
+      if (capFloats > 0 && open.end - open.start >= capFloats && i > 0) {
+        buckets.push(open);
+        open = { params: [], start: open.start, end: open.start };
+      }
+    }
+    buckets.push(open);
+    return buckets;
+  }
+
+  /**
+   * Starts applying a summed gradient (as from shardGradient, summed over ranks): Adam's step
+   * count, the scheduled learning rate, and the scale that clips it to gradClip by its global norm.
+   * The norm needs the whole summed gradient; every replica computes it from the same values in
+   * the same order, so all of them clip alike.
+   */
+  beginUpdate(globalCount: number, summed: Float32Array): StepUpdate {
+    this.adamSteps++;
+    const t = this.adamSteps;
+    // The norm is a pass over the whole gradient: taken only when something clips with it.
+    if (this.config.gradClip > 0) this.gradientNorm = globalNorm(summed.subarray(0, this.gradientLength)) / globalCount;
+    const scale = clipFactor(this.gradientNorm, this.config.gradClip) / globalCount;
+    return { t, scale, learningRate: learningRateAt(t - 1, this.config) };
+  }
+
+  /** Adam(W) on the given parameters from their part of the summed compacted gradient. */
+  applyUpdate(update: StepUpdate, summed: Float32Array, params: readonly number[]): void {
+    const { t, scale, learningRate } = update;
+    if (this.state.onHost) {
+      const { weights, m, v } = this.state.hostArrays();
+      for (const i of params) {
+        const settings = adamSettings(this.config, this.params[i], learningRate);
+        adamUpdate(weights[i], { m: m[i], v: v[i] }, summed, this.offsets[i], this.positions[i], scale, t, settings);
+      }
+      return;
+    }
+    // One upload for these parameters; each one's part is scattered to its kept positions on the device.
+    const start = Math.min(...params.map((i) => this.offsets[i]));
+    const end = Math.max(...params.map((i) => this.offsets[i] + this.keptCount(i)));
+    const part = tf.tensor1d(summed.subarray(start, end), 'float32');
+    for (const i of params) {
+      const dense = tf.tidy(() => this.scatterOnDevice(part, start, i, this.params[i]));
+      this.state.adam(i, dense, scale, t, adamSettings(this.config, this.params[i], learningRate));
+      dense.dispose();
+    }
+    part.dispose();
+  }
+
+  /** Applies a summed gradient whole: beginUpdate, then applyUpdate on every parameter. */
   applyGradient(summed: Float32Array, globalCount: number): void {
     if (summed.length !== this.gradientLength) {
       throw new Error(`gradient has ${summed.length} values, the model's active layout has ${this.gradientLength}`);
     }
-    this.adamSteps++;
-    const t = this.adamSteps;
-    // The norm is a pass over the whole gradient: taken only when something clips with it.
-    if (this.config.gradClip > 0) this.gradientNorm = globalNorm(summed) / globalCount;
-    const scale = clipFactor(this.gradientNorm, this.config.gradClip) / globalCount;
-    const learningRate = learningRateAt(t - 1, this.config);
-    if (this.state.onHost) {
-      const { weights, m, v } = this.state.hostArrays();
-      weights.forEach((w, i) => {
-        adamUpdate(
-          w,
-          { m: m[i], v: v[i] },
-          summed,
-          this.offsets[i],
-          this.positions[i],
-          scale,
-          t,
-          adamSettings(this.config, this.params[i], learningRate),
-        );
-      });
-      return;
-    }
-    // One upload; each parameter's part is scattered to its kept positions on the device.
-    const all = tf.tensor1d(summed, 'float32');
-    this.params.forEach((p, i) => {
-      const dense = tf.tidy(() => this.scatterOnDevice(all, i, p));
-      this.state.adam(i, dense, scale, t, adamSettings(this.config, p, learningRate));
-      dense.dispose();
-    });
-    all.dispose();
+    this.applyUpdate(
+      this.beginUpdate(globalCount, summed),
+      summed,
+      this.params.map((_, i) => i),
+    );
   }
 
   /** Loss sum, correct predictions and count over this rank's share of an evaluation split. */
@@ -237,11 +282,16 @@ export class Replica {
     return positions ? tf.gather(flat, positions) : flat;
   }
 
-  /** One parameter's dense gradient from the summed compacted one: zeros at pruned positions. */
-  private scatterOnDevice(summed: tf.Tensor1D, param: number, spec: ParamSpec): tf.Tensor {
+  /** Values one parameter contributes to the compacted gradient. */
+  private keptCount(param: number): number {
+    return this.positions[param]?.length ?? size(this.params[param]);
+  }
+
+  /** One parameter's dense gradient from part of the summed compacted one (from `start`): zeros at pruned positions. */
+  private scatterOnDevice(summed: tf.Tensor1D, start: number, param: number, spec: ParamSpec): tf.Tensor {
     const positions = this.devicePositions[param];
-    const count = this.positions[param]?.length ?? size(spec);
-    const part = tf.slice(summed, [this.offsets[param]], [count]);
+    const count = this.keptCount(param);
+    const part = tf.slice(summed, [this.offsets[param] - start], [count]);
     const dense = positions ? tf.scatterND(tf.reshape(positions, [count, 1]), part, [size(spec)]) : part;
     return tf.reshape(dense, spec.shape);
   }

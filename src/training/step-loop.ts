@@ -1,9 +1,9 @@
 // The one training step loop, used by workers, the in-process group, the engine bench and the
 // tests: for each global step, this rank's compacted gradient and its loss sum travel together
-// through one all-reduce (the loss in one extra slot), then every replica applies the same sum.
+// (the loss in one extra slot), in buckets, last layer first; every replica applies the same sums.
 import { SOLO, type Collective } from '../common/collective.ts';
 import type { StepTimes } from '../wire/messages.generated.ts';
-import type { Replica } from './replica.ts';
+import type { Replica, StepUpdate } from './replica.ts';
 
 /** Where the steps' time went, summed over the steps: the same record a worker reports on the wire. */
 export type { StepTimes };
@@ -27,7 +27,7 @@ export interface StepLoopOptions {
   check?(): void;
   /** While this rank computes the gradient of `step`, counted as compute (fault injection: a slow rank). */
   duringCompute?(step: number): void;
-  /** While this rank's gradient is in the all-reduce of `step` (fault injection). */
+  /** While this rank's gradient is in the all-reduce of `step`: after its first bucket is applied, when it has several (fault injection). */
   duringAllReduce?(step: number): void;
   /** After each step, with the global mean loss of that step; may throw to abandon the loop. */
   afterStep?(step: number, loss: number, sofar: StepsResult): void;
@@ -50,22 +50,30 @@ export async function trainSteps(replica: Replica, options: StepLoopOptions): Pr
     const shard = await replica.shardGradient(step, rank, world, buffer);
     buffer[length] = shard.lossSum;
     const t1 = performance.now();
-    const reduced = collective.allReduce(buffer);
-    options.duringAllReduce?.(step);
-    const stats = await reduced;
-    options.check?.(); // nothing is applied from an all-reduce whose ring was replaced
-    const t2 = performance.now();
-    replica.applyGradient(buffer.subarray(0, length), shard.globalCount);
-    const t3 = performance.now();
+    // Every bucket is queued on the collective at once; each is applied as soon as it is summed,
+    // while the later ones travel. Their placements make the sums the bits of one all-reduce.
+    const buckets = replica.gradientBuckets();
+    const sums = buckets.map((b) => collective.allReduce(buffer.subarray(b.start, b.end), { offset: b.start, totalLength: length + 1 }));
+    for (const sum of sums) sum.catch(() => {}); // the first failure is the one awaited below
+    if (buckets.length === 1) options.duringAllReduce?.(step);
+    let update: StepUpdate | null = null;
     const { times } = result;
+    for (const [k, bucket] of buckets.entries()) {
+      const stats = await sums[k];
+      options.check?.(); // nothing is applied from an all-reduce whose ring was replaced
+      const t2 = performance.now();
+      update ??= replica.beginUpdate(shard.globalCount, buffer);
+      replica.applyUpdate(update, buffer, bucket.params);
+      times.updateMs += performance.now() - t2;
+      if (k === 0 && buckets.length > 1) options.duringAllReduce?.(step); // part of the step applied, the rest in flight
+      times.allreduceMs += stats.transferMs;
+      times.waitMs += stats.waitMs;
+      result.bytesSent += stats.bytesSent;
+    }
     times.steps++;
     times.computeMs += t1 - t0;
-    times.allreduceMs += stats.transferMs;
-    times.waitMs += stats.waitMs;
-    times.updateMs += t3 - t2;
     result.lossSum += buffer[length];
     result.samples += shard.globalCount;
-    result.bytesSent += stats.bytesSent;
     options.afterStep?.(step, buffer[length] / shard.globalCount, result);
     // A step's compute is synchronous; a sole worker's all-reduce is too. Yield to the event loop
     // between steps, so heartbeats (and a newer command) are answered during a long segment.

@@ -2,12 +2,12 @@
 // the next rank and receives from the previous one, and forwards every chunk as soon as it has
 // added (or copied) it. Each worker moves 2(n−1)/n of the buffer. The final value of every
 // segment is computed once, by one worker, and copied to the others, so all replicas end
-// bit-identical. Transport-agnostic: the caller delivers frames and carries sent ones. A frame
+// bit-identical. Segments are granules of the whole vector dealt round the ranks, so a vector summed
+// in buckets (a Placement each) adds every value in the same order as summed at once. Ops queue. Transport-agnostic: the caller delivers frames and carries sent ones. A frame
 // that this op cannot have produced (bad header, length, op id, or a repeat) fails the op.
 // Values travel as float32, or as bf16 with float32 sums (half the bytes, 8-bit mantissas).
 import { addToBf16, decodeBf16, encodeBf16 } from './bf16.ts';
-import type { Collective, CollectiveStats } from '../common/collective.ts';
-import { shardRange } from '../common/shard.ts';
+import type { Collective, CollectiveStats, Placement } from '../common/collective.ts';
 
 /** Frame header: op id (u32), phase (u16), iteration (u16), segment (u32), chunk (u32). */
 export const RING_HEADER_BYTES = 16;
@@ -24,7 +24,7 @@ export class RingError extends Error {
 export type WireFormat = 'f32' | 'bf16';
 
 export interface RingOptions {
-  /** Floats per frame; segments larger than this are pipelined in chunks. */
+  /** Floats per frame at most: a long vector is cut into granules this size, pipelined round the ring. */
   chunkFloats: number;
   /** No frame from the previous rank for this long is a stall: onStall's to judge, or a failure. */
   timeoutMs: number;
@@ -37,9 +37,20 @@ export interface RingOptions {
   wireFormat?: WireFormat;
 }
 
+/** An op's chunks: its parts of the whole vector's granules, granule q belonging to segment q mod n. */
+interface ChunkLayout {
+  /** Index of the buffer's first value in the whole vector. */
+  offset: number;
+  granuleFloats: number;
+  /** The whole vector's granule that chunk 0 is part of. */
+  firstGranule: number;
+  count: number;
+}
+
 interface Operation {
   id: number;
   buffer: Float32Array;
+  layout: ChunkLayout;
   expected: number;
   received: number;
   /** (phase, iteration, chunk) of every frame applied: each arrives exactly once. */
@@ -55,6 +66,8 @@ interface Operation {
 export class RingAllReduce implements Collective {
   private nextOpId = 1;
   private current: Operation | null = null;
+  /** Ops called while one was in progress, in call order. */
+  private queue: Operation[] = [];
   /** Frames that arrived for an op this worker has not started yet (the neighbour is ahead). */
   private early: Buffer[] = [];
   private failure: Error | null = null;
@@ -80,40 +93,54 @@ export class RingAllReduce implements Collective {
     return this.bf16 ? 2 : 4;
   }
 
-  /** Sums `buffer` over all ranks, in place. Every rank must call it with equal lengths in the same order. */
-  allReduce(buffer: Float32Array): Promise<CollectiveStats> {
+  /** Sums `buffer` over all ranks, in place. Every rank must call it with equal lengths and placements in the same order. */
+  allReduce(buffer: Float32Array, placement: Placement = { offset: 0, totalLength: buffer.length }): Promise<CollectiveStats> {
     if (this.failure) return Promise.reject(this.failure);
-    if (this.current) return Promise.reject(new RingError('an all-reduce is already in progress'));
+    const { offset, totalLength } = placement;
+    if (!Number.isInteger(offset) || offset < 0 || offset + buffer.length > totalLength)
+      return Promise.reject(new RingError(`a buffer of ${buffer.length} values cannot lie at ${offset} in a vector of ${totalLength}`));
     const id = this.nextOpId++;
     if (this.world === 1) return Promise.resolve({ bytesSent: 0, waitMs: 0, transferMs: 0 });
     return new Promise<CollectiveStats>((resolve, reject) => {
+      const layout = this.layoutOf(buffer.length, placement);
       const op: Operation = {
         id,
         buffer,
-        expected: this.expectedFrames(buffer.length),
+        layout,
+        expected: 0,
         received: 0,
         seen: new Set(),
         bytesSent: 0,
-        startMs: performance.now(),
+        startMs: 0,
         firstFrameMs: -1,
         timer: null,
         resolve,
         reject,
       };
-      this.current = op;
-      this.armTimer(op);
-      try {
-        for (let chunk = 0; chunk < this.chunkCount(buffer.length, this.rank); chunk++) {
-          this.send(op, REDUCE_SCATTER, 0, this.rank, chunk);
-        }
-        const early = this.early.filter((f) => f.readUInt32LE(0) === id);
-        this.early = this.early.filter((f) => f.readUInt32LE(0) !== id);
-        for (const frame of early) this.receive(frame);
-        this.finishIfDone(op);
-      } catch (error) {
-        this.fail(error as Error);
-      }
+      op.expected = this.expectedFrames(op);
+      this.queue.push(op);
+      if (!this.current) this.startNext();
     });
+  }
+
+  /** Starts the oldest queued op: sends this rank's own chunks, then applies frames that came early. */
+  private startNext(): void {
+    const op = this.queue.shift();
+    if (!op) return;
+    this.current = op;
+    op.startMs = performance.now();
+    this.armTimer(op);
+    try {
+      for (let chunk = 0; chunk < op.layout.count; chunk++) {
+        if (this.segmentOf(op, chunk) === this.rank) this.send(op, REDUCE_SCATTER, 0, this.rank, chunk);
+      }
+      const early = this.early.filter((f) => f.readUInt32LE(0) === op.id);
+      this.early = this.early.filter((f) => f.readUInt32LE(0) !== op.id);
+      for (const frame of early) this.receive(frame);
+      this.finishIfDone(op);
+    } catch (error) {
+      this.fail(error as Error);
+    }
   }
 
   /** A frame from the previous rank. Invalid frames fail the current op with a RingError. */
@@ -157,7 +184,9 @@ export class RingAllReduce implements Collective {
     if (phase > ALL_GATHER || iteration > n - 2 || segment !== expectedSegment) {
       throw new RingError(`unexpected ring frame (phase ${phase}, iteration ${iteration}, segment ${segment})`);
     }
-    const [start, end] = this.chunkRange(op.buffer.length, segment, chunk);
+    if (chunk >= op.layout.count || this.segmentOf(op, chunk) !== segment)
+      throw new RingError(`ring frame for chunk ${chunk}, which segment ${segment} of this op does not have`);
+    const [start, end] = this.chunkRange(op, chunk);
     const count = (frame.length - RING_HEADER_BYTES) / this.valueBytes;
     if (start >= end || count !== end - start)
       throw new RingError(`ring frame for chunk ${chunk} of segment ${segment} has ${count} values, expected ${end - start}`);
@@ -261,7 +290,7 @@ export class RingAllReduce implements Collective {
    * back. As bf16 it is encoded into `encoded`, at the same place, for the same reason.
    */
   private send(op: Operation, phase: number, iteration: number, segment: number, chunk: number): void {
-    const [start, end] = this.chunkRange(op.buffer.length, segment, chunk);
+    const [start, end] = this.chunkRange(op, chunk);
     const header = Buffer.allocUnsafe(RING_HEADER_BYTES);
     header.writeUInt32LE(op.id, 0);
     header.writeUInt16LE(phase, 4);
@@ -286,17 +315,18 @@ export class RingAllReduce implements Collective {
     const now = performance.now();
     const first = op.firstFrameMs < 0 ? now : op.firstFrameMs;
     op.resolve({ bytesSent: op.bytesSent, waitMs: first - op.startMs, transferMs: now - first });
+    this.startNext();
   }
 
   private fail(error: Error): void {
     this.failure ??= error;
     const op = this.current;
+    const queued = this.queue;
     this.current = null;
+    this.queue = [];
     this.early = [];
-    if (op) {
-      if (op.timer) clearTimeout(op.timer);
-      op.reject(this.failure);
-    }
+    if (op?.timer) clearTimeout(op.timer);
+    for (const failed of op ? [op, ...queued] : queued) failed.reject(this.failure);
   }
 
   private armTimer(op: Operation, sinceMs = performance.now()): void {
@@ -314,25 +344,38 @@ export class RingAllReduce implements Collective {
     op.timer = timer;
   }
 
+  /**
+   * Granules of the whole vector: a multiple of n of them, as equal as can be and at most a frame
+   * each, dealt round the ranks. A function of the whole's length, not of the buffer's.
+   */
+  private layoutOf(length: number, { offset, totalLength }: Placement): ChunkLayout {
+    const perRank = Math.max(1, Math.ceil(totalLength / (this.world * this.options.chunkFloats)));
+    const granuleFloats = Math.max(1, Math.ceil(totalLength / (this.world * perRank)));
+    const firstGranule = Math.floor(offset / granuleFloats);
+    const count = length === 0 ? 0 : Math.floor((offset + length - 1) / granuleFloats) - firstGranule + 1;
+    return { offset, granuleFloats, firstGranule, count };
+  }
+
+  private segmentOf(op: Operation, chunk: number): number {
+    return (op.layout.firstGranule + chunk) % this.world;
+  }
+
   /** Frames this rank receives in one op: every segment but its own (reduce-scatter) and but rank+1's (all-gather). */
-  private expectedFrames(length: number): number {
+  private expectedFrames(op: Operation): number {
     let frames = 0;
-    for (let k = 0; k < this.world - 1; k++) {
-      frames += this.chunkCount(length, mod(this.rank - k - 1, this.world));
-      frames += this.chunkCount(length, mod(this.rank - k, this.world));
+    for (let chunk = 0; chunk < op.layout.count; chunk++) {
+      const segment = this.segmentOf(op, chunk);
+      if (segment !== this.rank) frames++;
+      if (segment !== (this.rank + 1) % this.world) frames++;
     }
     return frames;
   }
 
-  private chunkCount(length: number, segment: number): number {
-    const [start, end] = shardRange(length, segment, this.world);
-    return Math.ceil((end - start) / this.options.chunkFloats);
-  }
-
-  private chunkRange(length: number, segment: number, chunk: number): [number, number] {
-    const [start, end] = shardRange(length, segment, this.world);
-    const chunkStart = start + chunk * this.options.chunkFloats;
-    return [Math.min(end, chunkStart), Math.min(end, chunkStart + this.options.chunkFloats)];
+  /** [start, end) of a chunk in the op's buffer. */
+  private chunkRange(op: Operation, chunk: number): [number, number] {
+    const { offset, granuleFloats, firstGranule } = op.layout;
+    const granuleStart = (firstGranule + chunk) * granuleFloats;
+    return [Math.max(granuleStart - offset, 0), Math.min(granuleStart + granuleFloats - offset, op.buffer.length)];
   }
 }
 
