@@ -19,6 +19,7 @@ const UNIT = [
   'replica',
   'run-loop',
   'schedule',
+  'simd',
   'stragglers',
   'tensorboard',
   'terminal',

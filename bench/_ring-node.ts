@@ -1,11 +1,12 @@
 // One ring member in its own process, driven over IPC by a test or a benchmark: it listens,
 // joins the ring it is told about, all-reduces deterministic buffers, and reports how close the
-// result is to the direct sum, a digest of the result, and the time taken.
+// result is to the direct sum, a digest of the result, and the time taken. Its ring runs in its
+// own thread, as a worker's does.
 import pino from 'pino';
 import { digestArrays } from '../src/common/digest.ts';
 import type { Peer } from '../src/wire/protocol.ts';
 import { mixSeed, Rng } from '../src/training/rng.ts';
-import { RingLinks } from '../src/worker/ring-links.ts';
+import { ThreadedRingLinks } from '../src/worker/threaded-ring.ts';
 
 export type RingNodeCommand =
   | { type: 'form'; generation: number; members: Peer[] }
@@ -33,7 +34,7 @@ export function ringInput(forRank: number, size: number): Float32Array {
 }
 
 async function main(): Promise<void> {
-  const links = new RingLinks({
+  const links = new ThreadedRingLinks({
     bindHost: '127.0.0.1',
     port: 0,
     token: process.env.RING_TOKEN ?? 'test-token',
@@ -42,7 +43,7 @@ async function main(): Promise<void> {
     timeoutMs: 30000,
   });
   send({ type: 'port', port: await links.listen() });
-  let ring: Awaited<ReturnType<RingLinks['form']>> | null = null;
+  let ring: Awaited<ReturnType<ThreadedRingLinks['form']>> | null = null;
   process.on('message', (command: RingNodeCommand) => {
     void (async () => {
       try {

@@ -331,7 +331,7 @@ describe('ring frames that this op cannot have produced fail it, never the proce
     ['an unknown phase', frame(1, 9, 0, 0, 0, 3), /unexpected ring frame \(phase 9/],
     ['the wrong segment', frame(1, 0, 0, 2, 0, 3), /segment 2/],
     ['an iteration past the ring', frame(1, 0, 5, 0, 0, 3), /iteration 5/],
-    ['a chunk past the segment', frame(1, 0, 0, 0, 9, 3), /chunk 9 of segment 0 has 3 values, expected 0/],
+    ['a chunk past the segment', frame(1, 0, 0, 0, 9, 3), /chunk 9, which segment 0 of this op does not have/],
     ['the wrong number of values', frame(1, 0, 0, 0, 0, 2), /has 2 values, expected 3/],
   ])('%s', async (_, bad, reason) => {
     const { ring } = rankOne();
@@ -355,13 +355,13 @@ describe('ring frames that this op cannot have produced fail it, never the proce
     ring.receive(frame(3, 0, 0, 0, 0, 3));
     await expect(ring.allReduce(new Float32Array(9))).rejects.toThrow(/too many ring frames ahead/);
 
-    // Rank 1 of 2 with 2 values receives exactly two frames per op: segment 0 reduced, segment 1 gathered.
+    // Rank 1 of 2 with 2 values receives exactly two frames per op: chunk 0 (segment 0) reduced, chunk 1 (segment 1) gathered.
     const pair = new RingAllReduce(1, 2, () => {}, options);
     const op = pair.allReduce(new Float32Array(2));
     pair.receive(frame(1, 0, 0, 0, 0, 1));
-    pair.receive(frame(1, 1, 0, 1, 0, 1));
+    pair.receive(frame(1, 1, 0, 1, 1, 1));
     await expect(op).resolves.toMatchObject({ bytesSent: expect.any(Number) });
-    pair.receive(frame(1, 1, 0, 1, 0, 1)); // op 1 is over: no honest rank sends this
+    pair.receive(frame(1, 1, 0, 1, 1, 1)); // op 1 is over: no honest rank sends this
     await expect(pair.allReduce(new Float32Array(2))).rejects.toThrow(/op 1, which is over/);
   });
 });

@@ -1,6 +1,7 @@
 // Adam and AdamW on host arrays, applied only at the positions a mask keeps: pruned weights and
 // their moments are never touched and so stay exactly zero. Keras's form of Adam (the paper's);
-// AdamW's decay is decoupled, as in PyTorch: w ← w·(1 − lr·λ) before the Adam step.
+// AdamW's decay is decoupled, as in PyTorch: w ← w·(1 − lr·λ) before the Adam step. The hot path
+// is the SIMD kernel in common/simd/f32.wat; adamUpdate here is its scalar twin, bit for bit.
 import type { OccamConfig } from '../config.ts';
 import type { ParamSpec } from './models/model.ts';
 
@@ -56,50 +57,60 @@ export interface AdamMoments {
   v: Float32Array;
 }
 
+/** One step's Adam coefficients for one parameter, as float32 values (the kernels' arithmetic). */
+export interface AdamCoefficients {
+  beta1: number;
+  beta2: number;
+  /** (1 − β1)·s: the gradient's scale s folds into the moment coefficients, m' = β1·m + (1−β1)·s·g. */
+  gm: number;
+  /** (1 − β2)·s². */
+  gv: number;
+  /** The learning rate with Adam's bias correction at step t. */
+  stepSize: number;
+  /** 1 − lr·λ: AdamW's decoupled decay (exactly 1 for Adam, and w·1 is w). */
+  keep: number;
+  epsilon: number;
+}
+
+/** The coefficients of the 1-based step `t` for a gradient scaled by `scale`, each rounded to float32. */
+export function adamCoefficients(settings: AdamSettings, scale: number, t: number): AdamCoefficients {
+  const { beta1, beta2, epsilon, learningRate, weightDecay } = settings;
+  const f = Math.fround;
+  return {
+    beta1: f(beta1),
+    beta2: f(beta2),
+    gm: f((1 - beta1) * scale),
+    gv: f((1 - beta2) * scale * scale),
+    stepSize: f((learningRate * Math.sqrt(1 - beta2 ** t)) / (1 - beta1 ** t)),
+    keep: f(1 - learningRate * weightDecay),
+    epsilon: f(epsilon),
+  };
+}
+
 /**
- * One update of one parameter from a compacted gradient: `gradient[offset + k] · scale` is the
- * gradient at position `positions[k]` (or at k when positions is null: an unmasked parameter).
- * `t` is the 1-based step count of the bias correction.
+ * One update of one parameter from a compacted gradient, in scalar JavaScript: `gradient[k]` is
+ * the gradient at position `positions[k]` (or at k when positions is null: an unmasked parameter).
+ * float32 arithmetic, each operation rounded once in the order the SIMD kernel (common/simd/f32.wat)
+ * uses, so the two give the same bits: this is its reference, and the path for states too large
+ * for WebAssembly memory.
  */
 export function adamUpdate(
   weights: Float32Array,
   moments: AdamMoments,
   gradient: Float32Array,
-  offset: number,
   positions: Uint32Array | null,
-  scale: number,
-  t: number,
-  settings: AdamSettings,
+  c: AdamCoefficients,
 ): void {
-  const { beta1, beta2, epsilon } = settings;
-  const stepSize = (settings.learningRate * Math.sqrt(1 - beta2 ** t)) / (1 - beta1 ** t);
-  // w·1 is w exactly, so Adam (λ = 0) is bit for bit what it was without the decay term.
-  const keep = 1 - settings.learningRate * settings.weightDecay;
-  // The gradient scale folds into the moment coefficients: m' = β1·m + (1−β1)·s·g.
-  const gm = (1 - beta1) * scale;
-  const gv = (1 - beta2) * scale * scale;
+  const f = Math.fround;
   const { m, v } = moments;
-  // Two loops rather than one with a branch per element: this is the hot path of every step, and
-  // V8 keeps it tight only as a plain counted loop. Measured, the scalar square root and division
-  // per weight bound it, not memory (the same loads and stores alone run about 3× faster).
-  if (positions === null) {
-    for (let i = 0; i < weights.length; i++) {
-      const g = gradient[offset + i];
-      const mi = beta1 * m[i] + gm * g;
-      const vi = beta2 * v[i] + gv * g * g;
-      m[i] = mi;
-      v[i] = vi;
-      weights[i] = weights[i] * keep - (stepSize * mi) / (Math.sqrt(vi) + epsilon);
-    }
-    return;
-  }
-  for (let k = 0; k < positions.length; k++) {
-    const i = positions[k];
-    const g = gradient[offset + k];
-    const mi = beta1 * m[i] + gm * g;
-    const vi = beta2 * v[i] + gv * g * g;
+  const count = positions ? positions.length : weights.length;
+  for (let k = 0; k < count; k++) {
+    const i = positions ? positions[k] : k;
+    const g = gradient[k];
+    const mi = f(f(c.beta1 * m[i]) + f(c.gm * g));
+    const vi = f(f(c.beta2 * v[i]) + f(f(c.gv * g) * g));
     m[i] = mi;
     v[i] = vi;
-    weights[i] = weights[i] * keep - (stepSize * mi) / (Math.sqrt(vi) + epsilon);
+    weights[i] = f(f(weights[i] * c.keep) - f(f(c.stepSize * mi) / f(f(Math.sqrt(vi)) + c.epsilon)));
   }
 }

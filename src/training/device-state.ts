@@ -1,11 +1,13 @@
 // Where a replica's state lives: weights and Adam moments are variables on the backend's device
 // for the whole run. On backends that keep tensors in host arrays (cpu, blas) the "device" is host
-// memory, so the replica reads and updates the variables' own arrays in place, with no copy; on
-// the others (webgpu, tensorflow, wasm) compaction, scatter and Adam run as device ops, and the
-// host sees the state only through asynchronous reads (checkpoints, digests, thresholds).
+// memory: the variables' arrays are regions of one WebAssembly heap, which the SIMD Adam kernel
+// updates in place, with no copy; on the others (webgpu, tensorflow, wasm) compaction, scatter
+// and Adam run as device ops, and the host sees the state only through asynchronous reads
+// (checkpoints, digests, thresholds).
 import { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
 import * as tf from '@tensorflow/tfjs-core';
-import type { AdamSettings } from './adam.ts';
+import { SIMD_HEAP_MAX_BYTES, SimdHeap } from '../common/simd/f32.ts';
+import { type AdamSettings, adamCoefficients, adamUpdate } from './adam.ts';
 import type { ParamSpec } from './models/model.ts';
 
 /** The state as host arrays, in parameter order. */
@@ -21,6 +23,12 @@ export class DeviceState {
   readonly v: tf.Variable[];
   /** The backend keeps tensors in host arrays, which the replica may use in place. */
   readonly onHost: boolean;
+  /** Host backends: the heap holding every variable's array, kept positions and a gradient slot (null: too large, scalar Adam). */
+  private readonly heap: SimdHeap | null = null;
+  /** Per parameter, on a heap: its kept positions (a region of its size) and how many are set; null = all. */
+  private readonly positions: { region: Uint32Array; count: number | null }[] = [];
+  private readonly gradientSlot: Float32Array | null = null;
+  private hostPositions: (Uint32Array | null)[];
 
   constructor(
     private readonly params: ParamSpec[],
@@ -31,6 +39,51 @@ export class DeviceState {
     this.weights = params.map((p, i) => variable(initial[i], p));
     this.m = params.map((p) => variable(new Float32Array(size(p)), p));
     this.v = params.map((p) => variable(new Float32Array(size(p)), p));
+    this.hostPositions = params.map(() => null);
+    const sizes = params.map(size);
+    // Weights, m, v and positions per parameter, and one gradient slot as large as the largest.
+    const heapBytes = SimdHeap.bytesFor([...sizes, ...sizes, ...sizes, ...sizes, Math.max(0, ...sizes)]);
+    if (!this.onHost || heapBytes > SIMD_HEAP_MAX_BYTES) return;
+    const heap = new SimdHeap(heapBytes);
+    // The backend's own arrays are replaced by heap regions holding the same values: kernels read them as before.
+    for (const variables of [this.weights, this.m, this.v]) {
+      for (const [i, variable] of variables.entries()) {
+        const entry = (tf.backend() as MathBackendCPU).data.get(variable.dataId);
+        const region = heap.floats(sizes[i]);
+        region.set(entry.values as Float32Array);
+        entry.values = region;
+      }
+    }
+    this.positions = sizes.map((n) => ({ region: heap.uint32s(n), count: null }));
+    this.gradientSlot = heap.floats(Math.max(0, ...sizes));
+    this.heap = heap;
+  }
+
+  /** Host backends: the positions `adamOnHost` updates for a parameter (null = every one), until set again. */
+  setPositions(param: number, positions: Uint32Array | null): void {
+    this.hostPositions[param] = positions;
+    if (!this.heap) return;
+    const slot = this.positions[param];
+    slot.count = positions ? positions.length : null;
+    if (positions) slot.region.set(positions);
+  }
+
+  /**
+   * Adam(W) on the host for one parameter, from its part of the summed compacted gradient (a
+   * value per kept position): the SIMD kernel over the heap, or its scalar twin, the same bits.
+   */
+  adamOnHost(param: number, gradient: Float32Array, scale: number, step: number, settings: AdamSettings): void {
+    const coefficients = adamCoefficients(settings, scale, step);
+    const { weights, m, v } = this.hostArrays();
+    if (!this.heap || !this.gradientSlot) {
+      adamUpdate(weights[param], { m: m[param], v: v[param] }, gradient, this.hostPositions[param], coefficients);
+      return;
+    }
+    const { region, count } = this.positions[param];
+    const slot = this.gradientSlot.subarray(0, gradient.length);
+    slot.set(gradient);
+    const positions = count === null ? null : region.subarray(0, count);
+    this.heap.adam(weights[param], m[param], v[param], slot, positions, gradient.length, coefficients);
   }
 
   /** The host arrays behind the variables (onHost backends only): writing them changes the state. */

@@ -9,9 +9,10 @@ import { shardRange } from '../common/shard.ts';
 import type { OccamConfig } from '../config.ts';
 import type { NamedTensor } from '../storage/safetensors.ts';
 import { decodeState, encodeState, modelTensors, type ReplicaState, stateDigest } from '../storage/state-format.ts';
-import { adamSettings, adamUpdate, clipFactor, learningRateAt } from './adam.ts';
+import { adamSettings, clipFactor, learningRateAt } from './adam.ts';
 import { type DataSource, type EvalSplit, SEED_SALT } from './data/source.ts';
 import { DeviceState } from './device-state.ts';
+import { type BucketRelease, GradientTaps } from './gradient-taps.ts';
 import { activeIndices, applyThreshold, countActive, pruneThreshold } from './masks.ts';
 import { type EvalSums, evaluateShare } from './evaluate.ts';
 import { initialWeights, lossSum, type Model, type ParamSpec } from './models/model.ts';
@@ -72,12 +73,18 @@ export class Replica {
    * Summing these over all ranks gives the global batch's gradient and loss sum. With
    * accumulateSteps K the share runs as K micro-batches whose gradients are summed here, so only
    * one micro-batch's activations are alive at a time.
+   *
+   * With `release` (host backends; `into` then has the loss slot after the gradient), the last
+   * micro-batch's backward pass hands each bucket on as soon as its parameters are done, the loss
+   * slot written just before bucket 0 leaves (gradient-taps.ts); buckets it did not hand on are
+   * the caller's to send.
    */
   async shardGradient(
     step: number,
     rank: number,
     world: number,
     into = new Float32Array(this.gradientLength),
+    release?: BucketRelease,
   ): Promise<{ gradient: Float32Array; lossSum: number; globalCount: number }> {
     const ids = this.data.globalBatch(step, this.config.batchSize);
     const [start, end] = shardRange(ids.length, rank, world);
@@ -85,11 +92,22 @@ export class Replica {
     gradient.fill(0); // a rank with no samples this step adds nothing
     const noiseSeed = mixSeed(this.config.seed, SEED_SALT.dropout, step);
     const micro = this.config.accumulateSteps;
+    const shares = Array.from({ length: micro }, (_, k) => shardRange(end - start, k, micro)).filter(([from, to]) => to > from);
     let shardLoss = 0;
-    for (let k = 0; k < micro; k++) {
-      const [from, to] = shardRange(end - start, k, micro);
-      if (to <= from) continue;
-      shardLoss += await this.addMicroBatchGradient(ids.subarray(start + from, start + to), noiseSeed, gradient);
+    for (const [k, [from, to]] of shares.entries()) {
+      const last = k === shares.length - 1 && release && this.state.onHost && into.length > this.gradientLength;
+      const lossBefore = shardLoss;
+      const taps = last
+        ? new GradientTaps(
+            release,
+            this.params.length,
+            (i, dy) => this.compactInto(dy.dataSync() as Float32Array, i, gradient),
+            (loss) => {
+              into[this.gradientLength] = lossBefore + loss;
+            },
+          )
+        : null;
+      shardLoss += await this.addMicroBatchGradient(ids.subarray(start + from, start + to), noiseSeed, gradient, taps);
     }
     return { gradient, lossSum: shardLoss, globalCount: ids.length };
   }
@@ -135,10 +153,9 @@ export class Replica {
   applyUpdate(update: StepUpdate, summed: Float32Array, params: readonly number[]): void {
     const { t, scale, learningRate } = update;
     if (this.state.onHost) {
-      const { weights, m, v } = this.state.hostArrays();
       for (const i of params) {
-        const settings = adamSettings(this.config, this.params[i], learningRate);
-        adamUpdate(weights[i], { m: m[i], v: v[i] }, summed, this.offsets[i], this.positions[i], scale, t, settings);
+        const part = summed.subarray(this.offsets[i], this.offsets[i] + this.keptCount(i));
+        this.state.adamOnHost(i, part, scale, t, adamSettings(this.config, this.params[i], learningRate));
       }
       return;
     }
@@ -247,11 +264,22 @@ export class Replica {
   }
 
   /** Adds one micro-batch's compacted gradient into `gradient`; returns its loss sum. */
-  private async addMicroBatchGradient(ids: Uint32Array, noiseSeed: number, gradient: Float32Array): Promise<number> {
+  private async addMicroBatchGradient(
+    ids: Uint32Array,
+    noiseSeed: number,
+    gradient: Float32Array,
+    taps: GradientTaps | null,
+  ): Promise<number> {
     const batch = this.data.trainExamples(ids);
-    const { value, grads } = tf.valueAndGrads((...w: tf.Tensor[]) => lossSum(this.model, w, batch, noiseSeed))(this.state.weights);
+    const forward = (...w: tf.Tensor[]) =>
+      taps ? taps.forward(w, (tapped) => lossSum(this.model, tapped, batch, noiseSeed)) : lossSum(this.model, w, batch, noiseSeed);
+    const { value, grads } = tf.valueAndGrads(forward)(this.state.weights);
     let loss: number;
-    if (this.state.onHost) {
+    if (taps) {
+      // The taps compacted every gradient the backward pass finished; the rest (unused weights) now.
+      taps.finish(grads);
+      loss = (await value.data())[0];
+    } else if (this.state.onHost) {
       // The gradients are host arrays already: compact them straight into the ring's buffer.
       const [lossValue, ...dense] = await Promise.all([value.data(), ...grads.map((g) => g.data())]);
       dense.forEach((values, i) => this.compactInto(values as Float32Array, i, gradient));
@@ -307,7 +335,10 @@ export class Replica {
       return start;
     });
     this.gradientLength = offset;
-    if (this.state.onHost) return;
+    if (this.state.onHost) {
+      this.positions.forEach((positions, i) => this.state.setPositions(i, positions));
+      return;
+    }
     tf.dispose(this.devicePositions.filter((t): t is tf.Tensor1D => t !== null));
     this.devicePositions = this.positions.map((positions) => (positions ? tf.tensor1d(Int32Array.from(positions), 'int32') : null));
   }

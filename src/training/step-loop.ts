@@ -1,7 +1,7 @@
 // The one training step loop, used by workers, the in-process group, the engine bench and the
 // tests: for each global step, this rank's compacted gradient and its loss sum travel together
 // (the loss in one extra slot), in buckets, last layer first; every replica applies the same sums.
-import { SOLO, type Collective } from '../common/collective.ts';
+import { SOLO, type Collective, type CollectiveStats } from '../common/collective.ts';
 import type { StepTimes } from '../wire/messages.generated.ts';
 import type { Replica, StepUpdate } from './replica.ts';
 
@@ -47,14 +47,23 @@ export async function trainSteps(replica: Replica, options: StepLoopOptions): Pr
     options.duringCompute?.(step);
     const length = replica.gradientLength;
     const buffer = new Float32Array(length + 1);
-    const shard = await replica.shardGradient(step, rank, world, buffer);
-    buffer[length] = shard.lossSum;
-    const t1 = performance.now();
-    // Every bucket is queued on the collective at once; each is applied as soon as it is summed,
-    // while the later ones travel. Their placements make the sums the bits of one all-reduce.
+    // Each bucket is queued on the collective as soon as its values are final: during the backward
+    // pass where the replica can hand buckets on (host backends), else after it. Each is applied as
+    // soon as it is summed, while later ones travel; their placements make the sums the bits of one
+    // all-reduce.
     const buckets = replica.gradientBuckets();
-    const sums = buckets.map((b) => collective.allReduce(buffer.subarray(b.start, b.end), { offset: b.start, totalLength: length + 1 }));
-    for (const sum of sums) sum.catch(() => {}); // the first failure is the one awaited below
+    const sums: Promise<CollectiveStats>[] = [];
+    const send = (k: number) => {
+      const { start, end } = buckets[k];
+      const sum = collective.allReduce(buffer.subarray(start, end), { offset: start, totalLength: length + 1 });
+      sum.catch(() => {}); // the first failure is the one awaited below
+      sums.push(sum);
+    };
+    const release = buckets.length > 1 ? { buckets, onBucket: send } : undefined;
+    const shard = await replica.shardGradient(step, rank, world, buffer, release);
+    if (sums.length === 0) buffer[length] = shard.lossSum; // else bucket 0 left with it
+    for (let k = sums.length; k < buckets.length; k++) send(k);
+    const t1 = performance.now();
     if (buckets.length === 1) options.duringAllReduce?.(step);
     let update: StepUpdate | null = null;
     const { times } = result;

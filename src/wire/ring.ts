@@ -8,6 +8,7 @@
 // Values travel as float32, or as bf16 with float32 sums (half the bytes, 8-bit mantissas).
 import { addToBf16, decodeBf16, encodeBf16 } from './bf16.ts';
 import type { Collective, CollectiveStats, Placement } from '../common/collective.ts';
+import { addInPlace } from '../common/simd/f32.ts';
 
 /** Frame header: op id (u32), phase (u16), iteration (u16), segment (u32), chunk (u32). */
 export const RING_HEADER_BYTES = 16;
@@ -217,7 +218,7 @@ export class RingAllReduce implements Collective {
     if (phase === REDUCE_SCATTER) {
       // The partial sum gains this rank's values and travels on; the last iteration completes
       // this rank's segment, which it keeps and sends round as the first all-gather frame.
-      for (let i = 0; i < count; i++) payload[i] += target[start + i];
+      addInPlace(payload, target.subarray(start, start + count));
       if (iteration === n - 2) target.set(payload, start);
       this.forward(
         op,

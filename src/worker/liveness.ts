@@ -2,19 +2,16 @@
 // second connection to the coordinator and exchanges heartbeats on it, so a synchronous step
 // longer than peerTimeoutMs, or a state upload on a slow link, never reads as a dead worker.
 // The two threads share two clocks: the training thread's last tick, the coordinator's last word.
-import { Worker as Thread } from 'node:worker_threads';
+import type { Worker as Thread } from 'node:worker_threads';
 import type { Logger } from '../common/log.ts';
 import type { TlsOptions } from '../wire/tls.ts';
+import { startThread } from './thread.ts';
 
 /** Slots of the shared clock (ms since the epoch). */
 export const TRAINING_TICK = 0;
 export const LIVENESS_HEARD = 1;
 /** How often the training thread ticks; it counts as busy once a tick is this late. */
 export const BUSY_AFTER_MS = 250;
-
-// The thread registers the TypeScript loader (as bin/occam.mjs does), then runs liveness-thread.ts.
-const THREAD_BOOTSTRAP = `import(${JSON.stringify(import.meta.resolve('tsx/esm/api'))})
-  .then(({ register }) => { register(); return import(${JSON.stringify(new URL('./liveness-thread.ts', import.meta.url).href)}); })`;
 
 export interface LivenessThreadData {
   url: string;
@@ -39,7 +36,7 @@ export class LivenessChannel {
     this.clock[LIVENESS_HEARD] = 0;
     const { log: _log, ...rest } = options;
     const data: LivenessThreadData = { ...rest, clock };
-    this.thread = new Thread(THREAD_BOOTSTRAP, { eval: true, workerData: data });
+    this.thread = startThread('liveness-thread.ts', data);
     this.thread.unref();
     // The thread only ever retries its connection; should it die, the control connection's heartbeats remain.
     this.thread.on('error', (error) => options.log.warn({ err: error.message }, 'liveness thread failed'));

@@ -13,11 +13,13 @@ import { createModel } from '../training/models/create.ts';
 import { ProtocolError, type Envelope, type Messages, type MessageKind } from '../wire/protocol.ts';
 import { Member, type MemberHooks } from '../training/member.ts';
 import { Replica } from '../training/replica.ts';
-import { RingError, type RingAllReduce } from '../wire/ring.ts';
+import type { Collective } from '../common/collective.ts';
+import { RingError } from '../wire/ring.ts';
 import type { TlsOptions } from '../wire/tls.ts';
 import { closeReason, commandProblem } from '../wire/validate.ts';
 import { ControlConnection, WorkerRefused } from './control-connection.ts';
-import { RingLinkError, RingLinks } from './ring-links.ts';
+import { RingLinkError } from './ring-links.ts';
+import { ThreadedRingLinks } from './threaded-ring.ts';
 
 export { WorkerRefused };
 
@@ -57,7 +59,7 @@ const PROGRESS_EVERY_MS = 1000;
 class Aborted extends Error {}
 
 export class Worker {
-  private readonly links: RingLinks;
+  private readonly links: ThreadedRingLinks;
   private connection: ControlConnection | null = null;
   private stopped = false;
   private config: OccamConfig | null = null;
@@ -66,7 +68,7 @@ export class Worker {
   /** The backend's measured matrix-product rate (FLOP/s), reported in ready for MFU. */
   private matmulFlops = 0;
   private member: Member | null = null;
-  private ring: RingAllReduce | null = null;
+  private ring: Collective | null = null;
   private generation = -1;
   /** Joined the coordinator and loaded the data in this connection: the /readyz probe's answer. */
   private ready = false;
@@ -76,7 +78,7 @@ export class Worker {
   private lastProblem: string | null = null;
 
   constructor(private readonly options: WorkerOptions) {
-    this.links = new RingLinks({
+    this.links = new ThreadedRingLinks({
       bindHost: options.ringBindHost,
       port: options.ringPort,
       token: options.token,
@@ -84,7 +86,6 @@ export class Worker {
       chunkFloats: RING_CHUNK_FLOATS,
       timeoutMs: DEFAULT_CONFIG.peerTimeoutMs,
       tls: options.tls,
-      ready: () => this.ready,
       onStall: (stall) => this.send('ringStall', stall),
       cut: options.cutLink,
     });
@@ -171,7 +172,7 @@ export class Worker {
       return end.welcomed;
     } finally {
       this.connection = null;
-      this.ready = false;
+      this.setReady(false);
       this.links.closeLinks(new RingError('lost the coordinator'));
       this.ring = null;
       this.generation = -1;
@@ -199,7 +200,7 @@ export class Worker {
       switch (envelope.kind) {
         case 'welcome': {
           const ready = await this.prepare(envelope.message as Messages['welcome']);
-          this.ready = this.connection?.isOpen ?? false;
+          this.setReady(this.connection?.isOpen ?? false);
           return reply('ready', ready);
         }
         case 'formRing':
@@ -322,8 +323,14 @@ export class Worker {
     });
   }
 
+  /** Whether the worker is ready, for the coordinator's checks and the ring server's /readyz probe. */
+  private setReady(ready: boolean): void {
+    this.ready = ready;
+    this.links.setReady(ready);
+  }
+
   /** The ring of `generation`; throws Aborted once a newer generation (or a lost coordinator) replaced it. */
-  private currentRing(generation: number): RingAllReduce {
+  private currentRing(generation: number): Collective {
     if (generation !== this.generation || !this.ring) throw new Aborted(`generation ${generation} was superseded`);
     return this.ring;
   }

@@ -11,7 +11,7 @@ export class RingCluster {
   static async start(world: number, env: Record<string, string> = {}): Promise<RingCluster> {
     const nodes = Array.from({ length: world }, (_, rank) =>
       fork(NODE, [], {
-        execArgv: ['--import', 'tsx'],
+        execArgv: ['--import', 'tsx', ...(process.env.RING_PROF ? ['--cpu-prof', '--cpu-prof-dir=/tmp/prof'] : [])],
         env: { ...process.env, RING_RANK: String(rank), RING_WORLD: String(world), ...env },
         stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
       }),
