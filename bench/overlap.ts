@@ -3,7 +3,9 @@
 // all-reduce per step (bucketBytes 0) and once in buckets; the exposed communication is the step
 // time minus the compute time (forward, backward, gradient read). webgpu runs where an adapter is
 // (lavapipe: VK_DRIVER_FILES as the README says); otherwise its rows say why not.
-// Options: --steps N (timed steps per case, default 8), --backends blas,webgpu.
+// The two steps alternate, --repeats times, and each figure is the median over those runs: on a
+// shared machine a case's compute time moves more between runs than the communication does.
+// Options: --steps N (timed steps per run, default 8), --repeats R (default 3), --backends blas,webgpu.
 import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import type { OccamConfig } from '../src/config.ts';
@@ -13,6 +15,7 @@ import { benchArgs } from './_steps.ts';
 const NODE = fileURLToPath(new URL('./_overlap-node.ts', import.meta.url));
 const args = benchArgs();
 const STEPS = Number(args.steps ?? 8);
+const REPEATS = Number(args.repeats ?? 3);
 const BACKENDS = (args.backends ?? 'blas,webgpu').split(',');
 const MODELS: { name: string; settings: Partial<OccamConfig>; bucketBytes: number }[] = [
   { name: 'MLP 784-1024-10, batch 128', settings: { model: 'mlp', units: 1024, batchSize: 128 }, bucketBytes: 16 * 1024 },
@@ -72,32 +75,40 @@ class RankPair {
   }
 }
 
-console.log(`# exposed communication of a 2-worker step (${STEPS} steps after 3 of warm-up; ms per step, the slower rank)\n`);
 console.log(
-  '| backend | model | step | buckets | step ms | compute ms | update ms | all-reduce ms (ring) | exposed ms (step − compute) | exposed, bucketed / serial |',
+  `# exposed communication of a 2-worker step (${STEPS} steps after 3 of warm-up, the two steps alternating ${REPEATS} times; ms per step on the slower rank, medians)\n`,
 );
-console.log('| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
+console.log(
+  '| backend | model | step | buckets | step ms | compute ms | update ms | all-reduce ms (ring) | exposed ms (step − compute) | exposed, bucketed / serial | step, bucketed / serial |',
+);
+console.log('| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
+const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
 for (const backend of BACKENDS) {
   let pair: RankPair;
   try {
     pair = await RankPair.start(backend);
   } catch (error) {
-    console.log(`| ${backend} | — | not run: ${(error as Error).message.split('\n')[0]} | | | | | | | |`);
+    console.log(`| ${backend} | — | not run: ${(error as Error).message.split('\n')[0]} | | | | | | | | |`);
     continue;
   }
   for (const model of MODELS) {
-    let serialExposed = 0;
-    for (const [step, bucketBytes] of [
-      ['serial', 0],
-      ['bucketed', model.bucketBytes],
-    ] as const) {
-      const results = await pair.run({ ...model.settings, bucketBytes });
-      const slow = results.reduce((a, b) => (b.stepMs > a.stepMs ? b : a));
-      const exposed = slow.stepMs - slow.computeMs;
-      if (step === 'serial') serialExposed = exposed;
-      const ratio = step === 'serial' ? '' : `${(exposed / serialExposed).toFixed(2)}×`;
+    const modes = [
+      { step: 'serial', bucketBytes: 0, runs: [] as Result[] },
+      { step: 'bucketed', bucketBytes: model.bucketBytes, runs: [] as Result[] },
+    ];
+    for (let r = 0; r < REPEATS; r++) {
+      for (const mode of modes) {
+        const results = await pair.run({ ...model.settings, bucketBytes: mode.bucketBytes });
+        mode.runs.push(results.reduce((a, b) => (b.stepMs > a.stepMs ? b : a)));
+      }
+    }
+    const exposed = modes.map((mode) => median(mode.runs.map((run) => run.stepMs - run.computeMs)));
+    const stepMs = modes.map((mode) => median(mode.runs.map((run) => run.stepMs)));
+    for (const [i, { step, runs }] of modes.entries()) {
+      const of = (key: 'stepMs' | 'computeMs' | 'updateMs' | 'allreduceMs') => median(runs.map((run) => run[key])).toFixed(1);
+      const ratio = i === 0 ? ' | ' : `${(exposed[1] / exposed[0]).toFixed(2)}× | ${(stepMs[1] / stepMs[0]).toFixed(2)}×`;
       console.log(
-        `| ${backend} | ${model.name} | ${step} | ${slow.buckets} | ${slow.stepMs.toFixed(1)} | ${slow.computeMs.toFixed(1)} | ${slow.updateMs.toFixed(1)} | ${slow.allreduceMs.toFixed(1)} | ${exposed.toFixed(1)} | ${ratio} |`,
+        `| ${backend} | ${model.name} | ${step} | ${runs[0].buckets} | ${of('stepMs')} | ${of('computeMs')} | ${of('updateMs')} | ${of('allreduceMs')} | ${exposed[i].toFixed(1)} | ${ratio} |`,
       );
     }
   }

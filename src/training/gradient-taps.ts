@@ -1,7 +1,7 @@
 // Buckets that leave during the backward pass, as DDP's autograd hooks make them: each weight goes
 // into the forward pass through an identity whose gradient function sees the weight's finished
 // gradient (every consumer of the weight comes later on the tape, so TF.js has summed them all),
-// compacts it into the step's buffer, and hands the bucket on once all its parameters are in.
+// hands it to the replica, which hands the bucket on once all its parameters are in.
 // The identity passes the gradient through unchanged: the sums are the bits of the plain pass.
 import * as tf from '@tensorflow/tfjs-core';
 import type { GradientBucket } from './replica.ts';
@@ -17,23 +17,23 @@ export class GradientTaps {
   private readonly remaining: number[];
   private readonly bucketOf: number[];
   private released = 0;
-  /** The loss of the forward pass being differentiated (host backends: read when bucket 0 leaves). */
+  /** The loss of the forward pass being differentiated. */
   private loss: tf.Tensor | null = null;
 
   constructor(
-    private readonly release: BucketRelease,
+    buckets: GradientBucket[],
     paramCount: number,
-    /** Writes parameter i's finished gradient into the buffer (dy lives as long as the call). */
+    /** Takes parameter i's finished gradient (dy lives as long as the call). */
     private readonly take: (param: number, gradient: tf.Tensor) => void,
-    /** Called with this micro-batch's loss just before bucket 0 leaves: fills the loss slot. */
-    private readonly beforeFirst: (loss: number) => void,
+    /** Every parameter of bucket k was taken; `loss` is the forward pass's (bucket 0 carries it). Called in bucket order. */
+    private readonly ready: (k: number, loss: tf.Tensor) => void,
   ) {
     this.done = new Array(paramCount).fill(false);
     this.bucketOf = new Array(paramCount).fill(-1);
-    release.buckets.forEach((bucket, k) => {
+    buckets.forEach((bucket, k) => {
       for (const i of bucket.params) this.bucketOf[i] = k;
     });
-    this.remaining = release.buckets.map((b) => b.params.length);
+    this.remaining = buckets.map((b) => b.params.length);
   }
 
   /** The forward pass for tf.valueAndGrads: `lossOf` on the tapped weights; its loss is kept for bucket 0. */
@@ -87,8 +87,7 @@ export class GradientTaps {
     this.remaining[this.bucketOf[param]]--;
     // Buckets leave in index order on every rank, so the ring's ops line up.
     while (this.released < this.remaining.length && this.remaining[this.released] === 0) {
-      if (this.released === 0) this.beforeFirst((this.loss as tf.Tensor).dataSync()[0]);
-      this.release.onBucket(this.released++);
+      this.ready(this.released++, this.loss as tf.Tensor);
     }
   }
 }

@@ -32,6 +32,12 @@ export interface StepUpdate {
   learningRate: number;
 }
 
+/** A micro-batch's taps, and its loss once every bucket they started has been handed on. */
+interface Taps {
+  taps: GradientTaps;
+  settled(value: tf.Tensor): Promise<number>;
+}
+
 export class Replica {
   /** One mask per parameter: 1 = kept; null for parameters that are never pruned. Kept on the host: it changes only when pruning. */
   readonly masks: (Uint8Array | null)[];
@@ -74,7 +80,7 @@ export class Replica {
    * accumulateSteps K the share runs as K micro-batches whose gradients are summed here, so only
    * one micro-batch's activations are alive at a time.
    *
-   * With `release` (host backends; `into` then has the loss slot after the gradient), the last
+   * With `release` (`into` then has the loss slot after the gradient), the last
    * micro-batch's backward pass hands each bucket on as soon as its parameters are done, the loss
    * slot written just before bucket 0 leaves (gradient-taps.ts); buckets it did not hand on are
    * the caller's to send.
@@ -95,21 +101,16 @@ export class Replica {
     const shares = Array.from({ length: micro }, (_, k) => shardRange(end - start, k, micro)).filter(([from, to]) => to > from);
     let shardLoss = 0;
     for (const [k, [from, to]] of shares.entries()) {
-      const last = k === shares.length - 1 && release && this.state.onHost && into.length > this.gradientLength;
-      const lossBefore = shardLoss;
-      const taps = last
-        ? new GradientTaps(
-            release,
-            this.params.length,
-            (i, dy) => this.compactInto(dy.dataSync() as Float32Array, i, gradient),
-            (loss) => {
-              into[this.gradientLength] = lossBefore + loss;
-            },
-          )
-        : null;
+      const last = k === shares.length - 1 && release && into.length > this.gradientLength;
+      const taps = last ? this.tapsFor(release, into, shardLoss) : null;
       shardLoss += await this.addMicroBatchGradient(ids.subarray(start + from, start + to), noiseSeed, gradient, taps);
     }
     return { gradient, lossSum: shardLoss, globalCount: ids.length };
+  }
+
+  /** Samples in the global batch of `step` (the divisor of its summed gradient). */
+  globalCount(step: number): number {
+    return this.data.globalBatch(step, this.config.batchSize).length;
   }
 
   /**
@@ -264,21 +265,16 @@ export class Replica {
   }
 
   /** Adds one micro-batch's compacted gradient into `gradient`; returns its loss sum. */
-  private async addMicroBatchGradient(
-    ids: Uint32Array,
-    noiseSeed: number,
-    gradient: Float32Array,
-    taps: GradientTaps | null,
-  ): Promise<number> {
+  private async addMicroBatchGradient(ids: Uint32Array, noiseSeed: number, gradient: Float32Array, taps: Taps | null): Promise<number> {
     const batch = this.data.trainExamples(ids);
     const forward = (...w: tf.Tensor[]) =>
-      taps ? taps.forward(w, (tapped) => lossSum(this.model, tapped, batch, noiseSeed)) : lossSum(this.model, w, batch, noiseSeed);
+      taps ? taps.taps.forward(w, (tapped) => lossSum(this.model, tapped, batch, noiseSeed)) : lossSum(this.model, w, batch, noiseSeed);
     const { value, grads } = tf.valueAndGrads(forward)(this.state.weights);
     let loss: number;
     if (taps) {
-      // The taps compacted every gradient the backward pass finished; the rest (unused weights) now.
-      taps.finish(grads);
-      loss = (await value.data())[0];
+      // The taps took every gradient the backward pass finished; the rest (unused weights) now.
+      taps.taps.finish(grads);
+      loss = await taps.settled(value);
     } else if (this.state.onHost) {
       // The gradients are host arrays already: compact them straight into the ring's buffer.
       const [lossValue, ...dense] = await Promise.all([value.data(), ...grads.map((g) => g.data())]);
@@ -294,6 +290,50 @@ export class Replica {
     }
     tf.dispose([value, ...grads]);
     return loss;
+  }
+
+  /**
+   * Taps for the last micro-batch: each finished gradient compacted into `into` at once (host
+   * backends), or on the device with one read per bucket; each bucket handed on, in order, once its
+   * values (and for bucket 0 the loss slot, after `lossBefore`) are in.
+   */
+  private tapsFor(release: BucketRelease, into: Float32Array, lossBefore: number): Taps {
+    const length = this.gradientLength;
+    const { buckets } = release;
+    if (this.state.onHost) {
+      const take = (i: number, dy: tf.Tensor) => this.compactInto(dy.dataSync() as Float32Array, i, into);
+      const taps = new GradientTaps(buckets, this.params.length, take, (k, loss) => {
+        if (k === 0) into[length] = lossBefore + loss.dataSync()[0];
+        release.onBucket(k);
+      });
+      return { taps, settled: async (value) => (await value.data())[0] };
+    }
+    const compacted: tf.Tensor[] = [];
+    let reads = Promise.resolve();
+    let loss = 0;
+    const take = (i: number, dy: tf.Tensor) => {
+      compacted[i] = tf.keep(this.compactOnDevice(dy, i));
+    };
+    const taps = new GradientTaps(buckets, this.params.length, take, (k, lossTensor) => {
+      const { params, start, end } = buckets[k];
+      const parts = [...params].sort((a, b) => a - b).map((i) => compacted[i]);
+      const packed = tf.keep(tf.concat(k === 0 ? [...parts, tf.reshape(lossTensor, [1])] : parts));
+      tf.dispose(parts);
+      const read = packed.data() as Promise<Float32Array>;
+      read.catch(() => {}); // awaited in turn below
+      reads = reads.then(async () => {
+        const values = await read;
+        packed.dispose();
+        const count = Math.min(end, length) - start;
+        for (let j = 0; j < count; j++) into[start + j] += values[j];
+        if (k === 0) {
+          loss = values[count];
+          into[length] = lossBefore + loss;
+        }
+        release.onBucket(k);
+      });
+    });
+    return { taps, settled: () => reads.then(() => loss) };
   }
 
   /** Adds a parameter's dense gradient at its kept positions into the compacted one (0 + g is g exactly). */

@@ -1,7 +1,7 @@
 // The one training step loop, used by workers, the in-process group, the engine bench and the
 // tests: for each global step, this rank's compacted gradient and its loss sum travel together
 // (the loss in one extra slot), in buckets, last layer first; every replica applies the same sums.
-import { SOLO, type Collective, type CollectiveStats } from '../common/collective.ts';
+import { SOLO, type Collective } from '../common/collective.ts';
 import type { StepTimes } from '../wire/messages.generated.ts';
 import type { Replica, StepUpdate } from './replica.ts';
 
@@ -47,38 +47,42 @@ export async function trainSteps(replica: Replica, options: StepLoopOptions): Pr
     options.duringCompute?.(step);
     const length = replica.gradientLength;
     const buffer = new Float32Array(length + 1);
+    const globalCount = replica.globalCount(step);
+    const { times } = result;
     // Each bucket is queued on the collective as soon as its values are final: during the backward
-    // pass where the replica can hand buckets on (host backends), else after it. Each is applied as
-    // soon as it is summed, while later ones travel; their placements make the sums the bits of one
-    // all-reduce.
+    // pass (replica.shardGradient's release), or after it. Each is applied, in bucket order, as soon
+    // as it is summed, while later ones travel or are still being read from a device. Their
+    // placements make the sums the bits of one all-reduce.
     const buckets = replica.gradientBuckets();
-    const sums: Promise<CollectiveStats>[] = [];
+    let sent = 0;
+    let update: StepUpdate | null = null;
+    let applied: Promise<void> = Promise.resolve();
     const send = (k: number) => {
-      const { start, end } = buckets[k];
-      const sum = collective.allReduce(buffer.subarray(start, end), { offset: start, totalLength: length + 1 });
+      const bucket = buckets[k];
+      const sum = collective.allReduce(buffer.subarray(bucket.start, bucket.end), { offset: bucket.start, totalLength: length + 1 });
       sum.catch(() => {}); // the first failure is the one awaited below
-      sums.push(sum);
+      sent++;
+      applied = applied.then(async () => {
+        const stats = await sum;
+        options.check?.(); // nothing is applied from an all-reduce whose ring was replaced
+        const t2 = performance.now();
+        update ??= replica.beginUpdate(globalCount, buffer);
+        replica.applyUpdate(update, buffer, bucket.params);
+        times.updateMs += performance.now() - t2;
+        if (k === 0 && buckets.length > 1) options.duringAllReduce?.(step); // part of the step applied, the rest in flight
+        times.allreduceMs += stats.transferMs;
+        times.waitMs += stats.waitMs;
+        result.bytesSent += stats.bytesSent;
+      });
+      applied.catch(() => {});
     };
     const release = buckets.length > 1 ? { buckets, onBucket: send } : undefined;
     const shard = await replica.shardGradient(step, rank, world, buffer, release);
-    if (sums.length === 0) buffer[length] = shard.lossSum; // else bucket 0 left with it
-    for (let k = sums.length; k < buckets.length; k++) send(k);
+    if (sent === 0) buffer[length] = shard.lossSum; // else bucket 0 left with it
+    for (let k = sent; k < buckets.length; k++) send(k);
     const t1 = performance.now();
     if (buckets.length === 1) options.duringAllReduce?.(step);
-    let update: StepUpdate | null = null;
-    const { times } = result;
-    for (const [k, bucket] of buckets.entries()) {
-      const stats = await sums[k];
-      options.check?.(); // nothing is applied from an all-reduce whose ring was replaced
-      const t2 = performance.now();
-      update ??= replica.beginUpdate(shard.globalCount, buffer);
-      replica.applyUpdate(update, buffer, bucket.params);
-      times.updateMs += performance.now() - t2;
-      if (k === 0 && buckets.length > 1) options.duringAllReduce?.(step); // part of the step applied, the rest in flight
-      times.allreduceMs += stats.transferMs;
-      times.waitMs += stats.waitMs;
-      result.bytesSent += stats.bytesSent;
-    }
+    await applied;
     times.steps++;
     times.computeMs += t1 - t0;
     result.lossSum += buffer[length];
