@@ -63,14 +63,16 @@ class RankPair {
 
   private next(node: ChildProcess, type: OverlapReport['type']): Promise<OverlapReport> {
     return new Promise((resolve, reject) => {
+      const onExit = (code: number | null) => reject(new Error(`rank process exited (${code})`));
       const onMessage = (report: OverlapReport) => {
         if (report.type === 'error') reject(new Error(report.message));
         else if (report.type === type) resolve(report);
         else return;
         node.off('message', onMessage);
+        node.off('exit', onExit);
       };
       node.on('message', onMessage);
-      node.once('exit', (code) => reject(new Error(`rank process exited (${code})`)));
+      node.once('exit', onExit);
     });
   }
 }
