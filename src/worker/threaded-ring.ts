@@ -4,7 +4,6 @@
 // and the sum is copied back; a step's buckets queue there in call order, as on RingAllReduce.
 import type { Worker as Thread } from 'node:worker_threads';
 import type { Collective, CollectiveStats, Placement } from '../common/collective.ts';
-import type { Logger } from '../common/log.ts';
 import type { Messages, RingCounters } from '../wire/protocol.ts';
 import { RingError, type WireFormat } from '../wire/ring.ts';
 import { RingLinkError, type RingLinkOptions } from './ring-links.ts';
