@@ -94,6 +94,19 @@ export class ControlConnection {
     this.liveness = new LivenessChannel({ url, token, tls, workerId: join.workerId, key, heartbeatMs, log });
   }
 
+  /**
+   * Resolves true once the coordinator has answered on the liveness connection, false after
+   * `timeoutMs` (or with no liveness thread): a worker should not start blocking steps before.
+   */
+  async livenessUp(timeoutMs: number): Promise<boolean> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.liveness && this.isOpen && Date.now() < deadline) {
+      if (this.liveness.lastHeardMs > 0) return true;
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    return (this.liveness?.lastHeardMs ?? 0) > 0;
+  }
+
   close(code: number, reason: string): void {
     this.socket.close(code, reason);
   }

@@ -279,6 +279,9 @@ export class Worker {
       this.configHash = welcome.configHash;
       this.options.log.info({ runId: welcome.runId, data: data.description, params: model.params.length }, 'data loaded and model built');
     }
+    // A step that blocks this thread before the liveness thread is connected would read as silence.
+    if (this.connection && !(await this.connection.livenessUp(config.peerTimeoutMs)))
+      this.options.log.warn({ waitedMs: config.peerTimeoutMs }, 'liveness connection not up yet; a long step may read as silence');
     const replica = this.member.replica;
     const data = replica.data;
     return {
