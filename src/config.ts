@@ -13,17 +13,12 @@ function oneOf<const T extends readonly string[]>(values: T, options: { default:
   return Type.Unsafe<T[number]>({ type: 'string', enum: values, ...options });
 }
 
-const integer = (options: { default: number; description: string; minimum?: number; maximum?: number }) => Type.Integer(options);
-const number = (options: {
-  default: number;
-  description: string;
-  minimum?: number;
-  maximum?: number;
-  exclusiveMinimum?: number;
-  exclusiveMaximum?: number;
-}) => Type.Number(options);
-const text = (options: { default: string; description: string }) => Type.String(options);
-const flag = (options: { default: boolean; description: string }) => Type.Boolean(options);
+type Described<T> = { default: T; description: string };
+type Bounds = { minimum?: number; maximum?: number; exclusiveMinimum?: number; exclusiveMaximum?: number };
+const integer = (options: Described<number> & Bounds) => Type.Integer(options);
+const number = (options: Described<number> & Bounds) => Type.Number(options);
+const text = (options: Described<string>) => Type.String(options);
+const flag = (options: Described<boolean>) => Type.Boolean(options);
 
 /** evalBatchSize 0: batches of this many samples, or of text windows holding this many tokens (a GPT's cost is per token). */
 const EVAL_BATCH_SAMPLES = 1000;

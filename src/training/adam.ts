@@ -3,6 +3,7 @@
 // AdamW's decay is decoupled, as in PyTorch: w ← w·(1 − lr·λ) before the Adam step. The hot path
 // is the SIMD kernel in common/simd/f32.wat; adamUpdate here is its scalar twin, bit for bit.
 import type { OccamConfig } from '../config.ts';
+import type { AdamCoefficients } from '../common/simd/f32.ts';
 import type { ParamSpec } from './models/model.ts';
 
 export interface AdamSettings {
@@ -55,21 +56,6 @@ export function clipFactor(norm: number, maxNorm: number): number {
 export interface AdamMoments {
   m: Float32Array;
   v: Float32Array;
-}
-
-/** One step's Adam coefficients for one parameter, as float32 values (the kernels' arithmetic). */
-export interface AdamCoefficients {
-  beta1: number;
-  beta2: number;
-  /** (1 − β1)·s: the gradient's scale s folds into the moment coefficients, m' = β1·m + (1−β1)·s·g. */
-  gm: number;
-  /** (1 − β2)·s². */
-  gv: number;
-  /** The learning rate with Adam's bias correction at step t. */
-  stepSize: number;
-  /** 1 − lr·λ: AdamW's decoupled decay (exactly 1 for Adam, and w·1 is w). */
-  keep: number;
-  epsilon: number;
 }
 
 /** The coefficients of the 1-based step `t` for a gradient scaled by `scale`, each rounded to float32. */

@@ -1,7 +1,8 @@
 // The training thread's half of the ring thread (ring-thread.ts): the same surface as RingLinks
 // (listen, form, counters, closeLinks, close), with every socket, frame and float add on the other
-// thread. An all-reduce copies its buffer into a SharedArrayBuffer, the ring thread sums it there,
-// and the sum is copied back; a step's buckets queue there in call order, as on RingAllReduce.
+// thread. An all-reduce copies its buffer into one SharedArrayBuffer, at its placement's offset (a
+// step's buckets are disjoint there), the ring thread sums it in place, and the sum is copied
+// back; a step's buckets queue there in call order, as on RingAllReduce.
 import type { Worker as Thread } from 'node:worker_threads';
 import type { Collective, CollectiveStats, Placement } from '../common/collective.ts';
 import type { Messages, RingCounters } from '../wire/protocol.ts';
@@ -26,7 +27,7 @@ export interface RingThreadData {
 export type ToRingThread =
   | { type: 'listen'; id: number }
   | { type: 'form'; id: number; form: Messages['formRing']; wireFormat: WireFormat; timeoutMs: number }
-  | { type: 'allReduce'; id: number; generation: number; buffer: SharedArrayBuffer; length: number; placement?: Placement }
+  | { type: 'allReduce'; id: number; generation: number; shared: SharedArrayBuffer; placement: Placement; length: number }
   | { type: 'closeLinks'; id: number; reason: string }
   | { type: 'close'; id: number };
 
@@ -49,6 +50,8 @@ export class ThreadedRingLinks {
   private failure: Error | null = null;
   /** The generation the last form() was for: all-reduces of older ones fail. */
   private generation = -1;
+  /** Where all-reduced values cross to the ring thread; replaced (never shrunk) when a vector is longer. */
+  private shared = new SharedArrayBuffer(0);
 
   constructor(private readonly options: RingLinkOptions) {
     const { log, ready: _ready, onStall: _onStall, ...links } = options;
@@ -104,12 +107,18 @@ export class ThreadedRingLinks {
     await this.thread.terminate();
   }
 
-  private async allReduce(generation: number, buffer: Float32Array, placement?: Placement): Promise<CollectiveStats> {
+  private async allReduce(
+    generation: number,
+    buffer: Float32Array,
+    placement: Placement = { offset: 0, totalLength: buffer.length },
+  ): Promise<CollectiveStats> {
     if (generation !== this.generation) throw new RingError(`the ring of generation ${generation} was closed`);
-    const shared = new SharedArrayBuffer(buffer.byteLength);
-    new Float32Array(shared).set(buffer);
-    const reply = await this.ask({ type: 'allReduce', id: 0, generation, buffer: shared, length: buffer.length, placement });
-    buffer.set(new Float32Array(shared));
+    if (this.shared.byteLength < 4 * placement.totalLength) this.shared = new SharedArrayBuffer(4 * placement.totalLength);
+    const shared = this.shared;
+    const region = new Float32Array(shared, 4 * placement.offset, buffer.length);
+    region.set(buffer);
+    const reply = await this.ask({ type: 'allReduce', id: 0, generation, shared, placement, length: buffer.length });
+    buffer.set(region);
     return (reply as Extract<Reply, { type: 'reduced' }>).stats;
   }
 

@@ -4,13 +4,17 @@
 // (arrays a backend may hold for a whole run); addInPlace copies its operands into a scratch one.
 import { F32_WASM_BASE64 } from './f32.generated.ts';
 
-/** Adam's per-step coefficients, float32 values (training/adam.ts computes them). */
-export interface AdamKernelCoefficients {
+/** Adam's per-step coefficients, float32 values (training/adam.ts's adamCoefficients computes them). */
+export interface AdamCoefficients {
   beta1: number;
   beta2: number;
+  /** (1 − β1)·s: the gradient's scale s folds into the moment coefficients, m' = β1·m + (1−β1)·s·g. */
   gm: number;
+  /** (1 − β2)·s². */
   gv: number;
+  /** The learning rate with Adam's bias correction at step t. */
   stepSize: number;
+  /** 1 − lr·λ: AdamW's decoupled decay (exactly 1 for Adam, and w·1 is w). */
   keep: number;
   epsilon: number;
 }
@@ -77,7 +81,7 @@ export class SimdHeap {
     gradient: Float32Array,
     positions: Uint32Array | null,
     n: number,
-    c: AdamKernelCoefficients,
+    c: AdamCoefficients,
   ): void {
     for (const region of [weights, m, v, gradient, positions]) {
       if (region && region.buffer !== this.kernels.memory.buffer) throw new Error('adam: an array is not a region of this heap');
