@@ -24,6 +24,8 @@ export interface StepRate {
   updateMs: number;
 }
 
+const STEPS_PER_CALL = 4;
+
 /** Whole steps for about `seconds` (at least `minSteps`, after `warmup` uncounted ones that compile and allocate). */
 export async function stepRate(replica: Replica, batch: number, seconds: number, warmup: number, minSteps: number): Promise<StepRate> {
   await trainSteps(replica, { fromStep: 0, toStep: warmup });
@@ -31,11 +33,12 @@ export async function stepRate(replica: Replica, batch: number, seconds: number,
   let gradientMs = 0;
   let updateMs = 0;
   const start = performance.now();
+  // A few steps per call, as a worker's segment runs them (the loop reuses its buffers within one).
   while (steps < minSteps || performance.now() - start < seconds * 1000) {
-    const { times } = await trainSteps(replica, { fromStep: warmup + steps, toStep: warmup + steps + 1 });
+    const { times } = await trainSteps(replica, { fromStep: warmup + steps, toStep: warmup + steps + STEPS_PER_CALL });
     gradientMs += times.computeMs;
     updateMs += times.updateMs;
-    steps++;
+    steps += STEPS_PER_CALL;
   }
   const elapsed = (performance.now() - start) / 1000;
   return { samplesPerSecond: (steps * batch) / elapsed, gradientMs: gradientMs / steps, updateMs: updateMs / steps };

@@ -1,9 +1,13 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { isBlasAvailable } from '@occam/blas';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { resolveConfig } from '../src/config.ts';
 import { loadDataSource } from '../src/training/data/load.ts';
 import { selectBackend } from '../src/training/engine.ts';
 import { createModel } from '../src/training/models/create.ts';
+import { denseRelu } from '../src/training/models/fused.ts';
 import { Replica } from '../src/training/replica.ts';
+import { Rng } from '../src/training/rng.ts';
 import { trainSteps } from '../src/training/step-loop.ts';
 import { maskedState, prune, weightsNow } from './helpers/runs.ts';
 
@@ -88,4 +92,44 @@ describe('masked training on a replica', () => {
     expect(parts.reduce((n, p) => n + p.lossSum, 0)).toBeCloseTo(whole.lossSum, 2);
     expect(parts.reduce((n, p) => n + p.correct, 0)).toBe(whole.correct);
   });
+});
+
+describe("the MLP's fused dense ReLU layer (host loops on cpu and blas)", () => {
+  const backends = isBlasAvailable() ? (['cpu', 'blas'] as const) : (['cpu'] as const);
+  for (const backend of backends) {
+    it(`${backend}: relu(x·W + b)·noise and its kernel and bias gradients equal TF.js's ops`, async () => {
+      await selectBackend(backend);
+      try {
+        const rng = new Rng(3);
+        const random = (n: number, scale: number) => Float32Array.from({ length: n }, () => scale * rng.normal());
+        const [rows, inputs, units] = [9, 13, 21];
+        const x = tf.tensor2d(random(rows * inputs, 1), [rows, inputs]);
+        const kernel = tf.tensor2d(random(inputs * units, 0.5), [inputs, units]);
+        const bias = tf.tensor1d(random(units, 0.5));
+        const upstream = tf.tensor2d(random(rows * units, 1), [rows, units]);
+        const dropped = Float32Array.from({ length: rows * units }, (_, i) => (i % 4 === 1 ? 0 : 1.25));
+        for (const noise of [null, dropped]) {
+          const plain = (w: tf.Tensor, b: tf.Tensor) => {
+            const hidden = tf.relu(tf.add(tf.matMul(x, w as tf.Tensor2D), b));
+            return noise ? tf.mul(hidden, tf.tensor2d(noise, [rows, units])) : hidden;
+          };
+          const fused = (w: tf.Tensor, b: tf.Tensor) => denseRelu(x, w as tf.Tensor2D, b as tf.Tensor1D, noise);
+          const weigh = (f: typeof plain) => (w: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(f(w, b), upstream));
+          const close = (a: tf.Tensor, b: tf.Tensor, what: string) => {
+            const [u, v] = [a.dataSync(), b.dataSync()];
+            expect(u.length).toBe(v.length);
+            u.forEach((value, i) => expect(Math.abs(value - v[i]), `${what} ${i}`).toBeLessThan(1e-5 * Math.max(1, Math.abs(v[i]))));
+          };
+          close(fused(kernel, bias), plain(kernel, bias), 'value');
+          const [fw, fb] = tf.grads(weigh(fused))([kernel, bias]);
+          const [pw, pb] = tf.grads(weigh(plain))([kernel, bias]);
+          close(fw, pw, 'kernel gradient');
+          close(fb, pb, 'bias gradient');
+          expect(tf.max(tf.abs(fw)).dataSync()[0]).toBeGreaterThan(0);
+        }
+      } finally {
+        await selectBackend('cpu');
+      }
+    });
+  }
 });

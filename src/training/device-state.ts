@@ -4,10 +4,11 @@
 // updates in place, with no copy; on the others (webgpu, tensorflow, wasm) compaction, scatter
 // and Adam run as device ops, and the host sees the state only through asynchronous reads
 // (checkpoints, digests, thresholds).
-import { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
+import type { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
 import * as tf from '@tensorflow/tfjs-core';
 import { SIMD_HEAP_MAX_BYTES, SimdHeap } from '../common/simd/f32.ts';
 import { type AdamSettings, adamCoefficients, adamUpdate } from './adam.ts';
+import { hostValues, onHostBackend } from './host-backend.ts';
 import type { ParamSpec } from './models/model.ts';
 
 /** The state as host arrays, in parameter order. */
@@ -34,7 +35,7 @@ export class DeviceState {
     private readonly params: ParamSpec[],
     initial: Float32Array[],
   ) {
-    this.onHost = tf.backend() instanceof MathBackendCPU;
+    this.onHost = onHostBackend();
     const variable = (values: Float32Array, p: ParamSpec) => tf.variable(tf.tensor(values, p.shape, 'float32'), true);
     this.weights = params.map((p, i) => variable(initial[i], p));
     this.m = params.map((p) => variable(new Float32Array(size(p)), p));
@@ -89,7 +90,7 @@ export class DeviceState {
   /** The host arrays behind the variables (onHost backends only): writing them changes the state. */
   hostArrays(): HostArrays {
     if (!this.onHost) throw new Error('the state lives on a device: read() it');
-    return { weights: this.weights.map(hostArray), m: this.m.map(hostArray), v: this.v.map(hostArray) };
+    return { weights: this.weights.map(hostValues), m: this.m.map(hostValues), v: this.v.map(hostValues) };
   }
 
   /** A host view of the state: the arrays themselves on host backends, asynchronous copies elsewhere. */
@@ -136,12 +137,6 @@ export class DeviceState {
   dispose(): void {
     tf.dispose([...this.weights, ...this.m, ...this.v]);
   }
-}
-
-/** The Float32Array a host backend keeps for a tensor. */
-function hostArray(tensor: tf.Tensor): Float32Array {
-  const backend = tf.backend() as MathBackendCPU;
-  return backend.data.get(tensor.dataId).values as Float32Array;
 }
 
 function size(param: ParamSpec): number {

@@ -6,6 +6,7 @@
 // sockets: the step loop (step-loop.ts) moves the compacted gradient between replicas.
 import * as tf from '@tensorflow/tfjs-core';
 import { shardRange } from '../common/shard.ts';
+import { addInPlace } from '../common/simd/f32.ts';
 import type { OccamConfig } from '../config.ts';
 import type { NamedTensor } from '../storage/safetensors.ts';
 import { decodeState, encodeState, modelTensors, type ReplicaState, stateDigest } from '../storage/state-format.ts';
@@ -13,6 +14,7 @@ import { adamSettings, clipFactor, learningRateAt } from './adam.ts';
 import { type DataSource, type EvalSplit, SEED_SALT } from './data/source.ts';
 import { DeviceState } from './device-state.ts';
 import { type BucketRelease, GradientTaps } from './gradient-taps.ts';
+import { hostValues } from './host-backend.ts';
 import { activeIndices, applyThreshold, countActive, pruneThreshold } from './masks.ts';
 import { type EvalSums, evaluateShare } from './evaluate.ts';
 import { initialWeights, lossSum, type Model, type ParamSpec } from './models/model.ts';
@@ -102,8 +104,8 @@ export class Replica {
     let shardLoss = 0;
     for (const [k, [from, to]] of shares.entries()) {
       const last = k === shares.length - 1 && release && into.length > this.gradientLength;
-      const taps = last ? this.tapsFor(release, into, shardLoss) : null;
-      shardLoss += await this.addMicroBatchGradient(ids.subarray(start + from, start + to), noiseSeed, gradient, taps);
+      const taps = last ? this.tapsFor(release, into, shardLoss, k > 0) : null;
+      shardLoss += await this.addMicroBatchGradient(ids.subarray(start + from, start + to), noiseSeed, gradient, taps, k > 0);
     }
     return { gradient, lossSum: shardLoss, globalCount: ids.length };
   }
@@ -264,8 +266,14 @@ export class Replica {
     tf.dispose(this.devicePositions.filter((t): t is tf.Tensor1D => t !== null));
   }
 
-  /** Adds one micro-batch's compacted gradient into `gradient`; returns its loss sum. */
-  private async addMicroBatchGradient(ids: Uint32Array, noiseSeed: number, gradient: Float32Array, taps: Taps | null): Promise<number> {
+  /** Writes one micro-batch's compacted gradient into `gradient` (adds it with `accumulate`); returns its loss sum. */
+  private async addMicroBatchGradient(
+    ids: Uint32Array,
+    noiseSeed: number,
+    gradient: Float32Array,
+    taps: Taps | null,
+    accumulate: boolean,
+  ): Promise<number> {
     const batch = this.data.trainExamples(ids);
     const forward = (...w: tf.Tensor[]) =>
       taps ? taps.taps.forward(w, (tapped) => lossSum(this.model, tapped, batch, noiseSeed)) : lossSum(this.model, w, batch, noiseSeed);
@@ -277,15 +285,15 @@ export class Replica {
       loss = await taps.settled(value);
     } else if (this.state.onHost) {
       // The gradients are host arrays already: compact them straight into the ring's buffer.
-      const [lossValue, ...dense] = await Promise.all([value.data(), ...grads.map((g) => g.data())]);
-      dense.forEach((values, i) => this.compactInto(values as Float32Array, i, gradient));
-      loss = lossValue[0];
+      grads.forEach((g, i) => this.compactInto(hostValues(g), i, gradient, accumulate));
+      loss = hostValues(value)[0];
     } else {
       // Compacted on the device, with the loss in one extra slot: a single read comes down.
       const packed = tf.tidy(() => tf.concat([...grads.map((g, i) => this.compactOnDevice(g, i)), tf.reshape(value, [1])]));
       const values = (await packed.data()) as Float32Array;
       packed.dispose();
-      for (let i = 0; i < gradient.length; i++) gradient[i] += values[i];
+      if (accumulate) addInPlace(gradient, values.subarray(0, this.gradientLength));
+      else gradient.set(values.subarray(0, this.gradientLength));
       loss = values[this.gradientLength];
     }
     tf.dispose([value, ...grads]);
@@ -297,11 +305,11 @@ export class Replica {
    * backends), or on the device with one read per bucket; each bucket handed on, in order, once its
    * values (and for bucket 0 the loss slot, after `lossBefore`) are in.
    */
-  private tapsFor(release: BucketRelease, into: Float32Array, lossBefore: number): Taps {
+  private tapsFor(release: BucketRelease, into: Float32Array, lossBefore: number, accumulate: boolean): Taps {
     const length = this.gradientLength;
     const { buckets } = release;
     if (this.state.onHost) {
-      const take = (i: number, dy: tf.Tensor) => this.compactInto(dy.dataSync() as Float32Array, i, into);
+      const take = (i: number, dy: tf.Tensor) => this.compactInto(hostValues(dy), i, into, accumulate);
       const taps = new GradientTaps(buckets, this.params.length, take, (k, loss) => {
         if (k === 0) into[length] = lossBefore + loss.dataSync()[0];
         release.onBucket(k);
@@ -325,7 +333,9 @@ export class Replica {
         const values = await read;
         packed.dispose();
         const count = Math.min(end, length) - start;
-        for (let j = 0; j < count; j++) into[start + j] += values[j];
+        const part = into.subarray(start, start + count);
+        if (accumulate) addInPlace(part, values.subarray(0, count));
+        else part.set(values.subarray(0, count));
         if (k === 0) {
           loss = values[count];
           into[length] = lossBefore + loss;
@@ -336,12 +346,18 @@ export class Replica {
     return { taps, settled: () => reads.then(() => loss) };
   }
 
-  /** Adds a parameter's dense gradient at its kept positions into the compacted one (0 + g is g exactly). */
-  private compactInto(dense: Float32Array, param: number, into: Float32Array): void {
+  /**
+   * Writes a parameter's dense gradient at its kept positions into its part of the compacted one,
+   * or adds it there with `accumulate` (a later micro-batch). An unmasked part is one copy.
+   */
+  private compactInto(dense: Float32Array, param: number, into: Float32Array, accumulate: boolean): void {
     const positions = this.positions[param];
-    const offset = this.offsets[param];
-    if (!positions) for (let k = 0; k < dense.length; k++) into[offset + k] += dense[k];
-    else for (let k = 0; k < positions.length; k++) into[offset + k] += dense[positions[k]];
+    const part = into.subarray(this.offsets[param], this.offsets[param] + this.keptCount(param));
+    if (!positions) {
+      if (accumulate) addInPlace(part, dense);
+      else part.set(dense);
+    } else if (accumulate) for (let k = 0; k < positions.length; k++) part[k] += dense[positions[k]];
+    else for (let k = 0; k < positions.length; k++) part[k] = dense[positions[k]];
   }
 
   private compactOnDevice(gradient: tf.Tensor, param: number): tf.Tensor {

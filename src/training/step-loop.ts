@@ -41,12 +41,15 @@ export function noTimes(): StepTimes {
 export async function trainSteps(replica: Replica, options: StepLoopOptions): Promise<StepsResult> {
   const { fromStep, toStep, rank = 0, world = 1, collective = SOLO } = options;
   const result: StepsResult = { lossSum: 0, samples: 0, times: noTimes(), bytesSent: 0 };
+  // One buffer for every step of the segment (a step is done with it before the next begins):
+  // a fresh one per step would cost a zeroed allocation of the whole gradient each time.
+  let buffer = new Float32Array(0);
   for (let step = fromStep; step < toStep; step++) {
     options.check?.();
     const t0 = performance.now();
     options.duringCompute?.(step);
     const length = replica.gradientLength;
-    const buffer = new Float32Array(length + 1);
+    if (buffer.length !== length + 1) buffer = new Float32Array(length + 1);
     const globalCount = replica.globalCount(step);
     const { times } = result;
     // Each bucket is queued on the collective as soon as its values are final: during the backward

@@ -118,6 +118,8 @@ export class ThreadedRingLinks {
     const region = new Float32Array(shared, 4 * placement.offset, buffer.length);
     region.set(buffer);
     const reply = await this.ask({ type: 'allReduce', id: 0, generation, shared, placement, length: buffer.length });
+    // A sum that lands after its ring was replaced must not write into a buffer a newer step owns.
+    if (generation !== this.generation) throw new RingError(`the ring of generation ${generation} was closed`);
     buffer.set(region);
     return (reply as Extract<Reply, { type: 'reduced' }>).stats;
   }

@@ -1,9 +1,10 @@
-// GELU, LayerNorm, causal attention weights and softmax cross-entropy as one op each, with their gradients written out. On the host
-// backends (cpu, blas) each is one loop over the values, forward and backward; elsewhere (webgpu,
-// tensorflow, wasm) the same formulas are composed of core ops. Built from many small ops and
+// GELU, LayerNorm, causal attention weights, softmax cross-entropy and the MLP's dense ReLU layer
+// as one op each, with their gradients written out. On the host backends (cpu, blas) each is one
+// loop over the values, forward and backward; elsewhere (webgpu, tensorflow, wasm) the same
+// formulas are composed of core ops. Built from many small ops and
 // differentiated op by op, these were most of a GPT step on the host backends.
-import { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
 import * as tf from '@tensorflow/tfjs-core';
+import { hostValues, onHostBackend } from '../host-backend.ts';
 
 const GELU_SCALE = Math.sqrt(2 / Math.PI);
 const GELU_CUBIC = 0.044715;
@@ -18,7 +19,7 @@ export function layerNorm(x: tf.Tensor2D, gain: tf.Tensor1D, bias: tf.Tensor1D |
   const width = x.shape[1];
   const op = tf.customGrad((...inputs: (tf.Tensor | tf.GradSaveFunc)[]) => {
     const [input, g, save] = inputs as [tf.Tensor2D, tf.Tensor1D, tf.GradSaveFunc];
-    if (onHost()) {
+    if (onHostBackend()) {
       const { values, normalized, inverseStd } = hostLayerNorm(hostValues(input), hostValues(g), width, epsilon);
       const saved = [tf.tensor2d(normalized, input.shape), tf.tensor1d(inverseStd)];
       save([...saved, g]);
@@ -34,6 +35,42 @@ export function layerNorm(x: tf.Tensor2D, gain: tf.Tensor1D, bias: tf.Tensor1D |
   return bias ? tf.add(scaled, bias) : scaled;
 }
 
+/**
+ * relu(x·W + b), times dropout noise (0 or 1/(1 − rate) per value, row after row) when given: the
+ * MLP's hidden layer. x is data: no gradient is computed for it. On host backends the product,
+ * bias and ReLU are one BLAS call and its epilogue, the noise one pass over that output, and the
+ * backward pass one pass before the kernel's product and the bias's sum (TF.js fuses none of this
+ * while recording gradients); elsewhere the same as TF.js's ops.
+ */
+export function denseRelu(x: tf.Tensor2D, kernel: tf.Tensor2D, bias: tf.Tensor1D, noise: Float32Array | null): tf.Tensor2D {
+  if (!onHostBackend()) {
+    const hidden = tf.fused.matMul({ a: x, b: kernel, bias, activation: 'relu' }) as tf.Tensor2D;
+    return noise ? (tf.mul(hidden, tf.tensor2d(noise, [x.shape[0], kernel.shape[1]])) as tf.Tensor2D) : hidden;
+  }
+  const op = tf.customGrad((...inputs: (tf.Tensor | tf.GradSaveFunc)[]) => {
+    const [w, b, save] = inputs as [tf.Tensor2D, tf.Tensor1D, tf.GradSaveFunc];
+    const attrs = { transposeA: false, transposeB: false, activation: 'relu' };
+    const value = tf.engine().runKernel('_FusedMatMul', { a: x, b: w, bias: b }, attrs) as tf.Tensor2D;
+    // The kernel's own fresh output, seen by nothing else yet: the noise goes on in place.
+    if (noise) {
+      const values = hostValues(value);
+      for (let i = 0; i < values.length; i++) values[i] *= noise[i];
+    }
+    save([value, x]); // x too: the forward pass's scope would dispose it before the backward one
+    const gradFunc = (dy: tf.Tensor, [y, input]: tf.Tensor[]) => {
+      // y > 0 exactly where the ReLU passed and the noise kept: there dz = dy·noise, else 0.
+      const [upstream, output] = [hostValues(dy), hostValues(y)];
+      const dz = new Float32Array(output.length);
+      if (noise) for (let i = 0; i < dz.length; i++) dz[i] = output[i] > 0 ? upstream[i] * noise[i] : 0;
+      else for (let i = 0; i < dz.length; i++) dz[i] = output[i] > 0 ? upstream[i] : 0;
+      const dzTensor = tf.tensor2d(dz, y.shape as [number, number]);
+      return [tf.matMul(input, dzTensor, true, false), tf.sum(dzTensor, 0)];
+    };
+    return { value, gradFunc };
+  });
+  return op(kernel, bias) as tf.Tensor2D;
+}
+
 /** Added to the attention scores of future positions: exp(−1e9 − max) is exactly 0 in float32. */
 export const MASKED_SCORE = -1e9;
 
@@ -47,7 +84,7 @@ export function causalAttention(scores: tf.Tensor3D, scale: number, noise: Float
   const [batch, steps] = scores.shape;
   const op = tf.customGrad((...inputs: (tf.Tensor | tf.GradSaveFunc)[]) => {
     const [x, save] = inputs as [tf.Tensor3D, tf.GradSaveFunc];
-    if (onHost()) {
+    if (onHostBackend()) {
       const weights = hostCausalSoftmax(hostValues(x), batch, steps, scale);
       const noiseTensor = noise ? tf.tensor3d(noise, x.shape) : null;
       save(noiseTensor ? [tf.tensor3d(weights, x.shape), noiseTensor] : [tf.tensor3d(weights, x.shape)]);
@@ -85,7 +122,7 @@ export function crossEntropySum(logits: tf.Tensor2D, labels: Int32Array): tf.Sca
   const [rows, classes] = logits.shape;
   const op = tf.customGrad((...inputs: (tf.Tensor | tf.GradSaveFunc)[]) => {
     const [x, save] = inputs as [tf.Tensor2D, tf.GradSaveFunc];
-    if (onHost()) {
+    if (onHostBackend()) {
       // A GPT-2 vocabulary makes these rows 50,257 wide: one pass each way, no one-hot matrix.
       const { loss, logSumExp } = hostCrossEntropy(hostValues(x), labels, classes);
       save([x, tf.tensor1d(logSumExp)]);
@@ -107,7 +144,7 @@ export function crossEntropySum(logits: tf.Tensor2D, labels: Int32Array): tf.Sca
 
 const geluOp = tf.customGrad((...inputs: (tf.Tensor | tf.GradSaveFunc)[]) => {
   const [x, save] = inputs as [tf.Tensor, tf.GradSaveFunc];
-  if (onHost()) {
+  if (onHostBackend()) {
     // The forward pass keeps σ(2u) per value, so the backward pass needs no exp of its own.
     const { values, gates } = hostGelu(hostValues(x));
     save([x, tf.tensor(gates, x.shape)]);
@@ -130,7 +167,7 @@ const geluOp = tf.customGrad((...inputs: (tf.Tensor | tf.GradSaveFunc)[]) => {
 /** Gradients of x, gain from normalized x̂, 1/σ per row and gain: dx = (g·dy − mean(g·dy) − x̂·mean(g·dy·x̂)) / σ. */
 function layerNormGradient(dy: tf.Tensor, [normalized, inverseStd, gain]: tf.Tensor[]): tf.Tensor[] {
   const [rows, width] = normalized.shape;
-  if (onHost()) {
+  if (onHostBackend()) {
     const { dx, dGain } = hostLayerNormGradient(hostValues(dy), hostValues(normalized), hostValues(inverseStd), hostValues(gain), width);
     return [tf.tensor2d(dx, [rows, width]), tf.tensor1d(dGain)];
   }
@@ -143,16 +180,6 @@ function layerNormGradient(dy: tf.Tensor, [normalized, inverseStd, gain]: tf.Ten
 function softmaxComposed(x: tf.Tensor): tf.Tensor {
   const exps = tf.exp(tf.sub(x, tf.max(x, -1, true)));
   return tf.div(exps, tf.sum(exps, -1, true));
-}
-
-function onHost(): boolean {
-  return tf.backend() instanceof MathBackendCPU;
-}
-
-/** The Float32Array a host backend stores for a tensor (shared: never written here). */
-function hostValues(tensor: tf.Tensor): Float32Array {
-  const values = (tf.backend() as MathBackendCPU).data.get(tensor.dataId).values;
-  return values instanceof Float32Array ? values : Float32Array.from(values as ArrayLike<number>);
 }
 
 /** 0.5·x·(1 + tanh(u)) written as x·σ(2u), one exp per value; σ(2u) is kept for the gradient. */

@@ -2,7 +2,8 @@
 // Both kernels carry masks; the biases do not.
 import * as tf from '@tensorflow/tfjs-core';
 import type { Examples } from '../data/source.ts';
-import { dropoutMask, inputTensor, type Model, type ParamSpec } from './model.ts';
+import { denseRelu } from './fused.ts';
+import { dropoutValues, inputTensor, type Model, type ParamSpec } from './model.ts';
 
 export interface MlpOptions {
   inputs: number;
@@ -20,10 +21,10 @@ export function createMlp({ inputs, units, classes, dropout }: MlpOptions): Mode
   ];
 
   function forward(weights: tf.Tensor[], batch: Examples, noiseSeed: number | null): tf.Tensor2D {
-    const [hiddenKernel, hiddenBias, outputKernel, outputBias] = weights as tf.Tensor2D[];
+    const [hiddenKernel, hiddenBias, outputKernel, outputBias] = weights as [tf.Tensor2D, tf.Tensor1D, tf.Tensor2D, tf.Tensor1D];
     const x = inputTensor(batch, [inputs]) as tf.Tensor2D;
-    let hidden = tf.fused.matMul({ a: x, b: hiddenKernel, bias: hiddenBias, activation: 'relu' });
-    if (noiseSeed !== null && dropout > 0) hidden = tf.mul(hidden, dropoutMask(batch.ids, noiseSeed, 0, units, dropout));
+    const noise = noiseSeed !== null && dropout > 0 ? dropoutValues(batch.ids, noiseSeed, 0, units, dropout) : null;
+    const hidden = denseRelu(x, hiddenKernel, hiddenBias, noise);
     return tf.fused.matMul({ a: hidden, b: outputKernel, bias: outputBias }) as tf.Tensor2D;
   }
 

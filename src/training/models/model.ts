@@ -71,15 +71,9 @@ export function initialWeights(params: ParamSpec[], seed: number): Float32Array[
 }
 
 /**
- * Inverted dropout as a [count, width] tensor of 0 and 1/(1-rate). Each sample's noise comes from
- * its id and the step's seed, not from the worker, so any worker count draws the same noise.
- */
-export function dropoutMask(ids: Uint32Array, noiseSeed: number, salt: number, width: number, rate: number): tf.Tensor2D {
-  return tf.tensor2d(dropoutValues(ids, noiseSeed, salt, width, rate), [ids.length, width]);
-}
-
-/**
- * The values of dropoutMask, row after row. Each 32-bit draw decides two units, 16 bits apiece
+ * Inverted dropout noise for a [count, width] activation, row after row: 0 or 1/(1-rate). Each
+ * sample's noise comes from its id and the step's seed, not from the worker, so any worker count
+ * draws the same noise. Each 32-bit draw decides two units, 16 bits apiece
  * (rate resolved to 1/65536): this runs for every hidden unit of every sample of every step.
  */
 export function dropoutValues(ids: Uint32Array, noiseSeed: number, salt: number, width: number, rate: number): Float32Array {

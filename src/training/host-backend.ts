@@ -1,0 +1,20 @@
+// The host backends (cpu, blas) keep every tensor's values as a plain array in this process. Code
+// with loops of its own over those values (the fused ops, the replica's state and compaction)
+// uses the arrays in place instead of reading them out.
+import { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
+import * as tf from '@tensorflow/tfjs-core';
+
+/** Whether the current backend keeps tensors in host arrays (cpu, blas). */
+export function onHostBackend(): boolean {
+  return tf.backend() instanceof MathBackendCPU;
+}
+
+/**
+ * The Float32Array a host backend keeps for a tensor: the tensor's own memory, so writing to it
+ * changes the tensor. Unlike a read, which takes it out of blas's recycling pool for good, this
+ * leaves it to be recycled once the tensor is disposed: use it before then.
+ */
+export function hostValues(tensor: tf.Tensor): Float32Array {
+  const values = (tf.backend() as MathBackendCPU).data.get(tensor.dataId).values;
+  return values instanceof Float32Array ? values : Float32Array.from(values as ArrayLike<number>);
+}
