@@ -5,7 +5,7 @@ import { resolveConfig } from '../src/config.ts';
 import { loadDataSource } from '../src/training/data/load.ts';
 import { selectBackend } from '../src/training/engine.ts';
 import { createModel } from '../src/training/models/create.ts';
-import { denseRelu } from '../src/training/models/fused.ts';
+import { convRelu, denseRelu } from '../src/training/models/relu-layers.ts';
 import { Replica } from '../src/training/replica.ts';
 import { Rng } from '../src/training/rng.ts';
 import { trainSteps } from '../src/training/step-loop.ts';
@@ -94,7 +94,7 @@ describe('masked training on a replica', () => {
   });
 });
 
-describe("the MLP's fused dense ReLU layer (host loops on cpu and blas)", () => {
+describe('fused dense and convolution ReLU layers (host loops on cpu and blas)', () => {
   const backends = isBlasAvailable() ? (['cpu', 'blas'] as const) : (['cpu'] as const);
   for (const backend of backends) {
     it(`${backend}: relu(x·W + b)·noise and its kernel and bias gradients equal TF.js's ops`, async () => {
@@ -127,6 +127,41 @@ describe("the MLP's fused dense ReLU layer (host loops on cpu and blas)", () => 
           close(fb, pb, 'bias gradient');
           expect(tf.max(tf.abs(fw)).dataSync()[0]).toBeGreaterThan(0);
         }
+      } finally {
+        await selectBackend('cpu');
+      }
+    });
+  }
+  for (const backend of backends) {
+    it(`${backend}: relu(conv(x, W) + b) and its input, filter and bias gradients equal TF.js's ops`, async () => {
+      await selectBackend(backend);
+      try {
+        const rng = new Rng(5);
+        const random = (n: number, scale: number) => Float32Array.from({ length: n }, () => scale * rng.normal());
+        const x = tf.tensor4d(random(3 * 7 * 6 * 4, 1), [3, 7, 6, 4]);
+        const filter = tf.tensor4d(random(3 * 3 * 4 * 5, 0.4), [3, 3, 4, 5]);
+        const bias = tf.tensor1d(random(5, 0.3));
+        const upstream = tf.tensor4d(random(3 * 5 * 4 * 5, 1), [3, 5, 4, 5]);
+        const plain = (v: tf.Tensor, w: tf.Tensor, b: tf.Tensor) =>
+          tf.relu(tf.add(tf.conv2d(v as tf.Tensor4D, w as tf.Tensor4D, 1, 'valid'), b));
+        const fused = (v: tf.Tensor, w: tf.Tensor, b: tf.Tensor) => convRelu(v as tf.Tensor4D, w as tf.Tensor4D, b as tf.Tensor1D, false);
+        const weigh = (f: typeof plain) => (v: tf.Tensor, w: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(f(v, w, b), upstream));
+        const close = (a: tf.Tensor, b: tf.Tensor, what: string) => {
+          const [u, v] = [a.dataSync(), b.dataSync()];
+          expect(u.length).toBe(v.length);
+          u.forEach((value, i) => expect(Math.abs(value - v[i]), `${what} ${i}`).toBeLessThan(1e-5 * Math.max(1, Math.abs(v[i]))));
+        };
+        close(fused(x, filter, bias), plain(x, filter, bias), 'value');
+        const [fx, fw, fb] = tf.grads(weigh(fused))([x, filter, bias]);
+        const [px, pw, pb] = tf.grads(weigh(plain))([x, filter, bias]);
+        close(fx, px, 'input gradient');
+        close(fw, pw, 'filter gradient');
+        close(fb, pb, 'bias gradient');
+        // A first layer's input is data: only the filter and the bias get gradients.
+        const first = (w: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(convRelu(x, w as tf.Tensor4D, b as tf.Tensor1D, true), upstream));
+        const [dw, db] = tf.grads(first)([filter, bias]);
+        close(dw, pw, 'first layer filter gradient');
+        close(db, pb, 'first layer bias gradient');
       } finally {
         await selectBackend('cpu');
       }

@@ -19,6 +19,11 @@ export function finishProduct(backend: MathBackendCPU, values: Float32Array, sha
   let result = backend.makeTensorInfo(shape, 'float32', values);
   let resultValues = values;
 
+  if (bias !== undefined && activation === 'relu' && broadcastsPerChannel(bias.shape, shape)) {
+    // The common pair in one pass: a convolution's output is the size of the step's largest activations.
+    addPerChannelRelu(values, storedValues(backend, bias));
+    return result;
+  }
   if (bias !== undefined) {
     if (broadcastsPerChannel(bias.shape, shape)) {
       addPerChannel(resultValues, storedValues(backend, bias));
@@ -57,6 +62,17 @@ function addPerChannel(values: Float32Array, bias: TypedArray): void {
   }
   for (let row = 0; row < values.length; row += channels) {
     for (let c = 0; c < channels; c++) values[row + c] += bias[c];
+  }
+}
+
+/** values[i] = relu(values[i] + bias[i mod channels]): the bits of the Add kernel, then the Relu kernel's formula. */
+function addPerChannelRelu(values: Float32Array, bias: TypedArray): void {
+  const channels = bias.length;
+  for (let row = 0; row < values.length; row += channels) {
+    for (let c = 0; c < channels; c++) {
+      const v = Math.fround(values[row + c] + bias[c]);
+      values[row + c] = v === Number.NEGATIVE_INFINITY ? 0 : 0.5 * (v + Math.abs(v));
+    }
   }
 }
 

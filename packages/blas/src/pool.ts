@@ -1,6 +1,7 @@
 // MaxPool and its gradient (NHWC, float32) in tight loops over channels. The cpu backend's MaxPoolGrad
 // reads every element through TensorBuffer.get and took ~0.6 s per step of a small MNIST CNN.
-// Same semantics as the cpu kernels: the first maximum of a window wins, NaN never does.
+// Same semantics as the cpu kernels: the first maximum of a window wins, NaN never does. The
+// gradient reuses the maxima its forward pass found.
 import { backend_util, type MaxPoolAttrs, type MaxPoolGradAttrs, type TensorInfo } from '@tensorflow/tfjs-core';
 import { allocateFloat32 } from './memory.ts';
 import { float32Values, runCpuKernel, type KernelArgs } from './tensors.ts';
@@ -19,6 +20,7 @@ export function maxPool(args: KernelArgs<{ x: TensorInfo }, MaxPoolAttrs>): Tens
   const xValues = float32Values(backend, x);
   const argmax = windowMaxima(xValues, info, out.length);
   for (let i = 0; i < out.length; i++) out[i] = argmax[i] < 0 ? -Infinity : xValues[argmax[i]];
+  forwardMaxima.set(x.dataId, { windows: windowsKey(attrs), argmax: argmax.slice(0, out.length) });
   return backend.makeTensorInfo(info.outShape, 'float32', out);
 }
 
@@ -34,9 +36,25 @@ export function maxPoolGrad(args: KernelArgs<{ dy: TensorInfo; input: TensorInfo
     true,
   );
   const dyValues = float32Values(backend, dy);
-  const argmax = windowMaxima(float32Values(backend, input), info, dyValues.length);
+  const saved = forwardMaxima.get(input.dataId);
+  const argmax =
+    saved?.windows === windowsKey(attrs) && saved.argmax.length === dyValues.length
+      ? saved.argmax
+      : windowMaxima(float32Values(backend, input), info, dyValues.length);
   for (let i = 0; i < dyValues.length; i++) if (argmax[i] >= 0) dx[argmax[i]] += dyValues[i];
   return backend.makeTensorInfo(input.shape, 'float32', dx);
+}
+
+/**
+ * The maxima MaxPool found, by its input's data id, for the MaxPoolGrad of the same input that a
+ * training step runs next: searching the windows again was half the pool's cost. A tensor's values
+ * never change under its data id, and the entry goes with the tensor.
+ */
+const forwardMaxima = new WeakMap<object, { windows: string; argmax: Int32Array }>();
+
+/** What decides a pool's windows, besides the input's shape. */
+function windowsKey(attrs: MaxPoolAttrs | MaxPoolGradAttrs): string {
+  return JSON.stringify([attrs.filterSize, attrs.strides, attrs.pad, attrs.dimRoundingMode ?? null]);
 }
 
 function poolInfo(inShape: readonly number[], attrs: MaxPoolAttrs | MaxPoolGradAttrs): PoolInfo {

@@ -3,6 +3,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { Examples } from '../data/source.ts';
 import { inputTensor, type Model, type ParamSpec } from './model.ts';
+import { convRelu } from './relu-layers.ts';
 
 export interface CnnOptions {
   /** [height, width, channels] of one image. */
@@ -42,10 +43,10 @@ export function createCnn({ inputShape, units, classes }: CnnOptions): Model {
 
   function forward(weights: tf.Tensor[], batch: Examples): tf.Tensor2D {
     const [k1, b1, k2, b2, k3, b3, denseKernel, denseBias, outputKernel, outputBias] = weights;
-    const conv = (x: tf.Tensor4D, kernel: tf.Tensor, bias: tf.Tensor) =>
-      tf.fused.conv2d({ x, filter: kernel as tf.Tensor4D, strides: 1, pad: 'valid', bias, activation: 'relu' });
+    const conv = (x: tf.Tensor4D, kernel: tf.Tensor, bias: tf.Tensor, inputIsData = false) =>
+      convRelu(x, kernel as tf.Tensor4D, bias as tf.Tensor1D, inputIsData);
     let x = inputTensor(batch, [height, width, channels]) as tf.Tensor4D;
-    x = tf.maxPool(conv(x, k1, b1), 2, 2, 'valid');
+    x = tf.maxPool(conv(x, k1, b1, true), 2, 2, 'valid');
     x = tf.maxPool(conv(x, k2, b2), 2, 2, 'valid');
     x = conv(x, k3, b3);
     const features = tf.reshape(x, [batch.count, flat]) as tf.Tensor2D;

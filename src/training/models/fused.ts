@@ -1,5 +1,4 @@
-// GELU, LayerNorm, causal attention weights, softmax cross-entropy and the MLP's dense ReLU layer
-// as one op each, with their gradients written out. On the host backends (cpu, blas) each is one
+// GELU, LayerNorm, causal attention weights and softmax cross-entropy as one op each, with their gradients written out. On the host backends (cpu, blas) each is one
 // loop over the values, forward and backward; elsewhere (webgpu, tensorflow, wasm) the same
 // formulas are composed of core ops. Built from many small ops and
 // differentiated op by op, these were most of a GPT step on the host backends.
@@ -33,42 +32,6 @@ export function layerNorm(x: tf.Tensor2D, gain: tf.Tensor1D, bias: tf.Tensor1D |
   });
   const scaled = op(x, gain) as tf.Tensor2D;
   return bias ? tf.add(scaled, bias) : scaled;
-}
-
-/**
- * relu(x·W + b), times dropout noise (0 or 1/(1 − rate) per value, row after row) when given: the
- * MLP's hidden layer. x is data: no gradient is computed for it. On host backends the product,
- * bias and ReLU are one BLAS call and its epilogue, the noise one pass over that output, and the
- * backward pass one pass before the kernel's product and the bias's sum (TF.js fuses none of this
- * while recording gradients); elsewhere the same as TF.js's ops.
- */
-export function denseRelu(x: tf.Tensor2D, kernel: tf.Tensor2D, bias: tf.Tensor1D, noise: Float32Array | null): tf.Tensor2D {
-  if (!onHostBackend()) {
-    const hidden = tf.fused.matMul({ a: x, b: kernel, bias, activation: 'relu' }) as tf.Tensor2D;
-    return noise ? (tf.mul(hidden, tf.tensor2d(noise, [x.shape[0], kernel.shape[1]])) as tf.Tensor2D) : hidden;
-  }
-  const op = tf.customGrad((...inputs: (tf.Tensor | tf.GradSaveFunc)[]) => {
-    const [w, b, save] = inputs as [tf.Tensor2D, tf.Tensor1D, tf.GradSaveFunc];
-    const attrs = { transposeA: false, transposeB: false, activation: 'relu' };
-    const value = tf.engine().runKernel('_FusedMatMul', { a: x, b: w, bias: b }, attrs) as tf.Tensor2D;
-    // The kernel's own fresh output, seen by nothing else yet: the noise goes on in place.
-    if (noise) {
-      const values = hostValues(value);
-      for (let i = 0; i < values.length; i++) values[i] *= noise[i];
-    }
-    save([value, x]); // x too: the forward pass's scope would dispose it before the backward one
-    const gradFunc = (dy: tf.Tensor, [y, input]: tf.Tensor[]) => {
-      // y > 0 exactly where the ReLU passed and the noise kept: there dz = dy·noise, else 0.
-      const [upstream, output] = [hostValues(dy), hostValues(y)];
-      const dz = new Float32Array(output.length);
-      if (noise) for (let i = 0; i < dz.length; i++) dz[i] = output[i] > 0 ? upstream[i] * noise[i] : 0;
-      else for (let i = 0; i < dz.length; i++) dz[i] = output[i] > 0 ? upstream[i] : 0;
-      const dzTensor = tf.tensor2d(dz, y.shape as [number, number]);
-      return [tf.matMul(input, dzTensor, true, false), tf.sum(dzTensor, 0)];
-    };
-    return { value, gradFunc };
-  });
-  return op(kernel, bias) as tf.Tensor2D;
 }
 
 /** Added to the attention scores of future positions: exp(−1e9 − max) is exactly 0 in float32. */

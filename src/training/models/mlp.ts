@@ -2,7 +2,7 @@
 // Both kernels carry masks; the biases do not.
 import * as tf from '@tensorflow/tfjs-core';
 import type { Examples } from '../data/source.ts';
-import { denseRelu } from './fused.ts';
+import { denseRelu } from './relu-layers.ts';
 import { dropoutValues, inputTensor, type Model, type ParamSpec } from './model.ts';
 
 export interface MlpOptions {
