@@ -37,11 +37,21 @@ export async function stepBreakdown(replica: Replica, batch: number, fromStep: n
       return [];
     });
     let kernelsMs = 0;
+    let product: { ms: number; inputs: string; outputs: string } | null = null;
     for (const kernel of profile.kernels) {
       const name = kernel.name;
       // An `op__op` entry wraps the kernel profiled beside it: counting both would count it twice.
       if (name.endsWith('__op')) continue;
-      const ms = typeof kernel.kernelTimeMs === 'number' ? kernel.kernelTimeMs : 0;
+      let ms = typeof kernel.kernelTimeMs === 'number' ? kernel.kernelTimeMs : 0;
+      const inputs = JSON.stringify(kernel.inputShapes).slice(1, -1);
+      const outputs = JSON.stringify(kernel.outputShapes);
+      if (GEMM.test(name) || CONV.test(name)) product = { ms, inputs, outputs };
+      // A fused ReLU layer's scope (relu-layers.ts) is profiled after the product it ran, whose
+      // time it includes: that product has the scope's output and ends with the scope's inputs.
+      if (FUSED.test(name) && product && product.outputs === outputs && product.inputs.endsWith(inputs)) {
+        ms = Math.max(0, ms - product.ms);
+        product = null;
+      }
       kernelsMs += ms;
       const group = FUSED.test(name)
         ? 'fused'
