@@ -10,14 +10,14 @@ import { addInPlace } from '../common/simd/f32.ts';
 import type { OccamConfig } from '../config.ts';
 import type { NamedTensor } from '../storage/safetensors.ts';
 import { decodeState, encodeState, modelTensors, type ReplicaState, stateDigest } from '../storage/state-format.ts';
-import { adamSettings, clipFactor, globalNorm, learningRateAt } from './adam.ts';
+import { adamSettings, clipFactor, learningRateAt } from './adam.ts';
 import { type DataSource, type EvalSplit, SEED_SALT } from './data/source.ts';
 import { DeviceState } from './device-state.ts';
 import { type BucketRelease, GradientTaps } from './gradient-taps.ts';
 import { hostValues } from './host-backend.ts';
 import { activeIndices, applyThreshold, countActive, pruneThreshold } from './masks.ts';
 import { type EvalSums, evaluateShare } from './evaluate.ts';
-import { initialWeights, lossSum, type Model, type ParamSpec, paramSize } from './models/model.ts';
+import { initialWeights, lossSum, type Model, type ParamSpec } from './models/model.ts';
 import { mixSeed } from './rng.ts';
 
 /** Part of the compacted gradient that travels on its own: whole parameters, [start, end) of it. */
@@ -62,7 +62,7 @@ export class Replica {
     private readonly config: OccamConfig,
   ) {
     this.state = new DeviceState(model.params, initialWeights(model.params, mixSeed(config.seed, SEED_SALT.init)));
-    this.masks = model.params.map((p) => (p.prunable ? new Uint8Array(paramSize(p)).fill(1) : null));
+    this.masks = model.params.map((p) => (p.prunable ? new Uint8Array(size(p)).fill(1) : null));
     this.updateLayout();
   }
 
@@ -97,16 +97,15 @@ export class Replica {
     const ids = this.data.globalBatch(step, this.config.batchSize);
     const [start, end] = shardRange(ids.length, rank, world);
     const gradient = into.subarray(0, this.gradientLength);
+    gradient.fill(0); // a rank with no samples this step adds nothing
     const noiseSeed = mixSeed(this.config.seed, SEED_SALT.dropout, step);
     const micro = this.config.accumulateSteps;
     const shares = Array.from({ length: micro }, (_, k) => shardRange(end - start, k, micro)).filter(([from, to]) => to > from);
-    // Every micro-batch writes all values (the first assigns); a rank with no samples adds zeros.
-    if (shares.length === 0) gradient.fill(0);
     let shardLoss = 0;
     for (const [k, [from, to]] of shares.entries()) {
       const last = k === shares.length - 1 && release && into.length > this.gradientLength;
       const taps = last ? this.tapsFor(release, into, shardLoss, k > 0) : null;
-      shardLoss += await this.microBatchGradient(ids.subarray(start + from, start + to), noiseSeed, gradient, taps, k > 0);
+      shardLoss += await this.addMicroBatchGradient(ids.subarray(start + from, start + to), noiseSeed, gradient, taps, k > 0);
     }
     return { gradient, lossSum: shardLoss, globalCount: ids.length };
   }
@@ -219,7 +218,7 @@ export class Replica {
   activeCounts(): { perLayer: number[]; prunableKept: number; prunableTotal: number; activeParams: number } {
     const perLayer = this.prunableLayers.map((i) => countActive(this.masks[i] as Uint8Array));
     const prunableKept = perLayer.reduce((a, b) => a + b, 0);
-    const sizes = this.params.map(paramSize);
+    const sizes = this.params.map(size);
     const prunableTotal = this.prunableLayers.reduce((n, i) => n + sizes[i], 0);
     const unprunable = sizes.reduce((n, s, i) => n + (this.masks[i] ? 0 : s), 0);
     return { perLayer, prunableKept, prunableTotal, activeParams: prunableKept + unprunable };
@@ -268,7 +267,13 @@ export class Replica {
   }
 
   /** Writes one micro-batch's compacted gradient into `gradient` (adds it with `accumulate`); returns its loss sum. */
-  private async microBatchGradient(ids: Uint32Array, noiseSeed: number, gradient: Float32Array, taps: Taps | null, accumulate: boolean) {
+  private async addMicroBatchGradient(
+    ids: Uint32Array,
+    noiseSeed: number,
+    gradient: Float32Array,
+    taps: Taps | null,
+    accumulate: boolean,
+  ): Promise<number> {
     const batch = this.data.trainExamples(ids);
     const forward = (...w: tf.Tensor[]) =>
       taps ? taps.taps.forward(w, (tapped) => lossSum(this.model, tapped, batch, noiseSeed)) : lossSum(this.model, w, batch, noiseSeed);
@@ -287,7 +292,8 @@ export class Replica {
       const packed = tf.tidy(() => tf.concat([...grads.map((g, i) => this.compactOnDevice(g, i)), tf.reshape(value, [1])]));
       const values = (await packed.data()) as Float32Array;
       packed.dispose();
-      writeInto(gradient, values.subarray(0, this.gradientLength), accumulate);
+      if (accumulate) addInPlace(gradient, values.subarray(0, this.gradientLength));
+      else gradient.set(values.subarray(0, this.gradientLength));
       loss = values[this.gradientLength];
     }
     tf.dispose([value, ...grads]);
@@ -327,7 +333,9 @@ export class Replica {
         const values = await read;
         packed.dispose();
         const count = Math.min(end, length) - start;
-        writeInto(into.subarray(start, start + count), values.subarray(0, count), accumulate);
+        const part = into.subarray(start, start + count);
+        if (accumulate) addInPlace(part, values.subarray(0, count));
+        else part.set(values.subarray(0, count));
         if (k === 0) {
           loss = values[count];
           into[length] = lossBefore + loss;
@@ -338,12 +346,17 @@ export class Replica {
     return { taps, settled: () => reads.then(() => loss) };
   }
 
-  /** A parameter's dense gradient at its kept positions, written (added, with `accumulate`) into its part of the compacted one. */
+  /**
+   * Writes a parameter's dense gradient at its kept positions into its part of the compacted one,
+   * or adds it there with `accumulate` (a later micro-batch). An unmasked part is one copy.
+   */
   private compactInto(dense: Float32Array, param: number, into: Float32Array, accumulate: boolean): void {
     const positions = this.positions[param];
     const part = into.subarray(this.offsets[param], this.offsets[param] + this.keptCount(param));
-    if (!positions) writeInto(part, dense, accumulate);
-    else if (accumulate) for (let k = 0; k < positions.length; k++) part[k] += dense[positions[k]];
+    if (!positions) {
+      if (accumulate) addInPlace(part, dense);
+      else part.set(dense);
+    } else if (accumulate) for (let k = 0; k < positions.length; k++) part[k] += dense[positions[k]];
     else for (let k = 0; k < positions.length; k++) part[k] = dense[positions[k]];
   }
 
@@ -355,7 +368,7 @@ export class Replica {
 
   /** Values one parameter contributes to the compacted gradient. */
   private keptCount(param: number): number {
-    return this.positions[param]?.length ?? paramSize(this.params[param]);
+    return this.positions[param]?.length ?? size(this.params[param]);
   }
 
   /** One parameter's dense gradient from part of the summed compacted one (from `start`): zeros at pruned positions. */
@@ -363,7 +376,7 @@ export class Replica {
     const positions = this.devicePositions[param];
     const count = this.keptCount(param);
     const part = tf.slice(summed, [this.offsets[param] - start], [count]);
-    const dense = positions ? tf.scatterND(tf.reshape(positions, [count, 1]), part, [paramSize(spec)]) : part;
+    const dense = positions ? tf.scatterND(tf.reshape(positions, [count, 1]), part, [size(spec)]) : part;
     return tf.reshape(dense, spec.shape);
   }
 
@@ -374,7 +387,7 @@ export class Replica {
     this.positions = this.masks.map((mask) => (mask && countActive(mask) < mask.length ? activeIndices(mask) : null));
     this.offsets = this.params.map((p, i) => {
       const start = offset;
-      offset += this.positions[i]?.length ?? paramSize(p);
+      offset += this.positions[i]?.length ?? size(p);
       return start;
     });
     this.gradientLength = offset;
@@ -387,8 +400,13 @@ export class Replica {
   }
 }
 
-/** `part` = values, or `part` += values with `accumulate` (a later micro-batch): float32 sums, SIMD. */
-function writeInto(part: Float32Array, values: Float32Array, accumulate: boolean): void {
-  if (accumulate) addInPlace(part, values);
-  else part.set(values);
+/** √(Σ g²), summed in index order in double precision: the same value on every replica. */
+function globalNorm(values: Float32Array): number {
+  let squares = 0;
+  for (let i = 0; i < values.length; i++) squares += values[i] * values[i];
+  return Math.sqrt(squares);
+}
+
+function size(param: ParamSpec): number {
+  return param.shape.reduce((a, b) => a * b, 1);
 }
