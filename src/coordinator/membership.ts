@@ -15,6 +15,8 @@ import { LinkClosed, WorkerLink } from './worker-link.ts';
 
 /** How long a new connection may take to send its join. */
 const JOIN_TIMEOUT_MS = 10000;
+/** A worker not yet heard on its liveness connection is lost after this many peerTimeoutMs of silence. */
+const STARTING_SILENCE_FACTOR = 4;
 /** Largest message before a join (a join or a liveness hello is a few hundred bytes). */
 const PRE_JOIN_MAX_BYTES = 16 * 1024;
 /** Largest message from a joined worker before it is ready (its ready lists every layer). */
@@ -115,7 +117,7 @@ export class Membership {
   }
 
   /**
-   * Heartbeats to every worker; one silent for peerTimeoutMs is declared lost. One whose liveness
+   * Heartbeats to every worker; one silent for peerTimeoutMs (4 × while it starts) is declared lost. One whose liveness
    * thread says its training thread is inside a step that long is slow, not lost: said once.
    */
   checkLiveness(): void {
@@ -123,7 +125,10 @@ export class Membership {
     const { config, log } = this.options;
     for (const link of this.links.values()) {
       const silentMs = now - link.lastHeardMs;
-      if (silentMs > config.peerTimeoutMs) {
+      // Until its liveness thread is up, a new worker's training thread may be held by loading its
+      // data and model, on a machine busy starting others: it has longer to be heard.
+      const limitMs = link.livenessStarted ? config.peerTimeoutMs : STARTING_SILENCE_FACTOR * config.peerTimeoutMs;
+      if (silentMs > limitMs) {
         log.warn({ worker: link.workerId, silentMs }, 'worker silent; declaring it lost');
         link.terminate(`silent for ${silentMs} ms`);
         continue;

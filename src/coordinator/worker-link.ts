@@ -70,6 +70,8 @@ export class WorkerLink {
   private readonly pending = new Map<number, Pending>();
   private closedReason: string | null = null;
   private liveness: WebSocket | null = null;
+  /** Its liveness thread has connected at least once: the worker is past its start. */
+  livenessStarted = false;
   private readonly closeListeners: ((reason: string) => void)[] = [];
 
   constructor(
@@ -153,6 +155,7 @@ export class WorkerLink {
     if (!this.isOpen || !tokensEqual(key, this.livenessKey)) return false;
     this.liveness?.terminate();
     this.liveness = socket;
+    this.livenessStarted = true;
     socket.on('message', (data: Buffer) => {
       const beat = decodeHeartbeat(data);
       if (!beat) {
