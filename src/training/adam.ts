@@ -53,6 +53,13 @@ export function clipFactor(norm: number, maxNorm: number): number {
   return maxNorm > 0 ? Math.min(1, maxNorm / (norm + 1e-6)) : 1;
 }
 
+/** √(Σ g²), summed in index order in double precision: the same value on every replica. */
+export function globalNorm(values: Float32Array): number {
+  let squares = 0;
+  for (let i = 0; i < values.length; i++) squares += values[i] * values[i];
+  return Math.sqrt(squares);
+}
+
 export interface AdamMoments {
   m: Float32Array;
   v: Float32Array;

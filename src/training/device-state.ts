@@ -9,7 +9,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { SIMD_HEAP_MAX_BYTES, SimdHeap } from '../common/simd/f32.ts';
 import { type AdamSettings, adamCoefficients, adamUpdate } from './adam.ts';
 import { hostValues, onHostBackend } from './host-backend.ts';
-import type { ParamSpec } from './models/model.ts';
+import { type ParamSpec, paramSize } from './models/model.ts';
 
 /** The state as host arrays, in parameter order. */
 export interface HostArrays {
@@ -38,10 +38,10 @@ export class DeviceState {
     this.onHost = onHostBackend();
     const variable = (values: Float32Array, p: ParamSpec) => tf.variable(tf.tensor(values, p.shape, 'float32'), true);
     this.weights = params.map((p, i) => variable(initial[i], p));
-    this.m = params.map((p) => variable(new Float32Array(size(p)), p));
-    this.v = params.map((p) => variable(new Float32Array(size(p)), p));
+    this.m = params.map((p) => variable(new Float32Array(paramSize(p)), p));
+    this.v = params.map((p) => variable(new Float32Array(paramSize(p)), p));
     this.hostPositions = params.map(() => null);
-    const sizes = params.map(size);
+    const sizes = params.map(paramSize);
     // Weights, m, v and positions per parameter, and one gradient slot as large as the largest.
     const heapBytes = SimdHeap.bytesFor([...sizes, ...sizes, ...sizes, ...sizes, Math.max(0, ...sizes)]);
     if (!this.onHost || heapBytes > SIMD_HEAP_MAX_BYTES) return;
@@ -137,8 +137,4 @@ export class DeviceState {
   dispose(): void {
     tf.dispose([...this.weights, ...this.m, ...this.v]);
   }
-}
-
-function size(param: ParamSpec): number {
-  return param.shape.reduce((a, b) => a * b, 1);
 }

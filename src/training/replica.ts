@@ -10,14 +10,14 @@ import { addInPlace } from '../common/simd/f32.ts';
 import type { OccamConfig } from '../config.ts';
 import type { NamedTensor } from '../storage/safetensors.ts';
 import { decodeState, encodeState, modelTensors, type ReplicaState, stateDigest } from '../storage/state-format.ts';
-import { adamSettings, clipFactor, learningRateAt } from './adam.ts';
+import { adamSettings, clipFactor, globalNorm, learningRateAt } from './adam.ts';
 import { type DataSource, type EvalSplit, SEED_SALT } from './data/source.ts';
 import { DeviceState } from './device-state.ts';
 import { type BucketRelease, GradientTaps } from './gradient-taps.ts';
 import { hostValues } from './host-backend.ts';
 import { activeIndices, applyThreshold, countActive, pruneThreshold } from './masks.ts';
 import { type EvalSums, evaluateShare } from './evaluate.ts';
-import { initialWeights, lossSum, type Model, type ParamSpec } from './models/model.ts';
+import { initialWeights, lossSum, type Model, type ParamSpec, paramSize } from './models/model.ts';
 import { mixSeed } from './rng.ts';
 
 /** Part of the compacted gradient that travels on its own: whole parameters, [start, end) of it. */
@@ -62,7 +62,7 @@ export class Replica {
     private readonly config: OccamConfig,
   ) {
     this.state = new DeviceState(model.params, initialWeights(model.params, mixSeed(config.seed, SEED_SALT.init)));
-    this.masks = model.params.map((p) => (p.prunable ? new Uint8Array(size(p)).fill(1) : null));
+    this.masks = model.params.map((p) => (p.prunable ? new Uint8Array(paramSize(p)).fill(1) : null));
     this.updateLayout();
   }
 
@@ -105,7 +105,7 @@ export class Replica {
     for (const [k, [from, to]] of shares.entries()) {
       const last = k === shares.length - 1 && release && into.length > this.gradientLength;
       const taps = last ? this.tapsFor(release, into, shardLoss, k > 0) : null;
-      shardLoss += await this.addMicroBatchGradient(ids.subarray(start + from, start + to), noiseSeed, gradient, taps, k > 0);
+      shardLoss += await this.microBatchGradient(ids.subarray(start + from, start + to), noiseSeed, gradient, taps, k > 0);
     }
     return { gradient, lossSum: shardLoss, globalCount: ids.length };
   }
@@ -218,7 +218,7 @@ export class Replica {
   activeCounts(): { perLayer: number[]; prunableKept: number; prunableTotal: number; activeParams: number } {
     const perLayer = this.prunableLayers.map((i) => countActive(this.masks[i] as Uint8Array));
     const prunableKept = perLayer.reduce((a, b) => a + b, 0);
-    const sizes = this.params.map(size);
+    const sizes = this.params.map(paramSize);
     const prunableTotal = this.prunableLayers.reduce((n, i) => n + sizes[i], 0);
     const unprunable = sizes.reduce((n, s, i) => n + (this.masks[i] ? 0 : s), 0);
     return { perLayer, prunableKept, prunableTotal, activeParams: prunableKept + unprunable };
@@ -267,13 +267,7 @@ export class Replica {
   }
 
   /** Writes one micro-batch's compacted gradient into `gradient` (adds it with `accumulate`); returns its loss sum. */
-  private async addMicroBatchGradient(
-    ids: Uint32Array,
-    noiseSeed: number,
-    gradient: Float32Array,
-    taps: Taps | null,
-    accumulate: boolean,
-  ): Promise<number> {
+  private async microBatchGradient(ids: Uint32Array, noiseSeed: number, gradient: Float32Array, taps: Taps | null, accumulate: boolean) {
     const batch = this.data.trainExamples(ids);
     const forward = (...w: tf.Tensor[]) =>
       taps ? taps.taps.forward(w, (tapped) => lossSum(this.model, tapped, batch, noiseSeed)) : lossSum(this.model, w, batch, noiseSeed);
@@ -292,8 +286,7 @@ export class Replica {
       const packed = tf.tidy(() => tf.concat([...grads.map((g, i) => this.compactOnDevice(g, i)), tf.reshape(value, [1])]));
       const values = (await packed.data()) as Float32Array;
       packed.dispose();
-      if (accumulate) addInPlace(gradient, values.subarray(0, this.gradientLength));
-      else gradient.set(values.subarray(0, this.gradientLength));
+      writeInto(gradient, values.subarray(0, this.gradientLength), accumulate);
       loss = values[this.gradientLength];
     }
     tf.dispose([value, ...grads]);
@@ -333,9 +326,7 @@ export class Replica {
         const values = await read;
         packed.dispose();
         const count = Math.min(end, length) - start;
-        const part = into.subarray(start, start + count);
-        if (accumulate) addInPlace(part, values.subarray(0, count));
-        else part.set(values.subarray(0, count));
+        writeInto(into.subarray(start, start + count), values.subarray(0, count), accumulate);
         if (k === 0) {
           loss = values[count];
           into[length] = lossBefore + loss;
@@ -346,17 +337,12 @@ export class Replica {
     return { taps, settled: () => reads.then(() => loss) };
   }
 
-  /**
-   * Writes a parameter's dense gradient at its kept positions into its part of the compacted one,
-   * or adds it there with `accumulate` (a later micro-batch). An unmasked part is one copy.
-   */
+  /** A parameter's dense gradient at its kept positions, written (added, with `accumulate`) into its part of the compacted one. */
   private compactInto(dense: Float32Array, param: number, into: Float32Array, accumulate: boolean): void {
     const positions = this.positions[param];
     const part = into.subarray(this.offsets[param], this.offsets[param] + this.keptCount(param));
-    if (!positions) {
-      if (accumulate) addInPlace(part, dense);
-      else part.set(dense);
-    } else if (accumulate) for (let k = 0; k < positions.length; k++) part[k] += dense[positions[k]];
+    if (!positions) writeInto(part, dense, accumulate);
+    else if (accumulate) for (let k = 0; k < positions.length; k++) part[k] += dense[positions[k]];
     else for (let k = 0; k < positions.length; k++) part[k] = dense[positions[k]];
   }
 
@@ -368,7 +354,7 @@ export class Replica {
 
   /** Values one parameter contributes to the compacted gradient. */
   private keptCount(param: number): number {
-    return this.positions[param]?.length ?? size(this.params[param]);
+    return this.positions[param]?.length ?? paramSize(this.params[param]);
   }
 
   /** One parameter's dense gradient from part of the summed compacted one (from `start`): zeros at pruned positions. */
@@ -376,7 +362,7 @@ export class Replica {
     const positions = this.devicePositions[param];
     const count = this.keptCount(param);
     const part = tf.slice(summed, [this.offsets[param] - start], [count]);
-    const dense = positions ? tf.scatterND(tf.reshape(positions, [count, 1]), part, [size(spec)]) : part;
+    const dense = positions ? tf.scatterND(tf.reshape(positions, [count, 1]), part, [paramSize(spec)]) : part;
     return tf.reshape(dense, spec.shape);
   }
 
@@ -387,7 +373,7 @@ export class Replica {
     this.positions = this.masks.map((mask) => (mask && countActive(mask) < mask.length ? activeIndices(mask) : null));
     this.offsets = this.params.map((p, i) => {
       const start = offset;
-      offset += this.positions[i]?.length ?? size(p);
+      offset += this.positions[i]?.length ?? paramSize(p);
       return start;
     });
     this.gradientLength = offset;
@@ -400,13 +386,8 @@ export class Replica {
   }
 }
 
-/** √(Σ g²), summed in index order in double precision: the same value on every replica. */
-function globalNorm(values: Float32Array): number {
-  let squares = 0;
-  for (let i = 0; i < values.length; i++) squares += values[i] * values[i];
-  return Math.sqrt(squares);
-}
-
-function size(param: ParamSpec): number {
-  return param.shape.reduce((a, b) => a * b, 1);
+/** `part` = values, or `part` += values with `accumulate` (a later micro-batch): float32 sums, SIMD. */
+function writeInto(part: Float32Array, values: Float32Array, accumulate: boolean): void {
+  if (accumulate) addInPlace(part, values);
+  else part.set(values);
 }

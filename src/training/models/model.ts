@@ -53,10 +53,15 @@ export async function evaluateBatch(model: Model, weights: tf.Tensor[], batch: E
   return { lossSum, correct };
 }
 
+/** Values in one parameter: the product of its shape. */
+export function paramSize(param: ParamSpec): number {
+  return param.shape.reduce((a, b) => a * b, 1);
+}
+
 /** Initial weights of every parameter, drawn from one seeded stream so all replicas agree. */
 export function initialWeights(params: ParamSpec[], seed: number): Float32Array[] {
   return params.map((param, index) => {
-    const size = param.shape.reduce((a, b) => a * b, 1);
+    const size = paramSize(param);
     const values = new Float32Array(size);
     const rng = new Rng(mixSeed(seed, index));
     const init = param.init;
