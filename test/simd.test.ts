@@ -1,10 +1,12 @@
 // The WebAssembly SIMD kernels: the module in the repository is what its .wat assembles to, and
 // each kernel gives the bits of the scalar JavaScript it replaces, at every length and alignment.
 import { readFileSync } from 'node:fs';
-import { describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { GENERATED, generateWasmModule } from '../scripts/gen-wasm.ts';
 import { addInPlace, SimdHeap } from '../src/common/simd/f32.ts';
 import { adamCoefficients, adamUpdate } from '../src/training/adam.ts';
+import { DeviceState } from '../src/training/device-state.ts';
+import { selectBackend } from '../src/training/engine.ts';
 import { Rng } from '../src/training/rng.ts';
 
 /** Values of every magnitude and sign, with exact zeros, so roundings of all kinds occur. */
@@ -38,21 +40,23 @@ describe('WebAssembly SIMD kernels', () => {
     expect(() => addInPlace(new Float32Array(3), new Float32Array(4))).toThrow(/cannot add 4 values to 3/);
   });
 
-  it('the Adam(W) kernel gives the bits of its scalar twin, dense and at kept positions, with and without decay', () => {
+  it('the Adam(W) kernel gives the bits of its scalar twin, dense and at kept positions (moments packed), with and without decay', () => {
     const rng = new Rng(11);
     for (const n of [1, 5, 64, 1003]) {
       for (const density of [1, 0.3]) {
         for (const weightDecay of [0, 0.1]) {
           const positions = density === 1 ? null : Uint32Array.from({ length: n }, (_, i) => i).filter(() => rng.uniform() < density);
           const kept = positions ? positions.length : n;
-          const heap = new SimdHeap(SimdHeap.bytesFor([n, n, n, kept, kept]));
-          const [w, m, v, g] = [heap.floats(n), heap.floats(n), heap.floats(n), heap.floats(kept)];
+          const heap = new SimdHeap(SimdHeap.bytesFor([n, kept, kept, kept, kept]));
+          const [w, m, v, g] = [heap.floats(n), heap.floats(kept), heap.floats(kept), heap.floats(kept)];
           const position = positions ? heap.uint32s(kept) : null;
           position?.set(positions as Uint32Array);
-          w.set(values(rng, n));
-          m.set(values(rng, n));
-          v.set(values(rng, n).map(Math.abs));
-          const [w2, m2, v2] = [Float32Array.from(w), Float32Array.from(m), Float32Array.from(v)];
+          // The twin holds dense moments; the kernel the kept ones, in order.
+          const [w2, m2, v2] = [values(rng, n), values(rng, n), values(rng, n).map(Math.abs)];
+          const at = (dense: Float32Array) => (positions ? Float32Array.from(positions, (i) => dense[i]) : dense);
+          w.set(w2);
+          m.set(at(m2));
+          v.set(at(v2));
           const initial = Float32Array.from(w);
           const settings = { learningRate: 0.01, beta1: 0.9, beta2: 0.999, epsilon: 1e-8, weightDecay };
           for (let t = 1; t <= 3; t++) {
@@ -64,10 +68,12 @@ describe('WebAssembly SIMD kernels', () => {
           const label = `n ${n}, density ${density}, decay ${weightDecay}`;
           for (const [a, b] of [
             [w, w2],
-            [m, m2],
-            [v, v2],
+            [m, at(m2)],
+            [v, at(v2)],
           ]) {
-            expect(Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer)), label).toBe(true);
+            expect(Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength)), label).toBe(
+              true,
+            );
           }
           if (positions) {
             // Positions not kept are never touched; kept ones moved.
@@ -80,5 +86,55 @@ describe('WebAssembly SIMD kernels', () => {
     }
     const heap = new SimdHeap(SimdHeap.bytesFor([4]));
     expect(() => heap.floats(8)).toThrow(/SIMD heap full/);
+  });
+});
+
+describe("a replica's state on a host backend", () => {
+  beforeAll(async () => {
+    await selectBackend('cpu');
+  });
+
+  it("packs a masked parameter's moments for the kernel and reads them back dense: the scalar twin's state, across reads and prunes", () => {
+    const rng = new Rng(5);
+    const n = 4099;
+    const bits = (a: Float32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
+    const keptOf = (mask: Uint8Array) => Uint32Array.from({ length: n }, (_, i) => i).filter((i) => mask[i] === 1);
+    const mask = Uint8Array.from({ length: n }, () => +(rng.uniform() < 0.3));
+    const twin = { w: values(rng, n), m: values(rng, n), v: values(rng, n).map(Math.abs) };
+    // As after a prune: pruned weights and their moments are zero.
+    for (const array of [twin.w, twin.m, twin.v]) for (let i = 0; i < n; i++) if (!mask[i]) array[i] = 0;
+    const state = new DeviceState([{ name: 'x.kernel', shape: [n], prunable: true, init: { kind: 'zeros' } }], [Float32Array.from(twin.w)]);
+    state.write({ weights: [twin.w], m: [twin.m], v: [twin.v] });
+    const settings = { learningRate: 0.01, beta1: 0.9, beta2: 0.95, epsilon: 1e-8, weightDecay: 0.1 };
+    let t = 1;
+    const steps = (count: number) => {
+      const positions = keptOf(mask);
+      for (let k = 0; k < count; k++, t++) {
+        const g = values(rng, positions.length);
+        state.adamOnHost(0, g, 1 / 32, t, settings);
+        adamUpdate(twin.w, twin, g, positions, adamCoefficients(settings, 1 / 32, t));
+      }
+    };
+    const expectTwin = (label: string) => {
+      const { weights, m, v } = state.hostArrays();
+      for (const [a, b, name] of [
+        [weights[0], twin.w, 'weights'],
+        [m[0], twin.m, 'm'],
+        [v[0], twin.v, 'v'],
+      ] as const)
+        expect(bits(a).equals(bits(b)), `${label}: ${name}`).toBe(true);
+    };
+    state.setPositions(0, keptOf(mask));
+    steps(3);
+    expectTwin('after 3 steps');
+    steps(2);
+    expectTwin('after a read and 2 more steps');
+    // Prune about half the survivors, as applyThreshold does (weight and moments to zero), then train on.
+    for (let i = 0; i < n; i++) if (mask[i] && rng.uniform() < 0.5) mask[i] = twin.w[i] = twin.m[i] = twin.v[i] = 0;
+    state.write({ weights: [twin.w], m: [twin.m], v: [twin.v] });
+    state.setPositions(0, keptOf(mask));
+    steps(2);
+    expectTwin('after a prune and 2 steps');
+    state.dispose();
   });
 });

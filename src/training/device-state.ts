@@ -1,7 +1,8 @@
 // Where a replica's state lives: weights and Adam moments are variables on the backend's device
 // for the whole run. On backends that keep tensors in host arrays (cpu, blas) the "device" is host
 // memory: the variables' arrays are regions of one WebAssembly heap, which the SIMD Adam kernel
-// updates in place, with no copy; on the others (webgpu, tensorflow, wasm) compaction, scatter
+// updates in place, with no copy (a masked parameter's moments packed at the front of their arrays
+// between reads, so only its weights are scattered); on the others (webgpu, tensorflow, wasm) compaction, scatter
 // and Adam run as device ops, and the host sees the state only through asynchronous reads
 // (checkpoints, digests, thresholds).
 import type { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
@@ -30,6 +31,8 @@ export class DeviceState {
   private readonly positions: { region: Uint32Array; count: number | null }[] = [];
   private readonly gradientSlot: Float32Array | null = null;
   private hostPositions: (Uint32Array | null)[];
+  /** Per parameter, on a heap: its moments are packed (m[k] and v[k] belong to kept position k), not dense. */
+  private readonly packed: boolean[];
 
   constructor(
     private readonly params: ParamSpec[],
@@ -41,6 +44,7 @@ export class DeviceState {
     this.m = params.map((p) => variable(new Float32Array(paramSize(p)), p));
     this.v = params.map((p) => variable(new Float32Array(paramSize(p)), p));
     this.hostPositions = params.map(() => null);
+    this.packed = params.map(() => false);
     const sizes = params.map(paramSize);
     // Weights, m, v and positions per parameter, and one gradient slot as large as the largest.
     const heapBytes = SimdHeap.bytesFor([...sizes, ...sizes, ...sizes, ...sizes, Math.max(0, ...sizes)]);
@@ -62,6 +66,7 @@ export class DeviceState {
 
   /** Host backends: the positions `adamOnHost` updates for a parameter (null = every one), until set again. */
   setPositions(param: number, positions: Uint32Array | null): void {
+    this.unpack(param);
     this.hostPositions[param] = positions;
     if (!this.heap) return;
     const slot = this.positions[param];
@@ -75,21 +80,30 @@ export class DeviceState {
    */
   adamOnHost(param: number, gradient: Float32Array, scale: number, step: number, settings: AdamSettings): void {
     const coefficients = adamCoefficients(settings, scale, step);
-    const { weights, m, v } = this.hostArrays();
+    const [weights, m, v] = [this.weights[param], this.m[param], this.v[param]].map(hostValues);
     if (!this.heap || !this.gradientSlot) {
-      adamUpdate(weights[param], { m: m[param], v: v[param] }, gradient, this.hostPositions[param], coefficients);
+      adamUpdate(weights, { m, v }, gradient, this.hostPositions[param], coefficients);
       return;
     }
     const { region, count } = this.positions[param];
+    const positions = count === null ? null : region.subarray(0, count);
+    if (positions && !this.packed[param]) {
+      // Kept positions ascend, so each value moves down onto a slot already read.
+      for (let k = 0; k < positions.length; k++) {
+        m[k] = m[positions[k]];
+        v[k] = v[positions[k]];
+      }
+      this.packed[param] = true;
+    }
     const slot = this.gradientSlot.subarray(0, gradient.length);
     slot.set(gradient);
-    const positions = count === null ? null : region.subarray(0, count);
-    this.heap.adam(weights[param], m[param], v[param], slot, positions, gradient.length, coefficients);
+    this.heap.adam(weights, m, v, slot, positions, gradient.length, coefficients);
   }
 
-  /** The host arrays behind the variables (onHost backends only): writing them changes the state. */
+  /** The host arrays behind the variables (onHost backends only), moments dense: writing them changes the state. */
   hostArrays(): HostArrays {
     if (!this.onHost) throw new Error('the state lives on a device: read() it');
+    this.params.forEach((_, i) => this.unpack(i));
     return { weights: this.weights.map(hostValues), m: this.m.map(hostValues), v: this.v.map(hostValues) };
   }
 
@@ -132,6 +146,19 @@ export class DeviceState {
       const decayed = keep === 1 ? this.weights[param] : tf.mul(this.weights[param], keep);
       this.weights[param].assign(tf.sub(decayed, tf.div(tf.mul(m, stepSize), tf.add(tf.sqrt(v), epsilon))));
     });
+  }
+
+  /** Puts a packed parameter's moments back at their positions; a pruned position's moments are zero. */
+  private unpack(param: number): void {
+    if (!this.packed[param] || !this.gradientSlot) return;
+    const positions = this.hostPositions[param] as Uint32Array;
+    const scratch = this.gradientSlot.subarray(0, positions.length);
+    for (const moments of [hostValues(this.m[param]), hostValues(this.v[param])]) {
+      scratch.set(moments.subarray(0, positions.length));
+      moments.fill(0);
+      for (let k = 0; k < positions.length; k++) moments[positions[k]] = scratch[k];
+    }
+    this.packed[param] = false;
   }
 
   dispose(): void {

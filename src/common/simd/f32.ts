@@ -72,7 +72,8 @@ export class SimdHeap {
 
   /**
    * Adam(W) at n weights (regions of this heap): `gradient[k]` is the gradient at `positions[k]`,
-   * or at k when positions is null. The same bits as adamUpdate in training/adam.ts.
+   * or at k when positions is null. With positions the moments are compacted: `m[k]` and `v[k]` belong
+   * to `weights[positions[k]]`. The same bits as adamUpdate in training/adam.ts.
    */
   adam(
     weights: Float32Array,
