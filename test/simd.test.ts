@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { GENERATED, generateWasmModule } from '../scripts/gen-wasm.ts';
-import { addInPlace, SimdHeap } from '../src/common/simd/f32.ts';
+import { addInPlace, dropoutNoise, multiplyInPlace, reluBackward, SimdHeap } from '../src/common/simd/f32.ts';
 import { adamCoefficients, adamUpdate } from '../src/training/adam.ts';
 import { DeviceState } from '../src/training/device-state.ts';
 import { selectBackend } from '../src/training/engine.ts';
@@ -38,6 +38,65 @@ describe('WebAssembly SIMD kernels', () => {
       }
     }
     expect(() => addInPlace(new Float32Array(3), new Float32Array(4))).toThrow(/cannot add 4 values to 3/);
+  });
+
+  it('multiplyInPlace and reluBackward give the bits of their scalar loops, at every shape, with and without noise', () => {
+    const rng = new Rng(13);
+    const bits = (a: Float32Array | Float64Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
+    for (const [rows, channels] of [
+      [1, 1],
+      [3, 5],
+      [7, 4],
+      [64, 33],
+      [128, 1024],
+    ]) {
+      const n = rows * channels;
+      const [dy, y] = [values(rng, n), values(rng, n)];
+      const dropped = Float32Array.from({ length: n }, () => (rng.uniform() < 0.3 ? 0 : 1.25));
+      const product = Float32Array.from(y);
+      multiplyInPlace(product, dropped);
+      const expectedProduct = Float32Array.from(y, (value, i) => value * dropped[i]);
+      expect(bits(product).equals(bits(expectedProduct)), `product ${rows}×${channels}`).toBe(true);
+      for (const noise of [null, dropped]) {
+        const dz = new Float32Array(n);
+        const sums = new Float64Array(channels);
+        for (let i = 0; i < n; i++) {
+          const g = noise ? dy[i] * noise[i] * +(y[i] > 0) : dy[i] * +(y[i] > 0);
+          dz[i] = g;
+          sums[i % channels] += g;
+        }
+        const got = reluBackward(dy, y, noise, channels);
+        const label = `${rows}×${channels}, ${noise ? 'noise' : 'no noise'}`;
+        expect(bits(got.dz).equals(bits(dz)), `dz ${label}`).toBe(true);
+        expect(bits(got.sums).equals(bits(sums)), `sums ${label}`).toBe(true);
+      }
+    }
+    expect(() => reluBackward(new Float32Array(6), new Float32Array(6), null, 4)).toThrow(/6 outputs, no noise values, 4 channels/);
+  });
+
+  it("dropoutNoise gives each row its own Rng stream's values, two per 32 bits, at any width", () => {
+    for (const [rows, width, rate] of [
+      [1, 1, 0.5],
+      [3, 7, 0.1],
+      [128, 1024, 0.2],
+      [5, 33, 0.9],
+    ]) {
+      const seeds = Uint32Array.from({ length: rows }, (_, r) => (r * 2654435761) >>> 0);
+      const [threshold, keep] = [Math.round(rate * 65536), 1 / (1 - rate)];
+      const expected = new Float32Array(rows * width);
+      for (let r = 0; r < rows; r++) {
+        const rng = new Rng(seeds[r]);
+        for (let col = 0; col < width; col += 2) {
+          const bits = rng.nextUint32();
+          expected[r * width + col] = (bits & 0xffff) < threshold ? 0 : keep;
+          if (col + 1 < width) expected[r * width + col + 1] = bits >>> 16 < threshold ? 0 : keep;
+        }
+      }
+      const got = dropoutNoise(seeds, width, threshold, keep);
+      expect(got).toEqual(expected);
+      const dropped = got.filter((value) => value === 0).length / got.length;
+      if (got.length > 10000) expect(dropped).toBeCloseTo(rate, 1);
+    }
   });
 
   it('the Adam(W) kernel gives the bits of its scalar twin, dense and at kept positions (moments packed), with and without decay', () => {

@@ -97,10 +97,11 @@ export class Replica {
     const ids = this.data.globalBatch(step, this.config.batchSize);
     const [start, end] = shardRange(ids.length, rank, world);
     const gradient = into.subarray(0, this.gradientLength);
-    gradient.fill(0); // a rank with no samples this step adds nothing
     const noiseSeed = mixSeed(this.config.seed, SEED_SALT.dropout, step);
     const micro = this.config.accumulateSteps;
     const shares = Array.from({ length: micro }, (_, k) => shardRange(end - start, k, micro)).filter(([from, to]) => to > from);
+    // Every micro-batch writes all values (the first assigns them); a rank with no samples adds zeros.
+    if (shares.length === 0) gradient.fill(0);
     let shardLoss = 0;
     for (const [k, [from, to]] of shares.entries()) {
       const last = k === shares.length - 1 && release && into.length > this.gradientLength;

@@ -1,7 +1,8 @@
 // Float32 kernels in WebAssembly SIMD (f32.wat) for loops V8 runs one float at a time: the ring's
-// sum of a received chunk and its own values, and the masked Adam update. A SimdHeap is one
-// instance of the module with its own memory, whose regions are carved out once and never move
-// (arrays a backend may hold for a whole run); addInPlace copies its operands into a scratch one.
+// sum of a received chunk and its own values, the masked Adam update, and the ReLU layers' dropout
+// product and backward pass. A SimdHeap is one instance of the module with its own memory, whose
+// regions are carved out once and never move (arrays a backend may hold for a whole run); the
+// other kernels copy their operands into a scratch instance.
 import { F32_WASM_BASE64 } from './f32.generated.ts';
 
 /** Adam's per-step coefficients, float32 values (training/adam.ts's adamCoefficients computes them). */
@@ -22,6 +23,9 @@ export interface AdamCoefficients {
 interface F32Kernels {
   memory: { buffer: ArrayBuffer; grow(pages: number): number };
   add(dst: number, src: number, n: number): void;
+  mul(dst: number, src: number, n: number): void;
+  relu_backward(dz: number, dy: number, y: number, noise: number, n: number, channels: number, sums: number): void;
+  dropout_noise(out: number, seeds: number, rows: number, width: number, threshold: number, keep: number): void;
   adam(w: number, m: number, v: number, g: number, n: number, ...c: number[]): void;
   adam_masked(w: number, m: number, v: number, g: number, pos: number, n: number, ...c: number[]): void;
 }
@@ -103,29 +107,78 @@ export class SimdHeap {
 
 /** Below this many values the copies cost more than the scalar loop saves. */
 const SMALL = 64;
-/** addInPlace's operands, copied in; it grows with the largest call (a grow replaces its buffer). */
+/** The operands of the kernels below, copied in: it grows with the largest call. */
 const scratch = instantiate();
-let scratchView = new Float32Array(scratch.memory.buffer);
 
 /** `into[i] += values[i]` for every i: float32 sums, as `into[i] += values[i]` in JavaScript gives. */
 export function addInPlace(into: Float32Array, values: Float32Array): void {
+  if (values.length !== into.length) throw new RangeError(`cannot add ${values.length} values to ${into.length}`);
+  if (into.length < SMALL) for (let i = 0; i < into.length; i++) into[i] += values[i];
+  else elementwise(scratch.add, into, values);
+}
+
+/** `into[i] *= values[i]` for every i: float32 products, as JavaScript's loop gives. */
+export function multiplyInPlace(into: Float32Array, values: Float32Array): void {
+  if (values.length !== into.length) throw new RangeError(`cannot multiply ${into.length} values by ${values.length}`);
+  if (into.length < SMALL) for (let i = 0; i < into.length; i++) into[i] *= values[i];
+  else elementwise(scratch.mul, into, values);
+}
+
+/**
+ * The backward pass through a ReLU whose output y was multiplied by `noise` (dropout; null for
+ * none): dz = dy·noise·[y > 0], and each channel's sum of dz (the bias's gradient; channels
+ * innermost) in double precision. The bits of the scalar loop: its products are exact in double.
+ */
+export function reluBackward(
+  dy: Float32Array,
+  y: Float32Array,
+  noise: Float32Array | null,
+  channels: number,
+): { dz: Float32Array; sums: Float64Array } {
+  const n = y.length;
+  if (dy.length !== n || (noise && noise.length !== n) || n % channels !== 0)
+    throw new RangeError(`reluBackward: ${dy.length} gradients, ${n} outputs, ${noise?.length ?? 'no'} noise values, ${channels} channels`);
+  const stride = aligned(4 * n);
+  const [yAt, noiseAt, dzAt, sumsAt] = [stride, 2 * stride, 3 * stride, 4 * stride];
+  const buffer = scratchOf(sumsAt + 8 * channels);
+  new Float32Array(buffer, 0, n).set(dy);
+  new Float32Array(buffer, yAt, n).set(y);
+  if (noise) new Float32Array(buffer, noiseAt, n).set(noise);
+  new Float64Array(buffer, sumsAt, channels).fill(0);
+  if (n > 0) scratch.relu_backward(dzAt, 0, yAt, noise ? noiseAt : 0, n, channels, sumsAt);
+  return { dz: new Float32Array(buffer, dzAt, n).slice(), sums: new Float64Array(buffer, sumsAt, channels).slice() };
+}
+
+/**
+ * Dropout noise for `seeds.length` rows of `width`: row r from its own Rng(seeds[r]) stream
+ * (training/rng.ts), two values per 32 bits, low half first; keep where the 16 bits reach
+ * `threshold`, else 0. The values the scalar loop over Rng.nextUint32 gives.
+ */
+export function dropoutNoise(seeds: Uint32Array, width: number, threshold: number, keep: number): Float32Array {
+  const n = seeds.length * width;
+  const seedsAt = aligned(4 * n);
+  const buffer = scratchOf(seedsAt + 4 * seeds.length);
+  new Uint32Array(buffer, seedsAt, seeds.length).set(seeds);
+  scratch.dropout_noise(0, seedsAt, seeds.length, width, threshold, keep);
+  return new Float32Array(buffer, 0, n).slice();
+}
+
+/** into = kernel(into, values) elementwise, over copies in scratch memory. */
+function elementwise(kernel: (dst: number, src: number, n: number) => void, into: Float32Array, values: Float32Array): void {
   const n = into.length;
-  if (values.length !== n) throw new RangeError(`cannot add ${values.length} values to ${n}`);
-  if (n < SMALL) {
-    for (let i = 0; i < n; i++) into[i] += values[i];
-    return;
-  }
-  const second = aligned(4 * n) / 4;
-  const bytes = 8 * second;
+  const second = aligned(4 * n);
+  const buffer = scratchOf(2 * second);
+  new Float32Array(buffer, 0, n).set(into);
+  new Float32Array(buffer, second, n).set(values);
+  kernel(0, second, n);
+  into.set(new Float32Array(buffer, 0, n));
+}
+
+/** Scratch memory of at least `bytes` (a grow replaces the buffer: take views after). */
+function scratchOf(bytes: number): ArrayBuffer {
   const have = scratch.memory.buffer.byteLength;
-  if (bytes > have) {
-    scratch.memory.grow(Math.ceil((bytes - have) / PAGE_BYTES));
-    scratchView = new Float32Array(scratch.memory.buffer);
-  }
-  scratchView.set(into, 0);
-  scratchView.set(values, second);
-  scratch.add(0, 4 * second, n);
-  into.set(scratchView.subarray(0, n));
+  if (bytes > have) scratch.memory.grow(Math.ceil((bytes - have) / PAGE_BYTES));
+  return scratch.memory.buffer;
 }
 
 /** Bytes rounded up to whole 16-byte vectors. */

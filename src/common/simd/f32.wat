@@ -24,6 +24,158 @@
         (local.set $src (i32.add (local.get $src) (i32.const 4)))
         (br $one))))
 
+  ;; dst[i] = dst[i] · src[i] for i < n.
+  (func (export "mul") (param $dst i32) (param $src i32) (param $n i32)
+    (local $end i32) (local $end4 i32)
+    (local.set $end (i32.add (local.get $dst) (i32.shl (local.get $n) (i32.const 2))))
+    (local.set $end4 (i32.add (local.get $dst) (i32.shl (i32.and (local.get $n) (i32.const -4)) (i32.const 2))))
+    (block $done4
+      (loop $four
+        (br_if $done4 (i32.ge_u (local.get $dst) (local.get $end4)))
+        (v128.store (local.get $dst) (f32x4.mul (v128.load (local.get $dst)) (v128.load (local.get $src))))
+        (local.set $dst (i32.add (local.get $dst) (i32.const 16)))
+        (local.set $src (i32.add (local.get $src) (i32.const 16)))
+        (br $four)))
+    (block $done
+      (loop $one
+        (br_if $done (i32.ge_u (local.get $dst) (local.get $end)))
+        (f32.store (local.get $dst) (f32.mul (f32.load (local.get $dst)) (f32.load (local.get $src))))
+        (local.set $dst (i32.add (local.get $dst) (i32.const 4)))
+        (local.set $src (i32.add (local.get $src) (i32.const 4)))
+        (br $one))))
+
+  ;; Through a ReLU (and dropout noise, unless noise is 0): dz[i] = dy[i]·noise[i]·[y[i] > 0], and
+  ;; sums[c] += the same product in double precision (f64 sums), c = i mod channels, rows in order.
+  ;; A float32 product of two float32s is the double product rounded once, so dz matches JavaScript's.
+  (func (export "relu_backward") (param $dz i32) (param $dy i32) (param $y i32) (param $noise i32)
+    (param $n i32) (param $channels i32) (param $sums i32)
+    (local $i i32) (local $c i32) (local $c4 i32) (local $at i32) (local $s i32)
+    (local $DY v128) (local $ON v128) (local $P v128) (local $G v128) (local $HI v128)
+    (local $one f32) (local $g f64)
+    (local.set $c4 (i32.and (local.get $channels) (i32.const -4)))
+    (block $rows_done
+      (loop $rows
+        (br_if $rows_done (i32.ge_u (local.get $i) (local.get $n)))
+        (local.set $c (i32.const 0))
+        (block $four_done
+          (loop $four
+            (br_if $four_done (i32.ge_u (local.get $c) (local.get $c4)))
+            (local.set $at (i32.shl (i32.add (local.get $i) (local.get $c)) (i32.const 2)))
+            (local.set $s (i32.add (local.get $sums) (i32.shl (local.get $c) (i32.const 3))))
+            (local.set $DY (v128.load (i32.add (local.get $dy) (local.get $at))))
+            (local.set $ON (f32x4.convert_i32x4_u
+              (v128.and (f32x4.gt (v128.load (i32.add (local.get $y) (local.get $at))) (f32x4.splat (f32.const 0)))
+                        (i32x4.splat (i32.const 1)))))
+            ;; The exact double products dy·noise, two lanes at a time, then · [y > 0].
+            (local.set $P (local.get $DY))
+            (local.set $G (f64x2.promote_low_f32x4 (local.get $DY)))
+            (local.set $HI (f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 0 1 2 3 4 5 6 7 (local.get $DY) (local.get $DY))))
+            (if (local.get $noise)
+              (then
+                (local.set $P (v128.load (i32.add (local.get $noise) (local.get $at))))
+                (local.set $G (f64x2.mul (local.get $G) (f64x2.promote_low_f32x4 (local.get $P))))
+                (local.set $HI (f64x2.mul (local.get $HI)
+                  (f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 0 1 2 3 4 5 6 7 (local.get $P) (local.get $P)))))
+                (local.set $P (f32x4.mul (local.get $DY) (local.get $P)))))
+            (v128.store (i32.add (local.get $dz) (local.get $at)) (f32x4.mul (local.get $P) (local.get $ON)))
+            (local.set $G (f64x2.mul (local.get $G) (f64x2.promote_low_f32x4 (local.get $ON))))
+            (local.set $HI (f64x2.mul (local.get $HI)
+              (f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 0 1 2 3 4 5 6 7 (local.get $ON) (local.get $ON)))))
+            (v128.store (local.get $s) (f64x2.add (v128.load (local.get $s)) (local.get $G)))
+            (v128.store offset=16 (local.get $s) (f64x2.add (v128.load offset=16 (local.get $s)) (local.get $HI)))
+            (local.set $c (i32.add (local.get $c) (i32.const 4)))
+            (br $four)))
+        (block $one_done
+          (loop $one
+            (br_if $one_done (i32.ge_u (local.get $c) (local.get $channels)))
+            (local.set $at (i32.shl (i32.add (local.get $i) (local.get $c)) (i32.const 2)))
+            (local.set $s (i32.add (local.get $sums) (i32.shl (local.get $c) (i32.const 3))))
+            (local.set $one (select (f32.const 1) (f32.const 0) (f32.gt (f32.load (i32.add (local.get $y) (local.get $at))) (f32.const 0))))
+            (local.set $g (f64.promote_f32 (f32.load (i32.add (local.get $dy) (local.get $at)))))
+            (if (local.get $noise)
+              (then (local.set $g (f64.mul (local.get $g) (f64.promote_f32 (f32.load (i32.add (local.get $noise) (local.get $at))))))))
+            (local.set $g (f64.mul (local.get $g) (f64.promote_f32 (local.get $one))))
+            (f32.store (i32.add (local.get $dz) (local.get $at)) (f32.demote_f64 (local.get $g)))
+            (f64.store (local.get $s) (f64.add (f64.load (local.get $s)) (local.get $g)))
+            (local.set $c (i32.add (local.get $c) (i32.const 1)))
+            (br $one)))
+        (local.set $i (i32.add (local.get $i) (local.get $channels)))
+        (br $rows))))
+
+  ;; Dropout noise, one row per seed: each row's own mulberry32 stream (training/rng.ts's Rng) gives
+  ;; 32 bits per two values, low half first; a value is keep where its 16 bits are >= threshold, else 0.
+  ;; Four rows at a time, one per lane (a stream is a chain of dependent steps: lanes run four at once).
+  (func (export "dropout_noise") (param $out i32) (param $seeds i32) (param $rows i32) (param $width i32)
+    (param $threshold i32) (param $keep f32)
+    (local $row i32) (local $col i32) (local $state i32) (local $t i32) (local $stride i32) (local $at i32)
+    (local $S v128) (local $T v128) (local $LO v128) (local $HI v128) (local $KEEP v128) (local $THR v128)
+    (local.set $stride (i32.shl (local.get $width) (i32.const 2)))
+    (local.set $KEEP (f32x4.splat (local.get $keep)))
+    (local.set $THR (i32x4.splat (local.get $threshold)))
+    (block $groups_done
+      (loop $each_group
+        (br_if $groups_done (i32.gt_u (i32.add (local.get $row) (i32.const 4)) (local.get $rows)))
+        (local.set $S (v128.load (i32.add (local.get $seeds) (i32.shl (local.get $row) (i32.const 2)))))
+        (local.set $at (i32.add (local.get $out) (i32.mul (local.get $row) (local.get $stride))))
+        (local.set $col (i32.const 0))
+        (block $cols_done
+          (loop $each_pair
+            (br_if $cols_done (i32.ge_u (local.get $col) (local.get $width)))
+            (local.set $S (i32x4.add (local.get $S) (i32x4.splat (i32.const 0x6d2b79f5))))
+            (local.set $T (i32x4.mul (v128.xor (local.get $S) (i32x4.shr_u (local.get $S) (i32.const 15)))
+                                     (v128.or (local.get $S) (i32x4.splat (i32.const 1)))))
+            (local.set $T (v128.xor (local.get $T)
+              (i32x4.add (local.get $T) (i32x4.mul (v128.xor (local.get $T) (i32x4.shr_u (local.get $T) (i32.const 7)))
+                                                   (v128.or (local.get $T) (i32x4.splat (i32.const 61)))))))
+            (local.set $T (v128.xor (local.get $T) (i32x4.shr_u (local.get $T) (i32.const 14))))
+            (local.set $LO (v128.and (local.get $KEEP)
+              (i32x4.ge_u (v128.and (local.get $T) (i32x4.splat (i32.const 0xffff))) (local.get $THR))))
+            (local.set $HI (v128.and (local.get $KEEP) (i32x4.ge_u (i32x4.shr_u (local.get $T) (i32.const 16)) (local.get $THR))))
+            (f32.store (local.get $at) (f32x4.extract_lane 0 (local.get $LO)))
+            (f32.store (i32.add (local.get $at) (local.get $stride)) (f32x4.extract_lane 1 (local.get $LO)))
+            (f32.store (i32.add (local.get $at) (i32.shl (local.get $stride) (i32.const 1))) (f32x4.extract_lane 2 (local.get $LO)))
+            (f32.store (i32.add (local.get $at) (i32.mul (local.get $stride) (i32.const 3))) (f32x4.extract_lane 3 (local.get $LO)))
+            (if (i32.lt_u (i32.add (local.get $col) (i32.const 1)) (local.get $width))
+              (then
+                (f32.store offset=4 (local.get $at) (f32x4.extract_lane 0 (local.get $HI)))
+                (f32.store offset=4 (i32.add (local.get $at) (local.get $stride)) (f32x4.extract_lane 1 (local.get $HI)))
+                (f32.store offset=4 (i32.add (local.get $at) (i32.shl (local.get $stride) (i32.const 1))) (f32x4.extract_lane 2 (local.get $HI)))
+                (f32.store offset=4 (i32.add (local.get $at) (i32.mul (local.get $stride) (i32.const 3))) (f32x4.extract_lane 3 (local.get $HI)))))
+            (local.set $at (i32.add (local.get $at) (i32.const 8)))
+            (local.set $col (i32.add (local.get $col) (i32.const 2)))
+            (br $each_pair)))
+        (local.set $row (i32.add (local.get $row) (i32.const 4)))
+        (br $each_group)))
+    ;; The last rows (fewer than four), one at a time.
+    (local.set $out (i32.add (local.get $out) (i32.mul (local.get $row) (local.get $stride))))
+    (block $rows_done
+      (loop $each_row
+        (br_if $rows_done (i32.ge_u (local.get $row) (local.get $rows)))
+        (local.set $state (i32.load (i32.add (local.get $seeds) (i32.shl (local.get $row) (i32.const 2)))))
+        (local.set $col (i32.const 0))
+        (block $cols_done
+          (loop $each_pair
+            (br_if $cols_done (i32.ge_u (local.get $col) (local.get $width)))
+            (local.set $state (i32.add (local.get $state) (i32.const 0x6d2b79f5)))
+            (local.set $t (i32.mul (i32.xor (local.get $state) (i32.shr_u (local.get $state) (i32.const 15)))
+                                   (i32.or (local.get $state) (i32.const 1))))
+            (local.set $t (i32.xor (local.get $t)
+              (i32.add (local.get $t) (i32.mul (i32.xor (local.get $t) (i32.shr_u (local.get $t) (i32.const 7)))
+                                               (i32.or (local.get $t) (i32.const 61))))))
+            (local.set $t (i32.xor (local.get $t) (i32.shr_u (local.get $t) (i32.const 14))))
+            (f32.store (local.get $out)
+              (select (local.get $keep) (f32.const 0) (i32.ge_u (i32.and (local.get $t) (i32.const 0xffff)) (local.get $threshold))))
+            (if (i32.lt_u (i32.add (local.get $col) (i32.const 1)) (local.get $width))
+              (then
+                (f32.store offset=4 (local.get $out)
+                  (select (local.get $keep) (f32.const 0) (i32.ge_u (i32.shr_u (local.get $t) (i32.const 16)) (local.get $threshold))))))
+            (local.set $out (i32.add (local.get $out) (select (i32.const 8) (i32.const 4)
+              (i32.lt_u (i32.add (local.get $col) (i32.const 1)) (local.get $width)))))
+            (local.set $col (i32.add (local.get $col) (i32.const 2)))
+            (br $each_pair)))
+        (local.set $row (i32.add (local.get $row) (i32.const 1)))
+        (br $each_row))))
+
   ;; Adam(W) over n weights: m = b1*m + gm*g; v = b2*v + (gv*g)*g; w = w*keep - (step*m)/(sqrt(v) + eps).
   ;; float32 throughout, each operation rounded once, in this order (adamReference in training/adam.ts).
   (func (export "adam") (param $w i32) (param $m i32) (param $v i32) (param $g i32) (param $n i32)

@@ -4,6 +4,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { Examples } from '../data/source.ts';
 import { Rng, mixSeed } from '../rng.ts';
+import { dropoutNoise } from '../../common/simd/f32.ts';
 import { crossEntropySum } from './fused.ts';
 
 export type Init =
@@ -82,19 +83,8 @@ export function initialWeights(params: ParamSpec[], seed: number): Float32Array[
  * (rate resolved to 1/65536): this runs for every hidden unit of every sample of every step.
  */
 export function dropoutValues(ids: Uint32Array, noiseSeed: number, salt: number, width: number, rate: number): Float32Array {
-  const keep = 1 / (1 - rate);
-  const threshold = Math.round(rate * 65536);
-  const values = new Float32Array(ids.length * width);
-  for (let row = 0; row < ids.length; row++) {
-    const rng = new Rng(mixSeed(noiseSeed, salt, ids[row]));
-    const start = row * width;
-    for (let col = 0; col < width; col += 2) {
-      const bits = rng.nextUint32();
-      values[start + col] = (bits & 0xffff) < threshold ? 0 : keep;
-      if (col + 1 < width) values[start + col + 1] = bits >>> 16 < threshold ? 0 : keep;
-    }
-  }
-  return values;
+  const seeds = Uint32Array.from(ids, (id) => mixSeed(noiseSeed, salt, id));
+  return dropoutNoise(seeds, width, Math.round(rate * 65536), 1 / (1 - rate));
 }
 
 /** The input batch as a tensor of shape [count, ...inputShape]. */

@@ -1,10 +1,11 @@
 // Dense and convolution layers with bias and ReLU as one op each, with their gradients written
 // out: relu(A(x, W) + b), times dropout noise when given. On the host backends (cpu, blas) the
-// product, bias and ReLU are one kernel with its epilogue, and the backward pass is one loop (the
-// ReLU's mask, the noise, the bias's gradient) before the products; TF.js fuses none of this while
+// product, bias and ReLU are one kernel with its epilogue, and the backward pass is one SIMD loop
+// (the ReLU's mask, the noise, the bias's gradient: common/simd/f32.ts) before the products; TF.js fuses none of this while
 // it records gradients, and ran four element-wise ops and a sum over every activation instead.
 // Elsewhere (webgpu, tensorflow, wasm) TF.js's own fused ops run.
 import * as tf from '@tensorflow/tfjs-core';
+import { multiplyInPlace, reluBackward } from '../../common/simd/f32.ts';
 import { hostValues, onHostBackend } from '../host-backend.ts';
 
 /**
@@ -57,43 +58,15 @@ function reluLayer(x: tf.Tensor, w: tf.Tensor, b: tf.Tensor1D, noise: Float32Arr
     const [input, kernel, bias] = (map.inputGradient ? inputs : [x, ...inputs]) as tf.Tensor[];
     const value = map.product(input, kernel, bias);
     // The kernel's own fresh output, seen by nothing else yet: the noise goes on in place.
-    if (noise) {
-      const values = hostValues(value);
-      for (let i = 0; i < values.length; i++) values[i] *= noise[i];
-    }
+    if (noise) multiplyInPlace(hostValues(value), noise);
     save([value, input, kernel]); // x too: the forward pass's scope would dispose data before the backward pass
     const gradFunc = (dy: tf.Tensor, [y, savedInput, savedKernel]: tf.Tensor[]) => {
-      const { dz, dBias } = reluBackward(hostValues(dy), hostValues(y), noise, channels);
+      const { dz, sums } = reluBackward(hostValues(dy), hostValues(y), noise, channels);
       const dzTensor = tf.tensor(dz, y.shape);
-      const grads = [map.kernelGradient(savedInput, dzTensor), tf.tensor1d(dBias)];
+      const grads = [map.kernelGradient(savedInput, dzTensor), tf.tensor1d(Float32Array.from(sums))];
       return map.inputGradient ? [map.inputGradient(dzTensor, savedKernel), ...grads] : grads;
     };
     return { value, gradFunc };
   });
   return (map.inputGradient ? op(x, w, b) : op(w, b)) as tf.Tensor;
-}
-
-/**
- * Through the ReLU and the noise in one pass: dz = dy·noise where y > 0 (the ReLU passed and the
- * noise kept), else 0 — dy·0, as TF.js's Relu gradient gives; and the bias's gradient, Σ dz per
- * channel (the innermost axis), summed in double precision. The mask is a number, not a branch:
- * half of a ReLU's outputs are 0 in no pattern, and a mispredicted branch per value cost 3×.
- */
-function reluBackward(
-  dy: Float32Array,
-  y: Float32Array,
-  noise: Float32Array | null,
-  channels: number,
-): { dz: Float32Array; dBias: Float32Array } {
-  const dz = new Float32Array(y.length);
-  const sums = new Float64Array(channels);
-  for (let row = 0; row < y.length; row += channels) {
-    for (let c = 0; c < channels; c++) {
-      const i = row + c;
-      const g = noise ? dy[i] * noise[i] * +(y[i] > 0) : dy[i] * +(y[i] > 0);
-      dz[i] = g;
-      sums[c] += g;
-    }
-  }
-  return { dz, dBias: Float32Array.from(sums) };
 }
