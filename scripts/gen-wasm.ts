@@ -1,25 +1,30 @@
-// Assembles src/common/simd/f32.wat with wabt (from npm) into src/common/simd/f32.generated.ts: the
-// module's bytes as base64, so the kernels travel inside any bundle with no file to find at run
-// time. `npm run gen:wasm` rewrites the file; a test checks it matches the .wat.
+// Assembles the repository's WebAssembly text modules with wabt (from npm) into TypeScript files
+// holding each module's bytes as base64, so the kernels travel inside any bundle with no file to
+// find at run time: src/common/simd/f32.wat (Occam's host loops) and packages/blas/src/pool.wat
+// (the blas backend's pooling). `npm run gen:wasm` rewrites them; a test checks they match.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import wabt from 'wabt';
 
-const WAT = fileURLToPath(new URL('../src/common/simd/f32.wat', import.meta.url));
-export const GENERATED = fileURLToPath(new URL('../src/common/simd/f32.generated.ts', import.meta.url));
+/** Each module: its text, the file generated from it, and the constant that file exports. */
+export const WASM_MODULES = [
+  { wat: '../src/common/simd/f32.wat', generated: '../src/common/simd/f32.generated.ts', constant: 'F32_WASM_BASE64' },
+  { wat: '../packages/blas/src/pool.wat', generated: '../packages/blas/src/pool.generated.ts', constant: 'POOL_WASM_BASE64' },
+].map((m) => ({ ...m, wat: path(m.wat), generated: path(m.generated) }));
 
-/** The generated module's text. */
-export async function generateWasmModule(): Promise<string> {
+/** The generated text for the module assembled from `wat`. */
+export async function generateWasmModule(wat: string, constant: string): Promise<string> {
   const tools = await wabt();
-  const parsed = tools.parseWat('f32.wat', readFileSync(WAT, 'utf8'), { simd: true });
+  const name = wat.slice(ROOT.length);
+  const parsed = tools.parseWat(name, readFileSync(wat, 'utf8'), { simd: true });
   try {
     parsed.validate();
     const { buffer } = parsed.toBinary({ log: false, write_debug_names: false });
     const base64 = Buffer.from(buffer).toString('base64');
     return [
-      '// Generated from src/common/simd/f32.wat by scripts/gen-wasm.ts: do not edit. `npm run gen:wasm` rewrites it.',
+      `// Generated from ${name} by scripts/gen-wasm.ts: do not edit. \`npm run gen:wasm\` rewrites it.`,
       '',
-      `export const F32_WASM_BASE64 = '${base64}';`,
+      `export const ${constant} = '${base64}';`,
       '',
     ].join('\n');
   } finally {
@@ -27,6 +32,12 @@ export async function generateWasmModule(): Promise<string> {
   }
 }
 
+const ROOT = fileURLToPath(new URL('../', import.meta.url));
+
+function path(relative: string): string {
+  return fileURLToPath(new URL(relative, import.meta.url));
+}
+
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  writeFileSync(GENERATED, await generateWasmModule());
+  for (const { wat, generated, constant } of WASM_MODULES) writeFileSync(generated, await generateWasmModule(wat, constant));
 }

@@ -373,12 +373,15 @@ describe.skipIf(!available)('blas backend kernels', () => {
     );
   });
 
-  it('MaxPool and MaxPoolGrad: ties, NaN, padding and overlapping windows', async () => {
+  it('MaxPool and MaxPoolGrad: ties, NaN, padding and overlapping windows, scalar and SIMD', async () => {
     const cases: [number[], number | [number, number], number | [number, number], 'same' | 'valid' | number][] = [
       [[2, 8, 8, 3], 2, 2, 'valid'],
       [[2, 9, 7, 4], 3, 2, 'same'], // overlapping windows
       [[1, 6, 6, 2], [2, 3], [1, 2], 'valid'],
       [[3, 5, 5, 1], 3, 1, 1],
+      // Channels in fours take the SIMD forward pass.
+      [[2, 8, 8, 8], 2, 2, 'valid'],
+      [[1, 7, 6, 12], 3, 1, 'same'],
     ];
     for (const [shape, filterSize, strides, pad] of cases) {
       // Half the inputs are exactly 0 (as after a ReLU), so windows have ties; a few are NaN or -Infinity.

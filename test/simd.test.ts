@@ -2,7 +2,7 @@
 // each kernel gives the bits of the scalar JavaScript it replaces, at every length and alignment.
 import { readFileSync } from 'node:fs';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { GENERATED, generateWasmModule } from '../scripts/gen-wasm.ts';
+import { generateWasmModule, WASM_MODULES } from '../scripts/gen-wasm.ts';
 import { addInPlace, dropoutNoise, multiplyInPlace, reluBackward, SimdHeap } from '../src/common/simd/f32.ts';
 import { adamCoefficients, adamUpdate } from '../src/training/adam.ts';
 import { DeviceState } from '../src/training/device-state.ts';
@@ -17,8 +17,9 @@ function values(rng: Rng, n: number): Float32Array {
 }
 
 describe('WebAssembly SIMD kernels', () => {
-  it('f32.generated.ts is what scripts/gen-wasm.ts assembles from f32.wat (npm run gen:wasm)', async () => {
-    expect(readFileSync(GENERATED, 'utf8')).toBe(await generateWasmModule());
+  it('each .generated.ts is what scripts/gen-wasm.ts assembles from its .wat (npm run gen:wasm)', async () => {
+    for (const { wat, generated, constant } of WASM_MODULES)
+      expect(readFileSync(generated, 'utf8'), generated).toBe(await generateWasmModule(wat, constant));
   });
 
   it('addInPlace gives the bits of the scalar loop, at every length and buffer offset', () => {
