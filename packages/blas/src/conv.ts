@@ -1,6 +1,7 @@
 // Conv2D, FusedConv2D and both Conv2D gradients (NHWC) as im2col + BLAS GEMM. The column matrix is
-// built in chunks of output pixels in one reused scratch buffer, so memory stays bounded for big
-// batches; 1×1 stride-1 unpadded convolutions skip im2col (the input already is the column matrix).
+// built in chunks of output pixels in one reused buffer, so memory stays bounded for big batches:
+// by loops.wat in WebAssembly memory, which BLAS reads and writes in place (JavaScript loops for
+// dilated filters); 1×1 stride-1 unpadded convolutions skip im2col (the input is the column matrix).
 import {
   backend_util,
   type Conv2DAttrs,
@@ -13,6 +14,7 @@ import {
 import type { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
 import { finishProduct } from './epilogue.ts';
 import { gemm } from './gemm.ts';
+import { fitsLoops, loopRegions, loops } from './loops.ts';
 import { allocateFloat32 } from './memory.ts';
 import { float32Values, runCpuKernel, type KernelArgs } from './tensors.ts';
 
@@ -70,14 +72,29 @@ export function conv2DBackpropInput(args: KernelArgs<BackpropInputInputs, Conv2D
   const info = convInfo(attrs.inputShape, filter.shape, attrs.strides, 1, attrs.pad, attrs.dimRoundingMode);
   const dyValues = float32Values(backend, dy);
   const filterValues = float32Values(backend, filter);
-  // col2im accumulates into dx, so it must start at zero.
-  const dx = allocateFloat32(backend, info.batchSize * info.inHeight * info.inWidth * info.inChannels, true);
   const rows = info.batchSize * info.outHeight * info.outWidth;
   const columns = info.filterHeight * info.filterWidth * info.inChannels;
+  const dxLength = info.batchSize * info.inHeight * info.inWidth * info.inChannels;
+  const chunkRows = rowsPerChunk(columns, rows);
+  if (!isPointwise(info) && inLoops(info, dxLength + chunkRows * columns)) {
+    // dx gathers in the loops' memory: each chunk's GEMM writes its columns there, the adjoint adds them up.
+    const [[dxAt, dxRegion], [colsAt, cols]] = loopRegions(dxLength, chunkRows * columns);
+    dxRegion.fill(0);
+    for (let start = 0; start < rows; start += chunkRows) {
+      const count = Math.min(chunkRows, rows - start);
+      const dyChunk = dyValues.subarray(start * info.outChannels, (start + count) * info.outChannels);
+      gemm(false, true, count, columns, info.outChannels, dyChunk, filterValues, cols);
+      loops.im2col(dxAt, colsAt, start, count, ...loopSizes(info), 1);
+    }
+    const dx = allocateFloat32(backend, dxLength);
+    dx.set(dxRegion);
+    return backend.makeTensorInfo(info.inShape, 'float32', dx);
+  }
+  // col2im accumulates into dx, so it must start at zero.
+  const dx = allocateFloat32(backend, dxLength, true);
   if (isPointwise(info)) {
     gemm(false, true, rows, info.inChannels, info.outChannels, dyValues, filterValues, dx);
   } else {
-    const chunkRows = rowsPerChunk(columns, rows);
     const cols = scratch(chunkRows * columns);
     for (let start = 0; start < rows; start += chunkRows) {
       const count = Math.min(chunkRows, rows - start);
@@ -105,10 +122,10 @@ export function conv2DBackpropFilter(args: KernelArgs<BackpropFilterInputs, Conv
     gemm(true, false, info.inChannels, info.outChannels, rows, xValues, dyValues, dW);
   } else {
     const chunkRows = rowsPerChunk(columns, rows);
-    const cols = scratch(chunkRows * columns);
+    const columnsOf = columnMaker(xValues, info, chunkRows * columns);
     for (let start = 0; start < rows; start += chunkRows) {
       const count = Math.min(chunkRows, rows - start);
-      im2col(xValues, info, start, count, cols);
+      const cols = columnsOf(start, count);
       const dyChunk = dyValues.subarray(start * info.outChannels, (start + count) * info.outChannels);
       gemm(true, false, columns, info.outChannels, count, cols, dyChunk, dW, start > 0);
     }
@@ -150,10 +167,10 @@ function convolve(backend: MathBackendCPU, x: Float32Array, filter: Float32Array
     return out;
   }
   const chunkRows = rowsPerChunk(columns, rows);
-  const cols = scratch(chunkRows * columns);
+  const columnsOf = columnMaker(x, info, chunkRows * columns);
   for (let start = 0; start < rows; start += chunkRows) {
     const count = Math.min(chunkRows, rows - start);
-    im2col(x, info, start, count, cols);
+    const cols = columnsOf(start, count);
     const outChunk = out.subarray(start * info.outChannels, (start + count) * info.outChannels);
     gemm(false, false, count, info.outChannels, columns, cols, filter, outChunk);
   }
@@ -179,6 +196,50 @@ function isPointwise(info: ConvInfo): boolean {
 
 function rowsPerChunk(columns: number, rows: number): number {
   return Math.max(1, Math.min(rows, Math.max(MIN_CHUNK_ROWS, Math.floor(CHUNK_FLOATS / Math.max(1, columns)))));
+}
+
+/**
+ * The im2col of chunks of output pixels, in one buffer of `chunkFloats` reused for every chunk: built
+ * in the loops' memory (loops.wat, x copied in once) where the convolution allows, else in JavaScript.
+ */
+function columnMaker(x: Float32Array, info: ConvInfo, chunkFloats: number): (start: number, count: number) => Float32Array {
+  if (!inLoops(info, x.length + chunkFloats)) {
+    const cols = scratch(chunkFloats);
+    return (start, count) => {
+      im2col(x, info, start, count, cols);
+      return cols;
+    };
+  }
+  const [[xAt, xRegion], [colsAt, cols]] = loopRegions(x.length, chunkFloats);
+  xRegion.set(x);
+  const sizes = loopSizes(info);
+  return (start, count) => {
+    loops.im2col(xAt, colsAt, start, count, ...sizes, 0);
+    return cols;
+  };
+}
+
+/** Whether loops.wat's im2col fits this convolution (no dilation) and operands of these many floats. */
+function inLoops(info: ConvInfo, floats: number): boolean {
+  return info.dilationHeight === 1 && info.dilationWidth === 1 && fitsLoops(floats);
+}
+
+/** loops.wat's im2col arguments after its pointers and pixel range. */
+function loopSizes(info: ConvInfo): number[] {
+  const { inHeight, inWidth, inChannels, outHeight, outWidth, filterHeight, filterWidth, strideHeight, strideWidth } = info;
+  return [
+    inHeight,
+    inWidth,
+    inChannels,
+    outHeight,
+    outWidth,
+    filterHeight,
+    filterWidth,
+    strideHeight,
+    strideWidth,
+    info.padInfo.top,
+    info.padInfo.left,
+  ];
 }
 
 let scratchBuffer = new Float32Array(0);

@@ -4,6 +4,7 @@
 import type { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
 import type { TensorInfo, TypedArray, backend_util } from '@tensorflow/tfjs-core';
 import { UNARY_LOOPS, type UnaryOp } from './elementwise.ts';
+import { fitsLoops, loopRegions, loops } from './loops.ts';
 import { broadcastsPerChannel, runCpuKernel, storedValues } from './tensors.ts';
 
 export interface Epilogue {
@@ -65,9 +66,20 @@ function addPerChannel(values: Float32Array, bias: TypedArray): void {
   }
 }
 
-/** values[i] = relu(values[i] + bias[i mod channels]): the bits of the Add kernel, then the Relu kernel's formula. */
+/**
+ * values[i] = relu(values[i] + bias[i mod channels]): the bits of the Add kernel, then the Relu
+ * kernel's formula; in WebAssembly SIMD (loops.wat) over a copy, where it fits.
+ */
 function addPerChannelRelu(values: Float32Array, bias: TypedArray): void {
   const channels = bias.length;
+  if (bias instanceof Float32Array && fitsLoops(values.length + channels)) {
+    const [[valuesAt, region], [biasAt, biasRegion]] = loopRegions(values.length, channels);
+    region.set(values);
+    biasRegion.set(bias);
+    loops.bias_relu(valuesAt, biasAt, values.length, channels);
+    values.set(region);
+    return;
+  }
   for (let row = 0; row < values.length; row += channels) {
     for (let c = 0; c < channels; c++) {
       const v = Math.fround(values[row + c] + bias[c]);

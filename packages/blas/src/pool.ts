@@ -1,11 +1,11 @@
 // MaxPool and its gradient (NHWC, float32) in tight loops over channels: the forward pass in
-// WebAssembly SIMD (pool.wat) where the channels come in fours, scalar JavaScript otherwise. The cpu
+// WebAssembly SIMD (loops.wat) where the channels come in fours, scalar JavaScript otherwise. The cpu
 // backend's MaxPoolGrad reads every element through TensorBuffer.get and took ~0.6 s per step of a
 // small MNIST CNN. Same semantics as the cpu kernels: the first maximum of a window wins, NaN never
 // does. The gradient reuses the maxima its forward pass found.
 import { backend_util, type MaxPoolAttrs, type MaxPoolGradAttrs, type TensorInfo } from '@tensorflow/tfjs-core';
 import { allocateFloat32 } from './memory.ts';
-import { POOL_WASM_BASE64 } from './pool.generated.ts';
+import { fitsLoops, loopRegions, loops } from './loops.ts';
 import { float32Values, runCpuKernel, type KernelArgs } from './tensors.ts';
 
 type PoolInfo = backend_util.Conv2DInfo;
@@ -21,7 +21,7 @@ export function maxPool(args: KernelArgs<{ x: TensorInfo }, MaxPoolAttrs>): Tens
   );
   const xValues = float32Values(backend, x);
   let argmax: Int32Array;
-  if (info.inChannels % 4 === 0 && 4 * (xValues.length + 2 * out.length) + 32 <= SIMD_MAX_BYTES) {
+  if (info.inChannels % 4 === 0 && fitsLoops(xValues.length + 2 * out.length)) {
     argmax = simdMaxima(xValues, info, out);
   } else {
     argmax = windowMaxima(xValues, info, out.length).slice(0, out.length);
@@ -75,37 +75,16 @@ function poolInfo(inShape: readonly number[], attrs: MaxPoolAttrs | MaxPoolGradA
   );
 }
 
-/** The part of the WebAssembly JavaScript API used here (TypeScript declares it only beside the DOM). */
-interface WebAssemblyApi {
-  Module: new (bytes: Uint8Array) => object;
-  Instance: new (module: object) => { exports: object };
-}
-interface PoolKernels {
-  memory: { buffer: ArrayBuffer; grow(pages: number): number };
-  max_pool(x: number, out: number, argmax: number, ...sizes: number[]): void;
-}
-const PAGE_BYTES = 65536;
-/** Larger pools take the scalar loop: 32-bit WebAssembly addresses 4 GiB, and this stays well inside. */
-const SIMD_MAX_BYTES = 2 ** 31;
-const wasm = (globalThis as unknown as { WebAssembly: WebAssemblyApi }).WebAssembly;
-/** One instance whose memory holds a call's input, maxima and indices; it grows with the largest pool. */
-const kernels = new wasm.Instance(new wasm.Module(Buffer.from(POOL_WASM_BASE64, 'base64'))).exports as PoolKernels;
-
 /** The SIMD forward pass (channels a multiple of 4): writes the maxima into `out`, returns their input indices. */
 function simdMaxima(x: Float32Array, info: PoolInfo, out: Float32Array): Int32Array {
-  const aligned = (floats: number) => Math.ceil(floats / 4) * 16;
-  const [outAt, argmaxAt] = [aligned(x.length), aligned(x.length) + aligned(out.length)];
-  const bytes = argmaxAt + aligned(out.length);
-  const have = kernels.memory.buffer.byteLength;
-  if (bytes > have) kernels.memory.grow(Math.ceil((bytes - have) / PAGE_BYTES));
-  const buffer = kernels.memory.buffer;
-  new Float32Array(buffer, 0, x.length).set(x);
+  const [[xAt, xRegion], [outAt, outRegion], [argmaxAt, argmaxRegion]] = loopRegions(x.length, out.length, out.length);
+  xRegion.set(x);
   const { batchSize, inHeight, inWidth, inChannels, outHeight, outWidth, strideHeight, strideWidth } = info;
   const sizes = [batchSize, inHeight, inWidth, inChannels, outHeight, outWidth, strideHeight, strideWidth];
   const window = [info.effectiveFilterHeight, info.effectiveFilterWidth, info.padInfo.top, info.padInfo.left];
-  kernels.max_pool(0, outAt, argmaxAt, ...sizes, ...window);
-  out.set(new Float32Array(buffer, outAt, out.length));
-  return new Int32Array(buffer, argmaxAt, out.length).slice();
+  loops.max_pool(xAt, outAt, argmaxAt, ...sizes, ...window);
+  out.set(outRegion);
+  return new Int32Array(argmaxRegion.buffer, argmaxRegion.byteOffset, out.length).slice();
 }
 
 let bestValues = new Float64Array(0);
