@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { generateWasmModule, WASM_MODULES } from '../scripts/gen-wasm.ts';
-import { addInPlace, dropoutNoise, multiplyInPlace, reluBackward, SimdHeap } from '../src/common/simd/f32.ts';
+import { addInPlace, dropoutNoise, geluBackward, geluForward, multiplyInPlace, reluBackward, SimdHeap } from '../src/common/simd/f32.ts';
 import { adamCoefficients, adamUpdate } from '../src/training/adam.ts';
 import { DeviceState } from '../src/training/device-state.ts';
 import { selectBackend } from '../src/training/engine.ts';
@@ -98,6 +98,32 @@ describe('WebAssembly SIMD kernels', () => {
       const dropped = got.filter((value) => value === 0).length / got.length;
       if (got.length > 10000) expect(dropped).toBeCloseTo(rate, 1);
     }
+  });
+
+  it('GELU and its gradient close to the double-precision formula at every magnitude (error ∝ the float32 argument of exp), NaN kept', () => {
+    const rng = new Rng(17);
+    const x = Float32Array.from({ length: 4099 }, (_, i) =>
+      i < 8 ? [0, -0, 1e-30, -1e-30, 50, -50, 200, -200][i] : (rng.uniform() - 0.5) * 24,
+    );
+    const dy = values(rng, x.length);
+    const { values: out, gates } = geluForward(x);
+    const grad = geluBackward(x, gates, dy);
+    const [scale, cubic] = [Math.sqrt(2 / Math.PI), 0.044715];
+    for (let i = 0; i < x.length; i++) {
+      const v = x[i];
+      const argument = -2 * scale * v * (1 + cubic * v * v);
+      const gate = 1 / (1 + Math.exp(argument));
+      // Rounding the argument to float32 moves exp by about 2^-24 of |argument|, relatively; a gate
+      // below float32's range (x < −10) is about 1e-39, not 0.
+      const relative = 2e-7 * (4 + Math.abs(argument));
+      const second = v * gate * (1 - gate) * 2 * scale * (1 + 3 * cubic * v * v);
+      const slope = gate + second;
+      expect(Math.abs(out[i] - v * gate), `gelu(${v})`).toBeLessThanOrEqual(relative * Math.abs(v) * (gate + 1e-30));
+      expect(Math.abs(grad[i] - dy[i] * slope), `gelu'(${v})`).toBeLessThanOrEqual(
+        relative * Math.abs(dy[i]) * (gate + Math.abs(second) + 1e-30),
+      );
+    }
+    expect(Number.isNaN(geluForward(Float32Array.of(Number.NaN)).values[0])).toBe(true);
   });
 
   it('the Adam(W) kernel gives the bits of its scalar twin, dense and at kept positions (moments packed), with and without decay', () => {

@@ -8,6 +8,7 @@ interface LoopKernels {
   max_pool(x: number, out: number, argmax: number, ...sizes: number[]): void;
   bias_relu(values: number, bias: number, n: number, channels: number): void;
   im2col(x: number, cols: number, start: number, count: number, ...sizes: number[]): void;
+  sum_leading(values: number, rows: number, width: number, totals: number): void;
 }
 
 /** The part of the WebAssembly JavaScript API used here (TypeScript declares it only beside the DOM). */

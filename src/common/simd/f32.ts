@@ -26,6 +26,8 @@ interface F32Kernels {
   mul(dst: number, src: number, n: number): void;
   relu_backward(dz: number, dy: number, y: number, noise: number, n: number, channels: number, sums: number): void;
   dropout_noise(out: number, seeds: number, rows: number, width: number, threshold: number, keep: number): void;
+  gelu(x: number, values: number, gates: number, n: number): void;
+  gelu_backward(x: number, gates: number, dy: number, out: number, n: number): void;
   adam(w: number, m: number, v: number, g: number, n: number, ...c: number[]): void;
   adam_masked(w: number, m: number, v: number, g: number, pos: number, n: number, ...c: number[]): void;
 }
@@ -161,6 +163,33 @@ export function dropoutNoise(seeds: Uint32Array, width: number, threshold: numbe
   new Uint32Array(buffer, seedsAt, seeds.length).set(seeds);
   scratch.dropout_noise(0, seedsAt, seeds.length, width, threshold, keep);
   return new Float32Array(buffer, 0, n).slice();
+}
+
+/**
+ * GELU's tanh form, x·σ(2u) with u = √(2/π)·(x + 0.044715·x³), in float32 (an exp within 2 ulp):
+ * the values, and the gates σ(2u) its gradient needs.
+ */
+export function geluForward(x: Float32Array): { values: Float32Array; gates: Float32Array } {
+  const n = x.length;
+  const stride = aligned(4 * n);
+  const buffer = scratchOf(3 * stride);
+  new Float32Array(buffer, 0, n).set(x);
+  scratch.gelu(0, stride, 2 * stride, n);
+  return { values: new Float32Array(buffer, stride, n).slice(), gates: new Float32Array(buffer, 2 * stride, n).slice() };
+}
+
+/** dy·d/dx of geluForward at x, from the gates it kept. */
+export function geluBackward(x: Float32Array, gates: Float32Array, dy: Float32Array): Float32Array {
+  const n = x.length;
+  if (gates.length !== n || dy.length !== n)
+    throw new RangeError(`geluBackward: ${n} values, ${gates.length} gates, ${dy.length} gradients`);
+  const stride = aligned(4 * n);
+  const buffer = scratchOf(4 * stride);
+  new Float32Array(buffer, 0, n).set(x);
+  new Float32Array(buffer, stride, n).set(gates);
+  new Float32Array(buffer, 2 * stride, n).set(dy);
+  scratch.gelu_backward(0, stride, 2 * stride, 3 * stride, n);
+  return new Float32Array(buffer, 3 * stride, n).slice();
 }
 
 /** into = kernel(into, values) elementwise, over copies in scratch memory. */

@@ -176,6 +176,65 @@
         (local.set $row (i32.add (local.get $row) (i32.const 1)))
         (br $each_row))))
 
+  ;; e^x in float32 for four lanes (Cephes' expf: a degree-5 polynomial on x − k·ln 2, times 2^k),
+  ;; within 2 ulp over the range; beyond ±88.38 it saturates (0 or about 2.4e38), NaN stays NaN.
+  (func $exp4 (param $x v128) (result v128)
+    (local $k v128) (local $r v128) (local $p v128)
+    (local.set $x (f32x4.max (f32x4.min (local.get $x) (f32x4.splat (f32.const 88.3762626647949))) (f32x4.splat (f32.const -88.3762626647949))))
+    (local.set $k (f32x4.floor (f32x4.add (f32x4.mul (local.get $x) (f32x4.splat (f32.const 1.44269504088896341))) (f32x4.splat (f32.const 0.5)))))
+    (local.set $r (f32x4.sub (f32x4.sub (local.get $x) (f32x4.mul (local.get $k) (f32x4.splat (f32.const 0.693359375))))
+                             (f32x4.mul (local.get $k) (f32x4.splat (f32.const -2.12194440e-4)))))
+    (local.set $p (f32x4.add (f32x4.mul (f32x4.splat (f32.const 1.9875691500e-4)) (local.get $r)) (f32x4.splat (f32.const 1.3981999507e-3))))
+    (local.set $p (f32x4.add (f32x4.mul (local.get $p) (local.get $r)) (f32x4.splat (f32.const 8.3334519073e-3))))
+    (local.set $p (f32x4.add (f32x4.mul (local.get $p) (local.get $r)) (f32x4.splat (f32.const 4.1665795894e-2))))
+    (local.set $p (f32x4.add (f32x4.mul (local.get $p) (local.get $r)) (f32x4.splat (f32.const 1.6666665459e-1))))
+    (local.set $p (f32x4.add (f32x4.mul (local.get $p) (local.get $r)) (f32x4.splat (f32.const 5.0000001201e-1))))
+    (local.set $p (f32x4.add (f32x4.add (f32x4.mul (local.get $p) (f32x4.mul (local.get $r) (local.get $r))) (local.get $r))
+                             (f32x4.splat (f32.const 1))))
+    ;; 2^k from the exponent bits; k ≥ −127 here, and k = −127 gives 0 (e^x then is below float32's normals).
+    (f32x4.mul (local.get $p)
+      (i32x4.shl (i32x4.add (i32x4.trunc_sat_f32x4_s (local.get $k)) (i32x4.splat (i32.const 127))) (i32.const 23))))
+
+  ;; GELU's tanh form as x·σ(2u), u = √(2/π)·(x + 0.044715·x³): values[i] and the gate σ(2u) for the gradient.
+  (func (export "gelu") (param $x i32) (param $values i32) (param $gates i32) (param $n i32)
+    (local $end i32) (local $v v128) (local $gate v128)
+    (local.set $end (i32.add (local.get $x) (i32.shl (i32.and (i32.add (local.get $n) (i32.const 3)) (i32.const -4)) (i32.const 2))))
+    (block $done
+      (loop $four
+        (br_if $done (i32.ge_u (local.get $x) (local.get $end)))
+        (local.set $v (v128.load (local.get $x)))
+        (local.set $gate (f32x4.div (f32x4.splat (f32.const 1))
+          (f32x4.add (f32x4.splat (f32.const 1))
+            (call $exp4 (f32x4.mul (f32x4.mul (f32x4.splat (f32.const -1.5957691216057308)) (local.get $v))
+              (f32x4.add (f32x4.splat (f32.const 1)) (f32x4.mul (f32x4.splat (f32.const 0.044715)) (f32x4.mul (local.get $v) (local.get $v)))))))))
+        (v128.store (local.get $gates) (local.get $gate))
+        (v128.store (local.get $values) (f32x4.mul (local.get $v) (local.get $gate)))
+        (local.set $x (i32.add (local.get $x) (i32.const 16)))
+        (local.set $values (i32.add (local.get $values) (i32.const 16)))
+        (local.set $gates (i32.add (local.get $gates) (i32.const 16)))
+        (br $four))))
+
+  ;; out[i] = dy[i]·(σ + x·σ·(1 − σ)·2√(2/π)·(1 + 3·0.044715·x²)), σ the gate the forward pass kept.
+  (func (export "gelu_backward") (param $x i32) (param $gates i32) (param $dy i32) (param $out i32) (param $n i32)
+    (local $end i32) (local $v v128) (local $gate v128)
+    (local.set $end (i32.add (local.get $x) (i32.shl (i32.and (i32.add (local.get $n) (i32.const 3)) (i32.const -4)) (i32.const 2))))
+    (block $done
+      (loop $four
+        (br_if $done (i32.ge_u (local.get $x) (local.get $end)))
+        (local.set $v (v128.load (local.get $x)))
+        (local.set $gate (v128.load (local.get $gates)))
+        (v128.store (local.get $out)
+          (f32x4.mul (v128.load (local.get $dy))
+            (f32x4.add (local.get $gate)
+              (f32x4.mul (f32x4.mul (f32x4.mul (local.get $v) (local.get $gate)) (f32x4.sub (f32x4.splat (f32.const 1)) (local.get $gate)))
+                (f32x4.mul (f32x4.splat (f32.const 1.5957691216057308))
+                  (f32x4.add (f32x4.splat (f32.const 1)) (f32x4.mul (f32x4.splat (f32.const 0.134145)) (f32x4.mul (local.get $v) (local.get $v)))))))))
+        (local.set $x (i32.add (local.get $x) (i32.const 16)))
+        (local.set $gates (i32.add (local.get $gates) (i32.const 16)))
+        (local.set $dy (i32.add (local.get $dy) (i32.const 16)))
+        (local.set $out (i32.add (local.get $out) (i32.const 16)))
+        (br $four))))
+
   ;; Adam(W) over n weights: m = b1*m + gm*g; v = b2*v + (gv*g)*g; w = w*keep - (step*m)/(sqrt(v) + eps).
   ;; float32 throughout, each operation rounded once, in this order (adamReference in training/adam.ts).
   (func (export "adam") (param $w i32) (param $m i32) (param $v i32) (param $g i32) (param $n i32)

@@ -3,6 +3,7 @@
 // formulas are composed of core ops. Built from many small ops and
 // differentiated op by op, these were most of a GPT step on the host backends.
 import * as tf from '@tensorflow/tfjs-core';
+import { geluBackward, geluForward } from '../../common/simd/f32.ts';
 import { hostValues, onHostBackend } from '../host-backend.ts';
 
 const GELU_SCALE = Math.sqrt(2 / Math.PI);
@@ -108,11 +109,11 @@ export function crossEntropySum(logits: tf.Tensor2D, labels: Int32Array): tf.Sca
 const geluOp = tf.customGrad((...inputs: (tf.Tensor | tf.GradSaveFunc)[]) => {
   const [x, save] = inputs as [tf.Tensor, tf.GradSaveFunc];
   if (onHostBackend()) {
-    // The forward pass keeps σ(2u) per value, so the backward pass needs no exp of its own.
-    const { values, gates } = hostGelu(hostValues(x));
+    // x·σ(2u) in SIMD (common/simd/f32.ts), one exp per value; σ(2u) is kept, so the backward pass needs none.
+    const { values, gates } = geluForward(hostValues(x));
     save([x, tf.tensor(gates, x.shape)]);
     const gradFunc = (dy: tf.Tensor, [savedX, savedGates]: tf.Tensor[]) =>
-      tf.tensor(hostGeluGradient(hostValues(savedX), hostValues(savedGates), hostValues(dy)), savedX.shape);
+      tf.tensor(geluBackward(hostValues(savedX), hostValues(savedGates), hostValues(dy)), savedX.shape);
     return { value: tf.tensor(values, x.shape), gradFunc };
   }
   save([x]);
@@ -143,30 +144,6 @@ function layerNormGradient(dy: tf.Tensor, [normalized, inverseStd, gain]: tf.Ten
 function softmaxComposed(x: tf.Tensor): tf.Tensor {
   const exps = tf.exp(tf.sub(x, tf.max(x, -1, true)));
   return tf.div(exps, tf.sum(exps, -1, true));
-}
-
-/** 0.5·x·(1 + tanh(u)) written as x·σ(2u), one exp per value; σ(2u) is kept for the gradient. */
-function hostGelu(x: Float32Array): { values: Float32Array; gates: Float32Array } {
-  const values = new Float32Array(x.length);
-  const gates = new Float32Array(x.length);
-  for (let i = 0; i < x.length; i++) {
-    const v = x[i];
-    const gate = 1 / (1 + Math.exp(-2 * GELU_SCALE * v * (1 + GELU_CUBIC * v * v)));
-    gates[i] = gate;
-    values[i] = v * gate;
-  }
-  return { values, gates };
-}
-
-/** d/dx x·σ(2u) = σ + x·σ·(1 − σ)·2u′, with u′ = √(2/π)·(1 + 3·0.044715·x²). */
-function hostGeluGradient(x: Float32Array, gates: Float32Array, dy: Float32Array): Float32Array {
-  const out = new Float32Array(x.length);
-  for (let i = 0; i < x.length; i++) {
-    const v = x[i];
-    const gate = gates[i];
-    out[i] = dy[i] * (gate + v * gate * (1 - gate) * 2 * GELU_SCALE * (1 + 3 * GELU_CUBIC * v * v));
-  }
-  return out;
 }
 
 function hostLayerNorm(x: Float32Array, gain: Float32Array, width: number, epsilon: number) {
