@@ -156,42 +156,50 @@ describe('gpt model', () => {
 });
 
 describe('fused GELU, LayerNorm, causal attention and cross-entropy (host loops on cpu and blas)', () => {
-  it('give the values and gradients of the same formulas built op by op', () => {
+  it('give the values and gradients of the same formulas built op by op (SIMD and scalar LayerNorm)', () => {
     const rng = new Rng(12);
-    const values = Float32Array.from({ length: 6 * 10 }, () => 4 * rng.normal());
-    const x = tf.tensor2d(values, [6, 10]);
-    const gain = tf.tensor1d(Float32Array.from({ length: 10 }, () => 1 + rng.normal() * 0.3));
-    const bias = tf.tensor1d(Float32Array.from({ length: 10 }, () => rng.normal()));
-    const upstream = tf.tensor2d(
-      Float32Array.from({ length: 60 }, () => rng.normal()),
-      [6, 10],
-    );
-    const plainNorm = (v: tf.Tensor2D, g: tf.Tensor1D) => {
-      const { mean, variance } = tf.moments(v, -1, true);
-      return tf.add(tf.mul(tf.div(tf.sub(v, mean), tf.sqrt(tf.add(variance, 1e-5))), g), bias) as tf.Tensor2D;
-    };
-    const plainGelu = (v: tf.Tensor2D) =>
-      tf.mul(tf.mul(v, 0.5), tf.add(tf.tanh(tf.mul(tf.add(v, tf.mul(tf.pow(v, 3), 0.044715)), Math.sqrt(2 / Math.PI))), 1)) as tf.Tensor2D;
-    const pairs: [string, (v: tf.Tensor2D, g: tf.Tensor1D) => tf.Tensor2D, (v: tf.Tensor2D, g: tf.Tensor1D) => tf.Tensor2D][] = [
-      ['gelu', (v) => gelu(v), (v) => plainGelu(v)],
-      ['layerNorm', (v, g) => layerNorm(v, g, bias, 1e-5), plainNorm],
-    ];
-    for (const [name, fused, plain] of pairs) {
-      const input = tf.clipByValue(x, -8, 8);
-      const inputs = name === 'layerNorm' ? [input, gain] : [input];
-      const weigh =
-        (f: typeof fused) =>
-        (...v: tf.Tensor[]) =>
-          tf.sum(tf.mul(f(v[0] as tf.Tensor2D, (v[1] ?? gain) as tf.Tensor1D), upstream));
-      const [fx, fg] = tf.grads(weigh(fused))(inputs);
-      const [px, pg] = tf.grads(weigh(plain))(inputs);
-      const close = (a: tf.Tensor, b: tf.Tensor, what: string) => {
-        const [u, v] = [a.dataSync(), b.dataSync()];
-        u.forEach((value, i) => expect(Math.abs(value - v[i]), `${name} ${what} ${i}`).toBeLessThan(2e-5 * Math.max(1, Math.abs(v[i]))));
+    // Width 12 takes the SIMD LayerNorm (rows in fours), 10 the scalar loops.
+    for (const width of [10, 12]) {
+      const values = Float32Array.from({ length: 6 * width }, () => 4 * rng.normal());
+      const x = tf.tensor2d(values, [6, width]);
+      const gain = tf.tensor1d(Float32Array.from({ length: width }, () => 1 + rng.normal() * 0.3));
+      const bias = tf.tensor1d(Float32Array.from({ length: width }, () => rng.normal()));
+      const upstream = tf.tensor2d(
+        Float32Array.from({ length: 6 * width }, () => rng.normal()),
+        [6, width],
+      );
+      const plainNorm = (v: tf.Tensor2D, g: tf.Tensor1D) => {
+        const { mean, variance } = tf.moments(v, -1, true);
+        return tf.add(tf.mul(tf.div(tf.sub(v, mean), tf.sqrt(tf.add(variance, 1e-5))), g), bias) as tf.Tensor2D;
       };
-      close(fused(input, gain), plain(input, gain), 'value');
-      close(fx, px, 'gradient of x');
-      if (name === 'layerNorm') close(fg, pg, 'gradient of gain');
+      const plainGelu = (v: tf.Tensor2D) =>
+        tf.mul(
+          tf.mul(v, 0.5),
+          tf.add(tf.tanh(tf.mul(tf.add(v, tf.mul(tf.pow(v, 3), 0.044715)), Math.sqrt(2 / Math.PI))), 1),
+        ) as tf.Tensor2D;
+      const pairs: [string, (v: tf.Tensor2D, g: tf.Tensor1D) => tf.Tensor2D, (v: tf.Tensor2D, g: tf.Tensor1D) => tf.Tensor2D][] = [
+        ['gelu', (v) => gelu(v), (v) => plainGelu(v)],
+        ['layerNorm', (v, g) => layerNorm(v, g, bias, 1e-5), plainNorm],
+      ];
+      for (const [name, fused, plain] of pairs) {
+        const input = tf.clipByValue(x, -8, 8);
+        const inputs = name === 'layerNorm' ? [input, gain] : [input];
+        const weigh =
+          (f: typeof fused) =>
+          (...v: tf.Tensor[]) =>
+            tf.sum(tf.mul(f(v[0] as tf.Tensor2D, (v[1] ?? gain) as tf.Tensor1D), upstream));
+        const [fx, fg] = tf.grads(weigh(fused))(inputs);
+        const [px, pg] = tf.grads(weigh(plain))(inputs);
+        const close = (a: tf.Tensor, b: tf.Tensor, what: string) => {
+          const [u, v] = [a.dataSync(), b.dataSync()];
+          u.forEach((value, i) =>
+            expect(Math.abs(value - v[i]), `${name} ${what} ${i}, width ${width}`).toBeLessThan(2e-5 * Math.max(1, Math.abs(v[i]))),
+          );
+        };
+        close(fused(input, gain), plain(input, gain), 'value');
+        close(fx, px, 'gradient of x');
+        if (name === 'layerNorm') close(fg, pg, 'gradient of gain');
+      }
     }
     // Causal attention weights: scale, mask, softmax and dropout noise in one op, against the four ops.
     const scores = tf.tensor3d(
@@ -217,7 +225,14 @@ describe('fused GELU, LayerNorm, causal attention and cross-entropy (host loops 
       ga.forEach((value, i) => expect(Math.abs(value - gb[i]), `attention gradient ${i}`).toBeLessThan(1e-5));
     }
     const labels = Int32Array.from([3, 0, 9, 9, 5, 1]);
-    const logits = tf.clipByValue(x, -8, 8);
+    const logits = tf.clipByValue(
+      tf.tensor2d(
+        Float32Array.from({ length: 60 }, () => 4 * rng.normal()),
+        [6, 10],
+      ),
+      -8,
+      8,
+    );
     const plainLoss = (v: tf.Tensor) =>
       tf.neg(tf.sum(tf.mul(tf.logSoftmax(v as tf.Tensor2D), tf.oneHot(tf.tensor1d(labels, 'int32'), 10))));
     const fusedLoss = (v: tf.Tensor) => tf.mul(crossEntropySum(v as tf.Tensor2D, labels), 1.5);

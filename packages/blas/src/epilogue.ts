@@ -56,6 +56,7 @@ function replace(backend: MathBackendCPU, old: TensorInfo, next: TensorInfo): Te
 /** values[i] += bias[i mod channels]; a one-element bias is added everywhere. */
 function addPerChannel(values: Float32Array, bias: TypedArray): void {
   const channels = bias.length;
+  if (biasInLoops(values, bias, false)) return;
   if (channels === 1) {
     const b = bias[0];
     for (let i = 0; i < values.length; i++) values[i] += b;
@@ -66,26 +67,27 @@ function addPerChannel(values: Float32Array, bias: TypedArray): void {
   }
 }
 
-/**
- * values[i] = relu(values[i] + bias[i mod channels]): the bits of the Add kernel, then the Relu
- * kernel's formula; in WebAssembly SIMD (loops.wat) over a copy, where it fits.
- */
+/** values[i] = relu(values[i] + bias[i mod channels]): the bits of the Add kernel, then the Relu kernel's formula. */
 function addPerChannelRelu(values: Float32Array, bias: TypedArray): void {
   const channels = bias.length;
-  if (bias instanceof Float32Array && fitsLoops(values.length + channels)) {
-    const [[valuesAt, region], [biasAt, biasRegion]] = loopRegions(values.length, channels);
-    region.set(values);
-    biasRegion.set(bias);
-    loops.bias_relu(valuesAt, biasAt, values.length, channels);
-    values.set(region);
-    return;
-  }
+  if (biasInLoops(values, bias, true)) return;
   for (let row = 0; row < values.length; row += channels) {
     for (let c = 0; c < channels; c++) {
       const v = Math.fround(values[row + c] + bias[c]);
       values[row + c] = v === Number.NEGATIVE_INFINITY ? 0 : 0.5 * (v + Math.abs(v));
     }
   }
+}
+
+/** The bias (and ReLU) in WebAssembly SIMD (loops.wat) over a copy, the same bits; false where it does not fit. */
+function biasInLoops(values: Float32Array, bias: TypedArray, relu: boolean): boolean {
+  if (!(bias instanceof Float32Array) || !fitsLoops(values.length + bias.length)) return false;
+  const [[valuesAt, region], [biasAt, biasRegion]] = loopRegions(values.length, bias.length);
+  region.set(values);
+  biasRegion.set(bias);
+  loops.bias_relu(valuesAt, biasAt, values.length, bias.length, relu ? 1 : 0);
+  values.set(region);
+  return true;
 }
 
 function preluPerChannel(values: Float32Array, alpha: TypedArray): void {

@@ -74,12 +74,15 @@
             (br $each_row)))
         (local.set $b (i32.add (local.get $b) (i32.const 1)))
         (br $each_image))))
-;; values[i] = relu(values[i] + bias[i mod channels]): float32 adds, then max(v, 0), which is the cpu
+;; values[i] += bias[i mod channels] (float32 adds), then with $relu max(v, 0), which is the cpu
   ;; Relu's 0.5·(v + |v|) for every v (+0 for negatives and −0, 0 for −∞, NaN stays NaN).
-  (func (export "bias_relu") (param $values i32) (param $bias i32) (param $n i32) (param $channels i32)
+  (func (export "bias_relu") (param $values i32) (param $bias i32) (param $n i32) (param $channels i32) (param $relu i32)
+    (local $floor f32)
     (local $end i32) (local $c i32) (local $c4 i32) (local $at i32)
     (local.set $end (i32.add (local.get $values) (i32.shl (local.get $n) (i32.const 2))))
     (local.set $c4 (i32.and (local.get $channels) (i32.const -4)))
+    ;; Without the ReLU the max is with −∞, which leaves every value as it is.
+    (local.set $floor (select (f32.const 0) (f32.const -inf) (local.get $relu)))
     (block $rows_done
       (loop $each_row
         (br_if $rows_done (i32.ge_u (local.get $values) (local.get $end)))
@@ -90,7 +93,7 @@
             (local.set $at (i32.add (local.get $values) (i32.shl (local.get $c) (i32.const 2))))
             (v128.store (local.get $at)
               (f32x4.max (f32x4.add (v128.load (local.get $at)) (v128.load (i32.add (local.get $bias) (i32.shl (local.get $c) (i32.const 2)))))
-                         (f32x4.splat (f32.const 0))))
+                         (f32x4.splat (local.get $floor))))
             (local.set $c (i32.add (local.get $c) (i32.const 4)))
             (br $each_four)))
         (block $one_done
@@ -99,7 +102,7 @@
             (local.set $at (i32.add (local.get $values) (i32.shl (local.get $c) (i32.const 2))))
             (f32.store (local.get $at)
               (f32.max (f32.add (f32.load (local.get $at)) (f32.load (i32.add (local.get $bias) (i32.shl (local.get $c) (i32.const 2)))))
-                       (f32.const 0)))
+                       (local.get $floor)))
             (local.set $c (i32.add (local.get $c) (i32.const 1)))
             (br $each_one)))
         (local.set $values (i32.add (local.get $values) (i32.shl (local.get $channels) (i32.const 2))))

@@ -24,6 +24,7 @@ export function transpose(args: KernelArgs<{ x: TensorInfo }, TransposeAttrs>): 
   let inOffset = 0;
   for (let outOffset = 0; outOffset < length; outOffset += run) {
     if (run === 1) out[outOffset] = values[inOffset];
+    else if (run >= 16) out.set(values.subarray(inOffset, inOffset + run), outOffset);
     else for (let i = 0; i < run; i++) out[outOffset + i] = values[inOffset + i];
     for (let d = outer - 1; d >= 0; d--) {
       inOffset += strides[d];

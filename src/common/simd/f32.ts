@@ -1,6 +1,6 @@
 // Float32 kernels in WebAssembly SIMD (f32.wat) for loops V8 runs one float at a time: the ring's
-// sum of a received chunk and its own values, the masked Adam update, and the ReLU layers' dropout
-// product and backward pass. A SimdHeap is one instance of the module with its own memory, whose
+// sum of a received chunk and its own values, the masked Adam update, the ReLU layers' dropout
+// product and backward pass, and the GPT's GELU and LayerNorm. A SimdHeap is one instance of the module with its own memory, whose
 // regions are carved out once and never move (arrays a backend may hold for a whole run); the
 // other kernels copy their operands into a scratch instance.
 import { F32_WASM_BASE64 } from './f32.generated.ts';
@@ -27,6 +27,26 @@ interface F32Kernels {
   relu_backward(dz: number, dy: number, y: number, noise: number, n: number, channels: number, sums: number): void;
   dropout_noise(out: number, seeds: number, rows: number, width: number, threshold: number, keep: number): void;
   gelu(x: number, values: number, gates: number, n: number): void;
+  layer_norm(
+    x: number,
+    gain: number,
+    values: number,
+    normalized: number,
+    inverseStd: number,
+    rows: number,
+    width: number,
+    epsilon: number,
+  ): void;
+  layer_norm_backward(
+    dy: number,
+    normalized: number,
+    inverseStd: number,
+    gain: number,
+    dx: number,
+    dGain: number,
+    rows: number,
+    width: number,
+  ): void;
   gelu_backward(x: number, gates: number, dy: number, out: number, n: number): void;
   adam(w: number, m: number, v: number, g: number, n: number, ...c: number[]): void;
   adam_masked(w: number, m: number, v: number, g: number, pos: number, n: number, ...c: number[]): void;
@@ -190,6 +210,62 @@ export function geluBackward(x: Float32Array, gates: Float32Array, dy: Float32Ar
   new Float32Array(buffer, 2 * stride, n).set(dy);
   scratch.gelu_backward(0, stride, 2 * stride, 3 * stride, n);
   return new Float32Array(buffer, 3 * stride, n).slice();
+}
+
+/**
+ * LayerNorm over rows of `width` (a multiple of 4): (x − mean)/σ·gain, the mean and variance
+ * summed in double precision; also x̂ and 1/σ per row for the gradient.
+ */
+export function layerNormForward(
+  x: Float32Array,
+  gain: Float32Array,
+  width: number,
+  epsilon: number,
+): { values: Float32Array; normalized: Float32Array; inverseStd: Float32Array } {
+  const rows = x.length / width;
+  if (width % 4 !== 0 || gain.length !== width || !Number.isInteger(rows))
+    throw new RangeError(`layerNormForward: ${x.length} values, width ${width}, ${gain.length} gains`);
+  const stride = aligned(4 * x.length);
+  const [gainAt, valuesAt, normalizedAt, inverseAt] = [
+    stride,
+    stride + aligned(4 * width),
+    2 * stride + aligned(4 * width),
+    3 * stride + aligned(4 * width),
+  ];
+  const buffer = scratchOf(inverseAt + 4 * rows);
+  new Float32Array(buffer, 0, x.length).set(x);
+  new Float32Array(buffer, gainAt, width).set(gain);
+  scratch.layer_norm(0, gainAt, valuesAt, normalizedAt, inverseAt, rows, width, epsilon);
+  return {
+    values: new Float32Array(buffer, valuesAt, x.length).slice(),
+    normalized: new Float32Array(buffer, normalizedAt, x.length).slice(),
+    inverseStd: new Float32Array(buffer, inverseAt, rows).slice(),
+  };
+}
+
+/** layerNormForward's gradients: dx, and the gain's (Σ over rows of dy·x̂, in double precision). */
+export function layerNormBackward(
+  dy: Float32Array,
+  normalized: Float32Array,
+  inverseStd: Float32Array,
+  gain: Float32Array,
+  width: number,
+): { dx: Float32Array; dGain: Float32Array } {
+  const rows = inverseStd.length;
+  if (width % 4 !== 0 || dy.length !== rows * width || normalized.length !== dy.length || gain.length !== width)
+    throw new RangeError(`layerNormBackward: ${dy.length} gradients, ${normalized.length} normalized, ${rows} rows of ${width}`);
+  const stride = aligned(4 * dy.length);
+  const [normalizedAt, dxAt, inverseAt] = [stride, 2 * stride, 3 * stride];
+  const gainAt = inverseAt + aligned(4 * rows);
+  const dGainAt = gainAt + aligned(4 * width);
+  const buffer = scratchOf(dGainAt + 8 * width);
+  new Float32Array(buffer, 0, dy.length).set(dy);
+  new Float32Array(buffer, normalizedAt, dy.length).set(normalized);
+  new Float32Array(buffer, inverseAt, rows).set(inverseStd);
+  new Float32Array(buffer, gainAt, width).set(gain);
+  new Float64Array(buffer, dGainAt, width).fill(0);
+  scratch.layer_norm_backward(0, normalizedAt, inverseAt, gainAt, dxAt, dGainAt, rows, width);
+  return { dx: new Float32Array(buffer, dxAt, dy.length).slice(), dGain: Float32Array.from(new Float64Array(buffer, dGainAt, width)) };
 }
 
 /** into = kernel(into, values) elementwise, over copies in scratch memory. */

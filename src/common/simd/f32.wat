@@ -235,6 +235,127 @@
         (local.set $out (i32.add (local.get $out) (i32.const 16)))
         (br $four))))
 
+  ;; LayerNorm over rows of $width (a multiple of 4): mean and variance summed in double precision,
+  ;; normalized = (x − mean)·(1/√(var + ε)) and values = normalized·gain in float32; 1/σ per row kept.
+  (func (export "layer_norm") (param $x i32) (param $gain i32) (param $values i32) (param $normalized i32)
+    (param $inverseStd i32) (param $rows i32) (param $width i32) (param $epsilon f64)
+    (local $r i32) (local $c i32) (local $at i32) (local $bytes i32) (local $v v128) (local $n v128)
+    (local $lo v128) (local $hi v128) (local $d v128) (local $mean f64) (local $inverse f64) (local $M v128) (local $I v128)
+    (local.set $bytes (i32.shl (local.get $width) (i32.const 2)))
+    (block $rows_done
+      (loop $each_row
+        (br_if $rows_done (i32.ge_u (local.get $r) (local.get $rows)))
+        (local.set $lo (f64x2.splat (f64.const 0)))
+        (local.set $hi (f64x2.splat (f64.const 0)))
+        (local.set $c (i32.const 0))
+        (block $sum_done
+          (loop $sum
+            (br_if $sum_done (i32.ge_u (local.get $c) (local.get $bytes)))
+            (local.set $v (v128.load (i32.add (local.get $x) (local.get $c))))
+            (local.set $lo (f64x2.add (local.get $lo) (f64x2.promote_low_f32x4 (local.get $v))))
+            (local.set $hi (f64x2.add (local.get $hi) (f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 0 1 2 3 4 5 6 7 (local.get $v) (local.get $v)))))
+            (local.set $c (i32.add (local.get $c) (i32.const 16)))
+            (br $sum)))
+        (local.set $lo (f64x2.add (local.get $lo) (local.get $hi)))
+        (local.set $mean (f64.div (f64.add (f64x2.extract_lane 0 (local.get $lo)) (f64x2.extract_lane 1 (local.get $lo)))
+                                  (f64.convert_i32_u (local.get $width))))
+        (local.set $M (f64x2.splat (local.get $mean)))
+        (local.set $lo (f64x2.splat (f64.const 0)))
+        (local.set $hi (f64x2.splat (f64.const 0)))
+        (local.set $c (i32.const 0))
+        (block $squares_done
+          (loop $squares
+            (br_if $squares_done (i32.ge_u (local.get $c) (local.get $bytes)))
+            (local.set $v (v128.load (i32.add (local.get $x) (local.get $c))))
+            (local.set $d (f64x2.sub (f64x2.promote_low_f32x4 (local.get $v)) (local.get $M)))
+            (local.set $lo (f64x2.add (local.get $lo) (f64x2.mul (local.get $d) (local.get $d))))
+            (local.set $d (f64x2.sub (f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 0 1 2 3 4 5 6 7 (local.get $v) (local.get $v))) (local.get $M)))
+            (local.set $hi (f64x2.add (local.get $hi) (f64x2.mul (local.get $d) (local.get $d))))
+            (local.set $c (i32.add (local.get $c) (i32.const 16)))
+            (br $squares)))
+        (local.set $lo (f64x2.add (local.get $lo) (local.get $hi)))
+        (local.set $inverse (f64.div (f64.const 1) (f64.sqrt (f64.add
+          (f64.div (f64.add (f64x2.extract_lane 0 (local.get $lo)) (f64x2.extract_lane 1 (local.get $lo))) (f64.convert_i32_u (local.get $width)))
+          (local.get $epsilon)))))
+        (f32.store (local.get $inverseStd) (f32.demote_f64 (local.get $inverse)))
+        (local.set $M (f32x4.splat (f32.demote_f64 (local.get $mean))))
+        (local.set $I (f32x4.splat (f32.demote_f64 (local.get $inverse))))
+        (local.set $c (i32.const 0))
+        (block $out_done
+          (loop $out
+            (br_if $out_done (i32.ge_u (local.get $c) (local.get $bytes)))
+            (local.set $n (f32x4.mul (f32x4.sub (v128.load (i32.add (local.get $x) (local.get $c))) (local.get $M)) (local.get $I)))
+            (v128.store (i32.add (local.get $normalized) (local.get $c)) (local.get $n))
+            (v128.store (i32.add (local.get $values) (local.get $c)) (f32x4.mul (local.get $n) (v128.load (i32.add (local.get $gain) (local.get $c)))))
+            (local.set $c (i32.add (local.get $c) (i32.const 16)))
+            (br $out)))
+        (local.set $x (i32.add (local.get $x) (local.get $bytes)))
+        (local.set $values (i32.add (local.get $values) (local.get $bytes)))
+        (local.set $normalized (i32.add (local.get $normalized) (local.get $bytes)))
+        (local.set $inverseStd (i32.add (local.get $inverseStd) (i32.const 4)))
+        (local.set $r (i32.add (local.get $r) (i32.const 1)))
+        (br $each_row))))
+
+  ;; LayerNorm's gradient: dx = (g·dy − mean(g·dy) − x̂·mean(g·dy·x̂))·(1/σ), the means in double
+  ;; precision; dGain[c] += Σ_rows dy·x̂ in double (f64 per channel, zeroed by the caller).
+  (func (export "layer_norm_backward") (param $dy i32) (param $normalized i32) (param $inverseStd i32) (param $gain i32)
+    (param $dx i32) (param $dGain i32) (param $rows i32) (param $width i32)
+    (local $r i32) (local $c i32) (local $bytes i32) (local $at i32) (local $g v128) (local $n v128) (local $s v128) (local $p v128)
+    (local $alo v128) (local $ahi v128) (local $blo v128) (local $bhi v128) (local $A v128) (local $B v128) (local $I v128)
+    (local.set $bytes (i32.shl (local.get $width) (i32.const 2)))
+    (block $rows_done
+      (loop $each_row
+        (br_if $rows_done (i32.ge_u (local.get $r) (local.get $rows)))
+        (local.set $alo (f64x2.splat (f64.const 0)))
+        (local.set $ahi (f64x2.splat (f64.const 0)))
+        (local.set $blo (f64x2.splat (f64.const 0)))
+        (local.set $bhi (f64x2.splat (f64.const 0)))
+        (local.set $c (i32.const 0))
+        (block $sums_done
+          (loop $sums
+            (br_if $sums_done (i32.ge_u (local.get $c) (local.get $bytes)))
+            (local.set $g (v128.load (i32.add (local.get $dy) (local.get $c))))
+            (local.set $n (v128.load (i32.add (local.get $normalized) (local.get $c))))
+            (local.set $s (f32x4.mul (local.get $g) (v128.load (i32.add (local.get $gain) (local.get $c)))))
+            (local.set $p (f32x4.mul (local.get $s) (local.get $n)))
+            (local.set $alo (f64x2.add (local.get $alo) (f64x2.promote_low_f32x4 (local.get $s))))
+            (local.set $ahi (f64x2.add (local.get $ahi) (f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 0 1 2 3 4 5 6 7 (local.get $s) (local.get $s)))))
+            (local.set $blo (f64x2.add (local.get $blo) (f64x2.promote_low_f32x4 (local.get $p))))
+            (local.set $bhi (f64x2.add (local.get $bhi) (f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 0 1 2 3 4 5 6 7 (local.get $p) (local.get $p)))))
+            ;; dGain: Σ dy·x̂ per channel, the products exact in double.
+            (local.set $at (i32.add (local.get $dGain) (i32.shl (local.get $c) (i32.const 1))))
+            (v128.store (local.get $at) (f64x2.add (v128.load (local.get $at))
+              (f64x2.mul (f64x2.promote_low_f32x4 (local.get $g)) (f64x2.promote_low_f32x4 (local.get $n)))))
+            (v128.store offset=16 (local.get $at) (f64x2.add (v128.load offset=16 (local.get $at))
+              (f64x2.mul (f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 0 1 2 3 4 5 6 7 (local.get $g) (local.get $g)))
+                         (f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 0 1 2 3 4 5 6 7 (local.get $n) (local.get $n))))))
+            (local.set $c (i32.add (local.get $c) (i32.const 16)))
+            (br $sums)))
+        (local.set $alo (f64x2.add (local.get $alo) (local.get $ahi)))
+        (local.set $blo (f64x2.add (local.get $blo) (local.get $bhi)))
+        (local.set $A (f32x4.splat (f32.demote_f64 (f64.div (f64.add (f64x2.extract_lane 0 (local.get $alo)) (f64x2.extract_lane 1 (local.get $alo)))
+                                                           (f64.convert_i32_u (local.get $width))))))
+        (local.set $B (f32x4.splat (f32.demote_f64 (f64.div (f64.add (f64x2.extract_lane 0 (local.get $blo)) (f64x2.extract_lane 1 (local.get $blo)))
+                                                           (f64.convert_i32_u (local.get $width))))))
+        (local.set $I (f32x4.splat (f32.load (local.get $inverseStd))))
+        (local.set $c (i32.const 0))
+        (block $dx_done
+          (loop $each_dx
+            (br_if $dx_done (i32.ge_u (local.get $c) (local.get $bytes)))
+            (v128.store (i32.add (local.get $dx) (local.get $c))
+              (f32x4.mul (f32x4.sub (f32x4.sub (f32x4.mul (v128.load (i32.add (local.get $dy) (local.get $c))) (v128.load (i32.add (local.get $gain) (local.get $c))))
+                                               (local.get $A))
+                                    (f32x4.mul (v128.load (i32.add (local.get $normalized) (local.get $c))) (local.get $B)))
+                         (local.get $I)))
+            (local.set $c (i32.add (local.get $c) (i32.const 16)))
+            (br $each_dx)))
+        (local.set $dy (i32.add (local.get $dy) (local.get $bytes)))
+        (local.set $normalized (i32.add (local.get $normalized) (local.get $bytes)))
+        (local.set $dx (i32.add (local.get $dx) (local.get $bytes)))
+        (local.set $inverseStd (i32.add (local.get $inverseStd) (i32.const 4)))
+        (local.set $r (i32.add (local.get $r) (i32.const 1)))
+        (br $each_row))))
+
   ;; Adam(W) over n weights: m = b1*m + gm*g; v = b2*v + (gv*g)*g; w = w*keep - (step*m)/(sqrt(v) + eps).
   ;; float32 throughout, each operation rounded once, in this order (adamReference in training/adam.ts).
   (func (export "adam") (param $w i32) (param $m i32) (param $v i32) (param $g i32) (param $n i32)

@@ -3,7 +3,7 @@
 // formulas are composed of core ops. Built from many small ops and
 // differentiated op by op, these were most of a GPT step on the host backends.
 import * as tf from '@tensorflow/tfjs-core';
-import { geluBackward, geluForward } from '../../common/simd/f32.ts';
+import { geluBackward, geluForward, layerNormBackward, layerNormForward } from '../../common/simd/f32.ts';
 import { hostValues, onHostBackend } from '../host-backend.ts';
 
 const GELU_SCALE = Math.sqrt(2 / Math.PI);
@@ -20,7 +20,8 @@ export function layerNorm(x: tf.Tensor2D, gain: tf.Tensor1D, bias: tf.Tensor1D |
   const op = tf.customGrad((...inputs: (tf.Tensor | tf.GradSaveFunc)[]) => {
     const [input, g, save] = inputs as [tf.Tensor2D, tf.Tensor1D, tf.GradSaveFunc];
     if (onHostBackend()) {
-      const { values, normalized, inverseStd } = hostLayerNorm(hostValues(input), hostValues(g), width, epsilon);
+      const host = width % 4 === 0 ? layerNormForward : hostLayerNorm;
+      const { values, normalized, inverseStd } = host(hostValues(input), hostValues(g), width, epsilon);
       const saved = [tf.tensor2d(normalized, input.shape), tf.tensor1d(inverseStd)];
       save([...saved, g]);
       return { value: tf.tensor2d(values, input.shape), gradFunc: layerNormGradient };
@@ -132,7 +133,8 @@ const geluOp = tf.customGrad((...inputs: (tf.Tensor | tf.GradSaveFunc)[]) => {
 function layerNormGradient(dy: tf.Tensor, [normalized, inverseStd, gain]: tf.Tensor[]): tf.Tensor[] {
   const [rows, width] = normalized.shape;
   if (onHostBackend()) {
-    const { dx, dGain } = hostLayerNormGradient(hostValues(dy), hostValues(normalized), hostValues(inverseStd), hostValues(gain), width);
+    const host = width % 4 === 0 ? layerNormBackward : hostLayerNormGradient;
+    const { dx, dGain } = host(hostValues(dy), hostValues(normalized), hostValues(inverseStd), hostValues(gain), width);
     return [tf.tensor2d(dx, [rows, width]), tf.tensor1d(dGain)];
   }
   const scaled = tf.mul(dy, gain);
