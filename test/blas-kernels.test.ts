@@ -552,7 +552,7 @@ describe.skipIf(!available)('blas backend kernels', () => {
     }
   });
 
-  it('Transpose: every permutation of rank 2 to 4, float32 and int32; GatherV2 rows, exactly equal to cpu', async () => {
+  it('Transpose: every permutation of rank 2 to 4, float32 and int32; GatherV2 rows and ScatterNd rows, exactly equal to cpu', async () => {
     const permutations = (n: number): number[][] =>
       n === 1
         ? [[0]]
@@ -562,6 +562,7 @@ describe.skipIf(!available)('blas backend kernels', () => {
       [2, 3, 4],
       [2, 3, 1, 5],
       [4, 1, 3, 2],
+      [2, 3, 2, 20], // runs of 20: copied with set
     ]) {
       const x = values(shape);
       for (const perm of permutations(shape.length)) {
@@ -583,10 +584,14 @@ describe.skipIf(!available)('blas backend kernels', () => {
       }
     }
     const table = values([7, 3, 2]);
+    const updates = values([5, 3, 2]);
     const { cpu, blas } = await onBoth(() => [
       tf.gather(tf.tensor(table, [7, 3, 2]), tf.tensor1d([6, 0, 0, 3], 'int32')),
       tf.gather(tf.tensor(table, [7, 6]), tf.tensor2d([1, 2, 5, 4], [2, 2], 'int32')),
       tf.gather(tf.tensor(table, [7, 6]), tf.tensor1d([5, 1], 'int32'), 1),
+      // Rows scattered back, duplicates summed (a gather's gradient), and a scatter of single values.
+      tf.scatterND(tf.tensor2d([6, 0, 0, 3, 6], [5, 1], 'int32'), tf.tensor(updates, [5, 3, 2]), [7, 3, 2]),
+      tf.scatterND(tf.tensor2d([1, 2, 0, 1], [2, 2], 'int32'), tf.tensor1d([0.5, -2]), [3, 3]),
     ]);
     expect(blas.map((a) => Array.from(a))).toEqual(cpu.map((a) => Array.from(a)));
   });

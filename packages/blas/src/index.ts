@@ -10,7 +10,7 @@ import { BlasBackend } from './memory.ts';
 import { maxPool, maxPoolGrad } from './pool.ts';
 import { mean, sum } from './reduce.ts';
 import { slice } from './slice.ts';
-import { gatherV2, transpose } from './transpose.ts';
+import { gatherV2, scatterNd, transpose } from './transpose.ts';
 import type { BlasKernelFunc } from './tensors.ts';
 
 export const BLAS_BACKEND = 'blas';
@@ -32,7 +32,7 @@ export interface BlasLibraryInfo {
 
 /**
  * The kernels this backend replaces: matrix products and convolutions through BLAS, plus the
- * element-wise ops, reductions, slices, transposes, row gathers and max pooling that dominate a training step once the products are fast.
+ * element-wise ops, reductions, slices, transposes, row gathers and scatters and max pooling that dominate a training step once the products are fast.
  * Every other kernel is the cpu backend's.
  */
 const BLAS_KERNELS: Record<string, BlasKernelFunc> = {
@@ -47,6 +47,7 @@ const BLAS_KERNELS: Record<string, BlasKernelFunc> = {
   [tf.Slice]: slice,
   [tf.Transpose]: transpose,
   [tf.GatherV2]: gatherV2,
+  [tf.ScatterNd]: scatterNd,
   [tf.MaxPool]: maxPool,
   [tf.MaxPoolGrad]: maxPoolGrad,
   ...ELEMENTWISE_KERNELS,

@@ -1,7 +1,15 @@
-// Transpose and row gathers by copying whole runs. The cpu kernels move every element through
-// TensorBuffer index arithmetic (~100 ns each); a GPT step transposes its attention activations
-// and gathers its embedding rows every layer, so those copies cost more than its products.
-import { util, type GatherV2Attrs, type TensorInfo, type TransposeAttrs, type TypedArray } from '@tensorflow/tfjs-core';
+// Transpose, row gathers and row scatters by copying whole runs. The cpu kernels move every element
+// through TensorBuffer index arithmetic (~100 ns each); a GPT step transposes its attention
+// activations, gathers its embedding rows and scatters their gradient back, so those copies cost
+// more than its products.
+import {
+  util,
+  type GatherV2Attrs,
+  type ScatterNdAttrs,
+  type TensorInfo,
+  type TransposeAttrs,
+  type TypedArray,
+} from '@tensorflow/tfjs-core';
 import { allocateFloat32 } from './memory.ts';
 import { runCpuKernel, storedValues, type KernelArgs } from './tensors.ts';
 
@@ -54,4 +62,30 @@ export function gatherV2(args: KernelArgs<{ x: TensorInfo; indices: TensorInfo }
   const out = allocateFloat32(backend, ids.length * rowLength);
   for (let i = 0; i < ids.length; i++) out.set(values.subarray(ids[i] * rowLength, (ids[i] + 1) * rowLength), i * rowLength);
   return backend.makeTensorInfo([...indices.shape, ...x.shape.slice(1)], x.dtype, out);
+}
+
+/**
+ * Sums of float32 rows into a zeroed table at row indices ([n, 1] indices: the gradient of a row
+ * gather), in index order, so duplicates add up as the cpu kernel adds them; other scatters stay with it.
+ */
+export function scatterNd(args: KernelArgs<{ indices: TensorInfo; updates: TensorInfo }, ScatterNdAttrs>): TensorInfo {
+  const { inputs, backend, attrs } = args;
+  const { indices, updates } = inputs;
+  const { shape } = attrs;
+  const [count, depth] = indices.shape;
+  if (updates.dtype !== 'float32' || indices.shape.length !== 2 || depth !== 1 || shape.length < 1 || updates.shape[0] !== count) {
+    return runCpuKernel('ScatterNd', backend, inputs, attrs);
+  }
+  const rowLength = util.sizeFromShape(shape.slice(1));
+  const ids = storedValues(backend, indices) as TypedArray;
+  if (util.sizeFromShape(updates.shape) !== count * rowLength || ids.some((id) => !(id >= 0 && id < shape[0]))) {
+    return runCpuKernel('ScatterNd', backend, inputs, attrs);
+  }
+  const values = storedValues(backend, updates) as Float32Array;
+  const out = allocateFloat32(backend, util.sizeFromShape(shape), true);
+  for (let i = 0; i < count; i++) {
+    const [from, to] = [i * rowLength, ids[i] * rowLength];
+    for (let j = 0; j < rowLength; j++) out[to + j] += values[from + j];
+  }
+  return backend.makeTensorInfo(shape, 'float32', out);
 }
