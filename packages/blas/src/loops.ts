@@ -6,6 +6,7 @@ import { LOOPS_WASM_BASE64 } from './loops.generated.ts';
 interface LoopKernels {
   memory: { buffer: ArrayBuffer; grow(pages: number): number };
   max_pool(x: number, out: number, argmax: number, ...sizes: number[]): void;
+  max_pool_grad(dy: number, argmax: number, n: number, dx: number): void;
   bias_relu(values: number, bias: number, n: number, channels: number, relu: number): void;
   im2col(x: number, cols: number, start: number, count: number, ...sizes: number[]): void;
   sum_leading(values: number, rows: number, width: number, totals: number): void;

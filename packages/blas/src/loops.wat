@@ -214,4 +214,21 @@
             (br $each_four)))
         (local.set $r (i32.add (local.get $r) (i32.const 1)))
         (br $each_row))))
+
+  ;; Max pooling's gradient: dx[argmax[i]] += dy[i] for the n outputs whose window had a maximum
+  ;; (index ≥ 0), in output order, as pool.ts's loop adds them; dx zeroed by the caller.
+  (func (export "max_pool_grad") (param $dy i32) (param $argmax i32) (param $n i32) (param $dx i32)
+    (local $end i32) (local $index i32) (local $at i32)
+    (local.set $end (i32.add (local.get $dy) (i32.shl (local.get $n) (i32.const 2))))
+    (block $done
+      (loop $each
+        (br_if $done (i32.ge_u (local.get $dy) (local.get $end)))
+        (local.set $index (i32.load (local.get $argmax)))
+        (if (i32.ge_s (local.get $index) (i32.const 0))
+          (then
+            (local.set $at (i32.add (local.get $dx) (i32.shl (local.get $index) (i32.const 2))))
+            (f32.store (local.get $at) (f32.add (f32.load (local.get $at)) (f32.load (local.get $dy))))))
+        (local.set $dy (i32.add (local.get $dy) (i32.const 4)))
+        (local.set $argmax (i32.add (local.get $argmax) (i32.const 4)))
+        (br $each))))
 )

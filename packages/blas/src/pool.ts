@@ -37,17 +37,25 @@ export function maxPoolGrad(args: KernelArgs<{ dy: TensorInfo; input: TensorInfo
   const { dy, input } = inputs;
   if (input.dtype !== 'float32' || dy.dtype !== 'float32') return runCpuKernel('MaxPoolGrad', backend, inputs, attrs);
   const info = poolInfo(input.shape, attrs);
-  const dx = allocateFloat32(
-    backend,
-    input.shape.reduce((a, b) => a * b, 1),
-    true,
-  );
+  const length = input.shape.reduce((a, b) => a * b, 1);
   const dyValues = float32Values(backend, dy);
   const saved = forwardMaxima.get(input.dataId);
   const argmax =
     saved?.windows === windowsKey(attrs) && saved.argmax.length === dyValues.length
       ? saved.argmax
       : windowMaxima(float32Values(backend, input), info, dyValues.length);
+  if (fitsLoops(2 * dyValues.length + length)) {
+    // In WebAssembly (loops.wat): the same sums in the same order.
+    const dx = allocateFloat32(backend, length);
+    const [[dyAt, dyRegion], [argmaxAt, argmaxRegion], [dxAt, dxRegion]] = loopRegions(dyValues.length, dyValues.length, length);
+    dyRegion.set(dyValues);
+    new Int32Array(argmaxRegion.buffer, argmaxRegion.byteOffset, dyValues.length).set(argmax.subarray(0, dyValues.length));
+    dxRegion.fill(0);
+    loops.max_pool_grad(dyAt, argmaxAt, dyValues.length, dxAt);
+    dx.set(dxRegion);
+    return backend.makeTensorInfo(input.shape, 'float32', dx);
+  }
+  const dx = allocateFloat32(backend, length, true);
   for (let i = 0; i < dyValues.length; i++) if (argmax[i] >= 0) dx[argmax[i]] += dyValues[i];
   return backend.makeTensorInfo(input.shape, 'float32', dx);
 }
