@@ -87,14 +87,7 @@ export class DeviceState {
     }
     const { region, count } = this.positions[param];
     const positions = count === null ? null : region.subarray(0, count);
-    if (positions && !this.packed[param]) {
-      // Kept positions ascend, so each value moves down onto a slot already read.
-      for (let k = 0; k < positions.length; k++) {
-        m[k] = m[positions[k]];
-        v[k] = v[positions[k]];
-      }
-      this.packed[param] = true;
-    }
+    if (positions) this.pack(param, positions);
     const slot = this.gradientSlot.subarray(0, gradient.length);
     slot.set(gradient);
     this.heap.adam(weights, m, v, slot, positions, gradient.length, coefficients);
@@ -146,6 +139,16 @@ export class DeviceState {
       const decayed = keep === 1 ? this.weights[param] : tf.mul(this.weights[param], keep);
       this.weights[param].assign(tf.sub(decayed, tf.div(tf.mul(m, stepSize), tf.add(tf.sqrt(v), epsilon))));
     });
+  }
+
+  /** Moves a masked parameter's kept moments to the front of their arrays, in kept order (once until unpacked). */
+  private pack(param: number, positions: Uint32Array): void {
+    if (this.packed[param]) return;
+    // Kept positions ascend, so each value moves down onto a slot already read.
+    for (const moments of [hostValues(this.m[param]), hostValues(this.v[param])]) {
+      for (let k = 0; k < positions.length; k++) moments[k] = moments[positions[k]];
+    }
+    this.packed[param] = true;
   }
 
   /** Puts a packed parameter's moments back at their positions; a pruned position's moments are zero. */

@@ -196,7 +196,8 @@ export class Replica {
   async threshold(param: number, p: number): Promise<number> {
     const mask = this.masks[param];
     if (!mask) throw new Error(`parameter ${this.params[param].name} is not prunable`);
-    const weights = this.state.onHost ? this.state.hostArrays().weights[param] : ((await this.state.weights[param].data()) as Float32Array);
+    // Only the weights: on host backends their own array (reading every parameter's moments would unpack them).
+    const weights = this.state.onHost ? hostValues(this.state.weights[param]) : ((await this.state.weights[param].data()) as Float32Array);
     return pruneThreshold(weights, mask, p);
   }
 

@@ -75,34 +75,21 @@ export function conv2DBackpropInput(args: KernelArgs<BackpropInputInputs, Conv2D
   const rows = info.batchSize * info.outHeight * info.outWidth;
   const columns = info.filterHeight * info.filterWidth * info.inChannels;
   const dxLength = info.batchSize * info.inHeight * info.inWidth * info.inChannels;
-  const chunkRows = rowsPerChunk(columns, rows);
-  if (!isPointwise(info) && inLoops(info, dxLength + chunkRows * columns)) {
-    // dx gathers in the loops' memory: each chunk's GEMM writes its columns there, the adjoint adds them up.
-    const [[dxAt, dxRegion], [colsAt, cols]] = loopRegions(dxLength, chunkRows * columns);
-    dxRegion.fill(0);
-    for (let start = 0; start < rows; start += chunkRows) {
-      const count = Math.min(chunkRows, rows - start);
-      const dyChunk = dyValues.subarray(start * info.outChannels, (start + count) * info.outChannels);
-      gemm(false, true, count, columns, info.outChannels, dyChunk, filterValues, cols);
-      loops.im2col(dxAt, colsAt, start, count, ...loopSizes(info), 1);
-    }
+  if (isPointwise(info)) {
     const dx = allocateFloat32(backend, dxLength);
-    dx.set(dxRegion);
+    gemm(false, true, rows, info.inChannels, info.outChannels, dyValues, filterValues, dx);
     return backend.makeTensorInfo(info.inShape, 'float32', dx);
   }
-  // col2im accumulates into dx, so it must start at zero.
-  const dx = allocateFloat32(backend, dxLength, true);
-  if (isPointwise(info)) {
-    gemm(false, true, rows, info.inChannels, info.outChannels, dyValues, filterValues, dx);
-  } else {
-    const cols = scratch(chunkRows * columns);
-    for (let start = 0; start < rows; start += chunkRows) {
-      const count = Math.min(chunkRows, rows - start);
-      const dyChunk = dyValues.subarray(start * info.outChannels, (start + count) * info.outChannels);
-      gemm(false, true, count, columns, info.outChannels, dyChunk, filterValues, cols);
-      col2imAdd(cols, info, start, count, dx);
-    }
+  const chunkRows = rowsPerChunk(columns, rows);
+  const dx = allocateFloat32(backend, dxLength);
+  const adjoint = columnAdjoint(info, dx, chunkRows * columns);
+  for (let start = 0; start < rows; start += chunkRows) {
+    const count = Math.min(chunkRows, rows - start);
+    const dyChunk = dyValues.subarray(start * info.outChannels, (start + count) * info.outChannels);
+    gemm(false, true, count, columns, info.outChannels, dyChunk, filterValues, adjoint.cols);
+    adjoint.add(start, count);
   }
+  adjoint.finish();
   return backend.makeTensorInfo(info.inShape, 'float32', dx);
 }
 
@@ -217,6 +204,27 @@ function columnMaker(x: Float32Array, info: ConvInfo, chunkFloats: number): (sta
     loops.im2col(xAt, colsAt, start, count, ...sizes, 0);
     return cols;
   };
+}
+
+/**
+ * col2im into `dx`: `cols` takes each chunk's columns, `add` puts that chunk's entries back onto the
+ * input positions they came from, `finish` leaves the sums in `dx`. Summed in the loops' memory
+ * (loops.wat's im2col run as its adjoint) where it fits, else in JavaScript straight into dx.
+ */
+function columnAdjoint(
+  info: ConvInfo,
+  dx: Float32Array,
+  chunkFloats: number,
+): { cols: Float32Array; add(start: number, count: number): void; finish(): void } {
+  if (!inLoops(info, dx.length + chunkFloats)) {
+    const cols = scratch(chunkFloats);
+    dx.fill(0);
+    return { cols, add: (start, count) => col2imAdd(cols, info, start, count, dx), finish: () => {} };
+  }
+  const [[sumsAt, sums], [colsAt, cols]] = loopRegions(dx.length, chunkFloats);
+  sums.fill(0);
+  const sizes = loopSizes(info);
+  return { cols, add: (start, count) => loops.im2col(sumsAt, colsAt, start, count, ...sizes, 1), finish: () => dx.set(sums) };
 }
 
 /** Whether loops.wat's im2col fits this convolution (no dilation) and operands of these many floats. */

@@ -160,15 +160,14 @@ export function reluBackward(
   const n = y.length;
   if (dy.length !== n || (noise && noise.length !== n) || n % channels !== 0)
     throw new RangeError(`reluBackward: ${dy.length} gradients, ${n} outputs, ${noise?.length ?? 'no'} noise values, ${channels} channels`);
-  const stride = aligned(4 * n);
-  const [yAt, noiseAt, dzAt, sumsAt] = [stride, 2 * stride, 3 * stride, 4 * stride];
-  const buffer = scratchOf(sumsAt + 8 * channels);
-  new Float32Array(buffer, 0, n).set(dy);
-  new Float32Array(buffer, yAt, n).set(y);
-  if (noise) new Float32Array(buffer, noiseAt, n).set(noise);
-  new Float64Array(buffer, sumsAt, channels).fill(0);
-  if (n > 0) scratch.relu_backward(dzAt, 0, yAt, noise ? noiseAt : 0, n, channels, sumsAt);
-  return { dz: new Float32Array(buffer, dzAt, n).slice(), sums: new Float64Array(buffer, sumsAt, channels).slice() };
+  const [dyAt, yAt, noiseAt, dzAt, sumsAt] = scratchRegions(4 * n, 4 * n, 4 * n, 4 * n, 8 * channels);
+  floatsAt(dyAt, n).set(dy);
+  floatsAt(yAt, n).set(y);
+  if (noise) floatsAt(noiseAt, n).set(noise);
+  doublesAt(sumsAt, channels).fill(0);
+  // noise at 0 says "none": dy's region is the first, so no operand region starts at 0 but dy's.
+  if (n > 0) scratch.relu_backward(dzAt, dyAt, yAt, noise ? noiseAt : 0, n, channels, sumsAt);
+  return { dz: floatsAt(dzAt, n).slice(), sums: doublesAt(sumsAt, channels).slice() };
 }
 
 /**
@@ -178,11 +177,10 @@ export function reluBackward(
  */
 export function dropoutNoise(seeds: Uint32Array, width: number, threshold: number, keep: number): Float32Array {
   const n = seeds.length * width;
-  const seedsAt = aligned(4 * n);
-  const buffer = scratchOf(seedsAt + 4 * seeds.length);
-  new Uint32Array(buffer, seedsAt, seeds.length).set(seeds);
-  scratch.dropout_noise(0, seedsAt, seeds.length, width, threshold, keep);
-  return new Float32Array(buffer, 0, n).slice();
+  const [outAt, seedsAt] = scratchRegions(4 * n, 4 * seeds.length);
+  new Uint32Array(scratch.memory.buffer, seedsAt, seeds.length).set(seeds);
+  scratch.dropout_noise(outAt, seedsAt, seeds.length, width, threshold, keep);
+  return floatsAt(outAt, n).slice();
 }
 
 /**
@@ -191,11 +189,10 @@ export function dropoutNoise(seeds: Uint32Array, width: number, threshold: numbe
  */
 export function geluForward(x: Float32Array): { values: Float32Array; gates: Float32Array } {
   const n = x.length;
-  const stride = aligned(4 * n);
-  const buffer = scratchOf(3 * stride);
-  new Float32Array(buffer, 0, n).set(x);
-  scratch.gelu(0, stride, 2 * stride, n);
-  return { values: new Float32Array(buffer, stride, n).slice(), gates: new Float32Array(buffer, 2 * stride, n).slice() };
+  const [xAt, valuesAt, gatesAt] = scratchRegions(4 * n, 4 * n, 4 * n);
+  floatsAt(xAt, n).set(x);
+  scratch.gelu(xAt, valuesAt, gatesAt, n);
+  return { values: floatsAt(valuesAt, n).slice(), gates: floatsAt(gatesAt, n).slice() };
 }
 
 /** dy·d/dx of geluForward at x, from the gates it kept. */
@@ -203,13 +200,12 @@ export function geluBackward(x: Float32Array, gates: Float32Array, dy: Float32Ar
   const n = x.length;
   if (gates.length !== n || dy.length !== n)
     throw new RangeError(`geluBackward: ${n} values, ${gates.length} gates, ${dy.length} gradients`);
-  const stride = aligned(4 * n);
-  const buffer = scratchOf(4 * stride);
-  new Float32Array(buffer, 0, n).set(x);
-  new Float32Array(buffer, stride, n).set(gates);
-  new Float32Array(buffer, 2 * stride, n).set(dy);
-  scratch.gelu_backward(0, stride, 2 * stride, 3 * stride, n);
-  return new Float32Array(buffer, 3 * stride, n).slice();
+  const [xAt, gatesAt, dyAt, outAt] = scratchRegions(4 * n, 4 * n, 4 * n, 4 * n);
+  floatsAt(xAt, n).set(x);
+  floatsAt(gatesAt, n).set(gates);
+  floatsAt(dyAt, n).set(dy);
+  scratch.gelu_backward(xAt, gatesAt, dyAt, outAt, n);
+  return floatsAt(outAt, n).slice();
 }
 
 /**
@@ -225,21 +221,15 @@ export function layerNormForward(
   const rows = x.length / width;
   if (width % 4 !== 0 || gain.length !== width || !Number.isInteger(rows))
     throw new RangeError(`layerNormForward: ${x.length} values, width ${width}, ${gain.length} gains`);
-  const stride = aligned(4 * x.length);
-  const [gainAt, valuesAt, normalizedAt, inverseAt] = [
-    stride,
-    stride + aligned(4 * width),
-    2 * stride + aligned(4 * width),
-    3 * stride + aligned(4 * width),
-  ];
-  const buffer = scratchOf(inverseAt + 4 * rows);
-  new Float32Array(buffer, 0, x.length).set(x);
-  new Float32Array(buffer, gainAt, width).set(gain);
-  scratch.layer_norm(0, gainAt, valuesAt, normalizedAt, inverseAt, rows, width, epsilon);
+  const n = x.length;
+  const [xAt, gainAt, valuesAt, normalizedAt, inverseAt] = scratchRegions(4 * n, 4 * width, 4 * n, 4 * n, 4 * rows);
+  floatsAt(xAt, n).set(x);
+  floatsAt(gainAt, width).set(gain);
+  scratch.layer_norm(xAt, gainAt, valuesAt, normalizedAt, inverseAt, rows, width, epsilon);
   return {
-    values: new Float32Array(buffer, valuesAt, x.length).slice(),
-    normalized: new Float32Array(buffer, normalizedAt, x.length).slice(),
-    inverseStd: new Float32Array(buffer, inverseAt, rows).slice(),
+    values: floatsAt(valuesAt, n).slice(),
+    normalized: floatsAt(normalizedAt, n).slice(),
+    inverseStd: floatsAt(inverseAt, rows).slice(),
   };
 }
 
@@ -254,36 +244,49 @@ export function layerNormBackward(
   const rows = inverseStd.length;
   if (width % 4 !== 0 || dy.length !== rows * width || normalized.length !== dy.length || gain.length !== width)
     throw new RangeError(`layerNormBackward: ${dy.length} gradients, ${normalized.length} normalized, ${rows} rows of ${width}`);
-  const stride = aligned(4 * dy.length);
-  const [normalizedAt, dxAt, inverseAt] = [stride, 2 * stride, 3 * stride];
-  const gainAt = inverseAt + aligned(4 * rows);
-  const dGainAt = gainAt + aligned(4 * width);
-  const buffer = scratchOf(dGainAt + 8 * width);
-  new Float32Array(buffer, 0, dy.length).set(dy);
-  new Float32Array(buffer, normalizedAt, dy.length).set(normalized);
-  new Float32Array(buffer, inverseAt, rows).set(inverseStd);
-  new Float32Array(buffer, gainAt, width).set(gain);
-  new Float64Array(buffer, dGainAt, width).fill(0);
-  scratch.layer_norm_backward(0, normalizedAt, inverseAt, gainAt, dxAt, dGainAt, rows, width);
-  return { dx: new Float32Array(buffer, dxAt, dy.length).slice(), dGain: Float32Array.from(new Float64Array(buffer, dGainAt, width)) };
+  const n = dy.length;
+  const [dyAt, normalizedAt, dxAt, inverseAt, gainAt, dGainAt] = scratchRegions(4 * n, 4 * n, 4 * n, 4 * rows, 4 * width, 8 * width);
+  floatsAt(dyAt, n).set(dy);
+  floatsAt(normalizedAt, n).set(normalized);
+  floatsAt(inverseAt, rows).set(inverseStd);
+  floatsAt(gainAt, width).set(gain);
+  doublesAt(dGainAt, width).fill(0);
+  scratch.layer_norm_backward(dyAt, normalizedAt, inverseAt, gainAt, dxAt, dGainAt, rows, width);
+  return { dx: floatsAt(dxAt, n).slice(), dGain: Float32Array.from(doublesAt(dGainAt, width)) };
 }
 
 /** into = kernel(into, values) elementwise, over copies in scratch memory. */
 function elementwise(kernel: (dst: number, src: number, n: number) => void, into: Float32Array, values: Float32Array): void {
   const n = into.length;
-  const second = aligned(4 * n);
-  const buffer = scratchOf(2 * second);
-  new Float32Array(buffer, 0, n).set(into);
-  new Float32Array(buffer, second, n).set(values);
-  kernel(0, second, n);
-  into.set(new Float32Array(buffer, 0, n));
+  const [intoAt, valuesAt] = scratchRegions(4 * n, 4 * n);
+  floatsAt(intoAt, n).set(into);
+  floatsAt(valuesAt, n).set(values);
+  kernel(intoAt, valuesAt, n);
+  into.set(floatsAt(intoAt, n));
 }
 
-/** Scratch memory of at least `bytes` (a grow replaces the buffer: take views after). */
-function scratchOf(bytes: number): ArrayBuffer {
+/**
+ * Lays out consecutive 16-byte-aligned regions of these many bytes in scratch memory, growing it to
+ * fit, and returns their byte offsets; take views (floatsAt, doublesAt) after, since a grow moves the buffer.
+ */
+function scratchRegions(...bytes: number[]): number[] {
+  const offsets: number[] = [];
+  let end = 0;
+  for (const size of bytes) {
+    offsets.push(end);
+    end += aligned(size);
+  }
   const have = scratch.memory.buffer.byteLength;
-  if (bytes > have) scratch.memory.grow(Math.ceil((bytes - have) / PAGE_BYTES));
-  return scratch.memory.buffer;
+  if (end > have) scratch.memory.grow(Math.ceil((end - have) / PAGE_BYTES));
+  return offsets;
+}
+
+function floatsAt(at: number, n: number): Float32Array {
+  return new Float32Array(scratch.memory.buffer, at, n);
+}
+
+function doublesAt(at: number, n: number): Float64Array {
+  return new Float64Array(scratch.memory.buffer, at, n);
 }
 
 /** Bytes rounded up to whole 16-byte vectors. */
