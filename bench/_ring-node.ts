@@ -10,7 +10,8 @@ import { ThreadedRingLinks } from '../src/worker/threaded-ring.ts';
 
 export type RingNodeCommand =
   | { type: 'form'; generation: number; members: Peer[] }
-  | { type: 'allreduce'; sizes: number[]; repeats: number; verify: boolean }
+  /** `plain`: the buffers lie in ordinary memory, copied to the ring thread and back (else in shared memory, as the step loop's). */
+  | { type: 'allreduce'; sizes: number[]; repeats: number; verify: boolean; plain?: boolean }
   | { type: 'exit' };
 
 export type RingNodeReport =
@@ -59,7 +60,7 @@ async function main(): Promise<void> {
             let bytesSent = 0;
             const input = ringInput(rank, size);
             for (let r = 0; r < command.repeats; r++) {
-              result = new Float32Array(size);
+              result = command.plain ? new Float32Array(size) : new Float32Array(new SharedArrayBuffer(4 * size));
               result.set(input);
               // A one-float all-reduce as a barrier: the timed op starts together on every rank.
               await (ring as NonNullable<typeof ring>).allReduce(new Float32Array(1));

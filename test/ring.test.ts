@@ -28,6 +28,21 @@ describe('ring all-reduce between real processes over real WebSockets', () => {
     });
   }
 
+  it('a buffer in ordinary memory (copied to the ring thread and back) sums to the bits of one in shared memory', async () => {
+    const cluster = await RingCluster.start(3);
+    try {
+      const sizes = [7, 200_003];
+      const shared = await cluster.allReduce(sizes);
+      const plain = await cluster.allReduce(sizes, 1, true, true);
+      for (const [rank, reports] of plain.entries()) {
+        expect(reports.map((r) => r.digest)).toEqual(shared[rank].map((r) => r.digest));
+        for (const report of reports) expect(report.maxError).toBeLessThanOrEqual(3e-6);
+      }
+    } finally {
+      await cluster.stop();
+    }
+  });
+
   it('moves 2(n-1)/n of the buffer per worker', async () => {
     const cluster = await RingCluster.start(4);
     try {

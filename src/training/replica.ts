@@ -91,7 +91,7 @@ export class Replica {
     step: number,
     rank: number,
     world: number,
-    into = new Float32Array(this.gradientLength),
+    into: Float32Array = new Float32Array(this.gradientLength),
     release?: BucketRelease,
   ): Promise<{ gradient: Float32Array; lossSum: number; globalCount: number }> {
     const ids = this.data.globalBatch(step, this.config.batchSize);

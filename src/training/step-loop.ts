@@ -42,14 +42,15 @@ export async function trainSteps(replica: Replica, options: StepLoopOptions): Pr
   const { fromStep, toStep, rank = 0, world = 1, collective = SOLO } = options;
   const result: StepsResult = { lossSum: 0, samples: 0, times: noTimes(), bytesSent: 0 };
   // One buffer for every step of the segment (a step is done with it before the next begins):
-  // a fresh one per step would cost a zeroed allocation of the whole gradient each time.
-  let buffer = new Float32Array(0);
+  // a fresh one per step would cost a zeroed allocation of the whole gradient each time. It lies in
+  // shared memory, where a ring in its own thread sums it without a copy in or out.
+  let buffer: Float32Array = new Float32Array(0);
   for (let step = fromStep; step < toStep; step++) {
     options.check?.();
     const t0 = performance.now();
     options.duringCompute?.(step);
     const length = replica.gradientLength;
-    if (buffer.length !== length + 1) buffer = new Float32Array(length + 1);
+    if (buffer.length !== length + 1) buffer = new Float32Array(new SharedArrayBuffer(4 * (length + 1)));
     const globalCount = replica.globalCount(step);
     const { times } = result;
     // Each bucket is queued on the collective as soon as its values are final: during the backward

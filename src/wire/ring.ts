@@ -3,8 +3,10 @@
 // added (or copied) it. Each worker moves 2(n−1)/n of the buffer. The final value of every
 // segment is computed once, by one worker, and copied to the others, so all replicas end
 // bit-identical. Segments are granules of the whole vector dealt round the ranks, so a vector summed
-// in buckets (a Placement each) adds every value in the same order as summed at once. Ops queue. Transport-agnostic: the caller delivers frames and carries sent ones. A frame
-// that this op cannot have produced (bad header, length, op id, or a repeat) fails the op.
+// in buckets (a Placement each) adds every value in the same order as summed at once. Ops queue.
+// Transport-agnostic: the caller delivers frames (whole, or as header and payload) and carries sent
+// ones (header and payload). A frame that this op cannot have produced (bad header, length, op id,
+// or a repeat) fails the op.
 // Values travel as float32, or as bf16 with float32 sums (half the bytes, 8-bit mantissas).
 import { addToBf16, decodeBf16, encodeBf16 } from './bf16.ts';
 import type { Collective, CollectiveStats, Placement } from '../common/collective.ts';
@@ -39,6 +41,12 @@ export interface RingOptions {
 }
 
 /** An op's chunks: its parts of the whole vector's granules, granule q belonging to segment q mod n. */
+/** A frame kept for an op not yet started. */
+interface Frame {
+  header: Buffer;
+  payload: Buffer;
+}
+
 interface ChunkLayout {
   /** Index of the buffer's first value in the whole vector. */
   offset: number;
@@ -70,7 +78,7 @@ export class RingAllReduce implements Collective {
   /** Ops called while one was in progress, in call order. */
   private queue: Operation[] = [];
   /** Frames that arrived for an op this worker has not started yet (the neighbour is ahead). */
-  private early: Buffer[] = [];
+  private early: Frame[] = [];
   private failure: Error | null = null;
   private readonly bf16: boolean;
   /** bf16: a chunk's float32 sums, between decoding a frame and encoding it again. */
@@ -81,7 +89,7 @@ export class RingAllReduce implements Collective {
   constructor(
     readonly rank: number,
     readonly world: number,
-    /** Carries one frame, given in parts (header, payload) so the payload need not be copied. */
+    /** Carries one frame as [header, payload], so the payload need not be copied. */
     private readonly sendToNext: (parts: Buffer[]) => void,
     private readonly options: RingOptions,
   ) {
@@ -135,23 +143,29 @@ export class RingAllReduce implements Collective {
       for (let chunk = 0; chunk < op.layout.count; chunk++) {
         if (this.segmentOf(op, chunk) === this.rank) this.send(op, REDUCE_SCATTER, 0, this.rank, chunk);
       }
-      const early = this.early.filter((f) => f.readUInt32LE(0) === op.id);
-      this.early = this.early.filter((f) => f.readUInt32LE(0) !== op.id);
-      for (const frame of early) this.receive(frame);
+      const early = this.early.filter((f) => f.header.readUInt32LE(0) === op.id);
+      this.early = this.early.filter((f) => f.header.readUInt32LE(0) !== op.id);
+      for (const frame of early) this.receiveParts(frame.header, frame.payload);
       this.finishIfDone(op);
     } catch (error) {
       this.fail(error as Error);
     }
   }
 
-  /** A frame from the previous rank. Invalid frames fail the current op with a RingError. */
+  /** A whole frame from the previous rank, header then payload. Invalid frames fail the current op with a RingError. */
   receive(frame: Buffer): void {
+    if (frame.length < RING_HEADER_BYTES) this.fail(new RingError(`malformed ring frame of ${frame.length} bytes`));
+    else this.receiveParts(frame.subarray(0, RING_HEADER_BYTES), frame.subarray(RING_HEADER_BYTES));
+  }
+
+  /** A frame from the previous rank as its header and its payload (as a link carries them: no copy to join them). */
+  receiveParts(header: Buffer, payload: Buffer): void {
     if (this.failure) return;
-    if (frame.length < RING_HEADER_BYTES || (frame.length - RING_HEADER_BYTES) % this.valueBytes !== 0) {
-      this.fail(new RingError(`malformed ring frame of ${frame.length} bytes`));
+    if (header.length !== RING_HEADER_BYTES || payload.length % this.valueBytes !== 0) {
+      this.fail(new RingError(`malformed ring frame of ${header.length} + ${payload.length} bytes`));
       return;
     }
-    const id = frame.readUInt32LE(0);
+    const id = header.readUInt32LE(0);
     const op = this.current;
     if (!op || id !== op.id) {
       // Every frame of a finished op has arrived (each exactly once), so an older id is bogus. A
@@ -159,11 +173,11 @@ export class RingAllReduce implements Collective {
       if (id < (op?.id ?? this.nextOpId))
         this.fail(new RingError(`ring frame for op ${id}, which is over (this rank is at op ${op?.id ?? this.nextOpId})`));
       else if (this.early.length >= 4 * this.world * 1024) this.fail(new RingError('too many ring frames ahead of this rank'));
-      else this.early.push(frame);
+      else this.early.push({ header, payload });
       return;
     }
     try {
-      this.apply(op, frame);
+      this.apply(op, header, payload);
       this.finishIfDone(op);
     } catch (error) {
       this.fail(error as Error);
@@ -175,11 +189,11 @@ export class RingAllReduce implements Collective {
     this.fail(error);
   }
 
-  private apply(op: Operation, frame: Buffer): void {
-    const phase = frame.readUInt16LE(4);
-    const iteration = frame.readUInt16LE(6);
-    const segment = frame.readUInt32LE(8);
-    const chunk = frame.readUInt32LE(12);
+  private apply(op: Operation, header: Buffer, payload: Buffer): void {
+    const phase = header.readUInt16LE(4);
+    const iteration = header.readUInt16LE(6);
+    const segment = header.readUInt32LE(8);
+    const chunk = header.readUInt32LE(12);
     const n = this.world;
     const expectedSegment = phase === REDUCE_SCATTER ? mod(this.rank - iteration - 1, n) : mod(this.rank - iteration, n);
     if (phase > ALL_GATHER || iteration > n - 2 || segment !== expectedSegment) {
@@ -188,51 +202,35 @@ export class RingAllReduce implements Collective {
     if (chunk >= op.layout.count || this.segmentOf(op, chunk) !== segment)
       throw new RingError(`ring frame for chunk ${chunk}, which segment ${segment} of this op does not have`);
     const [start, end] = this.chunkRange(op, chunk);
-    const count = (frame.length - RING_HEADER_BYTES) / this.valueBytes;
+    const count = payload.length / this.valueBytes;
     if (start >= end || count !== end - start)
       throw new RingError(`ring frame for chunk ${chunk} of segment ${segment} has ${count} values, expected ${end - start}`);
     const key = `${phase}.${iteration}.${chunk}`;
     if (op.seen.has(key)) throw new RingError(`repeated ring frame (phase ${phase}, iteration ${iteration}, chunk ${chunk})`);
     op.seen.add(key);
     if (op.firstFrameMs < 0) op.firstFrameMs = performance.now();
-    if (this.bf16) this.applyBf16(op, frame, phase, iteration, start, count);
-    else this.applyF32(op, frame, phase, iteration, segment, chunk, start, count);
+    if (this.bf16) this.applyBf16(op, header, payload, phase, iteration, start, count);
+    else this.applyF32(op, header, payload, phase, iteration, start, count);
     op.received++;
     this.armTimer(op);
   }
 
-  private applyF32(
-    op: Operation,
-    frame: Buffer,
-    phase: number,
-    iteration: number,
-    segment: number,
-    chunk: number,
-    start: number,
-    count: number,
-  ): void {
+  private applyF32(op: Operation, header: Buffer, payload: Buffer, phase: number, iteration: number, start: number, count: number): void {
     const n = this.world;
     const target = op.buffer;
-    const inPlace = (frame.byteOffset + RING_HEADER_BYTES) % 4 === 0;
-    const payload = floatView(frame, count); // a view of the frame when aligned, else a copy
+    // A view of the payload when aligned, else a copy in a fresh (aligned) Buffer that travels on.
+    if (payload.byteOffset % 4 !== 0) payload = Buffer.from(payload);
+    const values = new Float32Array(payload.buffer, payload.byteOffset, count);
     if (phase === REDUCE_SCATTER) {
       // The partial sum gains this rank's values and travels on; the last iteration completes
       // this rank's segment, which it keeps and sends round as the first all-gather frame.
-      addInPlace(payload, target.subarray(start, start + count));
-      if (iteration === n - 2) target.set(payload, start);
-      this.forward(
-        op,
-        frame,
-        payload,
-        iteration < n - 2 ? REDUCE_SCATTER : ALL_GATHER,
-        iteration < n - 2 ? iteration + 1 : 0,
-        segment,
-        chunk,
-        inPlace,
-      );
+      addInPlace(values, target.subarray(start, start + count));
+      const completes = iteration === n - 2;
+      if (completes) target.set(values, start);
+      this.forward(op, header, payload, completes ? ALL_GATHER : REDUCE_SCATTER, completes ? 0 : iteration + 1);
     } else {
-      target.set(payload, start);
-      if (iteration < n - 2) this.forward(op, frame, payload, ALL_GATHER, iteration + 1, segment, chunk, inPlace);
+      target.set(values, start);
+      if (iteration < n - 2) this.forward(op, header, payload, ALL_GATHER, iteration + 1);
     }
   }
 
@@ -240,49 +238,28 @@ export class RingAllReduce implements Collective {
    * As applyF32, with bf16 values: sums are float32, re-encoded to travel on. The rank that
    * completes a segment keeps the bf16-rounded sum, which is exactly what the others receive.
    */
-  private applyBf16(op: Operation, frame: Buffer, phase: number, iteration: number, start: number, count: number): void {
+  private applyBf16(op: Operation, header: Buffer, payload: Buffer, phase: number, iteration: number, start: number, count: number): void {
     const n = this.world;
-    if ((frame.byteOffset + RING_HEADER_BYTES) % 2 !== 0) frame = Buffer.from(frame); // a fresh Buffer is aligned
-    const payload = new Uint16Array(frame.buffer, frame.byteOffset + RING_HEADER_BYTES, count);
+    if (payload.byteOffset % 2 !== 0) payload = Buffer.from(payload); // a fresh Buffer is aligned
+    const values = new Uint16Array(payload.buffer, payload.byteOffset, count);
     const target = op.buffer.subarray(start, start + count);
     if (phase === REDUCE_SCATTER) {
-      addToBf16(payload, target, this.scratch);
+      addToBf16(values, target, this.scratch);
       const completes = iteration === n - 2;
-      if (completes) decodeBf16(payload, target);
-      this.forwardFrame(op, frame, completes ? ALL_GATHER : REDUCE_SCATTER, completes ? 0 : iteration + 1);
+      if (completes) decodeBf16(values, target);
+      this.forward(op, header, payload, completes ? ALL_GATHER : REDUCE_SCATTER, completes ? 0 : iteration + 1);
     } else {
-      decodeBf16(payload, target);
-      if (iteration < n - 2) this.forwardFrame(op, frame, ALL_GATHER, iteration + 1);
+      decodeBf16(values, target);
+      if (iteration < n - 2) this.forward(op, header, payload, ALL_GATHER, iteration + 1);
     }
   }
 
-  /** Sends a received frame on with a new header: no allocation or copy when its payload was aligned. */
-  private forward(
-    op: Operation,
-    frame: Buffer,
-    payload: Float32Array,
-    phase: number,
-    iteration: number,
-    segment: number,
-    chunk: number,
-    inPlace: boolean,
-  ): void {
-    if (!inPlace) {
-      frame = Buffer.allocUnsafe(RING_HEADER_BYTES + payload.byteLength);
-      frame.writeUInt32LE(op.id, 0);
-      frame.writeUInt32LE(segment, 8);
-      frame.writeUInt32LE(chunk, 12);
-      frame.set(new Uint8Array(payload.buffer, payload.byteOffset, payload.byteLength), RING_HEADER_BYTES);
-    }
-    this.forwardFrame(op, frame, phase, iteration);
-  }
-
-  /** Sends a received frame, its payload already updated, on to the next rank under a new phase and iteration. */
-  private forwardFrame(op: Operation, frame: Buffer, phase: number, iteration: number): void {
-    frame.writeUInt16LE(phase, 4);
-    frame.writeUInt16LE(iteration, 6);
-    op.bytesSent += frame.length;
-    this.sendToNext([frame]);
+  /** Sends a received frame, its payload already updated in place, on to the next rank under a new phase and iteration. */
+  private forward(op: Operation, header: Buffer, payload: Buffer, phase: number, iteration: number): void {
+    header.writeUInt16LE(phase, 4);
+    header.writeUInt16LE(iteration, 6);
+    op.bytesSent += header.length + payload.length;
+    this.sendToNext([header, payload]);
   }
 
   /**
@@ -382,11 +359,4 @@ export class RingAllReduce implements Collective {
 
 function mod(a: number, n: number): number {
   return ((a % n) + n) % n;
-}
-
-/** The frame's payload as floats, copying only when the bytes are not 4-byte aligned. */
-function floatView(frame: Buffer, count: number): Float32Array {
-  const offset = frame.byteOffset + RING_HEADER_BYTES;
-  if (offset % 4 === 0) return new Float32Array(frame.buffer, offset, count);
-  return new Float32Array(frame.buffer.slice(offset, offset + 4 * count));
 }

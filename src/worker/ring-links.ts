@@ -134,10 +134,15 @@ export class RingLinks {
     const ringOptions = { chunkFloats: this.options.chunkFloats, timeoutMs, wireFormat, onStall };
     const ring = new RingAllReduce(rank, this.world, (parts) => this.sendToNext(parts), ringOptions);
     this.ring = ring;
+    // A frame travels as two messages, its header and then its payload, so neither side copies
+    // to join them (`ws` concatenates the fragments of one message).
+    let header: Buffer | null = null;
     fromPrevious.on('message', (data: Buffer, isBinary: boolean) => {
       this.receivedFromPreviousBytes += data.length;
-      if (isBinary) ring.receive(data);
-      else ring.abort(new RingError('text frame on the ring link'));
+      if (!isBinary) return ring.abort(new RingError('text frame on the ring link'));
+      if (header) ring.receiveParts(header, data);
+      else if (data.length !== RING_HEADER_BYTES) ring.abort(new RingError(`malformed ring frame header of ${data.length} bytes`));
+      header = header ? null : data;
     });
     const lost = (which: string) => () => ring.abort(new RingError(`ring link to the ${which} rank closed`));
     fromPrevious.on('close', lost('previous'));
@@ -176,14 +181,14 @@ export class RingLinks {
     return null;
   }
 
-  /** One ring frame, its parts sent as fragments of one WebSocket message (the receiver gets it whole). */
+  /** One ring frame: its header and its payload, each a WebSocket message. */
   private sendToNext(parts: Buffer[]): void {
     const socket = this.toNext;
     if (!socket || socket.readyState !== WebSocket.OPEN) throw new RingError('ring link to the next rank is not open');
     const blackHole = this.sentToNextBytes >= this.cutAfterBytes;
     for (const part of parts) this.sentToNextBytes += part.length;
     if (blackHole) return;
-    parts.forEach((part, i) => socket.send(part, { binary: true, fin: i === parts.length - 1 }));
+    for (const part of parts) socket.send(part, { binary: true });
   }
 
   /** A neighbour connected to our server: it must say hello for our generation as our next rank. */

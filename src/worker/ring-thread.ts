@@ -52,7 +52,7 @@ async function handle(message: ToRingThread): Promise<void> {
     }
     case 'allReduce': {
       if (!ring || ring.generation !== message.generation) throw new Error(`no ring of generation ${message.generation} on this worker`);
-      const buffer = new Float32Array(message.shared, 4 * message.placement.offset, message.length);
+      const buffer = new Float32Array(message.shared, message.byteOffset, message.length);
       const stats = await ring.all.allReduce(buffer, message.placement);
       post({ type: 'reduced', id: message.id, stats });
       return;

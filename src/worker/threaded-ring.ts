@@ -1,8 +1,8 @@
 // The training thread's half of the ring thread (ring-thread.ts): the same surface as RingLinks
 // (listen, form, counters, closeLinks, close), with every socket, frame and float add on the other
-// thread. An all-reduce copies its buffer into one SharedArrayBuffer, at its placement's offset (a
-// step's buckets are disjoint there), the ring thread sums it in place, and the sum is copied
-// back; a step's buckets queue there in call order, as on RingAllReduce.
+// thread. A buffer in shared memory (the step loop's) is summed where it lies; any other is copied
+// into one SharedArrayBuffer, at its placement's offset (a step's buckets are disjoint there), and
+// the sum copied back. A step's buckets queue on the ring thread in call order, as on RingAllReduce.
 import type { Worker as Thread } from 'node:worker_threads';
 import type { Collective, CollectiveStats, Placement } from '../common/collective.ts';
 import type { Messages, RingCounters } from '../wire/protocol.ts';
@@ -27,7 +27,16 @@ export interface RingThreadData {
 export type ToRingThread =
   | { type: 'listen'; id: number }
   | { type: 'form'; id: number; form: Messages['formRing']; wireFormat: WireFormat; timeoutMs: number }
-  | { type: 'allReduce'; id: number; generation: number; shared: SharedArrayBuffer; placement: Placement; length: number }
+  | {
+      type: 'allReduce';
+      id: number;
+      generation: number;
+      /** The values: `length` floats from `byteOffset`. */
+      shared: SharedArrayBuffer;
+      byteOffset: number;
+      length: number;
+      placement: Placement;
+    }
   | { type: 'closeLinks'; id: number; reason: string }
   | { type: 'close'; id: number };
 
@@ -113,14 +122,16 @@ export class ThreadedRingLinks {
     placement: Placement = { offset: 0, totalLength: buffer.length },
   ): Promise<CollectiveStats> {
     if (generation !== this.generation) throw new RingError(`the ring of generation ${generation} was closed`);
-    if (this.shared.byteLength < 4 * placement.totalLength) this.shared = new SharedArrayBuffer(4 * placement.totalLength);
-    const shared = this.shared;
-    const region = new Float32Array(shared, 4 * placement.offset, buffer.length);
-    region.set(buffer);
-    const reply = await this.ask({ type: 'allReduce', id: 0, generation, shared, placement, length: buffer.length });
+    const inPlace = buffer.buffer instanceof SharedArrayBuffer;
+    if (!inPlace && this.shared.byteLength < 4 * placement.totalLength) this.shared = new SharedArrayBuffer(4 * placement.totalLength);
+    const region = inPlace ? buffer : new Float32Array(this.shared, 4 * placement.offset, buffer.length);
+    if (!inPlace) region.set(buffer);
+    const { byteOffset, length } = region;
+    const shared = region.buffer as SharedArrayBuffer;
+    const reply = await this.ask({ type: 'allReduce', id: 0, generation, shared, byteOffset, length, placement });
     // A sum that lands after its ring was replaced must not write into a buffer a newer step owns.
     if (generation !== this.generation) throw new RingError(`the ring of generation ${generation} was closed`);
-    buffer.set(region);
+    if (!inPlace) buffer.set(region);
     return (reply as Extract<Reply, { type: 'reduced' }>).stats;
   }
 

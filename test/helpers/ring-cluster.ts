@@ -24,9 +24,9 @@ export class RingCluster {
   }
 
   /** Runs all-reduces of the given sizes on every node; returns each node's reports in rank order. */
-  async allReduce(sizes: number[], repeats = 1, verify = true): Promise<Extract<RingNodeReport, { type: 'result' }>[][]> {
+  async allReduce(sizes: number[], repeats = 1, verify = true, plain = false): Promise<Extract<RingNodeReport, { type: 'result' }>[][]> {
     const results = this.nodes.map((node) => this.collect(node, sizes.length));
-    for (const node of this.nodes) node.send({ type: 'allreduce', sizes, repeats, verify } satisfies RingNodeCommand);
+    for (const node of this.nodes) node.send({ type: 'allreduce', sizes, repeats, verify, plain } satisfies RingNodeCommand);
     return Promise.all(results);
   }
 
