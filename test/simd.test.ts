@@ -3,7 +3,18 @@
 import { readFileSync } from 'node:fs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { generateWasmModule, WASM_MODULES } from '../scripts/gen-wasm.ts';
-import { addInPlace, dropoutNoise, geluBackward, geluForward, multiplyInPlace, reluBackward, SimdHeap } from '../src/common/simd/f32.ts';
+import {
+  addInPlace,
+  causalSoftmaxBackward,
+  dropoutNoise,
+  expShiftedRows,
+  geluBackward,
+  geluForward,
+  logSumExpRows,
+  multiplyInPlace,
+  reluBackward,
+  SimdHeap,
+} from '../src/common/simd/f32.ts';
 import { adamCoefficients, adamUpdate } from '../src/training/adam.ts';
 import { DeviceState } from '../src/training/device-state.ts';
 import { selectBackend } from '../src/training/engine.ts';
@@ -124,6 +135,68 @@ describe('WebAssembly SIMD kernels', () => {
       );
     }
     expect(Number.isNaN(geluForward(Float32Array.of(Number.NaN)).values[0])).toBe(true);
+  });
+
+  it('softmax rows (log Σ e^(scale·x) and the shifted exp) match double precision, causal or whole, at widths that are not whole vectors, across chunks', () => {
+    const rng = new Rng(11);
+    // Causal rows of width 7 and 48 (a chunk of 2^18 floats would end mid-sequence at 48), vocabulary rows of 5 and 65 599 (one row a chunk).
+    for (const [rows, width, steps, scale] of [
+      [14, 7, 7, 0.5],
+      [48 * 120, 48, 48, 0.125],
+      [3, 5, 0, 1],
+      [5, 65_599, 0, 1],
+    ]) {
+      const x = Float32Array.from({ length: rows * width }, () => (rng.uniform() - 0.5) * 40);
+      const shape = { rows, width, steps, scale };
+      const lse = logSumExpRows(x, shape);
+      const softmax = expShiftedRows(x, lse, shape, 2);
+      let [lseError, softmaxError, masked] = [0, 0, 0];
+      for (let r = 0; r < rows; r++) {
+        const valid = steps ? (r % steps) + 1 : width;
+        const row = Array.from(x.subarray(r * width, r * width + valid), (v) => scale * v);
+        const max = row.reduce((a, b) => Math.max(a, b), -Infinity);
+        const exact = max + Math.log(row.reduce((sum, v) => sum + Math.exp(v - max), 0));
+        lseError = Math.max(lseError, Math.abs(lse[r] - exact) / Math.max(1, Math.abs(exact)));
+        for (let c = 0; c < valid; c++) {
+          const want = 2 * Math.exp(row[c] - exact);
+          softmaxError = Math.max(softmaxError, Math.abs(softmax[r * width + c] - want) / (want + 1e-30));
+        }
+        for (let c = valid; c < width; c++) if (softmax[r * width + c] !== 0) masked++;
+      }
+      expect(lseError, `width ${width}`).toBeLessThanOrEqual(1e-5);
+      expect(softmaxError, `width ${width}`).toBeLessThanOrEqual(1e-5);
+      expect(masked, `width ${width}: masked positions not 0`).toBe(0);
+    }
+    expect(() => logSumExpRows(new Float32Array(10), { rows: 3, width: 4, steps: 0, scale: 1 })).toThrow(/10 values as 3 rows of 4/);
+  });
+
+  it("the causal softmax's gradient matches double precision, with and without dropout noise, across chunks", () => {
+    const rng = new Rng(12);
+    for (const [rows, steps] of [
+      [21, 7],
+      [48 * 120, 48],
+    ]) {
+      const shape = { rows, width: steps, steps, scale: 0.25 };
+      const x = Float32Array.from({ length: rows * steps }, () => (rng.uniform() - 0.5) * 8);
+      const y = expShiftedRows(x, logSumExpRows(x, shape), shape);
+      const dy = Float32Array.from(x, () => rng.uniform() - 0.5);
+      const noise = Float32Array.from(x, () => (rng.uniform() < 0.2 ? 0 : 1.25));
+      for (const n of [null, noise]) {
+        const dx = causalSoftmaxBackward(y, dy, n, shape);
+        let [error, masked] = [0, 0];
+        for (let r = 0; r < rows; r++) {
+          const valid = (r % steps) + 1;
+          const at = r * steps;
+          const g = (c: number) => dy[at + c] * (n ? n[at + c] : 1);
+          let dot = 0;
+          for (let c = 0; c < valid; c++) dot += g(c) * y[at + c];
+          for (let c = 0; c < valid; c++) error = Math.max(error, Math.abs(dx[at + c] - 0.25 * y[at + c] * (g(c) - dot)));
+          for (let c = valid; c < steps; c++) if (dx[at + c] !== 0) masked++;
+        }
+        expect(error, `rows of ${steps}, noise ${n !== null}`).toBeLessThanOrEqual(1e-6);
+        expect(masked).toBe(0);
+      }
+    }
   });
 
   it('the Adam(W) kernel gives the bits of its scalar twin, dense and at kept positions (moments packed), with and without decay', () => {

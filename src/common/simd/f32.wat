@@ -1,6 +1,7 @@
 ;; Float32 kernels for the hot loops of Occam's host path, 4 lanes at a time (WebAssembly SIMD).
 ;; Pointers are byte offsets into the module's memory, 16-byte aligned; n is a count of floats.
-;; Every lane does what the scalar JavaScript does, in the same order: the results are the same bits.
+;; Every lane does what the scalar JavaScript does, in the same order: the results are the same bits,
+;; except where e^x is taken ($exp4 is within 2 ulp of it, not Math.exp's bits).
 (module
   (memory (export "memory") 1)
 
@@ -194,6 +195,125 @@
     ;; 2^k from the exponent bits; k ≥ −127 here, and k = −127 gives 0 (e^x then is below float32's normals).
     (f32x4.mul (local.get $p)
       (i32x4.shl (i32x4.add (i32x4.trunc_sat_f32x4_s (local.get $k)) (i32x4.splat (i32.const 127))) (i32.const 23))))
+
+  ;; Rows of $width values whose valid positions are the first (r mod $steps) + 1 (causal: row r is
+  ;; query r mod $steps), or all $width when $steps is 0. Per row: $maxes[r] = max of $scale·x and
+  ;; $sums[r] = Σ e^($scale·x − max) over the valid positions (float32 lanes; a row's last four may
+  ;; read past it, into memory the caller keeps for that).
+  (func (export "row_max_sum") (param $x i32) (param $maxes i32) (param $sums i32) (param $rows i32)
+    (param $width i32) (param $steps i32) (param $scale f32)
+    (local $r i32) (local $c i32) (local $valid i32) (local $at i32) (local $v v128) (local $keep v128)
+    (local $m v128) (local $s v128) (local $max f32)
+    (block $rows_done
+      (loop $each_row
+        (br_if $rows_done (i32.ge_u (local.get $r) (local.get $rows)))
+        (local.set $valid (select (i32.add (i32.rem_u (local.get $r) (select (local.get $steps) (i32.const 1) (local.get $steps))) (i32.const 1))
+          (local.get $width) (local.get $steps)))
+        (local.set $at (i32.add (local.get $x) (i32.shl (i32.mul (local.get $r) (local.get $width)) (i32.const 2))))
+        (local.set $m (f32x4.splat (f32.const -inf)))
+        (local.set $c (i32.const 0))
+        (block $max_done
+          (loop $max
+            (br_if $max_done (i32.ge_u (local.get $c) (local.get $valid)))
+            (local.set $keep (i32x4.lt_s (i32x4.add (i32x4.splat (local.get $c)) (v128.const i32x4 0 1 2 3)) (i32x4.splat (local.get $valid))))
+            (local.set $v (f32x4.mul (v128.load (i32.add (local.get $at) (i32.shl (local.get $c) (i32.const 2)))) (f32x4.splat (local.get $scale))))
+            (local.set $m (f32x4.max (local.get $m) (v128.bitselect (local.get $v) (f32x4.splat (f32.const -inf)) (local.get $keep))))
+            (local.set $c (i32.add (local.get $c) (i32.const 4)))
+            (br $max)))
+        (local.set $max (f32.max (f32.max (f32x4.extract_lane 0 (local.get $m)) (f32x4.extract_lane 1 (local.get $m)))
+                                 (f32.max (f32x4.extract_lane 2 (local.get $m)) (f32x4.extract_lane 3 (local.get $m)))))
+        (local.set $m (f32x4.splat (local.get $max)))
+        (local.set $s (f32x4.splat (f32.const 0)))
+        (local.set $c (i32.const 0))
+        (block $sum_done
+          (loop $sum
+            (br_if $sum_done (i32.ge_u (local.get $c) (local.get $valid)))
+            (local.set $keep (i32x4.lt_s (i32x4.add (i32x4.splat (local.get $c)) (v128.const i32x4 0 1 2 3)) (i32x4.splat (local.get $valid))))
+            (local.set $v (f32x4.mul (v128.load (i32.add (local.get $at) (i32.shl (local.get $c) (i32.const 2)))) (f32x4.splat (local.get $scale))))
+            (local.set $s (f32x4.add (local.get $s)
+              (v128.and (call $exp4 (f32x4.sub (local.get $v) (local.get $m))) (local.get $keep))))
+            (local.set $c (i32.add (local.get $c) (i32.const 4)))
+            (br $sum)))
+        (f32.store (i32.add (local.get $maxes) (i32.shl (local.get $r) (i32.const 2))) (local.get $max))
+        (f32.store (i32.add (local.get $sums) (i32.shl (local.get $r) (i32.const 2)))
+          (f32.add (f32.add (f32x4.extract_lane 0 (local.get $s)) (f32x4.extract_lane 1 (local.get $s)))
+                   (f32.add (f32x4.extract_lane 2 (local.get $s)) (f32x4.extract_lane 3 (local.get $s)))))
+        (local.set $r (i32.add (local.get $r) (i32.const 1)))
+        (br $each_row))))
+
+  ;; out = $factor·e^($scale·x − $shifts[r]) at each row's valid positions (as row_max_sum's), 0 at
+  ;; the rest. Rows go in order: a row's last four may write past it, and the next row writes after.
+  (func (export "exp_shifted") (param $x i32) (param $shifts i32) (param $out i32) (param $rows i32)
+    (param $width i32) (param $steps i32) (param $scale f32) (param $factor f32)
+    (local $r i32) (local $c i32) (local $valid i32) (local $row i32) (local $keep v128) (local $shift v128)
+    (block $rows_done
+      (loop $each_row
+        (br_if $rows_done (i32.ge_u (local.get $r) (local.get $rows)))
+        (local.set $valid (select (i32.add (i32.rem_u (local.get $r) (select (local.get $steps) (i32.const 1) (local.get $steps))) (i32.const 1))
+          (local.get $width) (local.get $steps)))
+        (local.set $row (i32.shl (i32.mul (local.get $r) (local.get $width)) (i32.const 2)))
+        (local.set $shift (f32x4.splat (f32.load (i32.add (local.get $shifts) (i32.shl (local.get $r) (i32.const 2))))))
+        (local.set $c (i32.const 0))
+        (block $done
+          (loop $four
+            (br_if $done (i32.ge_u (local.get $c) (local.get $valid)))
+            (local.set $keep (i32x4.lt_s (i32x4.add (i32x4.splat (local.get $c)) (v128.const i32x4 0 1 2 3)) (i32x4.splat (local.get $valid))))
+            (v128.store (i32.add (i32.add (local.get $out) (local.get $row)) (i32.shl (local.get $c) (i32.const 2)))
+              (v128.and (local.get $keep) (f32x4.mul (f32x4.splat (local.get $factor)) (call $exp4 (f32x4.sub
+                (f32x4.mul (v128.load (i32.add (i32.add (local.get $x) (local.get $row)) (i32.shl (local.get $c) (i32.const 2)))) (f32x4.splat (local.get $scale)))
+                (local.get $shift))))))
+            (local.set $c (i32.add (local.get $c) (i32.const 4)))
+            (br $four)))
+        ;; The masked positions past the last four written.
+        (if (i32.lt_u (local.get $c) (local.get $width))
+          (then (memory.fill (i32.add (i32.add (local.get $out) (local.get $row)) (i32.shl (local.get $c) (i32.const 2)))
+                  (i32.const 0) (i32.shl (i32.sub (local.get $width) (local.get $c)) (i32.const 2)))))
+        (local.set $r (i32.add (local.get $r) (i32.const 1)))
+        (br $each_row))))
+
+  ;; The causal softmax's gradient, rows as row_max_sum's with $steps > 0: g = dy·noise (noise when
+  ;; $hasNoise), out = $scale·y·(g − Σ g·y) at the valid positions, 0 at the rest; the sum in float32 lanes.
+  (func (export "softmax_backward") (param $y i32) (param $dy i32) (param $noise i32) (param $out i32)
+    (param $rows i32) (param $steps i32) (param $scale f32) (param $hasNoise i32)
+    (local $r i32) (local $c i32) (local $valid i32) (local $at i32) (local $keep v128) (local $g v128)
+    (local $sum v128) (local $dot v128)
+    (block $rows_done
+      (loop $each_row
+        (br_if $rows_done (i32.ge_u (local.get $r) (local.get $rows)))
+        (local.set $valid (i32.add (i32.rem_u (local.get $r) (local.get $steps)) (i32.const 1)))
+        (local.set $sum (f32x4.splat (f32.const 0)))
+        (local.set $c (i32.const 0))
+        (block $dot_done
+          (loop $four
+            (br_if $dot_done (i32.ge_u (local.get $c) (local.get $valid)))
+            (local.set $at (i32.shl (i32.add (i32.mul (local.get $r) (local.get $steps)) (local.get $c)) (i32.const 2)))
+            (local.set $keep (i32x4.lt_s (i32x4.add (i32x4.splat (local.get $c)) (v128.const i32x4 0 1 2 3)) (i32x4.splat (local.get $valid))))
+            (local.set $g (v128.load (i32.add (local.get $dy) (local.get $at))))
+            (if (local.get $hasNoise) (then (local.set $g (f32x4.mul (local.get $g) (v128.load (i32.add (local.get $noise) (local.get $at)))))))
+            (local.set $sum (f32x4.add (local.get $sum)
+              (v128.and (local.get $keep) (f32x4.mul (local.get $g) (v128.load (i32.add (local.get $y) (local.get $at)))))))
+            (local.set $c (i32.add (local.get $c) (i32.const 4)))
+            (br $four)))
+        (local.set $dot (f32x4.splat (f32.add (f32.add (f32x4.extract_lane 0 (local.get $sum)) (f32x4.extract_lane 1 (local.get $sum)))
+                                              (f32.add (f32x4.extract_lane 2 (local.get $sum)) (f32x4.extract_lane 3 (local.get $sum))))))
+        (local.set $c (i32.const 0))
+        (block $out_done
+          (loop $four
+            (br_if $out_done (i32.ge_u (local.get $c) (local.get $valid)))
+            (local.set $at (i32.shl (i32.add (i32.mul (local.get $r) (local.get $steps)) (local.get $c)) (i32.const 2)))
+            (local.set $keep (i32x4.lt_s (i32x4.add (i32x4.splat (local.get $c)) (v128.const i32x4 0 1 2 3)) (i32x4.splat (local.get $valid))))
+            (local.set $g (v128.load (i32.add (local.get $dy) (local.get $at))))
+            (if (local.get $hasNoise) (then (local.set $g (f32x4.mul (local.get $g) (v128.load (i32.add (local.get $noise) (local.get $at)))))))
+            (v128.store (i32.add (local.get $out) (local.get $at))
+              (v128.and (local.get $keep) (f32x4.mul (f32x4.mul (f32x4.splat (local.get $scale)) (v128.load (i32.add (local.get $y) (local.get $at))))
+                                                     (f32x4.sub (local.get $g) (local.get $dot)))))
+            (local.set $c (i32.add (local.get $c) (i32.const 4)))
+            (br $four)))
+        (if (i32.lt_u (local.get $c) (local.get $steps))
+          (then (memory.fill (i32.add (local.get $out) (i32.shl (i32.add (i32.mul (local.get $r) (local.get $steps)) (local.get $c)) (i32.const 2)))
+                  (i32.const 0) (i32.shl (i32.sub (local.get $steps) (local.get $c)) (i32.const 2)))))
+        (local.set $r (i32.add (local.get $r) (i32.const 1)))
+        (br $each_row))))
 
   ;; GELU's tanh form as x·σ(2u), u = √(2/π)·(x + 0.044715·x³): values[i] and the gate σ(2u) for the gradient.
   (func (export "gelu") (param $x i32) (param $values i32) (param $gates i32) (param $n i32)

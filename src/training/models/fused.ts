@@ -3,7 +3,15 @@
 // formulas are composed of core ops. Built from many small ops and
 // differentiated op by op, these were most of a GPT step on the host backends.
 import * as tf from '@tensorflow/tfjs-core';
-import { geluBackward, geluForward, layerNormBackward, layerNormForward } from '../../common/simd/f32.ts';
+import {
+  causalSoftmaxBackward,
+  expShiftedRows,
+  geluBackward,
+  geluForward,
+  layerNormBackward,
+  layerNormForward,
+  logSumExpRows,
+} from '../../common/simd/f32.ts';
 import { hostValues, onHostBackend } from '../host-backend.ts';
 
 const GELU_SCALE = Math.sqrt(2 / Math.PI);
@@ -56,7 +64,12 @@ export function causalAttention(scores: tf.Tensor3D, scale: number, noise: Float
       const value = noise ? weights.map((w, i) => w * noise[i]) : weights;
       const gradFunc = (dy: tf.Tensor, [saved, savedNoise]: tf.Tensor[]) =>
         tf.tensor3d(
-          hostCausalSoftmaxGradient(hostValues(saved), hostValues(dy), savedNoise ? hostValues(savedNoise) : null, steps, scale),
+          causalSoftmaxBackward(hostValues(saved), hostValues(dy), savedNoise ? hostValues(savedNoise) : null, {
+            rows: batch * steps,
+            width: steps,
+            steps,
+            scale,
+          }),
           [batch, steps, steps],
         );
       return { value: tf.tensor3d(value, x.shape), gradFunc };
@@ -195,65 +208,20 @@ function hostLayerNormGradient(dy: Float32Array, normalized: Float32Array, inver
 }
 
 function hostCrossEntropy(x: Float32Array, labels: Int32Array, classes: number) {
-  const logSumExp = new Float32Array(labels.length);
+  const logSumExp = logSumExpRows(x, { rows: labels.length, width: classes, steps: 0, scale: 1 });
   let loss = 0;
-  for (let r = 0; r < labels.length; r++) {
-    const start = r * classes;
-    let max = -Infinity;
-    for (let c = 0; c < classes; c++) max = Math.max(max, x[start + c]);
-    let sum = 0;
-    for (let c = 0; c < classes; c++) sum += Math.exp(x[start + c] - max);
-    const lse = max + Math.log(sum);
-    logSumExp[r] = lse;
-    loss += lse - x[start + labels[r]];
-  }
+  for (let r = 0; r < labels.length; r++) loss += logSumExp[r] - x[r * classes + labels[r]];
   return { loss, logSumExp };
 }
 
 function hostCrossEntropyGradient(x: Float32Array, logSumExp: Float32Array, labels: Int32Array, dy: number, classes: number): Float32Array {
-  const out = new Float32Array(x.length);
-  for (let r = 0; r < labels.length; r++) {
-    const start = r * classes;
-    for (let c = 0; c < classes; c++) out[start + c] = dy * Math.exp(x[start + c] - logSumExp[r]);
-    out[start + labels[r]] -= dy;
-  }
+  const out = expShiftedRows(x, logSumExp, { rows: labels.length, width: classes, steps: 0, scale: 1 }, dy);
+  for (let r = 0; r < labels.length; r++) out[r * classes + labels[r]] -= dy;
   return out;
 }
 
 /** Softmax of scale · x over positions 0 … query of each row; the rest stay 0. */
 function hostCausalSoftmax(x: Float32Array, batch: number, steps: number, scale: number): Float32Array {
-  const out = new Float32Array(x.length);
-  for (let row = 0; row < batch * steps; row++) {
-    const start = row * steps;
-    const valid = (row % steps) + 1;
-    let max = -Infinity;
-    for (let c = 0; c < valid; c++) max = Math.max(max, scale * x[start + c]);
-    let sum = 0;
-    for (let c = 0; c < valid; c++) {
-      const e = Math.exp(scale * x[start + c] - max);
-      out[start + c] = e;
-      sum += e;
-    }
-    for (let c = 0; c < valid; c++) out[start + c] /= sum;
-  }
-  return out;
-}
-
-/** dx = scale · y·(g − Σ g·y) with g = dy · noise, over each row's valid positions. */
-function hostCausalSoftmaxGradient(
-  y: Float32Array,
-  dy: Float32Array,
-  noise: Float32Array | null,
-  steps: number,
-  scale: number,
-): Float32Array {
-  const out = new Float32Array(y.length);
-  for (let row = 0; row < y.length / steps; row++) {
-    const start = row * steps;
-    const valid = (row % steps) + 1;
-    let dot = 0;
-    for (let c = 0; c < valid; c++) dot += dy[start + c] * (noise ? noise[start + c] : 1) * y[start + c];
-    for (let c = 0; c < valid; c++) out[start + c] = scale * y[start + c] * (dy[start + c] * (noise ? noise[start + c] : 1) - dot);
-  }
-  return out;
+  const rows = { rows: batch * steps, width: steps, steps, scale };
+  return expShiftedRows(x, logSumExpRows(x, rows), rows);
 }
