@@ -243,7 +243,7 @@ export function expShiftedRows(x: Float32Array, shifts: Float32Array, shape: Sof
 
 /** The gradient of expShiftedRows' causal softmax y (factor 1): scale·y·(g − Σ g·y) per row, g = dy·noise (noise: dropout's, or null). */
 export function causalSoftmaxBackward(y: Float32Array, dy: Float32Array, noise: Float32Array | null, shape: SoftmaxRows): Float32Array {
-  const { rows, width, steps, scale } = checkRows('causalSoftmaxBackward', y, shape);
+  const { width, steps, scale } = checkRows('causalSoftmaxBackward', y, shape);
   if (steps !== width || dy.length !== y.length || (noise && noise.length !== y.length))
     throw new RangeError(
       `causalSoftmaxBackward: rows of ${width} with ${steps} steps, ${dy.length} gradients, ${noise?.length ?? 0} noise values`,
