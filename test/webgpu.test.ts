@@ -1,5 +1,5 @@
 // The `webgpu` backend (Dawn under TF.js) on Mesa's software Vulkan, lavapipe: gradients equal
-// `cpu`'s for the MLP, the CNN and the GPT; a 2-worker run keeps its replicas identical and follows
+// `cpu`'s for the MLP, the CNN and the GPT; Adam's kernels give the scalar reference's values; a 2-worker run keeps its replicas identical and follows
 // the same run on `cpu`; a webgpu worker killed mid-run is recovered like any other.
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -40,6 +40,20 @@ describe.skipIf(!env)('webgpu on lavapipe', () => {
       expect(report[model].lossRelative, `${model} loss`).toBeLessThan(1e-5);
       expect(report[model].worstGradientRelative, `${model} gradients`).toBeLessThan(1e-4);
     }
+  });
+
+  it("runs Adam(W) in its own kernels: the scalar float32 reference's bits over five steps, pruned positions still zero", () => {
+    const script = join(import.meta.dirname, 'helpers', 'webgpu-adam.ts');
+    const output = execFileSync(process.execPath, ['--import', 'tsx', script], {
+      env: { ...process.env, ...env },
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'ignore'],
+    });
+    const report = JSON.parse(output.trim().split('\n').pop() as string);
+    expect(report.backend).toBe('webgpu');
+    // Lavapipe rounds each operation as float32 does; a GPU that fuses multiply-adds may differ in the last bits.
+    expect(report.worst).toBeLessThanOrEqual(1e-6);
+    expect(report.prunedNonZero).toBe(0);
   });
 
   it('trains 2 workers whose replicas agree every round and whose losses follow the cpu run', async () => {

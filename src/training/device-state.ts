@@ -3,13 +3,14 @@
 // memory: the variables' arrays are regions of one WebAssembly heap, which the SIMD Adam kernel
 // updates in place, with no copy (a masked parameter's moments packed at the front of their arrays
 // between reads, so only its weights are scattered); on the others (webgpu, tensorflow, wasm) compaction, scatter
-// and Adam run as device ops, and the host sees the state only through asynchronous reads
-// (checkpoints, digests, thresholds).
+// and Adam run as device ops (on webgpu Adam is three WGSL kernels, webgpu-adam.ts), and the host
+// sees the state only through asynchronous reads (checkpoints, digests, thresholds).
 import type { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
 import * as tf from '@tensorflow/tfjs-core';
 import { SIMD_HEAP_MAX_BYTES, SimdHeap } from '../common/simd/f32.ts';
 import { type AdamSettings, adamCoefficients, adamUpdate } from './adam.ts';
 import { hostValues, onHostBackend } from './host-backend.ts';
+import { adamOnWebGpu } from './webgpu-adam.ts';
 import { type ParamSpec, paramSize } from './models/model.ts';
 
 /** The state as host arrays, in parameter order. */
@@ -127,6 +128,14 @@ export class DeviceState {
    * positions, so their weight and moments stay exactly zero: 0·β + 0 = 0, 0·keep = 0 and 0 / (0 + ε) = 0).
    */
   adam(param: number, gradient: tf.Tensor, scale: number, step: number, settings: AdamSettings): void {
+    if (tf.getBackend() === 'webgpu') {
+      const next = adamOnWebGpu(this.weights[param], this.m[param], this.v[param], gradient, adamCoefficients(settings, scale, step));
+      for (const key of ['weights', 'm', 'v'] as const) {
+        this[key][param].assign(next[key]);
+        next[key].dispose();
+      }
+      return;
+    }
     const { beta1, beta2, epsilon, learningRate, weightDecay } = settings;
     const stepSize = (learningRate * Math.sqrt(1 - beta2 ** step)) / (1 - beta1 ** step);
     const keep = 1 - learningRate * weightDecay;
