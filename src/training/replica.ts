@@ -163,16 +163,13 @@ export class Replica {
       }
       return;
     }
-    // One upload for these parameters; each one's part is scattered to its kept positions on the device.
-    const start = Math.min(...params.map((i) => this.offsets[i]));
-    const end = Math.max(...params.map((i) => this.offsets[i] + this.keptCount(i)));
-    const part = tf.tensor1d(summed.subarray(start, end), 'float32');
+    // One upload per parameter (no slicing kernel), scattered to its kept positions on the device.
     for (const i of params) {
-      const dense = tf.tidy(() => this.scatterOnDevice(part, start, i, this.params[i]));
+      const part = summed.subarray(this.offsets[i], this.offsets[i] + this.keptCount(i));
+      const dense = tf.tidy(() => this.scatterOnDevice(part, i, this.params[i]));
       this.state.adam(i, dense, scale, t, adamSettings(this.config, this.params[i], learningRate));
       dense.dispose();
     }
-    part.dispose();
   }
 
   /** Applies a summed gradient whole: beginUpdate, then applyUpdate on every parameter. */
@@ -359,12 +356,11 @@ export class Replica {
     return this.positions[param]?.length ?? paramSize(this.params[param]);
   }
 
-  /** One parameter's dense gradient from part of the summed compacted one (from `start`): zeros at pruned positions. */
-  private scatterOnDevice(summed: tf.Tensor1D, start: number, param: number, spec: ParamSpec): tf.Tensor {
+  /** One parameter's dense gradient on the device from its part of the summed compacted one: zeros at pruned positions. */
+  private scatterOnDevice(part: Float32Array, param: number, spec: ParamSpec): tf.Tensor {
     const positions = this.devicePositions[param];
-    const count = this.keptCount(param);
-    const part = tf.slice(summed, [this.offsets[param] - start], [count]);
-    const dense = positions ? tf.scatterND(tf.reshape(positions, [count, 1]), part, [paramSize(spec)]) : part;
+    if (!positions) return tf.tensor(part, spec.shape, 'float32');
+    const dense = tf.scatterND(tf.reshape(positions, [part.length, 1]), tf.tensor1d(part, 'float32'), [paramSize(spec)]);
     return tf.reshape(dense, spec.shape);
   }
 
