@@ -16,7 +16,7 @@ import type { TransportCommand, TransportReport } from './_transport.ts';
 const MiB = 1 << 20;
 const SIZES_MIB = [1, 16, 64];
 const WORLDS = [2, 4];
-const REPEATS = 3;
+const REPEATS = 5;
 const TRANSPORT = fileURLToPath(new URL('./_transport.ts', import.meta.url));
 
 function spawnTransport(): ChildProcess {
