@@ -164,8 +164,10 @@ export class Replica {
       return;
     }
     // One upload per parameter (no slicing kernel), scattered to its kept positions on the device.
+    // A copy, not a view: the step buffer is shared memory, which a backend need not accept, and a
+    // backend may read its values after this returns.
     for (const i of params) {
-      const part = summed.subarray(this.offsets[i], this.offsets[i] + this.keptCount(i));
+      const part = summed.slice(this.offsets[i], this.offsets[i] + this.keptCount(i));
       const dense = tf.tidy(() => this.scatterOnDevice(part, i, this.params[i]));
       this.state.adam(i, dense, scale, t, adamSettings(this.config, this.params[i], learningRate));
       dense.dispose();

@@ -40,13 +40,13 @@ export interface RingOptions {
   wireFormat?: WireFormat;
 }
 
-/** An op's chunks: its parts of the whole vector's granules, granule q belonging to segment q mod n. */
 /** A frame kept for an op not yet started. */
 interface Frame {
   header: Buffer;
   payload: Buffer;
 }
 
+/** An op's chunks: its parts of the whole vector's granules, granule q belonging to segment q mod n. */
 interface ChunkLayout {
   /** Index of the buffer's first value in the whole vector. */
   offset: number;

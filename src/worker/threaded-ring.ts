@@ -122,6 +122,8 @@ export class ThreadedRingLinks {
     placement: Placement = { offset: 0, totalLength: buffer.length },
   ): Promise<CollectiveStats> {
     if (generation !== this.generation) throw new RingError(`the ring of generation ${generation} was closed`);
+    // In place the ring thread writes the sum into the caller's buffer itself; a replaced ring stops
+    // writing when closeLinks reaches the thread, before any newer form() resolves.
     const inPlace = buffer.buffer instanceof SharedArrayBuffer;
     if (!inPlace && this.shared.byteLength < 4 * placement.totalLength) this.shared = new SharedArrayBuffer(4 * placement.totalLength);
     const region = inPlace ? buffer : new Float32Array(this.shared, 4 * placement.offset, buffer.length);
