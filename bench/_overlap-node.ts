@@ -9,6 +9,7 @@ import { createModel } from '../src/training/models/create.ts';
 import { Replica } from '../src/training/replica.ts';
 import { trainSteps } from '../src/training/step-loop.ts';
 import type { Peer } from '../src/wire/protocol.ts';
+import { DEFAULT_CHUNK_FLOATS } from '../src/wire/ring.ts';
 import { ThreadedRingLinks } from '../src/worker/threaded-ring.ts';
 
 export type OverlapCommand =
@@ -32,7 +33,7 @@ async function main(): Promise<void> {
     port: 0,
     token: 'bench',
     log: pino({ level: 'warn' }),
-    chunkFloats: 65536,
+    chunkFloats: DEFAULT_CHUNK_FLOATS,
     timeoutMs: 120_000,
   });
   send({ type: 'port', port: await links.listen() });

@@ -6,6 +6,7 @@ import pino from 'pino';
 import { digestArrays } from '../src/common/digest.ts';
 import type { Peer } from '../src/wire/protocol.ts';
 import { mixSeed, Rng } from '../src/training/rng.ts';
+import { DEFAULT_CHUNK_FLOATS } from '../src/wire/ring.ts';
 import { ThreadedRingLinks } from '../src/worker/threaded-ring.ts';
 
 export type RingNodeCommand =
@@ -22,7 +23,7 @@ export type RingNodeReport =
 
 const rank = Number(process.env.RING_RANK);
 const world = Number(process.env.RING_WORLD);
-const chunkFloats = Number(process.env.RING_CHUNK_FLOATS ?? 65536);
+const chunkFloats = Number(process.env.RING_CHUNK_FLOATS ?? DEFAULT_CHUNK_FLOATS);
 const wireFormat = process.env.RING_WIRE_FORMAT === 'bf16' ? 'bf16' : 'f32';
 const send = (report: RingNodeReport) => process.send?.(report);
 

@@ -4,7 +4,7 @@ import { RingCluster } from './helpers/ring-cluster.ts';
 import pino from 'pino';
 import { RingLinks } from '../src/worker/ring-links.ts';
 
-// Sizes: empty, one value, odd, not divisible by any N in 2..5, a few pipelined chunks, and ≥ 4 M floats.
+// Sizes: empty, one value, odd, not divisible by any N in 2..5, and ≥ 4 M floats (several pipelined frames per rank).
 const SIZES = [0, 1, 7, 1009, 200_003, 4_194_319];
 
 describe('ring all-reduce between real processes over real WebSockets', () => {

@@ -4,7 +4,7 @@
 // bit-identical replicas as the worker processes.
 import type { OccamConfig } from '../config.ts';
 import type { Member } from '../training/member.ts';
-import { RingAllReduce, RingError } from '../wire/ring.ts';
+import { DEFAULT_CHUNK_FLOATS, RingAllReduce, RingError } from '../wire/ring.ts';
 import { MembershipChanged, type GroupFacts, type ReplicaGroup, type StepProgress } from './replica-group.ts';
 
 export interface LocalGroupOptions {
@@ -36,7 +36,11 @@ export class LocalGroup implements ReplicaGroup {
     this.memberIds = members.map((_, rank) => `local-${rank}`);
     this.hardware = members.map((_, rank) => options.hardware?.(rank) ?? 'in-process');
     this.peakFlops = members.map(() => 0);
-    const options_ = { chunkFloats: options.chunkFloats ?? 65536, timeoutMs: config.peerTimeoutMs, wireFormat: config.wireFormat };
+    const options_ = {
+      chunkFloats: options.chunkFloats ?? DEFAULT_CHUNK_FLOATS,
+      timeoutMs: config.peerTimeoutMs,
+      wireFormat: config.wireFormat,
+    };
     this.rings = members.map((_, rank) => new RingAllReduce(rank, n, (parts) => this.deliver(rank, Buffer.concat(parts)), options_));
     members.forEach((member, rank) => member.join(rank, n, this.rings[rank]));
     const replica = members[0].replica;

@@ -14,6 +14,12 @@ import { addInPlace } from '../common/simd/f32.ts';
 
 /** Frame header: op id (u32), phase (u16), iteration (u16), segment (u32), chunk (u32). */
 export const RING_HEADER_BYTES = 16;
+/**
+ * Floats per frame unless a ring is told otherwise: 1 MiB. On loopback, 64 MiB all-reduced about
+ * a quarter faster than in 256 KiB frames (fewer messages for `ws` to allocate and copy), 3 and
+ * 16 MiB as fast, 1 MiB a little slower; a vector still has at least one frame per rank.
+ */
+export const DEFAULT_CHUNK_FLOATS = 262_144;
 const REDUCE_SCATTER = 0;
 const ALL_GATHER = 1;
 

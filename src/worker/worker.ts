@@ -14,7 +14,7 @@ import { ProtocolError, type Envelope, type Messages, type MessageKind } from '.
 import { Member, type MemberHooks } from '../training/member.ts';
 import { Replica } from '../training/replica.ts';
 import type { Collective } from '../common/collective.ts';
-import { RingError } from '../wire/ring.ts';
+import { DEFAULT_CHUNK_FLOATS, RingError } from '../wire/ring.ts';
 import type { TlsOptions } from '../wire/tls.ts';
 import { closeReason, commandProblem } from '../wire/validate.ts';
 import { ControlConnection, WorkerRefused } from './control-connection.ts';
@@ -52,8 +52,6 @@ export interface WorkerOptions {
   paceBytesPerSecond?: number;
 }
 
-/** Floats per ring frame: 256 KiB, small enough to pipeline, large enough to amortise framing. */
-const RING_CHUNK_FLOATS = 65536;
 const PROGRESS_EVERY_MS = 1000;
 
 class Aborted extends Error {}
@@ -83,7 +81,7 @@ export class Worker {
       port: options.ringPort,
       token: options.token,
       log: options.log,
-      chunkFloats: RING_CHUNK_FLOATS,
+      chunkFloats: DEFAULT_CHUNK_FLOATS,
       timeoutMs: DEFAULT_CONFIG.peerTimeoutMs,
       tls: options.tls,
       onStall: (stall) => this.send('ringStall', stall),
