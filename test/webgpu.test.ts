@@ -25,15 +25,19 @@ function expectFollows(metrics: RoundMetrics[], reference: RoundMetrics[], relat
   });
 }
 
+/** The JSON line a script of test/helpers prints last, run with the Vulkan driver in its environment. */
+function helperReport(script: string) {
+  const output = execFileSync(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'helpers', script)], {
+    env: { ...process.env, ...env },
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'ignore'],
+  });
+  return JSON.parse(output.trim().split('\n').pop() as string);
+}
+
 describe.skipIf(!env)('webgpu on lavapipe', () => {
   it('gives the losses and gradients of cpu for the MLP, the CNN and the GPT', () => {
-    const script = join(import.meta.dirname, 'helpers', 'gpu-parity.ts');
-    const output = execFileSync(process.execPath, ['--import', 'tsx', script], {
-      env: { ...process.env, ...env },
-      encoding: 'utf8',
-      stdio: ['ignore', 'pipe', 'ignore'],
-    });
-    const report = JSON.parse(output.trim().split('\n').pop() as string);
+    const report = helperReport('gpu-parity.ts');
     expect(report.adapter.software).toBe(true);
     for (const model of ['mlp', 'cnn', 'gpt']) {
       // Stated tolerance: loss within 1e-5 relative, every gradient within 1e-4 of its tensor's largest value.
@@ -43,13 +47,7 @@ describe.skipIf(!env)('webgpu on lavapipe', () => {
   });
 
   it("runs Adam(W) in its own kernels: the scalar float32 reference's bits over five steps, pruned positions still zero", () => {
-    const script = join(import.meta.dirname, 'helpers', 'webgpu-adam.ts');
-    const output = execFileSync(process.execPath, ['--import', 'tsx', script], {
-      env: { ...process.env, ...env },
-      encoding: 'utf8',
-      stdio: ['ignore', 'pipe', 'ignore'],
-    });
-    const report = JSON.parse(output.trim().split('\n').pop() as string);
+    const report = helperReport('webgpu-adam.ts');
     expect(report.backend).toBe('webgpu');
     // Lavapipe rounds each operation as float32 does; a GPU that fuses multiply-adds may differ in the last bits.
     expect(report.worst).toBeLessThanOrEqual(1e-6);

@@ -26,6 +26,8 @@ export class DeviceState {
   readonly v: tf.Variable[];
   /** The backend keeps tensors in host arrays, which the replica may use in place. */
   readonly onHost: boolean;
+  /** Adam runs as webgpu-adam.ts's kernels. */
+  private readonly onWebGpu: boolean;
   /** Host backends: the heap holding every variable's array, kept positions and a gradient slot (null: too large, scalar Adam). */
   private readonly heap: SimdHeap | null = null;
   /** Per parameter, on a heap: its kept positions (a region of its size) and how many are set; null = all. */
@@ -40,6 +42,7 @@ export class DeviceState {
     initial: Float32Array[],
   ) {
     this.onHost = onHostBackend();
+    this.onWebGpu = tf.getBackend() === 'webgpu';
     const variable = (values: Float32Array, p: ParamSpec) => tf.variable(tf.tensor(values, p.shape, 'float32'), true);
     this.weights = params.map((p, i) => variable(initial[i], p));
     this.m = params.map((p) => variable(new Float32Array(paramSize(p)), p));
@@ -128,7 +131,7 @@ export class DeviceState {
    * positions, so their weight and moments stay exactly zero: 0·β + 0 = 0, 0·keep = 0 and 0 / (0 + ε) = 0).
    */
   adam(param: number, gradient: tf.Tensor, scale: number, step: number, settings: AdamSettings): void {
-    if (tf.getBackend() === 'webgpu') {
+    if (this.onWebGpu) {
       const next = adamOnWebGpu(this.weights[param], this.m[param], this.v[param], gradient, adamCoefficients(settings, scale, step));
       for (const key of ['weights', 'm', 'v'] as const) {
         this[key][param].assign(next[key]);

@@ -11,6 +11,7 @@ import {
   layerNormBackward,
   layerNormForward,
   logSumExpRows,
+  type SoftmaxRows,
 } from '../../common/simd/f32.ts';
 import { hostValues, onHostBackend } from '../host-backend.ts';
 
@@ -55,23 +56,22 @@ export const MASKED_SCORE = -1e9;
  */
 export function causalAttention(scores: tf.Tensor3D, scale: number, noise: Float32Array | null): tf.Tensor3D {
   const [batch, steps] = scores.shape;
+  // Each query's row of scores: row r of the [batch·T, T] matrix is query r mod T.
+  const rows: SoftmaxRows = { rows: batch * steps, width: steps, steps, scale };
   const op = tf.customGrad((...inputs: (tf.Tensor | tf.GradSaveFunc)[]) => {
     const [x, save] = inputs as [tf.Tensor3D, tf.GradSaveFunc];
     if (onHostBackend()) {
-      const weights = hostCausalSoftmax(hostValues(x), batch, steps, scale);
+      const values = hostValues(x);
+      const weights = expShiftedRows(values, logSumExpRows(values, rows), rows);
       const noiseTensor = noise ? tf.tensor3d(noise, x.shape) : null;
       save(noiseTensor ? [tf.tensor3d(weights, x.shape), noiseTensor] : [tf.tensor3d(weights, x.shape)]);
       const value = noise ? weights.map((w, i) => w * noise[i]) : weights;
       const gradFunc = (dy: tf.Tensor, [saved, savedNoise]: tf.Tensor[]) =>
-        tf.tensor3d(
-          causalSoftmaxBackward(hostValues(saved), hostValues(dy), savedNoise ? hostValues(savedNoise) : null, {
-            rows: batch * steps,
-            width: steps,
-            steps,
-            scale,
-          }),
-          [batch, steps, steps],
-        );
+        tf.tensor3d(causalSoftmaxBackward(hostValues(saved), hostValues(dy), savedNoise ? hostValues(savedNoise) : null, rows), [
+          batch,
+          steps,
+          steps,
+        ]);
       return { value: tf.tensor3d(value, x.shape), gradFunc };
     }
     const masked = tf.add(tf.mul(x, scale), causalMask(steps));
@@ -218,10 +218,4 @@ function hostCrossEntropyGradient(x: Float32Array, logSumExp: Float32Array, labe
   const out = expShiftedRows(x, logSumExp, { rows: labels.length, width: classes, steps: 0, scale: 1 }, dy);
   for (let r = 0; r < labels.length; r++) out[r * classes + labels[r]] -= dy;
   return out;
-}
-
-/** Softmax of scale · x over positions 0 … query of each row; the rest stay 0. */
-function hostCausalSoftmax(x: Float32Array, batch: number, steps: number, scale: number): Float32Array {
-  const rows = { rows: batch * steps, width: steps, steps, scale };
-  return expShiftedRows(x, logSumExpRows(x, rows), rows);
 }
