@@ -552,6 +552,34 @@ describe.skipIf(!available)('blas backend kernels', () => {
     }
   });
 
+  it('Concat and SplitV along every axis, float32 and int32, exactly equal to cpu', async () => {
+    for (const shape of [
+      [6, 4],
+      [3, 4, 5],
+      [2, 3, 6, 70], // rows of 70 and more: copied with set
+      [48, 16, 8], // pooled sizes
+    ]) {
+      for (let axis = -1; axis < shape.length; axis++) {
+        const along = shape.at(axis) as number;
+        const sizes = along % 3 === 0 ? 3 : [1, along - 1];
+        const other = [...shape];
+        other[(axis + shape.length) % shape.length] = 2;
+        const x = values(shape);
+        const y = values(other);
+        const { cpu, blas } = await onBoth(() => [
+          tf.concat([tf.tensor(x, shape), tf.tensor(y, other), tf.tensor(x, shape)], axis),
+          tf.concat([tf.tensor(x.map(Math.round), shape, 'int32'), tf.tensor(y.map(Math.round), other, 'int32')], axis),
+          ...tf.split(tf.tensor(x, shape), sizes, axis),
+          ...tf.split(tf.tensor(x.map(Math.round), shape, 'int32'), sizes, axis),
+        ]);
+        expect(
+          blas.map((a) => Array.from(a)),
+          `[${shape}] axis ${axis}`,
+        ).toEqual(cpu.map((a) => Array.from(a)));
+      }
+    }
+  });
+
   it('Transpose: every permutation of rank 2 to 4, float32 and int32; GatherV2 rows and ScatterNd rows, exactly equal to cpu', async () => {
     const permutations = (n: number): number[][] =>
       n === 1
@@ -621,6 +649,14 @@ describe.skipIf(!available)('blas backend kernels', () => {
     const reuse = tf.tidy(() => tf.add(tf.mul(tf.ones([100, 100]), tf.scalar(7)), tf.zeros([100, 100])));
     expect(rows.dataSync().every((v) => v === 2)).toBe(true);
     tf.dispose([rows, reuse]);
+
+    // Split pieces of a recycled array are copies: recycling it leaves them as they were.
+    const whole = tf.add(tf.ones([300, 100]), tf.ones([300, 100]));
+    const pieces = tf.split(whole, 3, 0);
+    whole.dispose();
+    const overwrite = tf.tidy(() => tf.add(tf.mul(tf.ones([300, 100]), tf.scalar(7)), tf.zeros([300, 100])));
+    for (const piece of pieces) expect(piece.dataSync().every((v) => v === 2)).toBe(true);
+    tf.dispose([...pieces, overwrite]);
   });
 });
 

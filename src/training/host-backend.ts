@@ -18,3 +18,18 @@ export function hostValues(tensor: tf.Tensor): Float32Array {
   const values = (tf.backend() as MathBackendCPU).data.get(tensor.dataId).values;
   return values instanceof Float32Array ? values : Float32Array.from(values as ArrayLike<number>);
 }
+
+/** What blas's backend class adds (packages/blas/src/memory.ts), by shape: the GPU kit's bundle leaves blas out. */
+interface RecyclingBackend {
+  allocate(length: number): Float32Array;
+}
+
+/**
+ * An array for the values of a tensor about to be made on a host backend. On blas it comes from the
+ * backend's recycling pool (a step's large outputs, taken fresh, cost page faults and garbage
+ * collections more than their math) and goes back when that tensor is disposed; contents arbitrary.
+ */
+export function hostOutput(length: number): Float32Array {
+  const backend = tf.backend() as MathBackendCPU & Partial<RecyclingBackend>;
+  return typeof backend.allocate === 'function' ? backend.allocate(length) : new Float32Array(length);
+}

@@ -9,7 +9,7 @@ import { batchMatMul, fusedMatMul } from './matmul.ts';
 import { BlasBackend } from './memory.ts';
 import { maxPool, maxPoolGrad } from './pool.ts';
 import { mean, sum } from './reduce.ts';
-import { slice } from './slice.ts';
+import { concat, slice, splitV } from './slice.ts';
 import { gatherV2, scatterNd, transpose } from './transpose.ts';
 import type { BlasKernelFunc } from './tensors.ts';
 
@@ -32,7 +32,7 @@ export interface BlasLibraryInfo {
 
 /**
  * The kernels this backend replaces: matrix products and convolutions through BLAS, plus the
- * element-wise ops, reductions, slices, transposes, row gathers and scatters and max pooling that dominate a training step once the products are fast.
+ * element-wise ops, reductions, slices, concatenations, transposes, row gathers and scatters and max pooling that dominate a training step once the products are fast.
  * Every other kernel is the cpu backend's.
  */
 const BLAS_KERNELS: Record<string, BlasKernelFunc> = {
@@ -45,6 +45,8 @@ const BLAS_KERNELS: Record<string, BlasKernelFunc> = {
   [tf.Sum]: sum,
   [tf.Mean]: mean,
   [tf.Slice]: slice,
+  [tf.Concat]: concat,
+  [tf.SplitV]: splitV,
   [tf.Transpose]: transpose,
   [tf.GatherV2]: gatherV2,
   [tf.ScatterNd]: scatterNd,

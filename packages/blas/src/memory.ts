@@ -64,6 +64,11 @@ class Float32Pool {
     this.freeBytes += values.byteLength;
   }
 
+  /** Whether `values` is a whole array this pool will recycle when its one tensor is disposed. */
+  recycles(values: unknown): boolean {
+    return ArrayBuffer.isView(values) && this.owned.get(values.buffer) === 'held';
+  }
+
   /** Never recycle the memory behind `values` (it became visible outside the backend). */
   disown(values: unknown): void {
     if (ArrayBuffer.isView(values)) this.owned.delete(values.buffer);
@@ -100,6 +105,11 @@ export class BlasBackend extends MathBackendCPU {
     super.move(dataId, values, shape, dtype, refCount);
   }
 
+  /** Whether the memory of `values` goes back to the pool once its tensor is disposed (a view of it would stop that). */
+  recycles(values: unknown): boolean {
+    return this.pool.recycles(values);
+  }
+
   /** What a read hands out leaves the pool for good: callers may keep it after disposing the tensor. */
   override readSync(dataId: DataId): backend_util.BackendValues {
     const values = super.readSync(dataId);
@@ -118,6 +128,11 @@ export class BlasBackend extends MathBackendCPU {
     this.pool.clear();
     super.dispose();
   }
+}
+
+/** Whether `values` is memory the blas backend will recycle (false on any other cpu-style backend). */
+export function isRecycled(backend: MathBackendCPU, values: unknown): boolean {
+  return backend instanceof BlasBackend && backend.recycles(values);
 }
 
 /** An output array from the blas backend's pool, or a fresh one for any other cpu-style backend. */

@@ -1,7 +1,14 @@
 // What the blas kernels share: reading a tensor's values from the cpu backend's storage without
 // copying, and handing a call back to the cpu backend's own kernel for the cases the fast paths
 // do not cover (other dtypes, NCHW, unusual broadcasts).
-import { getKernel, type KernelFunc, type NamedAttrMap, type TensorInfo, type TypedArray } from '@tensorflow/tfjs-core';
+import {
+  getKernel,
+  type KernelFunc,
+  type NamedAttrMap,
+  type NamedTensorInfoMap,
+  type TensorInfo,
+  type TypedArray,
+} from '@tensorflow/tfjs-core';
 import type { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
 
 /** The arguments tfjs passes to every kernel, with the backend and attributes typed. */
@@ -15,7 +22,7 @@ export interface KernelArgs<Inputs, Attrs> {
  * Any blas kernel, whatever its inputs and attributes; tfjs calls it through the untyped KernelFunc.
  * (`never` parameters accept every specific kernel signature.)
  */
-export type BlasKernelFunc = (args: KernelArgs<never, never>) => TensorInfo;
+export type BlasKernelFunc = (args: KernelArgs<never, never>) => TensorInfo | TensorInfo[];
 
 /** The values array the backend stores for `info` (shared, not copied: never write to it). */
 export function storedValues(backend: MathBackendCPU, info: TensorInfo): TypedArray {
@@ -32,15 +39,17 @@ export function float32Values(backend: MathBackendCPU, info: TensorInfo): Float3
 export function runCpuKernel(
   kernelName: string,
   backend: MathBackendCPU,
-  inputs: Record<string, TensorInfo | undefined>,
+  inputs: Record<string, TensorInfo | undefined> | TensorInfo[],
   attrs: object = {},
 ): TensorInfo {
   const config = getKernel(kernelName, 'cpu');
   if (config === undefined) throw new Error(`the cpu backend has no kernel ${kernelName}`);
   const kernelFunc: KernelFunc = config.kernelFunc;
+  // A list of inputs (Concat's) goes as it is; named ones without the undefined entries.
   const definedInputs: Record<string, TensorInfo> = {};
-  for (const [name, info] of Object.entries(inputs)) if (info !== undefined) definedInputs[name] = info;
-  return kernelFunc({ inputs: definedInputs, backend, attrs: attrs as NamedAttrMap }) as TensorInfo;
+  if (!Array.isArray(inputs)) for (const [name, info] of Object.entries(inputs)) if (info !== undefined) definedInputs[name] = info;
+  const passed = (Array.isArray(inputs) ? inputs : definedInputs) as unknown as NamedTensorInfoMap;
+  return kernelFunc({ inputs: passed, backend, attrs: attrs as NamedAttrMap }) as TensorInfo;
 }
 
 /**

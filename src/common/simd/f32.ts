@@ -2,7 +2,8 @@
 // sum of a received chunk and its own values, the masked Adam update, the ReLU layers' dropout
 // product and backward pass, and the GPT's GELU and LayerNorm. A SimdHeap is one instance of the module with its own memory, whose
 // regions are carved out once and never move (arrays a backend may hold for a whole run); the
-// other kernels copy their operands into a scratch instance.
+// other kernels copy their operands into a scratch instance, and their results out into arrays
+// from the caller's `allocate` (a backend's recycling pool; fresh arrays by default).
 import { F32_WASM_BASE64 } from './f32.generated.ts';
 
 /** Adam's per-step coefficients, float32 values (training/adam.ts's adamCoefficients computes them). */
@@ -19,6 +20,11 @@ export interface AdamCoefficients {
   keep: number;
   epsilon: number;
 }
+
+/** Where a kernel's output arrays come from; their contents are overwritten whole. */
+export type Allocate = (length: number) => Float32Array;
+
+const newFloats: Allocate = (length) => new Float32Array(length);
 
 interface F32Kernels {
   memory: { buffer: ArrayBuffer; grow(pages: number): number };
@@ -159,6 +165,7 @@ export function reluBackward(
   y: Float32Array,
   noise: Float32Array | null,
   channels: number,
+  allocate: Allocate = newFloats,
 ): { dz: Float32Array; sums: Float64Array } {
   const n = y.length;
   if (dy.length !== n || (noise && noise.length !== n) || n % channels !== 0)
@@ -170,7 +177,7 @@ export function reluBackward(
   doublesAt(sumsAt, channels).fill(0);
   // noise at 0 says "none": dy's region is the first, so no operand region starts at 0 but dy's.
   if (n > 0) scratch.relu_backward(dzAt, dyAt, yAt, noise ? noiseAt : 0, n, channels, sumsAt);
-  return { dz: floatsAt(dzAt, n).slice(), sums: doublesAt(sumsAt, channels).slice() };
+  return { dz: copyOut(dzAt, n, allocate), sums: doublesAt(sumsAt, channels).slice() };
 }
 
 /**
@@ -190,12 +197,12 @@ export function dropoutNoise(seeds: Uint32Array, width: number, threshold: numbe
  * GELU's tanh form, x·σ(2u) with u = √(2/π)·(x + 0.044715·x³), in float32 (an exp within 2 ulp):
  * the values, and the gates σ(2u) its gradient needs.
  */
-export function geluForward(x: Float32Array): { values: Float32Array; gates: Float32Array } {
+export function geluForward(x: Float32Array, allocate: Allocate = newFloats): { values: Float32Array; gates: Float32Array } {
   const n = x.length;
   const [xAt, valuesAt, gatesAt] = scratchRegions(4 * n, 4 * n, 4 * n);
   floatsAt(xAt, n).set(x);
   scratch.gelu(xAt, valuesAt, gatesAt, n);
-  return { values: floatsAt(valuesAt, n).slice(), gates: floatsAt(gatesAt, n).slice() };
+  return { values: copyOut(valuesAt, n, allocate), gates: copyOut(gatesAt, n, allocate) };
 }
 
 /**
@@ -226,10 +233,16 @@ export function logSumExpRows(x: Float32Array, shape: SoftmaxRows): Float32Array
 }
 
 /** factor·e^(scale·x − shifts[r]) at each row's valid positions, 0 at the rest: with shifts = logSumExpRows, factor·softmax. */
-export function expShiftedRows(x: Float32Array, shifts: Float32Array, shape: SoftmaxRows, factor = 1): Float32Array {
+export function expShiftedRows(
+  x: Float32Array,
+  shifts: Float32Array,
+  shape: SoftmaxRows,
+  factor = 1,
+  allocate: Allocate = newFloats,
+): Float32Array {
   const { rows, width, steps, scale } = checkRows('expShiftedRows', x, shape);
   if (shifts.length !== rows) throw new RangeError(`expShiftedRows: ${shifts.length} shifts for ${rows} rows`);
-  const out = new Float32Array(x.length);
+  const out = allocate(x.length);
   forRowChunks(shape, (first, count) => {
     const n = count * width;
     const [xAt, shiftsAt, outAt] = scratchRegions(4 * n + 16, 4 * count, 4 * n + 16);
@@ -242,13 +255,19 @@ export function expShiftedRows(x: Float32Array, shifts: Float32Array, shape: Sof
 }
 
 /** The gradient of expShiftedRows' causal softmax y (factor 1): scale·y·(g − Σ g·y) per row, g = dy·noise (noise: dropout's, or null). */
-export function causalSoftmaxBackward(y: Float32Array, dy: Float32Array, noise: Float32Array | null, shape: SoftmaxRows): Float32Array {
+export function causalSoftmaxBackward(
+  y: Float32Array,
+  dy: Float32Array,
+  noise: Float32Array | null,
+  shape: SoftmaxRows,
+  allocate: Allocate = newFloats,
+): Float32Array {
   const { width, steps, scale } = checkRows('causalSoftmaxBackward', y, shape);
   if (steps !== width || dy.length !== y.length || (noise && noise.length !== y.length))
     throw new RangeError(
       `causalSoftmaxBackward: rows of ${width} with ${steps} steps, ${dy.length} gradients, ${noise?.length ?? 0} noise values`,
     );
-  const out = new Float32Array(y.length);
+  const out = allocate(y.length);
   forRowChunks(shape, (first, count) => {
     const n = count * width;
     const part = (values: Float32Array) => values.subarray(first * width, first * width + n);
@@ -283,7 +302,7 @@ function checkRows(name: string, x: Float32Array, shape: SoftmaxRows): SoftmaxRo
 }
 
 /** dy·d/dx of geluForward at x, from the gates it kept. */
-export function geluBackward(x: Float32Array, gates: Float32Array, dy: Float32Array): Float32Array {
+export function geluBackward(x: Float32Array, gates: Float32Array, dy: Float32Array, allocate: Allocate = newFloats): Float32Array {
   const n = x.length;
   if (gates.length !== n || dy.length !== n)
     throw new RangeError(`geluBackward: ${n} values, ${gates.length} gates, ${dy.length} gradients`);
@@ -292,7 +311,7 @@ export function geluBackward(x: Float32Array, gates: Float32Array, dy: Float32Ar
   floatsAt(gatesAt, n).set(gates);
   floatsAt(dyAt, n).set(dy);
   scratch.gelu_backward(xAt, gatesAt, dyAt, outAt, n);
-  return floatsAt(outAt, n).slice();
+  return copyOut(outAt, n, allocate);
 }
 
 /**
@@ -304,6 +323,7 @@ export function layerNormForward(
   gain: Float32Array,
   width: number,
   epsilon: number,
+  allocate: Allocate = newFloats,
 ): { values: Float32Array; normalized: Float32Array; inverseStd: Float32Array } {
   const rows = x.length / width;
   if (width % 4 !== 0 || gain.length !== width || !Number.isInteger(rows))
@@ -314,8 +334,8 @@ export function layerNormForward(
   floatsAt(gainAt, width).set(gain);
   scratch.layer_norm(xAt, gainAt, valuesAt, normalizedAt, inverseAt, rows, width, epsilon);
   return {
-    values: floatsAt(valuesAt, n).slice(),
-    normalized: floatsAt(normalizedAt, n).slice(),
+    values: copyOut(valuesAt, n, allocate),
+    normalized: copyOut(normalizedAt, n, allocate),
     inverseStd: floatsAt(inverseAt, rows).slice(),
   };
 }
@@ -327,6 +347,7 @@ export function layerNormBackward(
   inverseStd: Float32Array,
   gain: Float32Array,
   width: number,
+  allocate: Allocate = newFloats,
 ): { dx: Float32Array; dGain: Float32Array } {
   const rows = inverseStd.length;
   if (width % 4 !== 0 || dy.length !== rows * width || normalized.length !== dy.length || gain.length !== width)
@@ -339,7 +360,7 @@ export function layerNormBackward(
   floatsAt(gainAt, width).set(gain);
   doublesAt(dGainAt, width).fill(0);
   scratch.layer_norm_backward(dyAt, normalizedAt, inverseAt, gainAt, dxAt, dGainAt, rows, width);
-  return { dx: floatsAt(dxAt, n).slice(), dGain: Float32Array.from(doublesAt(dGainAt, width)) };
+  return { dx: copyOut(dxAt, n, allocate), dGain: Float32Array.from(doublesAt(dGainAt, width)) };
 }
 
 /** into = kernel(into, values) elementwise, over copies in scratch memory. */
@@ -366,6 +387,13 @@ function scratchRegions(...bytes: number[]): number[] {
   const have = scratch.memory.buffer.byteLength;
   if (end > have) scratch.memory.grow(Math.ceil((end - have) / PAGE_BYTES));
   return offsets;
+}
+
+/** Copies `n` floats out of scratch into an array from `allocate`. */
+function copyOut(at: number, n: number, allocate: Allocate): Float32Array {
+  const out = allocate(n);
+  out.set(floatsAt(at, n));
+  return out;
 }
 
 function floatsAt(at: number, n: number): Float32Array {

@@ -4,6 +4,7 @@
 // differentiated op by op, these were most of a GPT step on the host backends.
 import * as tf from '@tensorflow/tfjs-core';
 import {
+  type Allocate,
   causalSoftmaxBackward,
   expShiftedRows,
   geluBackward,
@@ -13,7 +14,7 @@ import {
   logSumExpRows,
   type SoftmaxRows,
 } from '../../common/simd/f32.ts';
-import { hostValues, onHostBackend } from '../host-backend.ts';
+import { hostOutput, hostValues, onHostBackend } from '../host-backend.ts';
 
 const GELU_SCALE = Math.sqrt(2 / Math.PI);
 const GELU_CUBIC = 0.044715;
@@ -30,7 +31,7 @@ export function layerNorm(x: tf.Tensor2D, gain: tf.Tensor1D, bias: tf.Tensor1D |
     const [input, g, save] = inputs as [tf.Tensor2D, tf.Tensor1D, tf.GradSaveFunc];
     if (onHostBackend()) {
       const host = width % 4 === 0 ? layerNormForward : hostLayerNorm;
-      const { values, normalized, inverseStd } = host(hostValues(input), hostValues(g), width, epsilon);
+      const { values, normalized, inverseStd } = host(hostValues(input), hostValues(g), width, epsilon, hostOutput);
       const saved = [tf.tensor2d(normalized, input.shape), tf.tensor1d(inverseStd)];
       save([...saved, g]);
       return { value: tf.tensor2d(values, input.shape), gradFunc: layerNormGradient };
@@ -62,17 +63,17 @@ export function causalAttention(scores: tf.Tensor3D, scale: number, noise: Float
     const [x, save] = inputs as [tf.Tensor3D, tf.GradSaveFunc];
     if (onHostBackend()) {
       const values = hostValues(x);
-      const weights = expShiftedRows(values, logSumExpRows(values, rows), rows);
+      const weights = tf.tensor3d(expShiftedRows(values, logSumExpRows(values, rows), rows, 1, hostOutput), x.shape);
       const noiseTensor = noise ? tf.tensor3d(noise, x.shape) : null;
-      save(noiseTensor ? [tf.tensor3d(weights, x.shape), noiseTensor] : [tf.tensor3d(weights, x.shape)]);
-      const value = noise ? weights.map((w, i) => w * noise[i]) : weights;
-      const gradFunc = (dy: tf.Tensor, [saved, savedNoise]: tf.Tensor[]) =>
-        tf.tensor3d(causalSoftmaxBackward(hostValues(saved), hostValues(dy), savedNoise ? hostValues(savedNoise) : null, rows), [
-          batch,
-          steps,
-          steps,
-        ]);
-      return { value: tf.tensor3d(value, x.shape), gradFunc };
+      save(noiseTensor ? [weights, noiseTensor] : [weights]);
+      const gradFunc = (dy: tf.Tensor, [saved, savedNoise]: tf.Tensor[]) => {
+        const savedValues = savedNoise ? hostValues(savedNoise) : null;
+        const dx = causalSoftmaxBackward(hostValues(saved), hostValues(dy), savedValues, rows, hostOutput);
+        return tf.tensor3d(dx, [batch, steps, steps]);
+      };
+      if (!noise) return { value: weights, gradFunc };
+      const dropped = hostValues(weights).map((w, i) => w * noise[i]);
+      return { value: tf.tensor3d(dropped, x.shape), gradFunc };
     }
     const masked = tf.add(tf.mul(x, scale), causalMask(steps));
     const weights = softmaxComposed(masked);
@@ -124,10 +125,10 @@ const geluOp = tf.customGrad((...inputs: (tf.Tensor | tf.GradSaveFunc)[]) => {
   const [x, save] = inputs as [tf.Tensor, tf.GradSaveFunc];
   if (onHostBackend()) {
     // x·σ(2u) in SIMD (common/simd/f32.ts), one exp per value; σ(2u) is kept, so the backward pass needs none.
-    const { values, gates } = geluForward(hostValues(x));
+    const { values, gates } = geluForward(hostValues(x), hostOutput);
     save([x, tf.tensor(gates, x.shape)]);
     const gradFunc = (dy: tf.Tensor, [savedX, savedGates]: tf.Tensor[]) =>
-      tf.tensor(geluBackward(hostValues(savedX), hostValues(savedGates), hostValues(dy)), savedX.shape);
+      tf.tensor(geluBackward(hostValues(savedX), hostValues(savedGates), hostValues(dy), hostOutput), savedX.shape);
     return { value: tf.tensor(values, x.shape), gradFunc };
   }
   save([x]);
@@ -147,7 +148,7 @@ function layerNormGradient(dy: tf.Tensor, [normalized, inverseStd, gain]: tf.Ten
   const [rows, width] = normalized.shape;
   if (onHostBackend()) {
     const host = width % 4 === 0 ? layerNormBackward : hostLayerNormGradient;
-    const { dx, dGain } = host(hostValues(dy), hostValues(normalized), hostValues(inverseStd), hostValues(gain), width);
+    const { dx, dGain } = host(hostValues(dy), hostValues(normalized), hostValues(inverseStd), hostValues(gain), width, hostOutput);
     return [tf.tensor2d(dx, [rows, width]), tf.tensor1d(dGain)];
   }
   const scaled = tf.mul(dy, gain);
@@ -161,10 +162,10 @@ function softmaxComposed(x: tf.Tensor): tf.Tensor {
   return tf.div(exps, tf.sum(exps, -1, true));
 }
 
-function hostLayerNorm(x: Float32Array, gain: Float32Array, width: number, epsilon: number) {
+function hostLayerNorm(x: Float32Array, gain: Float32Array, width: number, epsilon: number, allocate: Allocate) {
   const rows = x.length / width;
-  const values = new Float32Array(x.length);
-  const normalized = new Float32Array(x.length);
+  const values = allocate(x.length);
+  const normalized = allocate(x.length);
   const inverseStd = new Float32Array(rows);
   for (let r = 0; r < rows; r++) {
     const start = r * width;
@@ -184,9 +185,16 @@ function hostLayerNorm(x: Float32Array, gain: Float32Array, width: number, epsil
   return { values, normalized, inverseStd };
 }
 
-function hostLayerNormGradient(dy: Float32Array, normalized: Float32Array, inverseStd: Float32Array, gain: Float32Array, width: number) {
+function hostLayerNormGradient(
+  dy: Float32Array,
+  normalized: Float32Array,
+  inverseStd: Float32Array,
+  gain: Float32Array,
+  width: number,
+  allocate: Allocate,
+) {
   const rows = inverseStd.length;
-  const dx = new Float32Array(dy.length);
+  const dx = allocate(dy.length);
   const dGain = new Float64Array(width);
   for (let r = 0; r < rows; r++) {
     const start = r * width;
@@ -215,7 +223,7 @@ function hostCrossEntropy(x: Float32Array, labels: Int32Array, classes: number) 
 }
 
 function hostCrossEntropyGradient(x: Float32Array, logSumExp: Float32Array, labels: Int32Array, dy: number, classes: number): Float32Array {
-  const out = expShiftedRows(x, logSumExp, { rows: labels.length, width: classes, steps: 0, scale: 1 }, dy);
+  const out = expShiftedRows(x, logSumExp, { rows: labels.length, width: classes, steps: 0, scale: 1 }, dy, hostOutput);
   for (let r = 0; r < labels.length; r++) out[r * classes + labels[r]] -= dy;
   return out;
 }

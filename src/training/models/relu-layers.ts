@@ -6,7 +6,7 @@
 // Elsewhere (webgpu, tensorflow, wasm) TF.js's own fused ops run.
 import * as tf from '@tensorflow/tfjs-core';
 import { multiplyInPlace, reluBackward } from '../../common/simd/f32.ts';
-import { hostValues, onHostBackend } from '../host-backend.ts';
+import { hostOutput, hostValues, onHostBackend } from '../host-backend.ts';
 
 /**
  * relu(x·W + b)·noise (noise: 0 or 1/(1 − rate) per value, row after row; null for none). x is
@@ -61,7 +61,7 @@ function reluLayer(x: tf.Tensor, w: tf.Tensor, b: tf.Tensor1D, noise: Float32Arr
     if (noise) multiplyInPlace(hostValues(value), noise);
     save([value, input, kernel]); // x too: the forward pass's scope would dispose data before the backward pass
     const gradFunc = (dy: tf.Tensor, [y, savedInput, savedKernel]: tf.Tensor[]) => {
-      const { dz, sums } = reluBackward(hostValues(dy), hostValues(y), noise, channels);
+      const { dz, sums } = reluBackward(hostValues(dy), hostValues(y), noise, channels, hostOutput);
       const dzTensor = tf.tensor(dz, y.shape);
       const grads = [map.kernelGradient(savedInput, dzTensor), tf.tensor1d(Float32Array.from(sums))];
       return map.inputGradient ? [map.inputGradient(dzTensor, savedKernel), ...grads] : grads;
