@@ -231,4 +231,33 @@
         (local.set $dy (i32.add (local.get $dy) (i32.const 4)))
         (local.set $argmax (i32.add (local.get $argmax) (i32.const 4)))
         (br $each))))
+
+  ;; A transpose that keeps the last axis: dst gets runs of $run floats, in order, each read from
+  ;; src + i0·s0 + i1·s1 + i2·s2 floats for i0 < n0, i1 < n1, i2 < n2 (the output's outer axes).
+  (func (export "copy_runs") (param $src i32) (param $dst i32) (param $n0 i32) (param $n1 i32) (param $n2 i32)
+    (param $s0 i32) (param $s1 i32) (param $s2 i32) (param $run i32)
+    (local $i0 i32) (local $i1 i32) (local $i2 i32) (local $bytes i32) (local $from i32)
+    (local.set $bytes (i32.shl (local.get $run) (i32.const 2)))
+    (block $done0
+      (loop $each0
+        (br_if $done0 (i32.ge_u (local.get $i0) (local.get $n0)))
+        (local.set $i1 (i32.const 0))
+        (block $done1
+          (loop $each1
+            (br_if $done1 (i32.ge_u (local.get $i1) (local.get $n1)))
+            (local.set $from (i32.add (local.get $src) (i32.shl (i32.add (i32.mul (local.get $i0) (local.get $s0))
+              (i32.mul (local.get $i1) (local.get $s1))) (i32.const 2))))
+            (local.set $i2 (i32.const 0))
+            (block $done2
+              (loop $each2
+                (br_if $done2 (i32.ge_u (local.get $i2) (local.get $n2)))
+                (memory.copy (local.get $dst) (local.get $from) (local.get $bytes))
+                (local.set $dst (i32.add (local.get $dst) (local.get $bytes)))
+                (local.set $from (i32.add (local.get $from) (i32.shl (local.get $s2) (i32.const 2))))
+                (local.set $i2 (i32.add (local.get $i2) (i32.const 1)))
+                (br $each2)))
+            (local.set $i1 (i32.add (local.get $i1) (i32.const 1)))
+            (br $each1)))
+        (local.set $i0 (i32.add (local.get $i0) (i32.const 1)))
+        (br $each0))))
 )

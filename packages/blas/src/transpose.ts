@@ -1,4 +1,5 @@
-// Transpose, row gathers and row scatters by copying whole runs. The cpu kernels move every element
+// Transpose, row gathers and row scatters by copying whole runs (a transpose that keeps the last axis
+// in WebAssembly, one bulk copy per run). The cpu kernels move every element
 // through TensorBuffer index arithmetic (~100 ns each); a GPT step transposes its attention
 // activations, gathers its embedding rows and scatters their gradient back, so those copies cost
 // more than its products.
@@ -10,6 +11,7 @@ import {
   type TransposeAttrs,
   type TypedArray,
 } from '@tensorflow/tfjs-core';
+import { fitsLoops, loopRegions, loops } from './loops.ts';
 import { allocateFloat32 } from './memory.ts';
 import { runCpuKernel, storedValues, type KernelArgs } from './tensors.ts';
 
@@ -28,6 +30,16 @@ export function transpose(args: KernelArgs<{ x: TensorInfo }, TransposeAttrs>): 
   const strides = perm.map((axis) => inStrides[axis]);
   const run = perm[rank - 1] === rank - 1 ? x.shape[rank - 1] : 1;
   const outer = run === 1 ? rank : rank - 1; // axes the odometer counts over
+  if (run >= 4 && outer <= 3 && fitsLoops(2 * length)) {
+    // In WebAssembly: one bulk copy per run, where JavaScript pays for a view or a float at a time.
+    const [n0, n1, n2] = [1, 1, ...outShape.slice(0, outer)].slice(-3);
+    const [s0, s1, s2] = [0, 0, ...strides.slice(0, outer)].slice(-3);
+    const [[inAt, inRegion], [outAt, outRegion]] = loopRegions(length, length);
+    inRegion.set(values);
+    loops.copy_runs(inAt, outAt, n0, n1, n2, s0, s1, s2, run);
+    out.set(outRegion);
+    return backend.makeTensorInfo(outShape, x.dtype, out);
+  }
   const position = new Array<number>(outer).fill(0);
   let inOffset = 0;
   for (let outOffset = 0; outOffset < length; outOffset += run) {
