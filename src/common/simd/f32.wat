@@ -177,24 +177,43 @@
         (local.set $row (i32.add (local.get $row) (i32.const 1)))
         (br $each_row))))
 
+  ;; exp4's constants as globals: TurboFan loads each in one instruction, where it rebuilds a
+  ;; splat constant in three on every use.
+  (global $exp_high v128 (v128.const f32x4 88.3762626647949 88.3762626647949 88.3762626647949 88.3762626647949))
+  (global $exp_low v128 (v128.const f32x4 -88.3762626647949 -88.3762626647949 -88.3762626647949 -88.3762626647949))
+  (global $log2_e v128 (v128.const f32x4 1.44269504088896341 1.44269504088896341 1.44269504088896341 1.44269504088896341))
+  (global $exp_half v128 (v128.const f32x4 0.5 0.5 0.5 0.5))
+  (global $ln2_high v128 (v128.const f32x4 0.693359375 0.693359375 0.693359375 0.693359375))
+  (global $ln2_low v128 (v128.const f32x4 -2.12194440e-4 -2.12194440e-4 -2.12194440e-4 -2.12194440e-4))
+  (global $exp_p0 v128 (v128.const f32x4 1.9875691500e-4 1.9875691500e-4 1.9875691500e-4 1.9875691500e-4))
+  (global $exp_p1 v128 (v128.const f32x4 1.3981999507e-3 1.3981999507e-3 1.3981999507e-3 1.3981999507e-3))
+  (global $exp_p2 v128 (v128.const f32x4 8.3334519073e-3 8.3334519073e-3 8.3334519073e-3 8.3334519073e-3))
+  (global $exp_p3 v128 (v128.const f32x4 4.1665795894e-2 4.1665795894e-2 4.1665795894e-2 4.1665795894e-2))
+  (global $exp_p4 v128 (v128.const f32x4 1.6666665459e-1 1.6666665459e-1 1.6666665459e-1 1.6666665459e-1))
+  (global $exp_p5 v128 (v128.const f32x4 5.0000001201e-1 5.0000001201e-1 5.0000001201e-1 5.0000001201e-1))
+  (global $exp_one v128 (v128.const f32x4 1 1 1 1))
+  ;; 2^23 + 127: added to an integral k in [−127, 128], its low mantissa bits are k + 127 exactly.
+  (global $exponent_bias v128 (v128.const f32x4 8388735 8388735 8388735 8388735))
+
   ;; e^x in float32 for four lanes (Cephes' expf: a degree-5 polynomial on x − k·ln 2, times 2^k),
   ;; within 2 ulp over the range; beyond ±88.38 it saturates (0 or about 2.4e38), NaN stays NaN.
   (func $exp4 (param $x v128) (result v128)
     (local $k v128) (local $r v128) (local $p v128)
-    (local.set $x (f32x4.max (f32x4.min (local.get $x) (f32x4.splat (f32.const 88.3762626647949))) (f32x4.splat (f32.const -88.3762626647949))))
-    (local.set $k (f32x4.floor (f32x4.add (f32x4.mul (local.get $x) (f32x4.splat (f32.const 1.44269504088896341))) (f32x4.splat (f32.const 0.5)))))
-    (local.set $r (f32x4.sub (f32x4.sub (local.get $x) (f32x4.mul (local.get $k) (f32x4.splat (f32.const 0.693359375))))
-                             (f32x4.mul (local.get $k) (f32x4.splat (f32.const -2.12194440e-4)))))
-    (local.set $p (f32x4.add (f32x4.mul (f32x4.splat (f32.const 1.9875691500e-4)) (local.get $r)) (f32x4.splat (f32.const 1.3981999507e-3))))
-    (local.set $p (f32x4.add (f32x4.mul (local.get $p) (local.get $r)) (f32x4.splat (f32.const 8.3334519073e-3))))
-    (local.set $p (f32x4.add (f32x4.mul (local.get $p) (local.get $r)) (f32x4.splat (f32.const 4.1665795894e-2))))
-    (local.set $p (f32x4.add (f32x4.mul (local.get $p) (local.get $r)) (f32x4.splat (f32.const 1.6666665459e-1))))
-    (local.set $p (f32x4.add (f32x4.mul (local.get $p) (local.get $r)) (f32x4.splat (f32.const 5.0000001201e-1))))
+    ;; pmin/pmax: one instruction each (min/max take six, for NaN and −0), and a NaN stays NaN.
+    (local.set $x (f32x4.pmax (f32x4.pmin (local.get $x) (global.get $exp_high)) (global.get $exp_low)))
+    (local.set $k (f32x4.floor (f32x4.add (f32x4.mul (local.get $x) (global.get $log2_e)) (global.get $exp_half))))
+    (local.set $r (f32x4.sub (f32x4.sub (local.get $x) (f32x4.mul (local.get $k) (global.get $ln2_high)))
+                             (f32x4.mul (local.get $k) (global.get $ln2_low))))
+    (local.set $p (f32x4.add (f32x4.mul (global.get $exp_p0) (local.get $r)) (global.get $exp_p1)))
+    (local.set $p (f32x4.add (f32x4.mul (local.get $p) (local.get $r)) (global.get $exp_p2)))
+    (local.set $p (f32x4.add (f32x4.mul (local.get $p) (local.get $r)) (global.get $exp_p3)))
+    (local.set $p (f32x4.add (f32x4.mul (local.get $p) (local.get $r)) (global.get $exp_p4)))
+    (local.set $p (f32x4.add (f32x4.mul (local.get $p) (local.get $r)) (global.get $exp_p5)))
     (local.set $p (f32x4.add (f32x4.add (f32x4.mul (local.get $p) (f32x4.mul (local.get $r) (local.get $r))) (local.get $r))
-                             (f32x4.splat (f32.const 1))))
+                             (global.get $exp_one)))
     ;; 2^k from the exponent bits; k ≥ −127 here, and k = −127 gives 0 (e^x then is below float32's normals).
     (f32x4.mul (local.get $p)
-      (i32x4.shl (i32x4.add (i32x4.trunc_sat_f32x4_s (local.get $k)) (i32x4.splat (i32.const 127))) (i32.const 23))))
+      (i32x4.shl (f32x4.add (local.get $k) (global.get $exponent_bias)) (i32.const 23))))
 
   ;; Rows of $width values whose valid positions are the first (r mod $steps) + 1 (causal: row r is
   ;; query r mod $steps), or all $width when $steps is 0. Per row: $maxes[r] = max of $scale·x and
