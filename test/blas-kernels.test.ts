@@ -430,6 +430,14 @@ describe.skipIf(!available)('blas backend kernels', () => {
         [2, 1, 3],
         [2, 4, 3],
       ], // middle broadcast: the cpu kernel's path
+      // 4096 outputs and more: WebAssembly SIMD, rows of any length
+      [
+        [73, 61],
+        [73, 61],
+      ],
+      [[70, 3, 21], [21]],
+      [[5], [900, 5]],
+      [[64, 128], [128]],
     ];
     const binaryOps: [string, (a: tf.Tensor, b: tf.Tensor) => tf.Tensor][] = [
       ['add', tf.add],
@@ -448,6 +456,13 @@ describe.skipIf(!available)('blas backend kernels', () => {
       }
     }
     const special = Float32Array.from([NaN, -Infinity, Infinity, -0, 0, -2.5, 3.25, 1e-30, -1e-30, 0.5, -0.5]);
+    // Special values on both sides of every SIMD op: NaN, infinities and signed zeros as the cpu kernel gives them.
+    const many = Float32Array.from({ length: 5000 }, (_, i) => special[i % special.length]);
+    const shuffled = Float32Array.from({ length: 5000 }, (_, i) => special[(i * 7 + 3) % special.length]);
+    for (const [name, op] of binaryOps.slice(0, 4)) {
+      const { cpu, blas } = await onBoth(() => op(tf.tensor1d(many), tf.tensor1d(shuffled)));
+      expect(Array.from(blas[0]), `${name} of special values`).toEqual(Array.from(cpu[0]));
+    }
     const unaryOps: [string, (x: tf.Tensor) => tf.Tensor][] = [
       ['relu', tf.relu],
       ['relu6', tf.relu6],

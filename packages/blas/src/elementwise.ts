@@ -1,7 +1,9 @@
-// Element-wise kernels (Add, Multiply, Sqrt, Relu, Step, …) with one tight loop per operation. The cpu
+// Element-wise kernels (Add, Multiply, Sqrt, Relu, Step, …) with one tight loop per operation, and
+// the four arithmetic ops on large arrays in WebAssembly SIMD (loops.wat's binary_rows). The cpu
 // backend routes every op through one shared loop that calls the op as a function, so V8 cannot inline
 // it and each element costs ~10 ns; an optimizer step on a million weights spent most of its time there.
 import { util, type TensorInfo } from '@tensorflow/tfjs-core';
+import { fitsLoops, loopRegions, loops } from './loops.ts';
 import { allocateFloat32 } from './memory.ts';
 import { float32Values, runCpuKernel, type BlasKernelFunc, type KernelArgs } from './tensors.ts';
 
@@ -98,9 +100,40 @@ function binaryKernel(kernelName: string, expression: string) {
     const choice = choosePattern(aPattern, bPattern);
     if (choice === null) return runCpuKernel(kernelName, backend, inputs, args.attrs);
     const out = allocateFloat32(backend, util.sizeFromShape(outShape));
-    if (out.length > 0) loops[choice.pattern](float32Values(backend, a), float32Values(backend, b), out, choice.inner);
+    const [aValues, bValues] = [float32Values(backend, a), float32Values(backend, b)];
+    const simdOp = SIMD_BINARY_OPS[kernelName];
+    if (simdOp !== undefined && out.length >= SIMD_MIN_LENGTH && simdBinary(simdOp, choice, aValues, bValues, out)) {
+      return backend.makeTensorInfo(outShape, 'float32', out);
+    }
+    if (out.length > 0) loops[choice.pattern](aValues, bValues, out, choice.inner);
     return backend.makeTensorInfo(outShape, 'float32', out);
   };
+}
+
+/** The ops loops.wat's binary_rows computes, by its op code. */
+const SIMD_BINARY_OPS: Partial<Record<string, number>> = { Add: 0, Sub: 1, Multiply: 2, RealDiv: 3 };
+
+/** Below this many outputs the copies into WebAssembly memory cost more than the loop saves. */
+const SIMD_MIN_LENGTH = 4096;
+
+/**
+ * out = a op b in WebAssembly SIMD when one side is the whole output and the other the whole
+ * output too or a repeating row; false (nothing written) for the other patterns or operands too big.
+ */
+function simdBinary(op: number, choice: { pattern: BinaryPattern; inner: number }, a: Float32Array, b: Float32Array, out: Float32Array) {
+  const n = out.length;
+  const rowFirst = choice.pattern === 'tileA';
+  if (choice.pattern !== 'same' && choice.pattern !== 'tileB' && !rowFirst) return false;
+  const [full, row] = rowFirst ? [b, a] : [a, b];
+  const inner = choice.pattern === 'same' ? n : choice.inner;
+  // Each region keeps four floats after it: binary_rows' last vector may run past the end.
+  if (inner < 1 || !fitsLoops(2 * n + inner + 12)) return false;
+  const [[fullAt, fullRegion], [rowAt, rowRegion], [outAt, outRegion]] = loopRegions(n + 4, inner + 4, n + 4);
+  fullRegion.set(full);
+  rowRegion.set(row);
+  loops.binary_rows(op, fullAt, rowAt, outAt, n, inner, rowFirst ? 1 : 0);
+  out.set(outRegion.subarray(0, n));
+  return true;
 }
 
 function choosePattern(a: ReturnType<typeof patternOf>, b: ReturnType<typeof patternOf>): { pattern: BinaryPattern; inner: number } | null {

@@ -260,4 +260,41 @@
             (br $each1)))
         (local.set $i0 (i32.add (local.get $i0) (i32.const 1)))
         (br $each0))))
+
+  ;; out = full op row over rows of $inner values ($op: 0 add, 1 sub, 2 mul, 3 div), `row` repeating
+  ;; ($inner = n: two arrays of one size), the row operand on the left when $rowFirst. Four lanes at a
+  ;; time: a row's last four may run past it into the next row, which is written after, and the last
+  ;; row's into the 16 bytes the caller keeps after each region. Float32 ops, so JavaScript's bits.
+  (func (export "binary_rows") (param $op i32) (param $full i32) (param $row i32) (param $out i32) (param $n i32)
+    (param $inner i32) (param $rowFirst i32)
+    (local $at i32) (local $j i32) (local $x v128) (local $y v128) (local $t v128) (local $end i32)
+    (local.set $end (i32.shl (local.get $n) (i32.const 2)))
+    (block $rows_done
+      (loop $each_row
+        (br_if $rows_done (i32.ge_u (local.get $at) (local.get $end)))
+        (local.set $j (i32.const 0))
+        (block $row_done
+          (loop $each_four
+            (br_if $row_done (i32.ge_u (local.get $j) (i32.shl (local.get $inner) (i32.const 2))))
+            (local.set $x (v128.load (i32.add (local.get $full) (i32.add (local.get $at) (local.get $j)))))
+            (local.set $y (v128.load (i32.add (local.get $row) (local.get $j))))
+            (if (local.get $rowFirst)
+              (then (local.set $t (local.get $x)) (local.set $x (local.get $y)) (local.set $y (local.get $t))))
+            (block $done
+              (block $div
+                (block $mul
+                  (block $sub
+                    (block $add (br_table $add $sub $mul $div (local.get $op)))
+                    (local.set $x (f32x4.add (local.get $x) (local.get $y)))
+                    (br $done))
+                  (local.set $x (f32x4.sub (local.get $x) (local.get $y)))
+                  (br $done))
+                (local.set $x (f32x4.mul (local.get $x) (local.get $y)))
+                (br $done))
+              (local.set $x (f32x4.div (local.get $x) (local.get $y))))
+            (v128.store (i32.add (local.get $out) (i32.add (local.get $at) (local.get $j))) (local.get $x))
+            (local.set $j (i32.add (local.get $j) (i32.const 16)))
+            (br $each_four)))
+        (local.set $at (i32.add (local.get $at) (i32.shl (local.get $inner) (i32.const 2))))
+        (br $each_row))))
 )
