@@ -135,6 +135,14 @@ describe.skipIf(!available)('blas backend kernels', () => {
     const aValues = values([m, k]);
     const bValues = values([k, n]);
     await expectSameOnBoth(() => tf.matMul(tf.tensor2d(aValues, [m, k]), tf.tensor2d(bValues, [k, n])), k, 'large');
+    // BLAS adds the product onto the bias rows, over several blocks of k at this size.
+    const [deep, biasValues] = [values([m, 1000]), values([n])];
+    const wide = values([1000, n]);
+    await expectSameOnBoth(
+      () => tf.fused.matMul({ a: tf.tensor2d(deep, [m, 1000]), b: tf.tensor2d(wide, [1000, n]), bias: tf.tensor1d(biasValues) }),
+      1000,
+      'large, with a bias row',
+    );
     await expectSameOnBoth(() => tf.matMul(tf.zeros([3, 0]), tf.zeros([0, 4])), 0, 'k = 0');
     await expectSameOnBoth(() => tf.matMul(tf.zeros([0, 5]), tf.zeros([5, 4])), 5, 'm = 0');
   });
@@ -171,6 +179,15 @@ describe.skipIf(!available)('blas backend kernels', () => {
         );
       }
     }
+  });
+
+  it('_FusedMatMul: a bias column of a square product is not taken for a row', async () => {
+    const [aValues, bValues, column] = [values([6, 4]), values([4, 6]), values([6, 1])];
+    await expectSameOnBoth(
+      () => tf.fused.matMul({ a: tf.tensor2d(aValues, [6, 4]), b: tf.tensor2d(bValues, [4, 6]), bias: tf.tensor2d(column, [6, 1]) }),
+      4,
+      'bias [6, 1]',
+    );
   });
 
   /** A random valid NHWC convolution: tfjs needs stride 1 or dilation 1 in each direction. */

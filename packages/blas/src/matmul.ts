@@ -32,9 +32,13 @@ export function fusedMatMul(args: KernelArgs<MatMulInputs & _FusedMatMulInputs, 
   const { inputs, backend, attrs } = args;
   const { a, b, bias, preluActivationWeights } = inputs;
   if (a.dtype !== 'float32' || b.dtype !== 'float32') return runCpuKernel('_FusedMatMul', backend, inputs, attrs);
-  const { values, shape } = multiply(backend, a, b, attrs.transposeA, attrs.transposeB);
+  // A bias row alone (a transformer's projections) starts the product: BLAS adds onto it, with no pass after.
+  const linear = (attrs.activation ?? 'linear') === 'linear';
+  const rowShaped = bias !== undefined && bias.shape.length <= a.shape.length && bias.shape.slice(0, -1).every((dim) => dim === 1);
+  const biasRow = bias && linear && rowShaped && bias.dtype === 'float32' ? float32Values(backend, bias) : null;
+  const { values, shape, biasAdded } = multiply(backend, a, b, attrs.transposeA, attrs.transposeB, biasRow);
   return finishProduct(backend, values, shape, {
-    bias,
+    bias: biasAdded ? undefined : bias,
     activation: attrs.activation,
     preluActivationWeights,
     leakyreluAlpha: attrs.leakyreluAlpha,
@@ -48,7 +52,8 @@ function multiply(
   b: TensorInfo,
   transposeA: boolean,
   transposeB: boolean,
-): { values: Float32Array; shape: number[] } {
+  biasRow: Float32Array | null = null,
+): { values: Float32Array; shape: number[]; biasAdded: boolean } {
   const aRank = a.shape.length;
   const bRank = b.shape.length;
   const m = transposeA ? a.shape[aRank - 1] : a.shape[aRank - 2];
@@ -75,8 +80,12 @@ function multiply(
 
   if (bBatch === 1 && !transposeA) {
     // A stack of row-major matrices times one matrix is a single tall product: one BLAS call.
-    gemm(false, transposeB, aBatch * m, n, k, aValues, bValues, out);
-    return { values: out, shape };
+    const rows = aBatch * m;
+    const withBias = biasRow !== null && (biasRow.length === n || biasRow.length === 1) && rows * n > 0;
+    if (withBias)
+      for (let row = 0; row < rows; row++) biasRow.length === n ? out.set(biasRow, row * n) : out.fill(biasRow[0], row * n, (row + 1) * n);
+    gemm(false, transposeB, rows, n, k, aValues, bValues, out, withBias);
+    return { values: out, shape, biasAdded: withBias };
   }
   const aIndex = broadcastSourceIndices(outBatchShape, aBatchShape);
   const bIndex = broadcastSourceIndices(outBatchShape, bBatchShape);
@@ -97,7 +106,7 @@ function multiply(
       out.subarray(i * outSize, (i + 1) * outSize),
     );
   }
-  return { values: out, shape };
+  return { values: out, shape, biasAdded: false };
 }
 
 /**
