@@ -114,7 +114,9 @@ export function createGpt(options: GptOptions): Model {
     const mlp = (x: tf.Tensor2D, name: string) => dense(gelu(dense(x, `${name}.fc`)), `${name}.proj`);
 
     // The residual stream: one row of `width` per token, sequence-major.
-    const embedded = tf.add(tf.reshape(embed(w('wte'), batch.x), [count, steps, width]), tf.slice(w('wpe'), [0, 0], [steps, width]));
+    // A full block takes the whole position table: no slice, whose gradient would be a padding op.
+    const positions = steps === blockSize ? w('wpe') : tf.slice(w('wpe'), [0, 0], [steps, width]);
+    const embedded = tf.add(tf.reshape(embed(w('wte'), batch.x), [count, steps, width]), positions);
     let x = drop(tf.reshape(embedded, [count * steps, width])) as tf.Tensor2D;
     for (let l = 0; l < layers; l++) {
       x = tf.add(x, drop(attention(norm(x, `h.${l}.ln_1`), `h.${l}.attn`)));
