@@ -3,18 +3,8 @@
 import { readFileSync } from 'node:fs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { generateWasmModule, WASM_MODULES } from '../scripts/gen-wasm.ts';
-import {
-  addInPlace,
-  causalSoftmaxBackward,
-  dropoutNoise,
-  expShiftedRows,
-  geluBackward,
-  geluForward,
-  logSumExpRows,
-  multiplyInPlace,
-  reluBackward,
-  SimdHeap,
-} from '../src/common/simd/f32.ts';
+import { addInPlace, dropoutNoise, geluBackward, geluForward, multiplyInPlace, reluBackward, SimdHeap } from '../src/common/simd/f32.ts';
+import { causalSoftmaxBackward, expShiftedRows, logSumExpRows } from '../src/common/simd/softmax-rows.ts';
 import { adamCoefficients, adamUpdate } from '../src/training/adam.ts';
 import { DeviceState } from '../src/training/device-state.ts';
 import { selectBackend } from '../src/training/engine.ts';

@@ -1,10 +1,22 @@
 // Float32 kernels in WebAssembly SIMD (f32.wat) for loops V8 runs one float at a time: the ring's
 // sum of a received chunk and its own values, the masked Adam update, the ReLU layers' dropout
-// product and backward pass, and the GPT's GELU and LayerNorm. A SimdHeap is one instance of the module with its own memory, whose
-// regions are carved out once and never move (arrays a backend may hold for a whole run); the
-// other kernels copy their operands into a scratch instance, and their results out into arrays
-// from the caller's `allocate` (a backend's recycling pool; fresh arrays by default).
-import { F32_WASM_BASE64 } from './f32.generated.ts';
+// product and backward pass, and the GPT's GELU and LayerNorm (its softmax rows: softmax-rows.ts).
+// A SimdHeap is one instance of the module with its own memory, whose regions are carved out once
+// and never move (arrays a backend may hold for a whole run); the other kernels copy their operands
+// into the scratch instance (scratch.ts), and their results out into arrays from the caller's
+// `allocate` (a backend's recycling pool; fresh arrays by default).
+import {
+  type Allocate,
+  aligned,
+  copyOut,
+  doublesAt,
+  floatsAt,
+  instantiate,
+  newFloats,
+  PAGE_BYTES,
+  scratch,
+  scratchRegions,
+} from './scratch.ts';
 
 /** Adam's per-step coefficients, float32 values (training/adam.ts's adamCoefficients computes them). */
 export interface AdamCoefficients {
@@ -21,62 +33,8 @@ export interface AdamCoefficients {
   epsilon: number;
 }
 
-/** Where a kernel's output arrays come from; their contents are overwritten whole. */
-export type Allocate = (length: number) => Float32Array;
-
-const newFloats: Allocate = (length) => new Float32Array(length);
-
-interface F32Kernels {
-  memory: { buffer: ArrayBuffer; grow(pages: number): number };
-  add(dst: number, src: number, n: number): void;
-  mul(dst: number, src: number, n: number): void;
-  relu_backward(dz: number, dy: number, y: number, noise: number, n: number, channels: number, sums: number): void;
-  dropout_noise(out: number, seeds: number, rows: number, width: number, threshold: number, keep: number): void;
-  gelu(x: number, values: number, gates: number, n: number): void;
-  layer_norm(
-    x: number,
-    gain: number,
-    values: number,
-    normalized: number,
-    inverseStd: number,
-    rows: number,
-    width: number,
-    epsilon: number,
-  ): void;
-  layer_norm_backward(
-    dy: number,
-    normalized: number,
-    inverseStd: number,
-    gain: number,
-    dx: number,
-    dGain: number,
-    rows: number,
-    width: number,
-  ): void;
-  gelu_backward(x: number, gates: number, dy: number, out: number, n: number): void;
-  row_max_sum(x: number, maxes: number, sums: number, rows: number, width: number, steps: number, scale: number): void;
-  exp_shifted(x: number, shifts: number, out: number, rows: number, width: number, steps: number, scale: number, factor: number): void;
-  softmax_backward(y: number, dy: number, noise: number, out: number, rows: number, steps: number, scale: number, hasNoise: number): void;
-  adam(w: number, m: number, v: number, g: number, n: number, ...c: number[]): void;
-  adam_masked(w: number, m: number, v: number, g: number, pos: number, n: number, ...c: number[]): void;
-}
-
-/** The part of the WebAssembly JavaScript API used here (TypeScript declares it only beside the DOM). */
-interface WebAssemblyApi {
-  Module: new (bytes: Uint8Array) => object;
-  Instance: new (module: object) => { exports: object };
-}
-
-const PAGE_BYTES = 65536;
 /** The most memory a heap may take: half of what 32-bit WebAssembly can address. */
 export const SIMD_HEAP_MAX_BYTES = 2 ** 31;
-const wasm = (globalThis as unknown as { WebAssembly: WebAssemblyApi }).WebAssembly;
-const compiled = new wasm.Module(Buffer.from(F32_WASM_BASE64, 'base64'));
-
-function instantiate(): F32Kernels {
-  return new wasm.Instance(compiled).exports as F32Kernels;
-}
-
 /** Memory for arrays that stay put: sized once, then handed out in 16-byte-aligned regions. */
 export class SimdHeap {
   private readonly kernels = instantiate();
@@ -138,9 +96,6 @@ export class SimdHeap {
 
 /** Below this many values the copies cost more than the scalar loop saves. */
 const SMALL = 64;
-/** The operands of the kernels below, copied in: it grows with the largest call. */
-const scratch = instantiate();
-
 /** `into[i] += values[i]` for every i: float32 sums, as `into[i] += values[i]` in JavaScript gives. */
 export function addInPlace(into: Float32Array, values: Float32Array): void {
   if (values.length !== into.length) throw new RangeError(`cannot add ${values.length} values to ${into.length}`);
@@ -203,102 +158,6 @@ export function geluForward(x: Float32Array, allocate: Allocate = newFloats): { 
   floatsAt(xAt, n).set(x);
   scratch.gelu(xAt, valuesAt, gatesAt, n);
   return { values: copyOut(valuesAt, n, allocate), gates: copyOut(gatesAt, n, allocate) };
-}
-
-/**
- * Rows of `width` values and the positions of each that count: the first (r mod steps) + 1 of row r
- * when `steps` > 0 (a causal attention row: query r mod steps), all of them when 0.
- */
-export interface SoftmaxRows {
-  rows: number;
-  width: number;
-  steps: number;
-  scale: number;
-}
-
-/** Per row, log Σ e^(scale·x) over its valid positions (max-shifted, so nothing overflows). */
-export function logSumExpRows(x: Float32Array, shape: SoftmaxRows): Float32Array {
-  const { rows, width, steps, scale } = checkRows('logSumExpRows', x, shape);
-  const out = new Float32Array(rows);
-  forRowChunks(shape, (first, count) => {
-    const n = count * width;
-    // The x region has one vector to spare: a row's last four values may read past it.
-    const [xAt, maxesAt, sumsAt] = scratchRegions(4 * n + 16, 4 * count, 4 * count);
-    floatsAt(xAt, n).set(x.subarray(first * width, first * width + n));
-    scratch.row_max_sum(xAt, maxesAt, sumsAt, count, width, steps, scale);
-    const [maxes, sums] = [floatsAt(maxesAt, count), floatsAt(sumsAt, count)];
-    for (let k = 0; k < count; k++) out[first + k] = maxes[k] + Math.log(sums[k]);
-  });
-  return out;
-}
-
-/** factor·e^(scale·x − shifts[r]) at each row's valid positions, 0 at the rest: with shifts = logSumExpRows, factor·softmax. */
-export function expShiftedRows(
-  x: Float32Array,
-  shifts: Float32Array,
-  shape: SoftmaxRows,
-  factor = 1,
-  allocate: Allocate = newFloats,
-): Float32Array {
-  const { rows, width, steps, scale } = checkRows('expShiftedRows', x, shape);
-  if (shifts.length !== rows) throw new RangeError(`expShiftedRows: ${shifts.length} shifts for ${rows} rows`);
-  const out = allocate(x.length);
-  forRowChunks(shape, (first, count) => {
-    const n = count * width;
-    const [xAt, shiftsAt, outAt] = scratchRegions(4 * n + 16, 4 * count, 4 * n + 16);
-    floatsAt(xAt, n).set(x.subarray(first * width, first * width + n));
-    floatsAt(shiftsAt, count).set(shifts.subarray(first, first + count));
-    scratch.exp_shifted(xAt, shiftsAt, outAt, count, width, steps, scale, factor);
-    out.set(floatsAt(outAt, n), first * width);
-  });
-  return out;
-}
-
-/** The gradient of expShiftedRows' causal softmax y (factor 1): scale·y·(g − Σ g·y) per row, g = dy·noise (noise: dropout's, or null). */
-export function causalSoftmaxBackward(
-  y: Float32Array,
-  dy: Float32Array,
-  noise: Float32Array | null,
-  shape: SoftmaxRows,
-  allocate: Allocate = newFloats,
-): Float32Array {
-  const { width, steps, scale } = checkRows('causalSoftmaxBackward', y, shape);
-  if (steps !== width || dy.length !== y.length || (noise && noise.length !== y.length))
-    throw new RangeError(
-      `causalSoftmaxBackward: rows of ${width} with ${steps} steps, ${dy.length} gradients, ${noise?.length ?? 0} noise values`,
-    );
-  const out = allocate(y.length);
-  forRowChunks(shape, (first, count) => {
-    const n = count * width;
-    const part = (values: Float32Array) => values.subarray(first * width, first * width + n);
-    // Each region has one vector to spare: a row's last four may read and write past it.
-    const [yAt, dyAt, noiseAt, outAt] = scratchRegions(4 * n + 16, 4 * n + 16, noise ? 4 * n + 16 : 0, 4 * n + 16);
-    floatsAt(yAt, n).set(part(y));
-    floatsAt(dyAt, n).set(part(dy));
-    if (noise) floatsAt(noiseAt, n).set(part(noise));
-    scratch.softmax_backward(yAt, dyAt, noiseAt, outAt, count, steps, scale, noise ? 1 : 0);
-    out.set(floatsAt(outAt, n), first * width);
-  });
-  return out;
-}
-
-/**
- * Rows per call into scratch: about a megabyte of them (it stays in cache), whole rows, and with
- * causal rows whole multiples of `steps`, so that row k of a chunk has the query of row k of the whole.
- */
-function forRowChunks({ rows, width, steps }: SoftmaxRows, each: (first: number, count: number) => void): void {
-  const unit = Math.max(1, steps);
-  const perChunk = unit * Math.max(1, Math.floor(ROW_CHUNK_FLOATS / (width * unit)));
-  for (let first = 0; first < rows; first += perChunk) each(first, Math.min(perChunk, rows - first));
-}
-
-const ROW_CHUNK_FLOATS = 1 << 18;
-
-function checkRows(name: string, x: Float32Array, shape: SoftmaxRows): SoftmaxRows {
-  const { rows, width, steps } = shape;
-  if (x.length !== rows * width || width < 1 || !Number.isInteger(steps) || steps < 0 || steps > width)
-    throw new RangeError(`${name}: ${x.length} values as ${rows} rows of ${width} (steps ${steps})`);
-  return shape;
 }
 
 /** dy·d/dx of geluForward at x, from the gates it kept. */
@@ -371,40 +230,4 @@ function elementwise(kernel: (dst: number, src: number, n: number) => void, into
   floatsAt(valuesAt, n).set(values);
   kernel(intoAt, valuesAt, n);
   into.set(floatsAt(intoAt, n));
-}
-
-/**
- * Lays out consecutive 16-byte-aligned regions of these many bytes in scratch memory, growing it to
- * fit, and returns their byte offsets; take views (floatsAt, doublesAt) after, since a grow moves the buffer.
- */
-function scratchRegions(...bytes: number[]): number[] {
-  const offsets: number[] = [];
-  let end = 0;
-  for (const size of bytes) {
-    offsets.push(end);
-    end += aligned(size);
-  }
-  const have = scratch.memory.buffer.byteLength;
-  if (end > have) scratch.memory.grow(Math.ceil((end - have) / PAGE_BYTES));
-  return offsets;
-}
-
-/** Copies `n` floats out of scratch into an array from `allocate`. */
-function copyOut(at: number, n: number, allocate: Allocate): Float32Array {
-  const out = allocate(n);
-  out.set(floatsAt(at, n));
-  return out;
-}
-
-function floatsAt(at: number, n: number): Float32Array {
-  return new Float32Array(scratch.memory.buffer, at, n);
-}
-
-function doublesAt(at: number, n: number): Float64Array {
-  return new Float64Array(scratch.memory.buffer, at, n);
-}
-
-/** Bytes rounded up to whole 16-byte vectors. */
-function aligned(bytes: number): number {
-  return Math.ceil(bytes / 16) * 16;
 }

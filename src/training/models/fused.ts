@@ -3,17 +3,9 @@
 // formulas are composed of core ops. Built from many small ops and
 // differentiated op by op, these were most of a GPT step on the host backends.
 import * as tf from '@tensorflow/tfjs-core';
-import {
-  type Allocate,
-  causalSoftmaxBackward,
-  expShiftedRows,
-  geluBackward,
-  geluForward,
-  layerNormBackward,
-  layerNormForward,
-  logSumExpRows,
-  type SoftmaxRows,
-} from '../../common/simd/f32.ts';
+import { geluBackward, geluForward, layerNormBackward, layerNormForward } from '../../common/simd/f32.ts';
+import type { Allocate } from '../../common/simd/scratch.ts';
+import { causalSoftmaxBackward, expShiftedRows, logSumExpRows, type SoftmaxRows } from '../../common/simd/softmax-rows.ts';
 import { hostOutput, hostValues, onHostBackend } from '../host-backend.ts';
 
 const GELU_SCALE = Math.sqrt(2 / Math.PI);
