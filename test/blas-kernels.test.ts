@@ -9,68 +9,16 @@ import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import '@tensorflow/tfjs-core/dist/register_all_gradients.js';
 import { blasLibraryInfo, isBlasAvailable, registerBlasBackend } from '@occam/blas';
+import { expectClose, expectSameOnBoth, onBoth, seededRandom } from './helpers/on-both.ts';
 // Like the engine: no "install the node backend" banner in the test output.
 tf.env().set('PROD', true);
 
 const available = isBlasAvailable();
 
-/** mulberry32: a small seeded generator, so every run tests the same shapes and values. */
-function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
-
 const random = seededRandom(20240611);
 const integer = (low: number, high: number) => low + Math.floor(random() * (high - low + 1));
 const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)];
 const values = (shape: number[]) => Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => 2 * random() - 1);
-
-/** Runs `compute` on cpu and on blas (tensors made inside it live on that backend) and returns both results. */
-async function onBoth(compute: () => tf.Tensor | tf.Tensor[]): Promise<{ cpu: Float32Array[]; blas: Float32Array[] }> {
-  const run = async (backend: string) => {
-    await tf.setBackend(backend);
-    return tf
-      .tidy(() => [compute()].flat())
-      .map((tensor) => {
-        const data = tensor.dataSync() as Float32Array;
-        tensor.dispose();
-        return data;
-      });
-  };
-  return { cpu: await run('cpu'), blas: await run('blas') };
-}
-
-function expectClose(actual: Float32Array, expected: Float32Array, dotLength: number, label: string): void {
-  expect(actual.length, label).toBe(expected.length);
-  let scale = 1;
-  for (const v of expected) scale = Math.max(scale, Math.abs(v));
-  const tolerance = 1e-5 * Math.sqrt(Math.max(1, dotLength)) * scale;
-  let worst = 0;
-  let worstIndex = -1;
-  for (let i = 0; i < expected.length; i++) {
-    const error = Math.abs(actual[i] - expected[i]);
-    if (!(error <= worst)) {
-      worst = error;
-      worstIndex = i;
-    }
-  }
-  if (!(worst <= tolerance)) {
-    expect.fail(
-      `${label}: |blas − cpu| = ${worst} at ${worstIndex} (blas ${actual[worstIndex]}, cpu ${expected[worstIndex]}) > ${tolerance}`,
-    );
-  }
-}
-
-async function expectSameOnBoth(compute: () => tf.Tensor | tf.Tensor[], dotLength: number, label: string) {
-  const { cpu, blas } = await onBoth(compute);
-  cpu.forEach((expected, i) => expectClose(blas[i], expected, dotLength, `${label} [output ${i}]`));
-}
 
 describe.skipIf(!available)('blas backend kernels', () => {
   beforeAll(() => {

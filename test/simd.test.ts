@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { generateWasmModule, WASM_MODULES } from '../scripts/gen-wasm.ts';
 import { addInPlace, dropoutNoise, geluBackward, geluForward, multiplyInPlace, reluBackward, SimdHeap } from '../src/common/simd/f32.ts';
-import { causalSoftmaxBackward, expShiftedRows, logSumExpRows } from '../src/common/simd/softmax-rows.ts';
+import { causalSoftmaxBackward, expShiftedRows, logSumExpRows, softmaxRows } from '../src/common/simd/softmax-rows.ts';
 import { adamCoefficients, adamUpdate } from '../src/training/adam.ts';
 import { DeviceState } from '../src/training/device-state.ts';
 import { selectBackend } from '../src/training/engine.ts';
@@ -127,7 +127,7 @@ describe('WebAssembly SIMD kernels', () => {
     expect(Number.isNaN(geluForward(Float32Array.of(Number.NaN)).values[0])).toBe(true);
   });
 
-  it('softmax rows (log Σ e^(scale·x) and the shifted exp) match double precision, causal or whole, at widths that are not whole vectors, across chunks', () => {
+  it('softmax rows (log Σ e^(scale·x), the shifted exp and the one-exp softmax) match double precision, causal or whole, at widths that are not whole vectors, across chunks', () => {
     const rng = new Rng(11);
     // Causal rows of width 7 and 48 (a chunk of 2^18 floats would end mid-sequence at 48), vocabulary rows of 5 and 65 599 (one row a chunk).
     for (const [rows, width, steps, scale] of [
@@ -140,7 +140,9 @@ describe('WebAssembly SIMD kernels', () => {
       const shape = { rows, width, steps, scale };
       const lse = logSumExpRows(x, shape);
       const softmax = expShiftedRows(x, lse, shape, 2);
-      let [lseError, softmaxError, masked] = [0, 0, 0];
+      // Written over NaNs: every position, masked ones too, must be set.
+      const direct = softmaxRows(x, shape, (length) => new Float32Array(length).fill(Number.NaN));
+      let [lseError, softmaxError, directError, masked] = [0, 0, 0, 0];
       for (let r = 0; r < rows; r++) {
         const valid = steps ? (r % steps) + 1 : width;
         const row = Array.from(x.subarray(r * width, r * width + valid), (v) => scale * v);
@@ -150,11 +152,13 @@ describe('WebAssembly SIMD kernels', () => {
         for (let c = 0; c < valid; c++) {
           const want = 2 * Math.exp(row[c] - exact);
           softmaxError = Math.max(softmaxError, Math.abs(softmax[r * width + c] - want) / (want + 1e-30));
+          directError = Math.max(directError, Math.abs(direct[r * width + c] - want / 2) / (want / 2 + 1e-30));
         }
-        for (let c = valid; c < width; c++) if (softmax[r * width + c] !== 0) masked++;
+        for (let c = valid; c < width; c++) if (softmax[r * width + c] !== 0 || direct[r * width + c] !== 0) masked++;
       }
       expect(lseError, `width ${width}`).toBeLessThanOrEqual(1e-5);
       expect(softmaxError, `width ${width}`).toBeLessThanOrEqual(1e-5);
+      expect(directError, `width ${width}`).toBeLessThanOrEqual(1e-5);
       expect(masked, `width ${width}: masked positions not 0`).toBe(0);
     }
     expect(() => logSumExpRows(new Float32Array(10), { rows: 3, width: 4, steps: 0, scale: 1 })).toThrow(/10 values as 3 rows of 4/);

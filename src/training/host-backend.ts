@@ -20,9 +20,29 @@ export function hostValues(tensor: tf.Tensor): Float32Array {
 }
 
 /** What blas's backend class adds (packages/blas/src/memory.ts), by shape: the GPU kit's bundle leaves blas out. */
-interface RecyclingBackend {
+interface BlasAdditions {
   allocate(length: number): Float32Array;
+  stridedGemm: StridedGemm;
 }
+
+/**
+ * c[m×n] = op(a)·op(b) (+ c when `accumulate`) on row-major matrices whose rows lie lda, ldb, ldc
+ * floats apart, each array starting at its matrix's first value (blas's packages/blas/src/gemm.ts).
+ */
+export type StridedGemm = (
+  transposeA: boolean,
+  transposeB: boolean,
+  m: number,
+  n: number,
+  k: number,
+  a: Float32Array,
+  lda: number,
+  b: Float32Array,
+  ldb: number,
+  c: Float32Array,
+  ldc: number,
+  accumulate?: boolean,
+) => void;
 
 /**
  * An array for the values of a tensor about to be made on a host backend. On blas it comes from the
@@ -30,6 +50,12 @@ interface RecyclingBackend {
  * collections more than their math) and goes back when that tensor is disposed; contents arbitrary.
  */
 export function hostOutput(length: number): Float32Array {
-  const backend = tf.backend() as MathBackendCPU & Partial<RecyclingBackend>;
+  const backend = tf.backend() as MathBackendCPU & Partial<BlasAdditions>;
   return typeof backend.allocate === 'function' ? backend.allocate(length) : new Float32Array(length);
+}
+
+/** The backend's BLAS matrix product on strided views (blas), or null where it has none (cpu, and off the host). */
+export function hostGemm(): StridedGemm | null {
+  const backend = tf.backend() as Partial<BlasAdditions>;
+  return onHostBackend() && typeof backend.stridedGemm === 'function' ? backend.stridedGemm : null;
 }

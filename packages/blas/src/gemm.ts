@@ -19,10 +19,31 @@ export function gemm(
   c: Float32Array,
   accumulate = false,
 ): void {
+  stridedGemm(transposeA, transposeB, m, n, k, a, transposeA ? m : k, b, transposeB ? k : n, c, n, accumulate);
+}
+
+/**
+ * As gemm, on row-major matrices whose rows lie `lda`, `ldb` and `ldc` floats apart: each array
+ * starts at its matrix's first value, so a matrix can be one head's columns of a wider one.
+ */
+export function stridedGemm(
+  transposeA: boolean,
+  transposeB: boolean,
+  m: number,
+  n: number,
+  k: number,
+  a: Float32Array,
+  lda: number,
+  b: Float32Array,
+  ldb: number,
+  c: Float32Array,
+  ldc: number,
+  accumulate = false,
+): void {
   if (m === 0 || n === 0) return;
   if (k === 0) {
     // BLAS rejects leading dimensions of 0; an empty sum is zero.
-    if (!accumulate) c.fill(0, 0, m * n);
+    if (!accumulate) for (let row = 0; row < m; row++) c.fill(0, row * ldc, row * ldc + n);
     return;
   }
   sgemm ??= loadBlasLibrary().sgemm;
@@ -35,11 +56,11 @@ export function gemm(
     k,
     1,
     a,
-    transposeA ? m : k,
+    lda,
     b,
-    transposeB ? k : n,
+    ldb,
     accumulate ? 1 : 0,
     c,
-    n,
+    ldc,
   );
 }

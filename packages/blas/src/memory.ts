@@ -3,6 +3,7 @@
 // faults, zeroing and frequent full garbage collections (external memory pressure), more than the math.
 import { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
 import type { DataId, DataType, backend_util } from '@tensorflow/tfjs-core';
+import { stridedGemm } from './gemm.ts';
 
 /** Smaller arrays are cheap to allocate and not worth tracking. */
 const POOL_MIN_LENGTH = 4096;
@@ -82,6 +83,8 @@ class Float32Pool {
 
 export class BlasBackend extends MathBackendCPU {
   private readonly pool = new Float32Pool();
+  /** BLAS on strided views, for host code with products of its own outside the kernels (the GPT's fused attention). */
+  readonly stridedGemm = stridedGemm;
 
   constructor() {
     super();

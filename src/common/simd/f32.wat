@@ -290,6 +290,62 @@
         (local.set $r (i32.add (local.get $r) (i32.const 1)))
         (br $each_row))))
 
+  ;; softmax($scale·x) over each row's valid positions (as row_max_sum's), 0 at the rest, with one
+  ;; exp per value: e^($scale·x − max) is stored and summed, then scaled by 1/sum. Rows go in
+  ;; order: a row's last four may write past it, and the next row writes after ($out is not $x).
+  (func (export "softmax") (param $x i32) (param $out i32) (param $rows i32) (param $width i32) (param $steps i32)
+    (param $scale f32)
+    (local $r i32) (local $c i32) (local $valid i32) (local $at i32) (local $to i32) (local $v v128)
+    (local $keep v128) (local $m v128) (local $s v128) (local $e v128) (local $p i32)
+    (block $rows_done
+      (loop $each_row
+        (br_if $rows_done (i32.ge_u (local.get $r) (local.get $rows)))
+        (local.set $valid (select (i32.add (i32.rem_u (local.get $r) (select (local.get $steps) (i32.const 1) (local.get $steps))) (i32.const 1))
+          (local.get $width) (local.get $steps)))
+        (local.set $at (i32.add (local.get $x) (i32.shl (i32.mul (local.get $r) (local.get $width)) (i32.const 2))))
+        (local.set $to (i32.add (local.get $out) (i32.shl (i32.mul (local.get $r) (local.get $width)) (i32.const 2))))
+        (local.set $m (f32x4.splat (f32.const -inf)))
+        (local.set $c (i32.const 0))
+        (block $max_done
+          (loop $max
+            (br_if $max_done (i32.ge_u (local.get $c) (local.get $valid)))
+            (local.set $keep (i32x4.lt_s (i32x4.add (i32x4.splat (local.get $c)) (v128.const i32x4 0 1 2 3)) (i32x4.splat (local.get $valid))))
+            (local.set $v (f32x4.mul (v128.load (i32.add (local.get $at) (i32.shl (local.get $c) (i32.const 2)))) (f32x4.splat (local.get $scale))))
+            (local.set $m (f32x4.max (local.get $m) (v128.bitselect (local.get $v) (f32x4.splat (f32.const -inf)) (local.get $keep))))
+            (local.set $c (i32.add (local.get $c) (i32.const 4)))
+            (br $max)))
+        (local.set $m (f32x4.splat (f32.max (f32.max (f32x4.extract_lane 0 (local.get $m)) (f32x4.extract_lane 1 (local.get $m)))
+                                            (f32.max (f32x4.extract_lane 2 (local.get $m)) (f32x4.extract_lane 3 (local.get $m))))))
+        (local.set $s (f32x4.splat (f32.const 0)))
+        (local.set $c (i32.const 0))
+        (block $exp_done
+          (loop $exp
+            (br_if $exp_done (i32.ge_u (local.get $c) (local.get $valid)))
+            (local.set $keep (i32x4.lt_s (i32x4.add (i32x4.splat (local.get $c)) (v128.const i32x4 0 1 2 3)) (i32x4.splat (local.get $valid))))
+            (local.set $v (f32x4.mul (v128.load (i32.add (local.get $at) (i32.shl (local.get $c) (i32.const 2)))) (f32x4.splat (local.get $scale))))
+            (local.set $e (v128.and (call $exp4 (f32x4.sub (local.get $v) (local.get $m))) (local.get $keep)))
+            (v128.store (i32.add (local.get $to) (i32.shl (local.get $c) (i32.const 2))) (local.get $e))
+            (local.set $s (f32x4.add (local.get $s) (local.get $e)))
+            (local.set $c (i32.add (local.get $c) (i32.const 4)))
+            (br $exp)))
+        (local.set $s (f32x4.splat (f32.div (f32.const 1)
+          (f32.add (f32.add (f32x4.extract_lane 0 (local.get $s)) (f32x4.extract_lane 1 (local.get $s)))
+                   (f32.add (f32x4.extract_lane 2 (local.get $s)) (f32x4.extract_lane 3 (local.get $s)))))))
+        (local.set $c (i32.const 0))
+        (block $scale_done
+          (loop $four
+            (br_if $scale_done (i32.ge_u (local.get $c) (local.get $valid)))
+            (local.set $p (i32.add (local.get $to) (i32.shl (local.get $c) (i32.const 2))))
+            (v128.store (local.get $p) (f32x4.mul (v128.load (local.get $p)) (local.get $s)))
+            (local.set $c (i32.add (local.get $c) (i32.const 4)))
+            (br $four)))
+        ;; The masked positions past the last four written (rows go in order: the next row writes after).
+        (if (i32.lt_u (local.get $c) (local.get $width))
+          (then (memory.fill (i32.add (local.get $to) (i32.shl (local.get $c) (i32.const 2)))
+                  (i32.const 0) (i32.shl (i32.sub (local.get $width) (local.get $c)) (i32.const 2)))))
+        (local.set $r (i32.add (local.get $r) (i32.const 1)))
+        (br $each_row))))
+
   ;; The causal softmax's gradient, rows as row_max_sum's with $steps > 0: g = dy·noise (noise when
   ;; $hasNoise), out = $scale·y·(g − Σ g·y) at the valid positions, 0 at the rest; the sum in float32 lanes.
   (func (export "softmax_backward") (param $y i32) (param $dy i32) (param $noise i32) (param $out i32)

@@ -36,6 +36,7 @@ export interface F32Kernels {
     width: number,
   ): void;
   gelu_backward(x: number, gates: number, dy: number, out: number, n: number): void;
+  softmax(x: number, out: number, rows: number, width: number, steps: number, scale: number): void;
   row_max_sum(x: number, maxes: number, sums: number, rows: number, width: number, steps: number, scale: number): void;
   exp_shifted(x: number, shifts: number, out: number, rows: number, width: number, steps: number, scale: number, factor: number): void;
   softmax_backward(y: number, dy: number, noise: number, out: number, rows: number, steps: number, scale: number, hasNoise: number): void;

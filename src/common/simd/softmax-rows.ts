@@ -1,6 +1,6 @@
-// Softmax rows in WebAssembly SIMD (f32.wat): per-row log-sum-exp, the shifted exp that gives the
-// softmax, and the causal softmax's gradient, for the GPT's attention weights and every model's
-// cross-entropy. Rows go through scratch memory in chunks of about a megabyte.
+// Softmax rows in WebAssembly SIMD (f32.wat): the softmax itself, per-row log-sum-exp, the shifted
+// exp that gives the softmax from it, and the causal softmax's gradient, for the GPT's attention
+// weights and every model's cross-entropy. Rows go through scratch memory in chunks of about a megabyte.
 import { type Allocate, floatsAt, newFloats, scratch, scratchRegions } from './scratch.ts';
 
 /**
@@ -26,6 +26,21 @@ export function logSumExpRows(x: Float32Array, shape: SoftmaxRows): Float32Array
     scratch.row_max_sum(xAt, maxesAt, sumsAt, count, width, steps, scale);
     const [maxes, sums] = [floatsAt(maxesAt, count), floatsAt(sumsAt, count)];
     for (let k = 0; k < count; k++) out[first + k] = maxes[k] + Math.log(sums[k]);
+  });
+  return out;
+}
+
+/** softmax(scale·x) over each row's valid positions, 0 at the rest: one exp per value (what the attention weights use). */
+export function softmaxRows(x: Float32Array, shape: SoftmaxRows, allocate: Allocate = newFloats): Float32Array {
+  const { width, steps, scale } = checkRows('softmaxRows', x, shape);
+  const out = allocate(x.length);
+  forRowChunks(shape, (first, count) => {
+    const n = count * width;
+    // Each region has one vector to spare: a row's last four may read and write past it.
+    const [xAt, outAt] = scratchRegions(4 * n + 16, 4 * n + 16);
+    floatsAt(xAt, n).set(x.subarray(first * width, first * width + n));
+    scratch.softmax(xAt, outAt, count, width, steps, scale);
+    out.set(floatsAt(outAt, n), first * width);
   });
   return out;
 }

@@ -5,7 +5,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { geluBackward, geluForward, layerNormBackward, layerNormForward } from '../../common/simd/f32.ts';
 import type { Allocate } from '../../common/simd/scratch.ts';
-import { causalSoftmaxBackward, expShiftedRows, logSumExpRows, type SoftmaxRows } from '../../common/simd/softmax-rows.ts';
+import { causalSoftmaxBackward, expShiftedRows, logSumExpRows, softmaxRows, type SoftmaxRows } from '../../common/simd/softmax-rows.ts';
 import { hostOutput, hostValues, onHostBackend } from '../host-backend.ts';
 
 const GELU_SCALE = Math.sqrt(2 / Math.PI);
@@ -55,7 +55,7 @@ export function causalAttention(scores: tf.Tensor3D, scale: number, noise: Float
     const [x, save] = inputs as [tf.Tensor3D, tf.GradSaveFunc];
     if (onHostBackend()) {
       const values = hostValues(x);
-      const weights = tf.tensor3d(expShiftedRows(values, logSumExpRows(values, rows), rows, 1, hostOutput), x.shape);
+      const weights = tf.tensor3d(softmaxRows(values, rows, hostOutput), x.shape);
       const noiseTensor = noise ? tf.tensor3d(noise, x.shape) : null;
       save(noiseTensor ? [weights, noiseTensor] : [weights]);
       const gradFunc = (dy: tf.Tensor, [saved, savedNoise]: tf.Tensor[]) => {

@@ -1,10 +1,11 @@
 // A GPT decoder in nanoGPT's shape: token + position embeddings, `layers` pre-norm blocks of
-// causal multi-head self-attention (one fused query/key/value projection, all heads in one batched
-// product) and a GELU MLP (4× wide), a final LayerNorm and the LM head (optionally tied to the
+// causal multi-head self-attention (one fused query/key/value projection, all heads at once:
+// attention.ts) and a GELU MLP (4× wide), a final LayerNorm and the LM head (optionally tied to the
 // token embedding). Occam masks the attention projections (qkv, output) and the two MLP projections.
 import * as tf from '@tensorflow/tfjs-core';
 import type { Examples } from '../data/source.ts';
-import { causalAttention, gelu, layerNorm } from './fused.ts';
+import { selfAttention } from './attention.ts';
+import { gelu, layerNorm } from './fused.ts';
 import { dropoutValues, type Init, type Model, type ParamSpec } from './model.ts';
 
 export interface GptOptions {
@@ -97,20 +98,9 @@ export function createGpt(options: GptOptions): Model {
       return placed;
     };
 
-    /**
-     * Causal self-attention, all heads at once: the fused projection gives each token's query, key
-     * and value side by side; one transpose regroups them as [3 · heads · count, T, headSize], so
-     * every head's scaled dot products run as one batched product. Rank ≤ 4 throughout, which
-     * every backend's kernels take.
-     */
-    const attention = (x: tf.Tensor2D, name: string) => {
-      const qkv = tf.transpose(tf.reshape(dense(x, `${name}.qkv`), [count, steps, 3 * heads, headSize]), [2, 0, 1, 3]);
-      const [query, key, value] = tf.split(tf.reshape(qkv, [3 * heads * count, steps, headSize]), 3, 0);
-      const scores = tf.matMul(query, key, false, true) as tf.Tensor3D;
-      const mixed = tf.matMul(causalAttention(scores, 1 / Math.sqrt(headSize), attentionNoise()), value);
-      const merged = tf.transpose(tf.reshape(mixed, [heads, count, steps, headSize]), [1, 2, 0, 3]);
-      return dense(tf.reshape(merged, [count * steps, width]), `${name}.output`);
-    };
+    // Causal self-attention, all heads at once, from the fused projection (attention.ts).
+    const attention = (x: tf.Tensor2D, name: string) =>
+      dense(selfAttention(dense(x, `${name}.qkv`), { count, steps, heads, headSize }, attentionNoise()), `${name}.output`);
     const mlp = (x: tf.Tensor2D, name: string) => dense(gelu(dense(x, `${name}.fc`)), `${name}.proj`);
 
     // The residual stream: one row of `width` per token, sequence-major.
