@@ -200,6 +200,12 @@ describe('fused GELU, LayerNorm, causal attention and cross-entropy (host loops 
         close(fx, px, 'gradient of x');
         if (name === 'layerNorm') close(fg, pg, 'gradient of gain');
       }
+      // The bias (added in the same pass on the host): its gradient is Σ over rows of the upstream.
+      const dBias = tf
+        .grad((b: tf.Tensor) => tf.sum(tf.mul(layerNorm(x, gain, b as tf.Tensor1D, 1e-5), upstream)))(bias)
+        .dataSync();
+      const columnSums = tf.sum(upstream, 0).dataSync();
+      dBias.forEach((value, i) => expect(Math.abs(value - columnSums[i]), `bias gradient ${i}, width ${width}`).toBeLessThan(1e-5));
     }
     // Causal attention weights: scale, mask, softmax and dropout noise in one op, against the four ops.
     const scores = tf.tensor3d(

@@ -174,24 +174,27 @@ export function geluBackward(x: Float32Array, gates: Float32Array, dy: Float32Ar
 }
 
 /**
- * LayerNorm over rows of `width` (a multiple of 4): (x − mean)/σ·gain, the mean and variance
- * summed in double precision; also x̂ and 1/σ per row for the gradient.
+ * LayerNorm over rows of `width` (a multiple of 4): (x − mean)/σ·gain + bias (none when null), the
+ * mean and variance summed in double precision; also x̂ and 1/σ per row for the gradient.
  */
 export function layerNormForward(
   x: Float32Array,
   gain: Float32Array,
+  bias: Float32Array | null,
   width: number,
   epsilon: number,
   allocate: Allocate = newFloats,
 ): { values: Float32Array; normalized: Float32Array; inverseStd: Float32Array } {
   const rows = x.length / width;
-  if (width % 4 !== 0 || gain.length !== width || !Number.isInteger(rows))
-    throw new RangeError(`layerNormForward: ${x.length} values, width ${width}, ${gain.length} gains`);
+  if (width % 4 !== 0 || gain.length !== width || (bias && bias.length !== width) || !Number.isInteger(rows))
+    throw new RangeError(`layerNormForward: ${x.length} values, width ${width}, ${gain.length} gains, ${bias?.length ?? 0} biases`);
   const n = x.length;
-  const [xAt, gainAt, valuesAt, normalizedAt, inverseAt] = scratchRegions(4 * n, 4 * width, 4 * n, 4 * n, 4 * rows);
+  const [xAt, gainAt, biasAt, valuesAt, normalizedAt, inverseAt] = scratchRegions(4 * n, 4 * width, 4 * width, 4 * n, 4 * n, 4 * rows);
   floatsAt(xAt, n).set(x);
   floatsAt(gainAt, width).set(gain);
-  scratch.layer_norm(xAt, gainAt, valuesAt, normalizedAt, inverseAt, rows, width, epsilon);
+  if (bias) floatsAt(biasAt, width).set(bias);
+  else floatsAt(biasAt, width).fill(0);
+  scratch.layer_norm(xAt, gainAt, biasAt, valuesAt, normalizedAt, inverseAt, rows, width, epsilon);
   return {
     values: copyOut(valuesAt, n, allocate),
     normalized: copyOut(normalizedAt, n, allocate),
@@ -199,7 +202,7 @@ export function layerNormForward(
   };
 }
 
-/** layerNormForward's gradients: dx, and the gain's (Σ over rows of dy·x̂, in double precision). */
+/** layerNormForward's gradients: dx, the gain's (Σ over rows of dy·x̂) and the bias's (Σ over rows of dy), both summed in double precision. */
 export function layerNormBackward(
   dy: Float32Array,
   normalized: Float32Array,
@@ -207,19 +210,32 @@ export function layerNormBackward(
   gain: Float32Array,
   width: number,
   allocate: Allocate = newFloats,
-): { dx: Float32Array; dGain: Float32Array } {
+): { dx: Float32Array; dGain: Float32Array; dBias: Float32Array } {
   const rows = inverseStd.length;
   if (width % 4 !== 0 || dy.length !== rows * width || normalized.length !== dy.length || gain.length !== width)
     throw new RangeError(`layerNormBackward: ${dy.length} gradients, ${normalized.length} normalized, ${rows} rows of ${width}`);
   const n = dy.length;
-  const [dyAt, normalizedAt, dxAt, inverseAt, gainAt, dGainAt] = scratchRegions(4 * n, 4 * n, 4 * n, 4 * rows, 4 * width, 8 * width);
+  const [dyAt, normalizedAt, dxAt, inverseAt, gainAt, dGainAt, dBiasAt] = scratchRegions(
+    4 * n,
+    4 * n,
+    4 * n,
+    4 * rows,
+    4 * width,
+    8 * width,
+    8 * width,
+  );
   floatsAt(dyAt, n).set(dy);
   floatsAt(normalizedAt, n).set(normalized);
   floatsAt(inverseAt, rows).set(inverseStd);
   floatsAt(gainAt, width).set(gain);
   doublesAt(dGainAt, width).fill(0);
-  scratch.layer_norm_backward(dyAt, normalizedAt, inverseAt, gainAt, dxAt, dGainAt, rows, width);
-  return { dx: copyOut(dxAt, n, allocate), dGain: Float32Array.from(doublesAt(dGainAt, width)) };
+  doublesAt(dBiasAt, width).fill(0);
+  scratch.layer_norm_backward(dyAt, normalizedAt, inverseAt, gainAt, dxAt, dGainAt, dBiasAt, rows, width);
+  return {
+    dx: copyOut(dxAt, n, allocate),
+    dGain: Float32Array.from(doublesAt(dGainAt, width)),
+    dBias: Float32Array.from(doublesAt(dBiasAt, width)),
+  };
 }
 
 /** into = kernel(into, values) elementwise, over copies in scratch memory. */

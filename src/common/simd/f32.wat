@@ -432,7 +432,7 @@
 
   ;; LayerNorm over rows of $width (a multiple of 4): mean and variance summed in double precision,
   ;; normalized = (x − mean)·(1/√(var + ε)) and values = normalized·gain in float32; 1/σ per row kept.
-  (func (export "layer_norm") (param $x i32) (param $gain i32) (param $values i32) (param $normalized i32)
+  (func (export "layer_norm") (param $x i32) (param $gain i32) (param $bias i32) (param $values i32) (param $normalized i32)
     (param $inverseStd i32) (param $rows i32) (param $width i32) (param $epsilon f64)
     (local $r i32) (local $c i32) (local $at i32) (local $bytes i32) (local $v v128) (local $n v128)
     (local $lo v128) (local $hi v128) (local $d v128) (local $mean f64) (local $inverse f64) (local $M v128) (local $I v128)
@@ -481,7 +481,8 @@
             (br_if $out_done (i32.ge_u (local.get $c) (local.get $bytes)))
             (local.set $n (f32x4.mul (f32x4.sub (v128.load (i32.add (local.get $x) (local.get $c))) (local.get $M)) (local.get $I)))
             (v128.store (i32.add (local.get $normalized) (local.get $c)) (local.get $n))
-            (v128.store (i32.add (local.get $values) (local.get $c)) (f32x4.mul (local.get $n) (v128.load (i32.add (local.get $gain) (local.get $c)))))
+            (v128.store (i32.add (local.get $values) (local.get $c))
+              (f32x4.add (f32x4.mul (local.get $n) (v128.load (i32.add (local.get $gain) (local.get $c)))) (v128.load (i32.add (local.get $bias) (local.get $c)))))
             (local.set $c (i32.add (local.get $c) (i32.const 16)))
             (br $out)))
         (local.set $x (i32.add (local.get $x) (local.get $bytes)))
@@ -492,9 +493,9 @@
         (br $each_row))))
 
   ;; LayerNorm's gradient: dx = (g·dy − mean(g·dy) − x̂·mean(g·dy·x̂))·(1/σ), the means in double
-  ;; precision; dGain[c] += Σ_rows dy·x̂ in double (f64 per channel, zeroed by the caller).
+  ;; precision; dGain[c] += Σ_rows dy·x̂ and dBias[c] += Σ_rows dy in double (f64 per channel, zeroed by the caller).
   (func (export "layer_norm_backward") (param $dy i32) (param $normalized i32) (param $inverseStd i32) (param $gain i32)
-    (param $dx i32) (param $dGain i32) (param $rows i32) (param $width i32)
+    (param $dx i32) (param $dGain i32) (param $dBias i32) (param $rows i32) (param $width i32)
     (local $r i32) (local $c i32) (local $bytes i32) (local $at i32) (local $g v128) (local $n v128) (local $s v128) (local $p v128)
     (local $alo v128) (local $ahi v128) (local $blo v128) (local $bhi v128) (local $A v128) (local $B v128) (local $I v128)
     (local.set $bytes (i32.shl (local.get $width) (i32.const 2)))
@@ -524,6 +525,10 @@
             (v128.store offset=16 (local.get $at) (f64x2.add (v128.load offset=16 (local.get $at))
               (f64x2.mul (f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 0 1 2 3 4 5 6 7 (local.get $g) (local.get $g)))
                          (f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 0 1 2 3 4 5 6 7 (local.get $n) (local.get $n))))))
+            (local.set $at (i32.add (local.get $dBias) (i32.shl (local.get $c) (i32.const 1))))
+            (v128.store (local.get $at) (f64x2.add (v128.load (local.get $at)) (f64x2.promote_low_f32x4 (local.get $g))))
+            (v128.store offset=16 (local.get $at) (f64x2.add (v128.load offset=16 (local.get $at))
+              (f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 0 1 2 3 4 5 6 7 (local.get $g) (local.get $g)))))
             (local.set $c (i32.add (local.get $c) (i32.const 16)))
             (br $sums)))
         (local.set $alo (f64x2.add (local.get $alo) (local.get $ahi)))

@@ -18,6 +18,7 @@ export interface F32Kernels {
   layer_norm(
     x: number,
     gain: number,
+    bias: number,
     values: number,
     normalized: number,
     inverseStd: number,
@@ -32,6 +33,7 @@ export interface F32Kernels {
     gain: number,
     dx: number,
     dGain: number,
+    dBias: number,
     rows: number,
     width: number,
   ): void;

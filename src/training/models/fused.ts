@@ -19,14 +19,18 @@ export function gelu(x: tf.Tensor2D): tf.Tensor2D {
 /** LayerNorm over the last axis of [rows, width]: (x − mean) / sqrt(var + ε) · gain + bias. */
 export function layerNorm(x: tf.Tensor2D, gain: tf.Tensor1D, bias: tf.Tensor1D | undefined, epsilon: number): tf.Tensor2D {
   const width = x.shape[1];
+  // On the host the bias is added in the same pass (and its gradient summed in the backward one).
+  const fuseBias = bias !== undefined && onHostBackend();
   const op = tf.customGrad((...inputs: (tf.Tensor | tf.GradSaveFunc)[]) => {
-    const [input, g, save] = inputs as [tf.Tensor2D, tf.Tensor1D, tf.GradSaveFunc];
+    const [input, g] = inputs as [tf.Tensor2D, tf.Tensor1D];
+    const save = inputs[inputs.length - 1] as tf.GradSaveFunc;
     if (onHostBackend()) {
       const host = width % 4 === 0 ? layerNormForward : hostLayerNorm;
-      const { values, normalized, inverseStd } = host(hostValues(input), hostValues(g), width, epsilon, hostOutput);
-      const saved = [tf.tensor2d(normalized, input.shape), tf.tensor1d(inverseStd)];
-      save([...saved, g]);
-      return { value: tf.tensor2d(values, input.shape), gradFunc: layerNormGradient };
+      const b = fuseBias ? hostValues(inputs[2] as tf.Tensor1D) : null;
+      const { values, normalized, inverseStd } = host(hostValues(input), hostValues(g), b, width, epsilon, hostOutput);
+      save([tf.tensor2d(normalized, input.shape), tf.tensor1d(inverseStd), g]);
+      const gradFunc = (dy: tf.Tensor, saved: tf.Tensor[]) => layerNormGradient(dy, saved).slice(0, fuseBias ? 3 : 2);
+      return { value: tf.tensor2d(values, input.shape), gradFunc };
     }
     const { mean, variance } = tf.moments(input, -1, true);
     const inverseStd = tf.rsqrt(tf.add(variance, epsilon));
@@ -34,6 +38,7 @@ export function layerNorm(x: tf.Tensor2D, gain: tf.Tensor1D, bias: tf.Tensor1D |
     save([normalized, tf.reshape(inverseStd, [-1]), g]);
     return { value: tf.mul(normalized, g), gradFunc: layerNormGradient };
   });
+  if (fuseBias) return op(x, gain, bias) as tf.Tensor2D;
   const scaled = op(x, gain) as tf.Tensor2D;
   return bias ? tf.add(scaled, bias) : scaled;
 }
@@ -135,13 +140,16 @@ const geluOp = tf.customGrad((...inputs: (tf.Tensor | tf.GradSaveFunc)[]) => {
   return { value: tf.mul(tf.mul(x, 0.5), tf.add(tf.tanh(inner), 1)), gradFunc };
 });
 
-/** Gradients of x, gain from normalized x̂, 1/σ per row and gain: dx = (g·dy − mean(g·dy) − x̂·mean(g·dy·x̂)) / σ. */
+/**
+ * Gradients of x and gain from normalized x̂, 1/σ per row and gain: dx = (g·dy − mean(g·dy) −
+ * x̂·mean(g·dy·x̂)) / σ; on the host also a bias's (Σ dy over rows), for the op that adds one.
+ */
 function layerNormGradient(dy: tf.Tensor, [normalized, inverseStd, gain]: tf.Tensor[]): tf.Tensor[] {
   const [rows, width] = normalized.shape;
   if (onHostBackend()) {
     const host = width % 4 === 0 ? layerNormBackward : hostLayerNormGradient;
-    const { dx, dGain } = host(hostValues(dy), hostValues(normalized), hostValues(inverseStd), hostValues(gain), width, hostOutput);
-    return [tf.tensor2d(dx, [rows, width]), tf.tensor1d(dGain)];
+    const { dx, dGain, dBias } = host(hostValues(dy), hostValues(normalized), hostValues(inverseStd), hostValues(gain), width, hostOutput);
+    return [tf.tensor2d(dx, [rows, width]), tf.tensor1d(dGain), tf.tensor1d(dBias)];
   }
   const scaled = tf.mul(dy, gain);
   const centred = tf.sub(scaled, tf.mean(scaled, -1, true));
@@ -154,7 +162,7 @@ function softmaxComposed(x: tf.Tensor): tf.Tensor {
   return tf.div(exps, tf.sum(exps, -1, true));
 }
 
-function hostLayerNorm(x: Float32Array, gain: Float32Array, width: number, epsilon: number, allocate: Allocate) {
+function hostLayerNorm(x: Float32Array, gain: Float32Array, bias: Float32Array | null, width: number, epsilon: number, allocate: Allocate) {
   const rows = x.length / width;
   const values = allocate(x.length);
   const normalized = allocate(x.length);
@@ -171,7 +179,7 @@ function hostLayerNorm(x: Float32Array, gain: Float32Array, width: number, epsil
     for (let c = 0; c < width; c++) {
       const n = (x[start + c] - mean) * inverse;
       normalized[start + c] = n;
-      values[start + c] = n * gain[c];
+      values[start + c] = n * gain[c] + (bias ? bias[c] : 0);
     }
   }
   return { values, normalized, inverseStd };
@@ -188,6 +196,7 @@ function hostLayerNormGradient(
   const rows = inverseStd.length;
   const dx = allocate(dy.length);
   const dGain = new Float64Array(width);
+  const dBias = new Float64Array(width);
   for (let r = 0; r < rows; r++) {
     const start = r * width;
     let meanScaled = 0;
@@ -197,6 +206,7 @@ function hostLayerNormGradient(
       meanScaled += scaled;
       meanScaledNormalized += scaled * normalized[start + c];
       dGain[c] += dy[start + c] * normalized[start + c];
+      dBias[c] += dy[start + c];
     }
     meanScaled /= width;
     meanScaledNormalized /= width;
@@ -204,7 +214,7 @@ function hostLayerNormGradient(
       dx[start + c] = (dy[start + c] * gain[c] - meanScaled - normalized[start + c] * meanScaledNormalized) * inverseStd[r];
     }
   }
-  return { dx, dGain: Float32Array.from(dGain) };
+  return { dx, dGain: Float32Array.from(dGain), dBias: Float32Array.from(dBias) };
 }
 
 function hostCrossEntropy(x: Float32Array, labels: Int32Array, classes: number) {
