@@ -3,6 +3,8 @@
 // uses the arrays in place instead of reading them out.
 import { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
 import * as tf from '@tensorflow/tfjs-core';
+// A type only: erased from the build, so the GPU kit's bundle still leaves blas out.
+import type { StridedGemm } from '@occam/blas';
 
 /** Whether the current backend keeps tensors in host arrays (cpu, blas). */
 export function onHostBackend(): boolean {
@@ -24,25 +26,6 @@ interface BlasAdditions {
   allocate(length: number): Float32Array;
   stridedGemm: StridedGemm;
 }
-
-/**
- * c[m×n] = op(a)·op(b) (+ c when `accumulate`) on row-major matrices whose rows lie lda, ldb, ldc
- * floats apart, each array starting at its matrix's first value (blas's packages/blas/src/gemm.ts).
- */
-export type StridedGemm = (
-  transposeA: boolean,
-  transposeB: boolean,
-  m: number,
-  n: number,
-  k: number,
-  a: Float32Array,
-  lda: number,
-  b: Float32Array,
-  ldb: number,
-  c: Float32Array,
-  ldc: number,
-  accumulate?: boolean,
-) => void;
 
 /**
  * An array for the values of a tensor about to be made on a host backend. On blas it comes from the

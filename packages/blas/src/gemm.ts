@@ -22,6 +22,9 @@ export function gemm(
   stridedGemm(transposeA, transposeB, m, n, k, a, transposeA ? m : k, b, transposeB ? k : n, c, n, accumulate);
 }
 
+/** stridedGemm's signature, for code that reaches it through the backend (host-backend.ts). */
+export type StridedGemm = typeof stridedGemm;
+
 /**
  * As gemm, on row-major matrices whose rows lie `lda`, `ldb` and `ldc` floats apart: each array
  * starts at its matrix's first value, so a matrix can be one head's columns of a wider one.

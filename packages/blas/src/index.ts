@@ -13,6 +13,8 @@ import { concat, slice, splitV } from './slice.ts';
 import { gatherV2, scatterNd, transpose } from './transpose.ts';
 import type { BlasKernelFunc } from './tensors.ts';
 
+export type { StridedGemm } from './gemm.ts';
+
 export const BLAS_BACKEND = 'blas';
 
 export interface BlasBackendOptions {

@@ -6,7 +6,8 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { multiplyInPlace } from '../../common/simd/f32.ts';
 import { causalSoftmaxBackward, softmaxRows, type SoftmaxRows } from '../../common/simd/softmax-rows.ts';
-import { hostGemm, hostOutput, hostValues, type StridedGemm } from '../host-backend.ts';
+import type { StridedGemm } from '@occam/blas';
+import { hostGemm, hostOutput, hostValues } from '../host-backend.ts';
 import { causalAttention } from './fused.ts';
 
 export interface AttentionShape {
@@ -51,25 +52,19 @@ function stridedAttention(qkv: tf.Tensor2D, shape: AttentionShape, noise: Float3
   const square = steps * steps;
   const weightsShape: [number, number, number] = [heads * count, steps, steps];
   const rows: SoftmaxRows = { rows: heads * count * steps, width: steps, steps, scale: 1 / Math.sqrt(headSize) };
+  // The two shapes of product per head: T × headSize matrices (rows lda and ldb apart) times each
+  // other transposed, into a T × T one; and a T × T one (transposed or not) times a T × headSize one.
+  const intoSquare = (a: Float32Array, lda: number, b: Float32Array, ldb: number, square: Float32Array) =>
+    gemm(false, true, steps, steps, headSize, a, lda, b, ldb, square, steps);
+  const fromSquare = (transpose: boolean, square: Float32Array, b: Float32Array, ldb: number, c: Float32Array, ldc: number) =>
+    gemm(transpose, false, steps, headSize, steps, square, steps, b, ldb, c, ldc);
   const op = tf.customGrad((...inputs: (tf.Tensor | tf.GradSaveFunc)[]) => {
     const [x, save] = inputs as [tf.Tensor2D, tf.GradSaveFunc];
     const projected = hostValues(x);
     // Scores, then (in place) the causal softmax of them: the attention weights.
     const weights = hostOutput(heads * count * square);
     forEachHead(shape, (index, at) =>
-      gemm(
-        false,
-        true,
-        steps,
-        steps,
-        headSize,
-        projected.subarray(at),
-        stride,
-        projected.subarray(at + width),
-        stride,
-        weights.subarray(index * square),
-        steps,
-      ),
+      intoSquare(projected.subarray(at), stride, projected.subarray(at + width), stride, weights.subarray(index * square)),
     );
     softmaxRows(weights, rows, () => weights);
     const dropped = noise ? hostOutput(weights.length) : weights;
@@ -79,19 +74,7 @@ function stridedAttention(qkv: tf.Tensor2D, shape: AttentionShape, noise: Float3
     }
     const out = hostOutput(count * steps * width);
     forEachHead(shape, (index, at, outAt) =>
-      gemm(
-        false,
-        false,
-        steps,
-        headSize,
-        steps,
-        dropped.subarray(index * square),
-        steps,
-        projected.subarray(at + 2 * width),
-        stride,
-        out.subarray(outAt),
-        width,
-      ),
+      fromSquare(false, dropped.subarray(index * square), projected.subarray(at + 2 * width), stride, out.subarray(outAt), width),
     );
     save(noise ? [x, tf.tensor3d(weights, weightsShape), tf.tensor3d(dropped, weightsShape)] : [x, tf.tensor3d(weights, weightsShape)]);
 
@@ -101,65 +84,16 @@ function stridedAttention(qkv: tf.Tensor2D, shape: AttentionShape, noise: Float3
       const dWeights = hostOutput(weights.length);
       const dProjected = hostOutput(projected.length);
       forEachHead(shape, (index, at, outAt) => {
-        const dWeightsOfHead = dWeights.subarray(index * square);
-        gemm(
-          false,
-          true,
-          steps,
-          steps,
-          headSize,
-          upstream.subarray(outAt),
-          width,
-          projected.subarray(at + 2 * width),
-          stride,
-          dWeightsOfHead,
-          steps,
-        );
-        const droppedOfHead = dropped.subarray(index * square);
-        gemm(
-          true,
-          false,
-          steps,
-          headSize,
-          steps,
-          droppedOfHead,
-          steps,
-          upstream.subarray(outAt),
-          width,
-          dProjected.subarray(at + 2 * width),
-          stride,
-        );
+        const [dOut, values] = [upstream.subarray(outAt), projected.subarray(at + 2 * width)];
+        intoSquare(dOut, width, values, stride, dWeights.subarray(index * square));
+        fromSquare(true, dropped.subarray(index * square), dOut, width, dProjected.subarray(at + 2 * width), stride);
       });
       // The scores' gradient replaces the weights' (in place); masked positions get exactly 0.
       const dScores = causalSoftmaxBackward(weights, dWeights, noise, rows, () => dWeights);
       forEachHead(shape, (index, at) => {
         const dScoresOfHead = dScores.subarray(index * square);
-        gemm(
-          false,
-          false,
-          steps,
-          headSize,
-          steps,
-          dScoresOfHead,
-          steps,
-          projected.subarray(at + width),
-          stride,
-          dProjected.subarray(at),
-          stride,
-        );
-        gemm(
-          true,
-          false,
-          steps,
-          headSize,
-          steps,
-          dScoresOfHead,
-          steps,
-          projected.subarray(at),
-          stride,
-          dProjected.subarray(at + width),
-          stride,
-        );
+        fromSquare(false, dScoresOfHead, projected.subarray(at + width), stride, dProjected.subarray(at), stride);
+        fromSquare(true, dScoresOfHead, projected.subarray(at), stride, dProjected.subarray(at + width), stride);
       });
       tf.dispose(tf.tensor3d(dScores, weightsShape)); // back to blas's pool
       return tf.tensor2d(dProjected, [count * steps, stride]);
