@@ -2,7 +2,8 @@
 // and 64 MiB with N = 2 and 4 workers, against the raw TCP throughput between two Node processes
 // (the transport's limit) and a star (via-coordinator) all-reduce, all measured in this run; the
 // cost of `ws` client frame masking; the bf16 wire format against float32; and the bytes a step
-// moves at mask density 100/25/10 %.
+// moves at mask density 100/25/10 %. Each ring is warmed up first (as nccl-tests does): a fresh
+// ring ran its first few hundred MiB at a third of its later speed (JIT, socket buffers).
 import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { resolveConfig } from '../src/config.ts';
@@ -17,6 +18,8 @@ const MiB = 1 << 20;
 const SIZES_MIB = [1, 16, 64];
 const WORLDS = [2, 4];
 const REPEATS = 5;
+/** Untimed all-reduces of every size before a ring's timed ones. */
+const WARMUP_REPEATS = 3;
 const TRANSPORT = fileURLToPath(new URL('./_transport.ts', import.meta.url));
 
 function spawnTransport(): ChildProcess {
@@ -103,6 +106,17 @@ async function starMs(world: number, floats: number): Promise<number> {
   }
 }
 
+/** A ring started for timing: its connections and code warmed by untimed all-reduces of every size. */
+async function warmRing(world: number, env: Record<string, string> = {}): Promise<RingCluster> {
+  const cluster = await RingCluster.start(world, env);
+  await cluster.allReduce(
+    SIZES_MIB.map((mib) => (mib * MiB) / 4),
+    WARMUP_REPEATS,
+    false,
+  );
+  return cluster;
+}
+
 /** The fastest of REPEATS all-reduces of `floats` (each timed on its slowest rank) and the bytes a rank sent. */
 async function bestRing(cluster: RingCluster, floats: number): Promise<{ ms: number; bytesSent: number }> {
   const reports = await cluster.allReduce([floats], REPEATS, false);
@@ -127,7 +141,7 @@ async function main(): Promise<void> {
   );
   console.log('| ---: | -: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
   for (const world of WORLDS) {
-    const cluster = await RingCluster.start(world);
+    const cluster = await warmRing(world);
     try {
       for (const mib of SIZES_MIB) {
         const floats = (mib * MiB) / 4;
@@ -150,8 +164,8 @@ async function main(): Promise<void> {
   console.log('| size | N | f32 ring ms | bf16 ring ms | bf16 speed-up | bytes sent, bf16 / f32 |');
   console.log('| ---: | -: | ---: | ---: | ---: | ---: |');
   for (const world of WORLDS) {
-    const f32 = await RingCluster.start(world);
-    const bf16 = await RingCluster.start(world, { RING_WIRE_FORMAT: 'bf16' });
+    const f32 = await warmRing(world);
+    const bf16 = await warmRing(world, { RING_WIRE_FORMAT: 'bf16' });
     try {
       for (const mib of [16, 64]) {
         const a = await bestRing(f32, (mib * MiB) / 4);

@@ -4,7 +4,9 @@
 // every backend that runs here, with PyTorch's figure for the same model and batch when Debian's
 // python3-torch is installed, where a blas step's time goes (by kind of kernel), and the masked Adam update alone at
 // 100 % and 10 % density against a plain copy of the same arrays.
-// Options: --seconds S per measurement (default 4), --threads T for BLAS and PyTorch (0 = default).
+// blas and PyTorch take turns, --rounds R times, and the table gives each one's median: on a shared
+// machine a burst of load then hits both sides of a ratio, not one.
+// Options: --seconds S per measurement (default 4), --rounds R (default 3), --threads T for BLAS and PyTorch (0 = default).
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs-core';
@@ -21,6 +23,7 @@ import { pythonWithTorch } from '../test/helpers/python.ts';
 const args = benchArgs();
 const SECONDS = Number(args.seconds ?? 4);
 const THREADS = Number(args.threads ?? 0);
+const ROUNDS = Math.max(1, Number(args.rounds ?? 3));
 const GPT: Partial<OccamConfig> = { model: 'gpt', dataset: 'moby-dick', layers: 2, heads: 4, width: 128, blockSize: 64, dropout: 0 };
 const MODELS: { name: string; batch: number; settings: Partial<OccamConfig> }[] = [
   { name: 'MLP 784-1024-10', batch: 128, settings: { model: 'mlp', units: 1024 } },
@@ -41,6 +44,14 @@ function torchSamplesPerSecond(config: OccamConfig, vocabSize: number): number |
 
 const rows: string[] = [];
 const blasSplit: string[] = [];
+/** Per model: each round's blas and PyTorch rates, then the ratio of their medians. */
+const turns: string[] = [];
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
+}
 for (const { name, batch, settings } of MODELS) {
   const config = resolveConfig({ ...settings, batchSize: batch, trainLimit: 2000, blasThreads: THREADS });
   const data = loadDataSource(config);
@@ -64,7 +75,22 @@ for (const { name, batch, settings } of MODELS) {
     }
     process.stderr.write(`  ${name} on ${backend}: ${result.samplesPerSecond.toFixed(0)} samples/s\n`);
   }
-  const torch = torchSamplesPerSecond(config, data.classes);
+  let torch = torchSamplesPerSecond(config, data.classes);
+  if (typeof rates.get('blas') === 'number' && typeof torch === 'number') {
+    const blasRates: number[] = [];
+    const torchRates: number[] = [];
+    for (let round = 0; round < ROUNDS; round++) {
+      // A fresh replica on a freshly selected backend: the other backends ran in between.
+      await selectBackend('blas', undefined, { blasThreads: THREADS, requiredKernels: model.requiredKernels });
+      blasRates.push((await stepRate(new Replica(model, data, config), batch, SECONDS, 1, 2)).samplesPerSecond);
+      const next = round === 0 ? torch : torchSamplesPerSecond(config, data.classes);
+      torchRates.push(typeof next === 'number' ? next : Number.NaN);
+    }
+    rates.set('blas', median(blasRates));
+    torch = median(torchRates.filter((r) => !Number.isNaN(r)));
+    const pairs = blasRates.map((r, i) => `${r.toFixed(0)} / ${torchRates[i].toFixed(0)}`);
+    turns.push(`| ${name} | ${pairs.join(' | ')} | ${(median(blasRates) / torch).toFixed(2)}× |`);
+  }
   const cell = (v: number | string | undefined) => (typeof v === 'number' ? v.toFixed(0) : `n/a: ${v ?? '—'}`);
   const ratio = (a: number | string | undefined, b: number | string | undefined) =>
     typeof a === 'number' && typeof b === 'number' ? `${(a / b).toFixed(1)}×` : '—';
@@ -77,6 +103,12 @@ console.log('\n# training step throughput, batch 128 (GPT 32) (samples/s; forwar
 console.log(`| model | ${BACKENDS.join(' | ')} | PyTorch | blas / wasm | blas / PyTorch |`);
 console.log(`| --- | ${BACKENDS.map(() => '---:').join(' | ')} | ---: | ---: | ---: |`);
 for (const row of rows) console.log(row);
+if (turns.length > 0) {
+  console.log(`\n# blas / PyTorch, round by round (samples/s; the table above gives the medians)\n`);
+  console.log(`| model | ${Array.from({ length: ROUNDS }, (_, i) => `round ${i + 1}`).join(' | ')} | ratio of medians |`);
+  console.log(`| --- | ${Array.from({ length: ROUNDS }, () => '---:').join(' | ')} | ---: |`);
+  for (const row of turns) console.log(row);
+}
 console.log(`\n# where a blas step's time goes (ms per step; the kernels as TF.js's profiler times them, 3 steps)\n`);
 console.log(
   '| model | step (unprofiled) | matrix products | convolutions, pooling | fused ops | element-wise | reductions | other kernels | outside kernels (tape, gradient read, compaction) | masked Adam |',

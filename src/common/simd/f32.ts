@@ -150,27 +150,14 @@ export function dropoutNoise(seeds: Uint32Array, width: number, threshold: numbe
 
 /**
  * GELU's tanh form, x·σ(2u) with u = √(2/π)·(x + 0.044715·x³), in float32 (an exp within 2 ulp):
- * the values, and the gates σ(2u) its gradient needs.
+ * the values, and the slopes d/dx its gradient is (dy·slope, the bits of the same expression).
  */
-export function geluForward(x: Float32Array, allocate: Allocate = newFloats): { values: Float32Array; gates: Float32Array } {
+export function geluForward(x: Float32Array, allocate: Allocate = newFloats): { values: Float32Array; slopes: Float32Array } {
   const n = x.length;
-  const [xAt, valuesAt, gatesAt] = scratchRegions(4 * n, 4 * n, 4 * n);
+  const [xAt, valuesAt, slopesAt] = scratchRegions(4 * n, 4 * n, 4 * n);
   floatsAt(xAt, n).set(x);
-  scratch.gelu(xAt, valuesAt, gatesAt, n);
-  return { values: copyOut(valuesAt, n, allocate), gates: copyOut(gatesAt, n, allocate) };
-}
-
-/** dy·d/dx of geluForward at x, from the gates it kept. */
-export function geluBackward(x: Float32Array, gates: Float32Array, dy: Float32Array, allocate: Allocate = newFloats): Float32Array {
-  const n = x.length;
-  if (gates.length !== n || dy.length !== n)
-    throw new RangeError(`geluBackward: ${n} values, ${gates.length} gates, ${dy.length} gradients`);
-  const [xAt, gatesAt, dyAt, outAt] = scratchRegions(4 * n, 4 * n, 4 * n, 4 * n);
-  floatsAt(xAt, n).set(x);
-  floatsAt(gatesAt, n).set(gates);
-  floatsAt(dyAt, n).set(dy);
-  scratch.gelu_backward(xAt, gatesAt, dyAt, outAt, n);
-  return copyOut(outAt, n, allocate);
+  scratch.gelu(xAt, valuesAt, slopesAt, n);
+  return { values: copyOut(valuesAt, n, allocate), slopes: copyOut(slopesAt, n, allocate) };
 }
 
 /**

@@ -390,8 +390,9 @@
         (local.set $r (i32.add (local.get $r) (i32.const 1)))
         (br $each_row))))
 
-  ;; GELU's tanh form as x·σ(2u), u = √(2/π)·(x + 0.044715·x³): values[i] and the gate σ(2u) for the gradient.
-  (func (export "gelu") (param $x i32) (param $values i32) (param $gates i32) (param $n i32)
+  ;; GELU's tanh form as x·σ(2u), u = √(2/π)·(x + 0.044715·x³): values[i], and slopes[i], its
+  ;; derivative σ + x·σ·(1 − σ)·2√(2/π)·(1 + 3·0.044715·x²) with σ = σ(2u), for the backward pass.
+  (func (export "gelu") (param $x i32) (param $values i32) (param $slopes i32) (param $n i32)
     (local $end i32) (local $v v128) (local $gate v128)
     (local.set $end (i32.add (local.get $x) (i32.shl (i32.and (i32.add (local.get $n) (i32.const 3)) (i32.const -4)) (i32.const 2))))
     (block $done
@@ -402,32 +403,15 @@
           (f32x4.add (f32x4.splat (f32.const 1))
             (call $exp4 (f32x4.mul (f32x4.mul (f32x4.splat (f32.const -1.5957691216057308)) (local.get $v))
               (f32x4.add (f32x4.splat (f32.const 1)) (f32x4.mul (f32x4.splat (f32.const 0.044715)) (f32x4.mul (local.get $v) (local.get $v)))))))))
-        (v128.store (local.get $gates) (local.get $gate))
         (v128.store (local.get $values) (f32x4.mul (local.get $v) (local.get $gate)))
+        (v128.store (local.get $slopes)
+          (f32x4.add (local.get $gate)
+            (f32x4.mul (f32x4.mul (f32x4.mul (local.get $v) (local.get $gate)) (f32x4.sub (f32x4.splat (f32.const 1)) (local.get $gate)))
+              (f32x4.mul (f32x4.splat (f32.const 1.5957691216057308))
+                (f32x4.add (f32x4.splat (f32.const 1)) (f32x4.mul (f32x4.splat (f32.const 0.134145)) (f32x4.mul (local.get $v) (local.get $v))))))))
         (local.set $x (i32.add (local.get $x) (i32.const 16)))
         (local.set $values (i32.add (local.get $values) (i32.const 16)))
-        (local.set $gates (i32.add (local.get $gates) (i32.const 16)))
-        (br $four))))
-
-  ;; out[i] = dy[i]·(σ + x·σ·(1 − σ)·2√(2/π)·(1 + 3·0.044715·x²)), σ the gate the forward pass kept.
-  (func (export "gelu_backward") (param $x i32) (param $gates i32) (param $dy i32) (param $out i32) (param $n i32)
-    (local $end i32) (local $v v128) (local $gate v128)
-    (local.set $end (i32.add (local.get $x) (i32.shl (i32.and (i32.add (local.get $n) (i32.const 3)) (i32.const -4)) (i32.const 2))))
-    (block $done
-      (loop $four
-        (br_if $done (i32.ge_u (local.get $x) (local.get $end)))
-        (local.set $v (v128.load (local.get $x)))
-        (local.set $gate (v128.load (local.get $gates)))
-        (v128.store (local.get $out)
-          (f32x4.mul (v128.load (local.get $dy))
-            (f32x4.add (local.get $gate)
-              (f32x4.mul (f32x4.mul (f32x4.mul (local.get $v) (local.get $gate)) (f32x4.sub (f32x4.splat (f32.const 1)) (local.get $gate)))
-                (f32x4.mul (f32x4.splat (f32.const 1.5957691216057308))
-                  (f32x4.add (f32x4.splat (f32.const 1)) (f32x4.mul (f32x4.splat (f32.const 0.134145)) (f32x4.mul (local.get $v) (local.get $v)))))))))
-        (local.set $x (i32.add (local.get $x) (i32.const 16)))
-        (local.set $gates (i32.add (local.get $gates) (i32.const 16)))
-        (local.set $dy (i32.add (local.get $dy) (i32.const 16)))
-        (local.set $out (i32.add (local.get $out) (i32.const 16)))
+        (local.set $slopes (i32.add (local.get $slopes) (i32.const 16)))
         (br $four))))
 
   ;; LayerNorm over rows of $width (a multiple of 4): mean and variance summed in double precision,

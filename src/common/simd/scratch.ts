@@ -14,7 +14,7 @@ export interface F32Kernels {
   mul(dst: number, src: number, n: number): void;
   relu_backward(dz: number, dy: number, y: number, noise: number, n: number, channels: number, sums: number): void;
   dropout_noise(out: number, seeds: number, rows: number, width: number, threshold: number, keep: number): void;
-  gelu(x: number, values: number, gates: number, n: number): void;
+  gelu(x: number, values: number, slopes: number, n: number): void;
   layer_norm(
     x: number,
     gain: number,
@@ -37,7 +37,6 @@ export interface F32Kernels {
     rows: number,
     width: number,
   ): void;
-  gelu_backward(x: number, gates: number, dy: number, out: number, n: number): void;
   softmax(x: number, out: number, rows: number, width: number, steps: number, scale: number): void;
   row_max_sum(x: number, maxes: number, sums: number, rows: number, width: number, steps: number, scale: number): void;
   exp_shifted(x: number, shifts: number, out: number, rows: number, width: number, steps: number, scale: number, factor: number): void;

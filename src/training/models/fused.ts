@@ -3,7 +3,7 @@
 // formulas are composed of core ops. Built from many small ops and
 // differentiated op by op, these were most of a GPT step on the host backends.
 import * as tf from '@tensorflow/tfjs-core';
-import { geluBackward, geluForward, layerNormBackward, layerNormForward } from '../../common/simd/f32.ts';
+import { geluForward, layerNormBackward, layerNormForward } from '../../common/simd/f32.ts';
 import type { Allocate } from '../../common/simd/scratch.ts';
 import { causalSoftmaxBackward, expShiftedRows, logSumExpRows, softmaxRows, type SoftmaxRows } from '../../common/simd/softmax-rows.ts';
 import { hostOutput, hostValues, onHostBackend } from '../host-backend.ts';
@@ -121,11 +121,11 @@ export function crossEntropySum(logits: tf.Tensor2D, labels: Int32Array): tf.Sca
 const geluOp = tf.customGrad((...inputs: (tf.Tensor | tf.GradSaveFunc)[]) => {
   const [x, save] = inputs as [tf.Tensor, tf.GradSaveFunc];
   if (onHostBackend()) {
-    // x·σ(2u) in SIMD (common/simd/f32.ts), one exp per value; σ(2u) is kept, so the backward pass needs none.
-    const { values, gates } = geluForward(hostValues(x), hostOutput);
-    save([x, tf.tensor(gates, x.shape)]);
-    const gradFunc = (dy: tf.Tensor, [savedX, savedGates]: tf.Tensor[]) =>
-      tf.tensor(geluBackward(hostValues(savedX), hostValues(savedGates), hostValues(dy), hostOutput), savedX.shape);
+    // x·σ(2u) in SIMD (common/simd/f32.ts), one exp per value. The forward pass also writes the
+    // slope d/dx, so the backward pass is one multiply and x need not be kept.
+    const { values, slopes } = geluForward(hostValues(x), hostOutput);
+    save([tf.tensor(slopes, x.shape)]);
+    const gradFunc = (dy: tf.Tensor, [savedSlopes]: tf.Tensor[]) => tf.mul(dy, savedSlopes);
     return { value: tf.tensor(values, x.shape), gradFunc };
   }
   save([x]);
