@@ -3,6 +3,8 @@
 import { CBLAS_NO_TRANS, CBLAS_ROW_MAJOR, CBLAS_TRANS, loadBlasLibrary, type SgemmFunction } from './library.ts';
 
 let sgemm: SgemmFunction | null = null;
+/** A row of ones for columnSums, grown to the longest column summed. */
+let ones = new Float32Array(0);
 
 /**
  * c[m×n] = op(a) · op(b) (+ c when `accumulate`), all row-major and densely packed:
@@ -66,4 +68,17 @@ export function stridedGemm(
     c,
     ldc,
   );
+}
+
+/**
+ * out[j] = Σ_r values[r·width + j], the column sums of a row-major rows × width matrix, as one
+ * BLAS matrix–vector product with a vector of ones: it reads the matrix where it lies (a bias
+ * gradient's rows). Float32 sums in BLAS's order. False (nothing written) without cblas_sgemv.
+ */
+export function columnSums(values: Float32Array, rows: number, width: number, out: Float32Array): boolean {
+  const sgemv = loadBlasLibrary().sgemv;
+  if (sgemv === null || rows === 0 || width === 0) return false;
+  if (ones.length < rows) ones = new Float32Array(rows).fill(1);
+  sgemv(CBLAS_ROW_MAJOR, CBLAS_TRANS, rows, width, 1, values, width, ones, 1, 0, out, 1);
+  return true;
 }

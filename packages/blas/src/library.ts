@@ -21,6 +21,22 @@ export type SgemmFunction = (
   ldc: number,
 ) => void;
 
+/** Row-major single-precision matrix–vector product: y = alpha · op(A) · x + beta · y (CBLAS argument order). */
+export type SgemvFunction = (
+  order: number,
+  trans: number,
+  m: number,
+  n: number,
+  alpha: number,
+  a: Float32Array,
+  lda: number,
+  x: Float32Array,
+  incx: number,
+  beta: number,
+  y: Float32Array,
+  incy: number,
+) => void;
+
 /** CBLAS enum values (cblas.h). */
 export const CBLAS_ROW_MAJOR = 101;
 export const CBLAS_NO_TRANS = 111;
@@ -33,6 +49,8 @@ export interface BlasLibrary {
   /** Build configuration string, where the library reports one (OpenBLAS). */
   config: string | null;
   sgemm: SgemmFunction;
+  /** cblas_sgemv, where the library has it (every CBLAS does; a null here falls back to JavaScript). */
+  sgemv: SgemvFunction | null;
   /** Sets the library's thread count; false when the library has no such control. */
   setThreads(threads: number): boolean;
   /** The library's current thread count, or null when it cannot say. */
@@ -41,6 +59,10 @@ export interface BlasLibrary {
 
 /** Library names tried in order when OCCAM_BLAS is not set. */
 export const BLAS_LIBRARY_NAMES = ['libopenblas.so.0', 'libopenblas.so', 'libblas.so.3', 'libmkl_rt.so', 'libmkl_rt.so.2'] as const;
+
+const SGEMV_SIGNATURE =
+  'void cblas_sgemv(int order, int trans, int m, int n, float alpha, const float *a, int lda, ' +
+  'const float *x, int incx, float beta, float *y, int incy)';
 
 const SGEMM_SIGNATURE =
   'void cblas_sgemm(int order, int transA, int transB, int m, int n, int k, float alpha, ' +
@@ -108,6 +130,7 @@ function tryLoad(candidate: string): BlasLibrary | string {
     vendor: openblasSet ? 'openblas' : mklSet ? 'mkl' : 'cblas',
     config: openblasConfig ? String(openblasConfig()) : null,
     sgemm,
+    sgemv: optionalFunc(handle, SGEMV_SIGNATURE) as SgemvFunction | null,
     setThreads(threads: number): boolean {
       if (!setThreadsNative) return false;
       setThreadsNative(threads);

@@ -9,7 +9,6 @@ interface LoopKernels {
   max_pool_grad(dy: number, argmax: number, n: number, dx: number): void;
   bias_relu(values: number, bias: number, n: number, channels: number, relu: number): void;
   im2col(x: number, cols: number, start: number, count: number, ...sizes: number[]): void;
-  sum_leading(values: number, rows: number, width: number, totals: number): void;
   binary_rows(op: number, full: number, row: number, out: number, n: number, inner: number, rowFirst: number): void;
   copy_runs(src: number, dst: number, n0: number, n1: number, n2: number, s0: number, s1: number, s2: number, run: number): void;
 }

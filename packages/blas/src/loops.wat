@@ -1,6 +1,6 @@
-;; The blas backend's loops in WebAssembly (SIMD where lanes help): max pooling's forward pass,
-;; im2col and its adjoint for the convolutions, the bias + ReLU epilogue, and sums over leading axes.
-;; NHWC, float32.
+;; The blas backend's loops in WebAssembly (SIMD where lanes help): max pooling and its gradient,
+;; im2col and its adjoint for the convolutions, the bias + ReLU epilogue, strided copies and the
+;; four arithmetic ops over rows. NHWC, float32.
 ;; Pointers are byte offsets into the module's memory; sizes and indices are counts of floats.
 (module
   (memory (export "memory") 1)
@@ -191,28 +191,6 @@
             (local.set $fy (i32.add (local.get $fy) (i32.const 1)))
             (br $each_filter_row)))
         (local.set $row (i32.add (local.get $row) (i32.const 1)))
-        (br $each_row))))
-
-  ;; totals[j] += Σ_r values[r·width + j] in double precision, rows in order (reduce.ts's sumLeading:
-  ;; the same sums, so the same bits); width a multiple of 4, totals 16-byte aligned.
-  (func (export "sum_leading") (param $values i32) (param $rows i32) (param $width i32) (param $totals i32)
-    (local $r i32) (local $j i32) (local $v v128) (local $at i32)
-    (block $rows_done
-      (loop $each_row
-        (br_if $rows_done (i32.ge_u (local.get $r) (local.get $rows)))
-        (local.set $j (i32.const 0))
-        (block $row_done
-          (loop $each_four
-            (br_if $row_done (i32.ge_u (local.get $j) (local.get $width)))
-            (local.set $v (v128.load (local.get $values)))
-            (local.set $at (i32.add (local.get $totals) (i32.shl (local.get $j) (i32.const 3))))
-            (v128.store (local.get $at) (f64x2.add (v128.load (local.get $at)) (f64x2.promote_low_f32x4 (local.get $v))))
-            (v128.store offset=16 (local.get $at) (f64x2.add (v128.load offset=16 (local.get $at))
-              (f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 0 1 2 3 4 5 6 7 (local.get $v) (local.get $v)))))
-            (local.set $values (i32.add (local.get $values) (i32.const 16)))
-            (local.set $j (i32.add (local.get $j) (i32.const 4)))
-            (br $each_four)))
-        (local.set $r (i32.add (local.get $r) (i32.const 1)))
         (br $each_row))))
 
   ;; Max pooling's gradient: dx[argmax[i]] += dy[i] for the n outputs whose window had a maximum

@@ -1,9 +1,10 @@
 // Sum and Mean over the leading or the trailing axes of a float32 tensor without transposing it first
 // (the cpu kernels transpose whenever the reduced axes are not innermost, e.g. for every bias gradient).
-// Same arithmetic as the cpu kernels, in the same order (float64 accumulation; Mean divides each
-// element, rounded to float32, before summing), so results are identical.
+// A Sum over the leading axes (every bias gradient) is one BLAS matrix–vector product, in float32 as
+// PyTorch sums; the rest is the cpu kernels' arithmetic in their order (float64 accumulation; Mean
+// divides each element, rounded to float32, before summing), so those results are identical.
 import { backend_util, util, type MeanAttrs, type SumAttrs, type TensorInfo } from '@tensorflow/tfjs-core';
-import { fitsLoops, loopRegions, loops } from './loops.ts';
+import { columnSums } from './gemm.ts';
 import { allocateFloat32 } from './memory.ts';
 import { float32Values, runCpuKernel, type KernelArgs } from './tensors.ts';
 
@@ -51,16 +52,7 @@ function sumRows(values: Float32Array, rowLength: number, divisor: number, out: 
 /** out[j] = Σ_r values[r·out.length + j] / divisor: adds whole rows, reading memory in order. */
 function sumLeading(values: Float32Array, rows: number, divisor: number, out: Float32Array): void {
   const width = out.length;
-  if (divisor === 1 && width % 4 === 0 && fitsLoops(values.length + 2 * width)) {
-    // In SIMD (loops.wat), the same float64 sums in the same order.
-    const [[valuesAt, region], [totalsAt, totalsRegion]] = loopRegions(values.length, 2 * width);
-    region.set(values);
-    const totals = new Float64Array(totalsRegion.buffer, totalsRegion.byteOffset, width);
-    totals.fill(0);
-    loops.sum_leading(valuesAt, rows, width, totalsAt);
-    for (let j = 0; j < width; j++) out[j] = totals[j];
-    return;
-  }
+  if (divisor === 1 && columnSums(values, rows, width, out)) return;
   const totals = new Float64Array(width);
   for (let r = 0, offset = 0; r < rows; r++, offset += width) {
     if (divisor === 1) for (let j = 0; j < width; j++) totals[j] += values[offset + j];
