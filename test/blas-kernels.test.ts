@@ -395,7 +395,7 @@ describe.skipIf(!available)('blas backend kernels', () => {
         [2, 1, 3],
         [2, 4, 3],
       ], // middle broadcast: the cpu kernel's path
-      // 4096 outputs and more: WebAssembly SIMD, rows of any length
+      // 4096 outputs and more: a BLAS axpy (Add and Sub of equal shapes) or WebAssembly SIMD, rows of any length
       [
         [73, 61],
         [73, 61],

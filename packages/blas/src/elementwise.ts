@@ -1,8 +1,10 @@
-// Element-wise kernels (Add, Multiply, Sqrt, Relu, Step, …) with one tight loop per operation, and
-// the four arithmetic ops on large arrays in WebAssembly SIMD (loops.wat's binary_rows). The cpu
+// Element-wise kernels (Add, Multiply, Sqrt, Relu, Step, …) with one tight loop per operation; on
+// large arrays, Add and Sub of equal shapes as a BLAS axpy and the four arithmetic ops in
+// WebAssembly SIMD (loops.wat's binary_rows). The cpu
 // backend routes every op through one shared loop that calls the op as a function, so V8 cannot inline
 // it and each element costs ~10 ns; an optimizer step on a million weights spent most of its time there.
 import { util, type TensorInfo } from '@tensorflow/tfjs-core';
+import { addArrays } from './gemm.ts';
 import { fitsLoops, loopRegions, loops } from './loops.ts';
 import { allocateFloat32 } from './memory.ts';
 import { float32Values, runCpuKernel, type BlasKernelFunc, type KernelArgs } from './tensors.ts';
@@ -101,6 +103,10 @@ function binaryKernel(kernelName: string, expression: string) {
     if (choice === null) return runCpuKernel(kernelName, backend, inputs, args.attrs);
     const out = allocateFloat32(backend, util.sizeFromShape(outShape));
     const [aValues, bValues] = [float32Values(backend, a), float32Values(backend, b)];
+    const sign = AXPY_SIGNS[kernelName];
+    if (sign !== undefined && choice.pattern === 'same' && out.length >= SIMD_MIN_LENGTH && addArrays(aValues, bValues, sign, out)) {
+      return backend.makeTensorInfo(outShape, 'float32', out);
+    }
     const simdOp = SIMD_BINARY_OPS[kernelName];
     if (simdOp !== undefined && out.length >= SIMD_MIN_LENGTH && simdBinary(simdOp, choice, aValues, bValues, out)) {
       return backend.makeTensorInfo(outShape, 'float32', out);
@@ -110,10 +116,13 @@ function binaryKernel(kernelName: string, expression: string) {
   };
 }
 
+/** Add and Sub of equal shapes (the residual connections and their gradients) are a BLAS axpy: no copies into WebAssembly. */
+const AXPY_SIGNS: Partial<Record<string, 1 | -1>> = { Add: 1, Sub: -1 };
+
 /** The ops loops.wat's binary_rows computes, by its op code. */
 const SIMD_BINARY_OPS: Partial<Record<string, number>> = { Add: 0, Sub: 1, Multiply: 2, RealDiv: 3 };
 
-/** Below this many outputs the copies into WebAssembly memory cost more than the loop saves. */
+/** Below this many outputs the copies into WebAssembly memory (or a call into BLAS) cost more than the loop saves. */
 const SIMD_MIN_LENGTH = 4096;
 
 /**

@@ -1,5 +1,6 @@
-// Row-major matrix products on Float32Arrays through the system BLAS. Arrays (and subarray views)
-// go to C as raw pointers without copying, so a call costs well under a microsecond on top of the math.
+// The system BLAS on Float32Arrays: row-major matrix products, column sums and sums of two arrays.
+// Arrays (and subarray views) go to C as raw pointers without copying, so a call costs well under a
+// microsecond on top of the math.
 import { CBLAS_NO_TRANS, CBLAS_ROW_MAJOR, CBLAS_TRANS, loadBlasLibrary, type SgemmFunction } from './library.ts';
 
 let sgemm: SgemmFunction | null = null;
@@ -80,5 +81,17 @@ export function columnSums(values: Float32Array, rows: number, width: number, ou
   if (sgemv === null || rows === 0 || width === 0) return false;
   if (ones.length < rows) ones = new Float32Array(rows).fill(1);
   sgemv(CBLAS_ROW_MAJOR, CBLAS_TRANS, rows, width, 1, values, width, ones, 1, 0, out, 1);
+  return true;
+}
+
+/**
+ * out = a + sign·b over equal lengths, as a copy and one BLAS axpy: ±1·b is exact, so these are the
+ * bits of the element-wise sum or difference. False (nothing written) without cblas_saxpy.
+ */
+export function addArrays(a: Float32Array, b: Float32Array, sign: 1 | -1, out: Float32Array): boolean {
+  const saxpy = loadBlasLibrary().saxpy;
+  if (saxpy === null) return false;
+  out.set(a);
+  saxpy(out.length, sign, b, 1, out, 1);
   return true;
 }

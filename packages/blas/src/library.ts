@@ -37,6 +37,9 @@ export type SgemvFunction = (
   incy: number,
 ) => void;
 
+/** y = alpha · x + y over n floats (CBLAS argument order). */
+export type SaxpyFunction = (n: number, alpha: number, x: Float32Array, incx: number, y: Float32Array, incy: number) => void;
+
 /** CBLAS enum values (cblas.h). */
 export const CBLAS_ROW_MAJOR = 101;
 export const CBLAS_NO_TRANS = 111;
@@ -49,8 +52,10 @@ export interface BlasLibrary {
   /** Build configuration string, where the library reports one (OpenBLAS). */
   config: string | null;
   sgemm: SgemmFunction;
-  /** cblas_sgemv, where the library has it (every CBLAS does; a null here falls back to JavaScript). */
+  /** cblas_sgemv, where the library has it (every CBLAS does; null falls back to the JavaScript loops). */
   sgemv: SgemvFunction | null;
+  /** cblas_saxpy, likewise. */
+  saxpy: SaxpyFunction | null;
   /** Sets the library's thread count; false when the library has no such control. */
   setThreads(threads: number): boolean;
   /** The library's current thread count, or null when it cannot say. */
@@ -131,6 +136,10 @@ function tryLoad(candidate: string): BlasLibrary | string {
     config: openblasConfig ? String(openblasConfig()) : null,
     sgemm,
     sgemv: optionalFunc(handle, SGEMV_SIGNATURE) as SgemvFunction | null,
+    saxpy: optionalFunc(
+      handle,
+      'void cblas_saxpy(int n, float alpha, const float *x, int incx, float *y, int incy)',
+    ) as SaxpyFunction | null,
     setThreads(threads: number): boolean {
       if (!setThreadsNative) return false;
       setThreadsNative(threads);
