@@ -470,7 +470,8 @@ describe.skipIf(!available)('blas backend kernels', () => {
         ]);
         const label = `axis ${axis} keepDims ${keepDims}`;
         // A Sum over leading axes is BLAS's float32 sum (gemm.ts columnSums); the rest keep the cpu bits.
-        const leading = [axis].flat().every((a, i) => a === i) && [axis].flat().length > 0;
+        const axes = [axis].flat();
+        const leading = axes.length > 0 && axes.every((a, i) => a === i);
         if (leading) expectClose(blas[0], cpu[0], x.length, label);
         else expect(Array.from(blas[0]), label).toEqual(Array.from(cpu[0]));
         expect(Array.from(blas[1]), label).toEqual(Array.from(cpu[1]));

@@ -103,12 +103,7 @@ function binaryKernel(kernelName: string, expression: string) {
     if (choice === null) return runCpuKernel(kernelName, backend, inputs, args.attrs);
     const out = allocateFloat32(backend, util.sizeFromShape(outShape));
     const [aValues, bValues] = [float32Values(backend, a), float32Values(backend, b)];
-    const sign = AXPY_SIGNS[kernelName];
-    if (sign !== undefined && choice.pattern === 'same' && out.length >= SIMD_MIN_LENGTH && addArrays(aValues, bValues, sign, out)) {
-      return backend.makeTensorInfo(outShape, 'float32', out);
-    }
-    const simdOp = SIMD_BINARY_OPS[kernelName];
-    if (simdOp !== undefined && out.length >= SIMD_MIN_LENGTH && simdBinary(simdOp, choice, aValues, bValues, out)) {
+    if (out.length >= SIMD_MIN_LENGTH && largeBinary(kernelName, choice, aValues, bValues, out)) {
       return backend.makeTensorInfo(outShape, 'float32', out);
     }
     if (out.length > 0) loops[choice.pattern](aValues, bValues, out, choice.inner);
@@ -124,6 +119,20 @@ const SIMD_BINARY_OPS: Partial<Record<string, number>> = { Add: 0, Sub: 1, Multi
 
 /** Below this many outputs the copies into WebAssembly memory (or a call into BLAS) cost more than the loop saves. */
 const SIMD_MIN_LENGTH = 4096;
+
+/** out = a op b on a large output, through BLAS or WebAssembly SIMD; false (nothing written) when neither applies. */
+function largeBinary(
+  kernelName: string,
+  choice: { pattern: BinaryPattern; inner: number },
+  a: Float32Array,
+  b: Float32Array,
+  out: Float32Array,
+) {
+  const sign = AXPY_SIGNS[kernelName];
+  if (sign !== undefined && choice.pattern === 'same' && addArrays(a, b, sign, out)) return true;
+  const simdOp = SIMD_BINARY_OPS[kernelName];
+  return simdOp !== undefined && simdBinary(simdOp, choice, a, b, out);
+}
 
 /**
  * out = a op b in WebAssembly SIMD when one side is the whole output and the other the whole

@@ -1,9 +1,11 @@
 // The system BLAS on Float32Arrays: row-major matrix products, column sums and sums of two arrays.
 // Arrays (and subarray views) go to C as raw pointers without copying, so a call costs well under a
 // microsecond on top of the math.
-import { CBLAS_NO_TRANS, CBLAS_ROW_MAJOR, CBLAS_TRANS, loadBlasLibrary, type SgemmFunction } from './library.ts';
+import { type BlasLibrary, CBLAS_NO_TRANS, CBLAS_ROW_MAJOR, CBLAS_TRANS, loadBlasLibrary } from './library.ts';
 
-let sgemm: SgemmFunction | null = null;
+let library: BlasLibrary | null = null;
+/** The library, loaded on the first call that needs it. */
+const blas = (): BlasLibrary => (library ??= loadBlasLibrary());
 /** A row of ones for columnSums, grown to the longest column summed. */
 let ones = new Float32Array(0);
 
@@ -52,8 +54,7 @@ export function stridedGemm(
     if (!accumulate) for (let row = 0; row < m; row++) c.fill(0, row * ldc, row * ldc + n);
     return;
   }
-  sgemm ??= loadBlasLibrary().sgemm;
-  sgemm(
+  blas().sgemm(
     CBLAS_ROW_MAJOR,
     transposeA ? CBLAS_TRANS : CBLAS_NO_TRANS,
     transposeB ? CBLAS_TRANS : CBLAS_NO_TRANS,
@@ -77,7 +78,7 @@ export function stridedGemm(
  * gradient's rows). Float32 sums in BLAS's order. False (nothing written) without cblas_sgemv.
  */
 export function columnSums(values: Float32Array, rows: number, width: number, out: Float32Array): boolean {
-  const sgemv = loadBlasLibrary().sgemv;
+  const sgemv = blas().sgemv;
   if (sgemv === null || rows === 0 || width === 0) return false;
   if (ones.length < rows) ones = new Float32Array(rows).fill(1);
   sgemv(CBLAS_ROW_MAJOR, CBLAS_TRANS, rows, width, 1, values, width, ones, 1, 0, out, 1);
@@ -89,7 +90,7 @@ export function columnSums(values: Float32Array, rows: number, width: number, ou
  * bits of the element-wise sum or difference. False (nothing written) without cblas_saxpy.
  */
 export function addArrays(a: Float32Array, b: Float32Array, sign: 1 | -1, out: Float32Array): boolean {
-  const saxpy = loadBlasLibrary().saxpy;
+  const saxpy = blas().saxpy;
   if (saxpy === null) return false;
   out.set(a);
   saxpy(out.length, sign, b, 1, out, 1);

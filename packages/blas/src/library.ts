@@ -69,6 +69,8 @@ const SGEMV_SIGNATURE =
   'void cblas_sgemv(int order, int trans, int m, int n, float alpha, const float *a, int lda, ' +
   'const float *x, int incx, float beta, float *y, int incy)';
 
+const SAXPY_SIGNATURE = 'void cblas_saxpy(int n, float alpha, const float *x, int incx, float *y, int incy)';
+
 const SGEMM_SIGNATURE =
   'void cblas_sgemm(int order, int transA, int transB, int m, int n, int k, float alpha, ' +
   'const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc)';
@@ -136,10 +138,7 @@ function tryLoad(candidate: string): BlasLibrary | string {
     config: openblasConfig ? String(openblasConfig()) : null,
     sgemm,
     sgemv: optionalFunc(handle, SGEMV_SIGNATURE) as SgemvFunction | null,
-    saxpy: optionalFunc(
-      handle,
-      'void cblas_saxpy(int n, float alpha, const float *x, int incx, float *y, int incy)',
-    ) as SaxpyFunction | null,
+    saxpy: optionalFunc(handle, SAXPY_SIGNATURE) as SaxpyFunction | null,
     setThreads(threads: number): boolean {
       if (!setThreadsNative) return false;
       setThreadsNative(threads);
