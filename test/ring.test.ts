@@ -3,6 +3,7 @@ import { addToBf16, decodeBf16, encodeBf16 } from '../src/wire/bf16.ts';
 import { RingCluster } from './helpers/ring-cluster.ts';
 import pino from 'pino';
 import { RingLinks } from '../src/worker/ring-links.ts';
+import { RING_HEADER_BYTES, RingAllReduce } from '../src/wire/ring.ts';
 
 // Sizes: empty, one value, odd, not divisible by any N in 2..5, and ≥ 4 M floats (several pipelined frames per rank).
 const SIZES = [0, 1, 7, 1009, 200_003, 4_194_319];
@@ -57,6 +58,51 @@ describe('ring all-reduce between real processes over real WebSockets', () => {
       await cluster.stop();
     }
   });
+});
+
+describe('the ring and its link: memory each side may reuse', () => {
+  const CHUNK = 5;
+
+  /**
+   * `world` rings in one process over a link that, like a socket, reads a frame's parts later,
+   * delivers it from one receive buffer per rank that it scribbles over (NaN) as soon as the ring
+   * has it, and holds every frame's `written` until the test releases it.
+   */
+  function ringsOverReusedMemory(world: number, wireFormat: 'f32' | 'bf16') {
+    const held: (() => void)[] = [];
+    const inboxes = Array.from({ length: world }, () => Buffer.alloc(RING_HEADER_BYTES + 4 * CHUNK));
+    const rings: RingAllReduce[] = [];
+    for (let rank = 0; rank < world; rank++) {
+      const next = (rank + 1) % world;
+      const send = (parts: Buffer[], written: () => void) =>
+        setImmediate(() => {
+          const inbox = inboxes[next];
+          const length = Buffer.concat(parts).copy(inbox);
+          rings[next].receiveParts(inbox.subarray(0, RING_HEADER_BYTES), inbox.subarray(RING_HEADER_BYTES, length));
+          inbox.fill(0xff);
+          held.push(written);
+        });
+      rings.push(new RingAllReduce(rank, world, send, { chunkFloats: CHUNK, timeoutMs: 5000, wireFormat }));
+    }
+    return { rings, held };
+  }
+
+  for (const wireFormat of ['f32', 'bf16'] as const)
+    it(`${wireFormat}: frames travel from the ring's own memory, and an op ends only once its frames are written`, async () => {
+      const world = 3;
+      const { rings, held } = ringsOverReusedMemory(world, wireFormat);
+      const buffers = rings.map((_, rank) => Float32Array.from({ length: 37 }, (_, i) => (rank + 1) * (i % 5) - 3));
+      const expected = buffers[0].map((_, i) => buffers.reduce((sum, b) => sum + b[i], 0));
+      let finished = 0;
+      const ops = rings.map((ring, rank) => ring.allReduce(buffers[rank]).then(() => finished++));
+      for (let turn = 0; turn < 200; turn++) await new Promise(setImmediate);
+      expect(held.length, 'every frame reached its rank').toBe(2 * (world - 1) * Math.ceil(37 / CHUNK)); // each chunk, 2(n − 1) hops
+      expect(finished, 'no op ends while its frames are unwritten').toBe(0);
+      for (const written of held.splice(0)) written();
+      await Promise.all(ops);
+      // Small integers: every partial sum is exact, in bf16 too.
+      for (const buffer of buffers) expect([...buffer]).toEqual([...expected]);
+    });
 });
 
 describe('ring links', () => {

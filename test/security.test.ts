@@ -311,7 +311,18 @@ describe('ring frames that this op cannot have produced fail it, never the proce
   /** Ranks 0 and 1 of a ring of 3, with rank 2 played by the test: frames to rank 1 are ours to forge. */
   function rankOne(): { ring: RingAllReduce; sent: Buffer[] } {
     const sent: Buffer[] = [];
-    return { ring: new RingAllReduce(1, 3, (parts) => sent.push(Buffer.concat(parts)), options), sent };
+    return {
+      ring: new RingAllReduce(
+        1,
+        3,
+        (parts, written) => {
+          sent.push(Buffer.concat(parts));
+          written();
+        },
+        options,
+      ),
+      sent,
+    };
   }
 
   function frame(op: number, phase: number, iteration: number, segment: number, chunk: number, values: number): Buffer {
@@ -356,7 +367,7 @@ describe('ring frames that this op cannot have produced fail it, never the proce
     await expect(ring.allReduce(new Float32Array(9))).rejects.toThrow(/too many ring frames ahead/);
 
     // Rank 1 of 2 with 2 values receives exactly two frames per op: chunk 0 (segment 0) reduced, chunk 1 (segment 1) gathered.
-    const pair = new RingAllReduce(1, 2, () => {}, options);
+    const pair = new RingAllReduce(1, 2, (_, written) => written(), options);
     const op = pair.allReduce(new Float32Array(2));
     pair.receive(frame(1, 0, 0, 0, 0, 1));
     pair.receive(frame(1, 1, 0, 1, 1, 1));

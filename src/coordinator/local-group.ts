@@ -41,7 +41,18 @@ export class LocalGroup implements ReplicaGroup {
       timeoutMs: config.peerTimeoutMs,
       wireFormat: config.wireFormat,
     };
-    this.rings = members.map((_, rank) => new RingAllReduce(rank, n, (parts) => this.deliver(rank, Buffer.concat(parts)), options_));
+    this.rings = members.map(
+      (_, rank) =>
+        new RingAllReduce(
+          rank,
+          n,
+          (parts, written) => {
+            this.deliver(rank, Buffer.concat(parts));
+            written();
+          },
+          options_,
+        ),
+    );
     members.forEach((member, rank) => member.join(rank, n, this.rings[rank]));
     const replica = members[0].replica;
     this.facts = {

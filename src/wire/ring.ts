@@ -5,8 +5,10 @@
 // bit-identical. Segments are granules of the whole vector dealt round the ranks, so a vector summed
 // in buckets (a Placement each) adds every value in the same order as summed at once. Ops queue.
 // Transport-agnostic: the caller delivers frames (whole, or as header and payload) and carries sent
-// ones (header and payload). A frame that this op cannot have produced (bad header, length, op id,
-// or a repeat) fails the op.
+// ones (header and payload), saying when each is written. A received frame is read before
+// receiveParts returns, and what travels on is this rank's own buffer, so a link may reuse its
+// receive memory. A frame that this op cannot have produced (bad header, length, op id, or a
+// repeat) fails the op.
 // Values travel as float32, or as bf16 with float32 sums (half the bytes, 8-bit mantissas).
 import { addToBf16, decodeBf16, encodeBf16 } from './bf16.ts';
 import type { Collective, CollectiveStats, Placement } from '../common/collective.ts';
@@ -71,6 +73,8 @@ interface Operation {
   /** (phase, iteration, chunk) of every frame applied: each arrives exactly once. */
   seen: Set<string>;
   bytesSent: number;
+  /** Frames handed to the link and not yet written: the op ends once none are (they are views of its buffer). */
+  unwritten: number;
   startMs: number;
   firstFrameMs: number;
   timer: NodeJS.Timeout | null;
@@ -89,14 +93,17 @@ export class RingAllReduce implements Collective {
   private readonly bf16: boolean;
   /** bf16: a chunk's float32 sums, between decoding a frame and encoding it again. */
   private readonly scratch: Float32Array;
-  /** bf16: this rank's own chunks, encoded; reused by the next op, which starts only after they came back. */
+  /** bf16: the op's chunks as they travel on, encoded, each at its chunk's place; reused by the next op, which starts once they are written. */
   private encoded = Buffer.alloc(0);
 
   constructor(
     readonly rank: number,
     readonly world: number,
-    /** Carries one frame as [header, payload], so the payload need not be copied. */
-    private readonly sendToNext: (parts: Buffer[]) => void,
+    /**
+     * Carries one frame as [header, payload], so the payload need not be copied, and calls
+     * `written` once the link no longer needs the parts (written out, or copied).
+     */
+    private readonly sendToNext: (parts: Buffer[], written: () => void) => void,
     private readonly options: RingOptions,
   ) {
     this.bf16 = options.wireFormat === 'bf16';
@@ -126,6 +133,7 @@ export class RingAllReduce implements Collective {
         received: 0,
         seen: new Set(),
         bytesSent: 0,
+        unwritten: 0,
         startMs: 0,
         firstFrameMs: -1,
         timer: null,
@@ -144,6 +152,7 @@ export class RingAllReduce implements Collective {
     if (!op) return;
     this.current = op;
     op.startMs = performance.now();
+    if (this.bf16 && this.encoded.length < 2 * op.buffer.length) this.encoded = Buffer.allocUnsafeSlow(2 * op.buffer.length);
     this.armTimer(op);
     try {
       for (let chunk = 0; chunk < op.layout.count; chunk++) {
@@ -164,7 +173,10 @@ export class RingAllReduce implements Collective {
     else this.receiveParts(frame.subarray(0, RING_HEADER_BYTES), frame.subarray(RING_HEADER_BYTES));
   }
 
-  /** A frame from the previous rank as its header and its payload (as a link carries them: no copy to join them). */
+  /**
+   * A frame from the previous rank as its header and its payload (as a link carries them: no copy
+   * to join them). Both are read before this returns (a frame kept for a later op is copied).
+   */
   receiveParts(header: Buffer, payload: Buffer): void {
     if (this.failure) return;
     if (header.length !== RING_HEADER_BYTES || payload.length % this.valueBytes !== 0) {
@@ -179,7 +191,7 @@ export class RingAllReduce implements Collective {
       if (id < (op?.id ?? this.nextOpId))
         this.fail(new RingError(`ring frame for op ${id}, which is over (this rank is at op ${op?.id ?? this.nextOpId})`));
       else if (this.early.length >= 4 * this.world * 1024) this.fail(new RingError('too many ring frames ahead of this rank'));
-      else this.early.push({ header, payload });
+      else this.early.push({ header: Buffer.from(header), payload: Buffer.from(payload) });
       return;
     }
     try {
@@ -223,55 +235,59 @@ export class RingAllReduce implements Collective {
 
   private applyF32(op: Operation, header: Buffer, payload: Buffer, phase: number, iteration: number, start: number, count: number): void {
     const n = this.world;
-    const target = op.buffer;
-    // A view of the payload when aligned, else a copy in a fresh (aligned) Buffer that travels on.
-    if (payload.byteOffset % 4 !== 0) payload = Buffer.from(payload);
+    if (payload.byteOffset % 4 !== 0) payload = Buffer.from(payload); // a fresh Buffer is aligned
     const values = new Float32Array(payload.buffer, payload.byteOffset, count);
+    const target = op.buffer.subarray(start, start + count);
     if (phase === REDUCE_SCATTER) {
-      // The partial sum gains this rank's values and travels on; the last iteration completes
-      // this rank's segment, which it keeps and sends round as the first all-gather frame.
-      addInPlace(values, target.subarray(start, start + count));
+      // The partial sum gains this rank's values (target + values: the same float32 sum either
+      // way round) and travels on from this rank's buffer; the last iteration completes this
+      // rank's segment, which it keeps and sends round as the first all-gather frame.
+      addInPlace(target, values);
       const completes = iteration === n - 2;
-      if (completes) target.set(values, start);
-      this.forward(op, header, payload, completes ? ALL_GATHER : REDUCE_SCATTER, completes ? 0 : iteration + 1);
+      this.forward(op, header, target, completes ? ALL_GATHER : REDUCE_SCATTER, completes ? 0 : iteration + 1);
     } else {
-      target.set(values, start);
-      if (iteration < n - 2) this.forward(op, header, payload, ALL_GATHER, iteration + 1);
+      target.set(values);
+      if (iteration < n - 2) this.forward(op, header, target, ALL_GATHER, iteration + 1);
     }
   }
 
   /**
-   * As applyF32, with bf16 values: sums are float32, re-encoded to travel on. The rank that
-   * completes a segment keeps the bf16-rounded sum, which is exactly what the others receive.
+   * As applyF32, with bf16 values: sums are float32, encoded into `encoded` to travel on. The rank
+   * that completes a segment keeps the bf16-rounded sum, which is exactly what the others receive.
    */
   private applyBf16(op: Operation, header: Buffer, payload: Buffer, phase: number, iteration: number, start: number, count: number): void {
     const n = this.world;
     if (payload.byteOffset % 2 !== 0) payload = Buffer.from(payload); // a fresh Buffer is aligned
     const values = new Uint16Array(payload.buffer, payload.byteOffset, count);
     const target = op.buffer.subarray(start, start + count);
+    const onward = new Uint16Array(this.encoded.buffer, this.encoded.byteOffset + 2 * start, count);
     if (phase === REDUCE_SCATTER) {
-      addToBf16(values, target, this.scratch);
+      onward.set(values);
+      addToBf16(onward, target, this.scratch);
       const completes = iteration === n - 2;
-      if (completes) decodeBf16(values, target);
-      this.forward(op, header, payload, completes ? ALL_GATHER : REDUCE_SCATTER, completes ? 0 : iteration + 1);
+      if (completes) decodeBf16(onward, target);
+      this.forward(op, header, onward, completes ? ALL_GATHER : REDUCE_SCATTER, completes ? 0 : iteration + 1);
     } else {
       decodeBf16(values, target);
-      if (iteration < n - 2) this.forward(op, header, payload, ALL_GATHER, iteration + 1);
+      if (iteration < n - 2) {
+        onward.set(values);
+        this.forward(op, header, onward, ALL_GATHER, iteration + 1);
+      }
     }
   }
 
-  /** Sends a received frame, its payload already updated in place, on to the next rank under a new phase and iteration. */
-  private forward(op: Operation, header: Buffer, payload: Buffer, phase: number, iteration: number): void {
+  /** Sends a received frame on to the next rank under a new phase and iteration, its values from this rank's memory. */
+  private forward(op: Operation, received: Buffer, values: Float32Array | Uint16Array, phase: number, iteration: number): void {
+    const header = Buffer.from(received);
     header.writeUInt16LE(phase, 4);
     header.writeUInt16LE(iteration, 6);
-    op.bytesSent += header.length + payload.length;
-    this.sendToNext([header, payload]);
+    this.write(op, header, Buffer.from(values.buffer, values.byteOffset, values.byteLength));
   }
 
   /**
    * Sends one chunk of this rank's own buffer. As float32 the payload goes as a view, without a
    * copy: the buffer region is not written again before the chunk has travelled the ring and come
-   * back. As bf16 it is encoded into `encoded`, at the same place, for the same reason.
+   * back. As bf16 it is encoded into `encoded`, at the chunk's place, for the same reason.
    */
   private send(op: Operation, phase: number, iteration: number, segment: number, chunk: number): void {
     const [start, end] = this.chunkRange(op, chunk);
@@ -284,16 +300,24 @@ export class RingAllReduce implements Collective {
     const values = op.buffer.subarray(start, end);
     let payload = Buffer.from(values.buffer, values.byteOffset, values.byteLength);
     if (this.bf16) {
-      if (this.encoded.length < 2 * op.buffer.length) this.encoded = Buffer.allocUnsafeSlow(2 * op.buffer.length);
       payload = this.encoded.subarray(2 * start, 2 * end);
       encodeBf16(values, new Uint16Array(payload.buffer, payload.byteOffset, values.length));
     }
-    op.bytesSent += RING_HEADER_BYTES + payload.length;
-    this.sendToNext([header, payload]);
+    this.write(op, header, payload);
+  }
+
+  /** Hands one frame to the link; the op is not over until the link has written it. */
+  private write(op: Operation, header: Buffer, payload: Buffer): void {
+    op.bytesSent += header.length + payload.length;
+    op.unwritten++;
+    this.sendToNext([header, payload], () => {
+      op.unwritten--;
+      this.finishIfDone(op);
+    });
   }
 
   private finishIfDone(op: Operation): void {
-    if (this.current !== op || op.received < op.expected) return;
+    if (this.current !== op || op.received < op.expected || op.unwritten > 0) return;
     if (op.timer) clearTimeout(op.timer);
     this.current = null;
     const now = performance.now();

@@ -132,7 +132,7 @@ export class RingLinks {
     const report = this.options.onStall;
     const onStall = report && ((waitedMs: number) => report({ ...this.countersOf(generation), waitedMs }));
     const ringOptions = { chunkFloats: this.options.chunkFloats, timeoutMs, wireFormat, onStall };
-    const ring = new RingAllReduce(rank, this.world, (parts) => this.sendToNext(parts), ringOptions);
+    const ring = new RingAllReduce(rank, this.world, (parts, written) => this.sendToNext(parts, written), ringOptions);
     this.ring = ring;
     // A frame travels as two messages, its header and then its payload, so neither side copies
     // to join them (`ws` concatenates the fragments of one message).
@@ -181,14 +181,15 @@ export class RingLinks {
     return null;
   }
 
-  /** One ring frame: its header and its payload, each a WebSocket message. */
-  private sendToNext(parts: Buffer[]): void {
+  /** One ring frame: its header and its payload, each a WebSocket message; `written` once both are out. */
+  private sendToNext(parts: Buffer[], written: () => void): void {
     const socket = this.toNext;
     if (!socket || socket.readyState !== WebSocket.OPEN) throw new RingError('ring link to the next rank is not open');
     const blackHole = this.sentToNextBytes >= this.cutAfterBytes;
     for (const part of parts) this.sentToNextBytes += part.length;
-    if (blackHole) return;
-    for (const part of parts) socket.send(part, { binary: true });
+    if (blackHole) return written();
+    // A failed write closes the socket, which fails the ring; the parts are free either way.
+    parts.forEach((part, i) => socket.send(part, { binary: true }, i === parts.length - 1 ? written : undefined));
   }
 
   /** A neighbour connected to our server: it must say hello for our generation as our next rank. */
