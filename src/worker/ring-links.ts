@@ -1,7 +1,8 @@
 // The data-plane links of one worker: a WebSocket server its next ring neighbour connects to, and
 // a client connection to its previous neighbour's server. Gradient chunks flow server → client
 // (rank r sends on the socket that rank r+1 opened), because server frames are not masked and a
-// `ws` client's frame masking, done in JavaScript, costs several times the throughput.
+// `ws` client's frame masking, done in JavaScript, costs several times the throughput. The client
+// is a ReceivingWebSocket, which reads every frame into one reused buffer (ws: a fresh one each).
 // Links belong to one membership generation; forming a new ring closes the old links. Only the
 // expected next rank of the current generation, with the cluster token (and, with a CA, a
 // certificate it signed), gets a link; every other connection is refused with a reason.
@@ -18,6 +19,7 @@ import {
   type RingCounters,
 } from '../wire/protocol.ts';
 import { RING_HEADER_BYTES, RingAllReduce, RingError, type WireFormat } from '../wire/ring.ts';
+import { ReceivingWebSocket } from '../wire/receiving-socket.ts';
 import { AuthenticatedServer, type RouteAnswer } from '../wire/server.ts';
 import { tlsClientOptions, type TlsOptions } from '../wire/tls.ts';
 
@@ -59,7 +61,7 @@ export class RingLinks {
   private rank = 0;
   private world = 1;
   private toNext: WebSocket | null = null;
-  private fromPrevious: WebSocket | null = null;
+  private fromPrevious: ReceivingWebSocket | null = null;
   private ring: RingAllReduce | null = null;
   private waitingForNext: ((socket: WebSocket) => void) | null = null;
   /** Worker ids of this rank and of the next one in the current generation (hellos name them). */
@@ -136,14 +138,16 @@ export class RingLinks {
     this.ring = ring;
     // A frame travels as two messages, its header and then its payload, so neither side copies
     // to join them (`ws` concatenates the fragments of one message).
+    // Each message lies in the link's one receive buffer until the next: the header is copied.
     let header: Buffer | null = null;
     fromPrevious.on('message', (data: Buffer, isBinary: boolean) => {
       this.receivedFromPreviousBytes += data.length;
       if (!isBinary) return ring.abort(new RingError('text frame on the ring link'));
       if (header) ring.receiveParts(header, data);
       else if (data.length !== RING_HEADER_BYTES) ring.abort(new RingError(`malformed ring frame header of ${data.length} bytes`));
-      header = header ? null : data;
+      header = header ? null : Buffer.from(data);
     });
+    fromPrevious.on('error', (error: Error) => ring.abort(new RingError(`ring link to the previous rank failed: ${error.message}`)));
     const lost = (which: string) => () => ring.abort(new RingError(`ring link to the ${which} rank closed`));
     fromPrevious.on('close', lost('previous'));
     toNext.on('close', lost('next'));
@@ -249,7 +253,7 @@ export class RingLinks {
   }
 
   /** Connects to the previous rank's server, retrying while it is not up or not yet at our generation. */
-  private async connectPrevious(generation: number, previous: Peer): Promise<WebSocket> {
+  private async connectPrevious(generation: number, previous: Peer): Promise<ReceivingWebSocket> {
     const deadline = Date.now() + this.timeoutMs;
     let lastError = 'no attempt';
     while (Date.now() < deadline && generation === this.generation) {
@@ -266,34 +270,32 @@ export class RingLinks {
     );
   }
 
-  private tryConnect(generation: number, previous: Peer): Promise<WebSocket> {
+  private async tryConnect(generation: number, previous: Peer): Promise<ReceivingWebSocket> {
     if (this.options.cut?.workerId === previous.workerId && this.options.cut.afterBytes === 0)
       return new Promise((_, reject) => setTimeout(() => reject(new Error('timed out (link cut by fault injection)')), 1000));
     const scheme = this.options.tls ? 'wss' : 'ws';
+    const host = previous.host.includes(':') ? `[${previous.host}]` : previous.host; // IPv6 literal
+    const socket = await ReceivingWebSocket.connect(`${scheme}://${host}:${previous.port}/ring`, {
+      headers: authorizationHeader(this.options.token),
+      maxPayloadBytes: this.maxFrameBytes,
+      tls: tlsClientOptions(this.options.tls),
+      handshakeTimeoutMs: this.timeoutMs,
+    });
     return new Promise((resolve, reject) => {
-      const host = previous.host.includes(':') ? `[${previous.host}]` : previous.host; // IPv6 literal
-      const socket = new WebSocket(`${scheme}://${host}:${previous.port}/ring`, {
-        headers: authorizationHeader(this.options.token),
-        maxPayload: this.maxFrameBytes,
-        ...tlsClientOptions(this.options.tls),
-        handshakeTimeout: this.timeoutMs,
-      });
-      socket.binaryType = 'nodebuffer';
       const fail = (message: string) => {
         socket.removeAllListeners();
-        socket.on('error', () => {});
         socket.terminate();
         reject(new Error(message));
       };
-      socket.once('error', (error) => fail(error.message));
-      socket.once('close', (code, reason) => fail(`closed (${code} ${reason.toString()})`));
-      socket.once('open', () => socket.send(encodeRingHello({ generation, rank: this.rank, workerId: this.selfId, key: this.ringKey })));
+      socket.once('error', (error: Error) => fail(error.message));
+      socket.once('close', (code: number, reason: Buffer) => fail(`closed (${code} ${reason.toString()})`));
       socket.once('message', (data: Buffer) => {
         if (!isRingAccepted(data)) return fail('the previous rank did not accept the link');
         socket.removeAllListeners();
-        socket.on('error', (error) => this.options.log.debug({ err: error }, 'ring link error'));
+        socket.on('error', (error: Error) => this.options.log.debug({ err: error }, 'ring link error'));
         resolve(socket);
       });
+      socket.send(encodeRingHello({ generation, rank: this.rank, workerId: this.selfId, key: this.ringKey }));
     });
   }
 }
